@@ -1,0 +1,152 @@
+// HDF5 C++ API wrappers. HDF5's automatic error printing is turned off: failures surface as UserError.
+#include "h5io.h"
+
+#include <H5Cpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "errors.h"
+
+namespace bs {
+
+namespace {
+
+struct QuietHdf5 {
+  QuietHdf5() { H5::Exception::dontPrint(); }
+} quiet_hdf5;
+
+H5::H5File open_for_reading(const std::string& path, const std::string& option) {
+  if (access(path.c_str(), R_OK) != 0) throw UserError(option + " '" + path + "': file not found or not readable");
+  try {
+    if (!H5::H5File::isHdf5(path)) throw UserError(option + " '" + path + "': not an HDF5 file");
+    return H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception&) {
+    throw UserError(option + " '" + path + "': not a readable HDF5 file");
+  }
+}
+
+// A new dataset at `path`, creating the groups on the way.
+H5::DataSet create(H5::H5File& f, const std::string& path, const H5::DataType& type, const H5::DataSpace& space) {
+  H5::LinkCreatPropList lcpl;
+  H5Pset_create_intermediate_group(lcpl.getId(), 1);
+  return f.createDataSet(path, type, space, H5::DSetCreatPropList::DEFAULT, H5::DSetAccPropList::DEFAULT, lcpl);
+}
+
+}  // namespace
+
+bool h5_has_dataset(const std::string& path, const std::string& name) {
+  try {
+    H5::H5File f(path, H5F_ACC_RDONLY);
+    return f.nameExists(name);
+  } catch (const H5::Exception&) {
+    return false;
+  }
+}
+
+torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option) {
+  H5::H5File f = open_for_reading(path, option);
+  if (!f.nameExists(name)) throw UserError(option + " '" + path + "': no dataset /" + name);
+  try {
+    H5::DataSet ds = f.openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    std::vector<hsize_t> dims(space.getSimpleExtentNdims());
+    space.getSimpleExtentDims(dims.data());
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+    const H5T_class_t cls = ds.getTypeClass();
+    if (cls == H5T_FLOAT) {
+      auto t = torch::empty(shape, torch::kFloat64);
+      ds.read(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+      return t;
+    }
+    if (cls == H5T_INTEGER) {
+      auto t = torch::empty(shape, torch::kInt64);
+      ds.read(t.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+      return t;
+    }
+    throw UserError(option + " '" + path + "': dataset /" + name + " is neither float nor integer");
+  } catch (const H5::Exception& e) {
+    throw UserError(option + " '" + path + "': cannot read /" + name + " (" + e.getDetailMsg() + ")");
+  }
+}
+
+H5Output::H5Output(std::string path) : m_path(std::move(path)) {
+  m_tmp = m_path + ".tmp." + std::to_string(getpid());
+  try {
+    m_file = std::make_unique<H5::H5File>(m_tmp, H5F_ACC_TRUNC);
+  } catch (const H5::Exception&) {
+    throw UserError("cannot create '" + m_path + "' (is the output folder writable?)");
+  }
+}
+
+H5Output::~H5Output() {
+  if (!m_committed) {
+    m_file.reset();
+    std::remove(m_tmp.c_str());
+  }
+}
+
+void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
+  auto t = t_in.detach().cpu().contiguous();
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+  if (t.scalar_type() == torch::kFloat64) {
+    create(*m_file, path, H5::PredType::NATIVE_DOUBLE, space)
+        .write(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+  } else if (t.scalar_type() == torch::kFloat32) {
+    create(*m_file, path, H5::PredType::NATIVE_FLOAT, space)
+        .write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+  } else {
+    auto l = t.to(torch::kInt64);
+    create(*m_file, path, H5::PredType::NATIVE_INT64, space)
+        .write(l.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+  }
+}
+
+void H5Output::write(const std::string& path, const std::vector<double>& v) {
+  write(path, torch::tensor(v, torch::kFloat64).reshape({static_cast<int64_t>(v.size())}));
+}
+
+void H5Output::write(const std::string& path, const std::vector<int64_t>& v) {
+  write(path, torch::tensor(v, torch::kInt64).reshape({static_cast<int64_t>(v.size())}));
+}
+
+void H5Output::write(const std::string& path, const std::vector<std::string>& v) {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  hsize_t n = v.size();
+  H5::DataSpace space(1, &n);
+  std::vector<const char*> ptrs;
+  for (const auto& s : v) ptrs.push_back(s.c_str());
+  create(*m_file, path, type, space).write(ptrs.data(), type);
+}
+
+void H5Output::write(const std::string& path, double v) {
+  H5::DataSpace scalar;
+  create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar)
+      .write(&v, H5::PredType::NATIVE_DOUBLE);
+}
+
+void H5Output::write(const std::string& path, int64_t v) {
+  H5::DataSpace scalar;
+  create(*m_file, path, H5::PredType::NATIVE_INT64, scalar)
+      .write(&v, H5::PredType::NATIVE_INT64);
+}
+
+void H5Output::attribute(const std::string& name, const std::string& value) {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  H5::DataSpace scalar;
+  const char* p = value.c_str();
+  m_file->openGroup("/").createAttribute(name, type, scalar).write(type, &p);
+}
+
+void H5Output::commit() {
+  m_file->close();
+  m_file.reset();
+  if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0)
+    throw UserError("cannot move '" + m_tmp + "' to '" + m_path + "'");
+  m_committed = true;
+}
+
+}  // namespace bs

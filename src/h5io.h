@@ -1,0 +1,44 @@
+// HDF5 helpers: reading user data, and H5Output, which writes a whole file under a temporary name and
+// renames it into place on commit(), so a reader never sees a half-written profile or parameter file.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace H5 {
+class H5File;
+}
+
+namespace bs {
+
+// Dataset `name` of `path` as a tensor: floating data as float64, integer data as int64. Errors name
+// `option` (e.g. "--data") and the file.
+torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option);
+bool h5_has_dataset(const std::string& path, const std::string& name);
+
+class H5Output {
+ public:
+  explicit H5Output(std::string path);
+  ~H5Output();  // removes the temporary file unless committed
+  H5Output(const H5Output&) = delete;
+  H5Output& operator=(const H5Output&) = delete;
+
+  // Paths may contain groups ("/global/trace"); intermediate groups are created.
+  void write(const std::string& path, const torch::Tensor& t);  // float32/float64/int64 kept as is
+  void write(const std::string& path, const std::vector<double>& v);
+  void write(const std::string& path, const std::vector<int64_t>& v);
+  void write(const std::string& path, const std::vector<std::string>& v);
+  void write(const std::string& path, double v);
+  void write(const std::string& path, int64_t v);
+  void attribute(const std::string& name, const std::string& value);  // on the root group
+  void commit();  // close and atomically rename into place
+
+ private:
+  std::string m_path, m_tmp;
+  std::unique_ptr<H5::H5File> m_file;
+  bool m_committed = false;
+};
+
+}  // namespace bs

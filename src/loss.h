@@ -1,0 +1,15 @@
+// Losses as PyTorch defines them: cross-entropy over logits [B,C] / targets [B], or [B,T,V] / [B,T]
+// averaged over all tokens; mean squared error over all elements.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+namespace bs {
+
+enum class LossKind { CrossEntropy, Mse };
+LossKind loss_kind_from_string(const std::string& s);  // "ce" | "mse", else UserError naming --loss
+
+torch::Tensor compute_loss(const torch::Tensor& outputs, const torch::Tensor& targets, LossKind kind);
+
+}  // namespace bs

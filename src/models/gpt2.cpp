@@ -1,0 +1,94 @@
+// GPT-2 modules. Initialisation follows GPT-2: N(0, 0.02), residual projections scaled by
+// 1/sqrt(2 n_layer), zero biases.
+#include "gpt2.h"
+
+#include <cmath>
+
+namespace bs {
+
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t T = q.size(2);
+  auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1);
+  att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
+  return torch::matmul(torch::softmax(att, -1), v);
+}
+
+static void init_linear(torch::nn::Linear& l, double std) {
+  torch::NoGradGuard g;
+  l->weight.normal_(0.0, std);
+  if (l->bias.defined()) l->bias.zero_();
+}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads(c.n_heads) {
+  auto lin = [&](const char* name) {
+    return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(c.dim, c.dim).bias(true)));
+  };
+  q_proj = lin("q_proj");
+  k_proj = lin("k_proj");
+  v_proj = lin("v_proj");
+  o_proj = lin("o_proj");
+  for (auto* l : {&q_proj, &k_proj, &v_proj}) init_linear(*l, 0.02);
+  init_linear(o_proj, 0.02 / std::sqrt(2.0 * c.n_layer));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / n_heads;
+  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
+  auto y = causal_attention(heads(q_proj(x)), heads(k_proj(x)), heads(v_proj(x)));
+  return o_proj(y.transpose(1, 2).reshape({B, T, D}));
+}
+
+Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
+  const int64_t hidden = c.ffn > 0 ? c.ffn : 4 * c.dim;
+  fc_in = register_module("fc_in", torch::nn::Linear(c.dim, hidden));
+  fc_out = register_module("fc_out", torch::nn::Linear(hidden, c.dim));
+  init_linear(fc_in, 0.02);
+  init_linear(fc_out, 0.02 / std::sqrt(2.0 * c.n_layer));
+}
+
+torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
+  return fc_out(torch::gelu(fc_in(x), "tanh"));
+}
+
+Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {
+  ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
+  attn = register_module("attn", CausalSelfAttention(c));
+  ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
+  mlp = register_module("mlp", Gpt2Mlp(c));
+}
+
+torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x) {
+  x = x + attn(ln_1(x));
+  return x + mlp(ln_2(x));
+}
+
+Gpt2Impl::Gpt2Impl(const ModelConfig& c) : cfg(c) {
+  wte = register_module("wte", torch::nn::Embedding(c.vocab, c.dim));
+  wpe = register_module("wpe", torch::nn::Embedding(c.seq_len, c.dim));
+  {
+    torch::NoGradGuard g;
+    wte->weight.normal_(0.0, 0.02);
+    wpe->weight.normal_(0.0, 0.01);
+  }
+  h = register_module("h", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Gpt2Block(c));
+  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
+  if (!c.tied) {
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.dim, c.vocab).bias(false)));
+    init_linear(lm_head, 0.02);
+  }
+}
+
+torch::Tensor Gpt2Impl::forward(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "gpt2 expects token inputs of shape [B,T], got ", tokens.sizes());
+  TORCH_CHECK(tokens.size(1) <= cfg.seq_len, "sequence length ", tokens.size(1),
+              " exceeds the model's seq_len ", cfg.seq_len);
+  auto pos = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
+  auto x = wte(tokens) + wpe(pos).unsqueeze(0);
+  for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);
+  x = ln_f(x);
+  return cfg.tied ? torch::matmul(x, wte->weight.t()) : lm_head(x);
+}
+
+}  // namespace bs

@@ -1,0 +1,48 @@
+// GPT-2 (Radford et al. 2019) with Hugging Face-style names and separate q/k/v/o projections, written
+// with plain attention math so that double backward (Hessian-vector products) works everywhere.
+#pragma once
+#include <torch/torch.h>
+
+#include "model_config.h"
+
+namespace bs {
+
+struct CausalSelfAttentionImpl : torch::nn::Module {
+  explicit CausalSelfAttentionImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads;
+};
+TORCH_MODULE(CausalSelfAttention);
+
+struct Gpt2MlpImpl : torch::nn::Module {
+  explicit Gpt2MlpImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear fc_in{nullptr}, fc_out{nullptr};
+};
+TORCH_MODULE(Gpt2Mlp);
+
+struct Gpt2BlockImpl : torch::nn::Module {
+  explicit Gpt2BlockImpl(const ModelConfig& c);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  CausalSelfAttention attn{nullptr};
+  Gpt2Mlp mlp{nullptr};
+};
+TORCH_MODULE(Gpt2Block);
+
+struct Gpt2Impl : torch::nn::Module {
+  explicit Gpt2Impl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& tokens);  // [B,T] int64 -> logits [B,T,V]
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h;
+  torch::nn::LayerNorm ln_f{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // absent when tied to wte
+  ModelConfig cfg;
+};
+TORCH_MODULE(Gpt2);
+
+// Causal softmax attention on [B,H,T,hd] tensors; shared by GPT-2 and LLaMA.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+}  // namespace bs

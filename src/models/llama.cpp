@@ -1,0 +1,102 @@
+// LLaMA modules. GQA repeats each KV head n_heads/n_kv_heads times consecutively (HF repeat_kv).
+#include "llama.h"
+
+#include "gpt2.h"
+
+namespace bs {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x) {
+  const int64_t T = x.size(2), hd = x.size(3);
+  auto opts = torch::TensorOptions().dtype(x.scalar_type()).device(x.device());
+  auto inv_freq = torch::pow(10000.0, -torch::arange(0, hd, 2, opts) / static_cast<double>(hd));
+  auto freqs = torch::outer(torch::arange(T, opts), inv_freq);
+  auto emb = torch::cat({freqs, freqs}, -1);
+  auto x1 = x.narrow(-1, 0, hd / 2), x2 = x.narrow(-1, hd / 2, hd / 2);
+  auto rotated = torch::cat({-x2, x1}, -1);
+  return x * emb.cos() + rotated * emb.sin();
+}
+
+static torch::nn::Linear make_linear(torch::nn::Module& m, const char* name, int64_t in, int64_t out, double std) {
+  auto l = m.register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)));
+  torch::NoGradGuard g;
+  l->weight.normal_(0.0, std);
+  return l;
+}
+
+LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c)
+    : n_heads(c.n_heads), n_kv_heads(c.kv_heads()), head_dim(c.head_dim()) {
+  const double resid = 0.02 / std::sqrt(2.0 * c.n_layer);
+  q_proj = make_linear(*this, "q_proj", c.dim, n_heads * head_dim, 0.02);
+  k_proj = make_linear(*this, "k_proj", c.dim, n_kv_heads * head_dim, 0.02);
+  v_proj = make_linear(*this, "v_proj", c.dim, n_kv_heads * head_dim, 0.02);
+  o_proj = make_linear(*this, "o_proj", n_heads * head_dim, c.dim, resid);
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto heads = [&](const torch::Tensor& t, int64_t h) { return t.view({B, T, h, head_dim}).transpose(1, 2); };
+  auto q = apply_rope(heads(q_proj(x), n_heads));
+  auto k = apply_rope(heads(k_proj(x), n_kv_heads));
+  auto v = heads(v_proj(x), n_kv_heads);
+  if (n_kv_heads != n_heads) {
+    const int64_t rep = n_heads / n_kv_heads;
+    k = k.repeat_interleave(rep, 1);
+    v = v.repeat_interleave(rep, 1);
+  }
+  auto y = causal_attention(q, k, v);
+  return o_proj(y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
+}
+
+LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
+  // LLaMA's hidden size: 2/3 of 4*dim, rounded up to a multiple of 8, unless `ffn` is set.
+  const int64_t hidden = c.ffn > 0 ? c.ffn : ((8 * c.dim / 3 + 7) / 8) * 8;
+  gate_proj = make_linear(*this, "gate_proj", c.dim, hidden, 0.02);
+  up_proj = make_linear(*this, "up_proj", c.dim, hidden, 0.02);
+  down_proj = make_linear(*this, "down_proj", hidden, c.dim, 0.02 / std::sqrt(2.0 * c.n_layer));
+}
+
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.dim, 1e-6));
+  self_attn = register_module("self_attn", LlamaAttention(c));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.dim, 1e-6));
+  mlp = register_module("mlp", LlamaMlp(c));
+}
+
+torch::Tensor LlamaLayerImpl::forward(torch::Tensor x) {
+  x = x + self_attn(input_layernorm(x));
+  return x + mlp(post_attention_layernorm(x));
+}
+
+LlamaImpl::LlamaImpl(const ModelConfig& c) : cfg(c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab, c.dim));
+  {
+    torch::NoGradGuard g;
+    embed_tokens->weight.normal_(0.0, 0.02);
+  }
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaLayer(c));
+  norm = register_module("norm", RMSNorm(c.dim, 1e-6));
+  if (!c.tied) lm_head = make_linear(*this, "lm_head", c.dim, c.vocab, 0.02);
+}
+
+torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "llama expects token inputs of shape [B,T], got ", tokens.sizes());
+  auto x = embed_tokens(tokens);
+  for (const auto& layer : *layers) x = layer->as<LlamaLayer>()->forward(x);
+  x = norm(x);
+  return cfg.tied ? torch::matmul(x, embed_tokens->weight.t()) : lm_head(x);
+}
+
+}  // namespace bs

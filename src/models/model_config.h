@@ -1,0 +1,17 @@
+// Sizes of a built-in model; presets fill it and `--set key=value` overrides single fields.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace bs {
+
+struct ModelConfig {
+  std::string family;  // gpt2 | llama | mlp | cnn
+  int64_t n_layer = 2, dim = 64, n_heads = 4, n_kv_heads = 0, vocab = 256, seq_len = 64, ffn = 0;
+  bool tied = true;
+  int64_t in_features = 784, n_classes = 10, hidden = 128;  // mlp / cnn
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int64_t head_dim() const { return dim / n_heads; }
+};
+
+}  // namespace bs

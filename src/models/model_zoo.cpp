@@ -1,0 +1,122 @@
+// Presets: "tiny" (0.1-0.5M parameters, for tests) and "small-cpu" (5-10M, for CPU experiments).
+#include "model_zoo.h"
+
+#include <map>
+
+#include "../errors.h"
+#include "gpt2.h"
+#include "llama.h"
+#include "vision.h"
+
+namespace bs {
+
+static const std::map<std::string, ModelConfig>& presets() {
+  static const std::map<std::string, ModelConfig> p = [] {
+    std::map<std::string, ModelConfig> m;
+    ModelConfig c;
+    c.family = "gpt2"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.vocab = 256; c.seq_len = 64; c.tied = true;
+    m["gpt2-tiny"] = c;
+    c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.seq_len = 128;
+    m["gpt2-small-cpu"] = c;
+    c = ModelConfig{};
+    c.family = "llama"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.n_kv_heads = 2; c.vocab = 256; c.seq_len = 64;
+    c.tied = false;
+    m["llama-tiny"] = c;
+    c.n_layer = 6; c.dim = 256; c.n_heads = 8; c.n_kv_heads = 4; c.seq_len = 128;
+    m["llama-small-cpu"] = c;
+    c = ModelConfig{};
+    c.family = "mlp"; c.n_layer = 2; c.hidden = 128; c.vocab = 0; c.seq_len = 0; c.tied = false;
+    m["mlp-mnist"] = c;
+    c.family = "cnn"; c.n_layer = 2; c.hidden = 32;
+    m["cnn-mnist"] = c;
+    return m;
+  }();
+  return p;
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, cfg] : presets()) names.push_back(name);
+  return names;
+}
+
+bool is_torchscript_path(const std::string& model) {
+  return model.find('/') != std::string::npos ||
+         (model.size() > 3 && model.compare(model.size() - 3, 3, ".pt") == 0);
+}
+
+static int64_t parse_int(const std::string& key, const std::string& value) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(value, &used);
+    if (used == value.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  throw UserError("--set " + key + "=" + value + ": expected a non-negative integer");
+}
+
+ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets,
+                                 int64_t vocab, int64_t seq_len) {
+  auto it = presets().find(preset);
+  if (it == presets().end()) {
+    std::string known;
+    for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+    throw UserError("--model '" + preset + "': unknown model (built-in presets: " + known +
+                    "; or give a path to a TorchScript .pt file)");
+  }
+  ModelConfig c = it->second;
+  const bool is_lm = c.family == "gpt2" || c.family == "llama";
+  if (is_lm && vocab > 0) c.vocab = vocab;
+  if (is_lm && seq_len > 0) c.seq_len = seq_len;
+  const std::map<std::string, int64_t*> ints = {
+      {"n_layer", &c.n_layer}, {"dim", &c.dim}, {"n_heads", &c.n_heads}, {"n_kv_heads", &c.n_kv_heads},
+      {"vocab", &c.vocab},     {"seq_len", &c.seq_len}, {"ffn", &c.ffn}, {"hidden", &c.hidden}};
+  for (const auto& kv : sets) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) throw UserError("--set '" + kv + "': expected key=value");
+    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    if (key == "tied") {
+      if (value != "true" && value != "false" && value != "1" && value != "0")
+        throw UserError("--set tied=" + value + ": expected true or false");
+      c.tied = value == "true" || value == "1";
+    } else if (auto f = ints.find(key); f != ints.end()) {
+      *f->second = parse_int(key, value);
+    } else {
+      throw UserError("--set '" + key + "': unknown key for model '" + preset +
+                      "' (known: n_layer, dim, n_heads, n_kv_heads, vocab, seq_len, tied, ffn, hidden)");
+    }
+  }
+  if (is_lm) {
+    if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
+      throw UserError("--set: dim (" + std::to_string(c.dim) + ") must be a multiple of n_heads (" +
+                      std::to_string(c.n_heads) + ")");
+    if (c.kv_heads() <= 0 || c.n_heads % c.kv_heads() != 0)
+      throw UserError("--set: n_heads must be a multiple of n_kv_heads");
+    if (c.family == "gpt2" && c.n_kv_heads > 0 && c.n_kv_heads != c.n_heads)
+      throw UserError("--set n_kv_heads: gpt2 models have no grouped-query attention (use a llama preset)");
+    if (c.vocab <= 0 || c.seq_len <= 0 || c.n_layer <= 0)
+      throw UserError("--set: vocab, seq_len and n_layer must be positive");
+  }
+  return c;
+}
+
+std::unique_ptr<Network> build_network(const std::string& preset, const ModelConfig& c, uint64_t seed) {
+  torch::manual_seed(seed);
+  ModelInfo info;
+  info.name = preset;
+  info.family = c.family;
+  info.dim = c.dim;
+  info.n_heads = c.n_heads;
+  info.n_kv_heads = c.kv_heads();
+  info.n_layer = c.n_layer;
+  info.vocab = c.vocab;
+  info.seq_len = c.seq_len;
+  info.tied = c.tied;
+  if (c.family == "gpt2") return std::make_unique<ZooNetwork<Gpt2>>(Gpt2(c), info);
+  if (c.family == "llama") return std::make_unique<ZooNetwork<Llama>>(Llama(c), info);
+  info.dim = info.n_heads = info.n_kv_heads = 0;
+  if (c.family == "mlp") return std::make_unique<ZooNetwork<MlpNet>>(MlpNet(c), info);
+  return std::make_unique<ZooNetwork<CnnNet>>(CnnNet(c), info);
+}
+
+}  // namespace bs

@@ -1,0 +1,78 @@
+// Network helpers and the TorchScript adapter.
+#include "network.h"
+
+#include <fstream>
+
+#include "errors.h"
+
+namespace bs {
+
+std::vector<torch::Tensor> Network::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+torch::Dtype Network::dtype() const {
+  auto params = named_parameters();
+  return params.empty() ? torch::kFloat32 : params.front().second.scalar_type();
+}
+
+std::string torch_error_line(const std::exception& e) {
+  std::string msg;
+  if (auto* ce = dynamic_cast<const c10::Error*>(&e))
+    msg = ce->what_without_backtrace();
+  else
+    msg = e.what();
+  // Keep the most informative single line: LibTorch puts the reason first.
+  auto nl = msg.find('\n');
+  std::string first = msg.substr(0, nl);
+  if (first.rfind("The following operation failed", 0) == 0 || first.empty()) {
+    // TorchScript interpreter errors: the reason is on the last non-empty line.
+    size_t end = msg.find_last_not_of("\n ");
+    size_t start = msg.rfind('\n', end);
+    first = msg.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  }
+  return first;
+}
+
+namespace {
+
+class ScriptNetwork : public Network {
+ public:
+  ScriptNetwork(torch::jit::Module m, ModelInfo info) : m_module(std::move(m)) { m_info = std::move(info); }
+  torch::Tensor forward(const torch::Tensor& inputs) override {
+    auto out = m_module.forward({inputs});
+    if (!out.isTensor()) throw UserError("model '" + m_info.name + "': forward() must return one tensor");
+    return out.toTensor();
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const override {
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (const auto& item : m_module.named_parameters(true)) out.emplace_back(item.name, item.value);
+    return out;
+  }
+  void to(torch::Dtype dtype) override { m_module.to(dtype); }
+  void set_train(bool on) override { m_module.train(on); }
+
+ private:
+  torch::jit::Module m_module;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> load_torchscript(const std::string& path) {
+  if (!std::ifstream(path).good()) throw UserError("--model '" + path + "': file not found or not readable");
+  torch::jit::Module m;
+  try {
+    m = torch::jit::load(path);
+  } catch (const std::exception& e) {
+    throw UserError("--model '" + path + "': not a TorchScript module (" + torch_error_line(e) + ")");
+  }
+  for (const auto& p : m.parameters()) p.requires_grad_(true);
+  ModelInfo info;
+  info.name = path;
+  info.family = "torchscript";
+  return std::make_unique<ScriptNetwork>(std::move(m), std::move(info));
+}
+
+}  // namespace bs

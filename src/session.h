@@ -1,0 +1,53 @@
+// Session: model + data + loss built from the common options every subcommand shares (DESIGN.md
+// "Common options"), and the one function that evaluates the loss of a batch.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data.h"
+#include "loss.h"
+#include "network.h"
+
+namespace bs {
+
+struct CommonOptions {
+  std::string model = "gpt2-tiny";
+  std::vector<std::string> sets;  // --set key=value
+  std::string data = "brown";
+  std::string tokenizer = "byte";
+  std::string loss = "ce";
+  int64_t batch_size = 8;
+  int64_t seq_len = 0;  // 0: the model preset's
+  uint64_t seed = 0;
+  std::string dtype = "float32";
+  std::string device = "cpu";
+  int threads = 0;  // 0: LibTorch's default
+  std::string out = "out";
+  bool shuffle = false;
+  int64_t dim = 0, n_heads = 0, n_kv_heads = 0;  // for TorchScript attention models
+};
+
+struct Session {
+  CommonOptions opt;
+  std::unique_ptr<Network> net;
+  std::unique_ptr<DataSource> data;
+  LossKind loss = LossKind::CrossEntropy;
+  torch::Dtype dtype = torch::kFloat32;
+
+  Batch train_batch(int64_t i) const { return batch_to(data->train_batch(i), dtype); }
+  Batch val_batch(int64_t i) const { return batch_to(data->val_batch(i), dtype); }
+};
+
+Session open_session(const CommonOptions& opt);
+
+// Loss of `net` on `batch`. A model that rejects the inputs becomes a UserError naming model and data.
+torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name);
+
+// Creates --out if needed and proves it writable; throws UserError naming the folder otherwise.
+void prepare_out_dir(const std::string& dir);
+
+// The full command line, for provenance attributes in output files.
+std::string& command_line();
+
+}  // namespace bs

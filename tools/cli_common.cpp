@@ -1,0 +1,30 @@
+// Common options.
+#include "cli_common.h"
+
+namespace bs {
+
+void add_common_options(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--model", o.model, "built-in model (gpt2-tiny, gpt2-small-cpu, llama-tiny, llama-small-cpu, "
+                                       "mlp-mnist, cnn-mnist) or path to a TorchScript .pt")
+      ->capture_default_str();
+  cmd->add_option("--set", o.sets, "override a preset size: key=value (n_layer, dim, n_heads, n_kv_heads, vocab, "
+                                    "seq_len, tied, ffn, hidden); repeatable");
+  cmd->add_option("--data", o.data, "built-in data (brown, pydocs, mnist, fashion-mnist) or an .h5 file with "
+                                     "/inputs and /targets")
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", o.tokenizer, "text corpora: byte or gpt2")->capture_default_str();
+  cmd->add_option("--loss", o.loss, "ce or mse")->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();
+  cmd->add_option("--seq-len", o.seq_len, "tokens per sequence (default: the model's)");
+  cmd->add_option("--seed", o.seed, "seed for initialisation, batches and probes")->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "float32 or float64")->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
+  cmd->add_option("--out", o.out, "output folder")->capture_default_str();
+  cmd->add_flag("--shuffle", o.shuffle, ".h5 data: seeded per-epoch shuffling instead of rows in order");
+  cmd->add_option("--dim", o.dim, "TorchScript attention models: model width");
+  cmd->add_option("--n-heads", o.n_heads, "TorchScript attention models: attention heads");
+  cmd->add_option("--n-kv-heads", o.n_kv_heads, "TorchScript attention models: key/value heads");
+}
+
+}  // namespace bs

@@ -1,0 +1,9 @@
+// Each subcommand registers itself on the CLI11 app; main() only dispatches and reports errors.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace bs {
+
+void register_train(CLI::App& app);
+
+}  // namespace bs

@@ -1,0 +1,180 @@
+// Training loop. Batch i depends only on (seed, i) and the checkpoint holds parameters, optimizer
+// state and the step, so a resumed run continues exactly where an uninterrupted one would be.
+#include "train_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "errors.h"
+#include "h5io.h"
+#include "progress.h"
+
+namespace bs {
+
+namespace {
+
+std::string joined_names(const Network& net) {
+  std::string s;
+  for (const auto& [name, t] : net.named_parameters()) s += name + "\n";
+  return s;
+}
+
+void save_checkpoint(const std::string& path, int64_t step, const Network& net, const Optimizer& opt) {
+  torch::serialize::OutputArchive ar;
+  ar.write("step", torch::tensor(step, torch::kInt64));
+  ar.write("param_names", c10::IValue(joined_names(net)));
+  int64_t i = 0;
+  for (const auto& [name, t] : net.named_parameters()) ar.write("p" + std::to_string(i++), t.detach());
+  torch::serialize::OutputArchive opt_ar;
+  opt.save(opt_ar);
+  ar.write("optimizer", opt_ar);
+  const std::string tmp = path + ".tmp";
+  ar.save_to(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write checkpoint '" + path + "'");
+}
+
+int64_t load_checkpoint(const std::string& path, Network& net, Optimizer& opt) {
+  if (!std::ifstream(path).good()) throw UserError("--resume: no checkpoint at '" + path + "'");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const std::exception& e) {
+    throw UserError("--resume: checkpoint '" + path + "' is unreadable (" + torch_error_line(e) + ")");
+  }
+  c10::IValue names;
+  ar.read("param_names", names);
+  if (names.toStringRef() != joined_names(net))
+    throw UserError("--resume: checkpoint '" + path + "' was written for a different model");
+  torch::Tensor step;
+  ar.read("step", step);
+  torch::NoGradGuard g;
+  int64_t i = 0;
+  for (auto& [name, t] : net.named_parameters()) {
+    torch::Tensor saved;
+    ar.read("p" + std::to_string(i++), saved);
+    if (saved.sizes() != t.sizes() || saved.scalar_type() != t.scalar_type())
+      throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape or dtype");
+    t.copy_(saved);
+  }
+  torch::serialize::InputArchive opt_ar;
+  ar.read("optimizer", opt_ar);
+  opt.load(opt_ar);
+  return step.item<int64_t>();
+}
+
+double validation_loss(Session& s, int64_t max_batches) {
+  const int64_t n = std::min(max_batches, s.data->n_val_batches());
+  if (n <= 0) return std::nan("");
+  torch::NoGradGuard g;
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += batch_loss(*s.net, s.val_batch(i), s.loss, s.opt.data).item<double>();
+  return sum / static_cast<double>(n);
+}
+
+void write_final_params(const std::string& path, const Network& net, const std::string& model) {
+  H5Output out(path);
+  for (const auto& [name, t] : net.named_parameters()) out.write(name, t);
+  out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
+  out.attribute("command_line", command_line());
+  out.attribute("model", model);
+  out.commit();
+}
+
+}  // namespace
+
+TrainResult train(Session& s, const TrainOptions& t) {
+  if (t.steps <= 0) throw UserError("--steps must be positive");
+  if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError("--grad-clip must be >= 0");
+  if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
+    throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
+  validate(t.schedule);
+  prepare_out_dir(s.opt.out);
+
+  auto params = s.net->parameters();
+  auto opt = make_optimizer(t.optimizer, params, t.optim);
+  Schedule sched = t.schedule;
+  sched.lr = t.optim.lr;
+  sched.total = t.steps;
+
+  const std::string ckpt = s.opt.out + "/checkpoint.pt";
+  int64_t start = 0;
+  if (t.resume) {
+    start = load_checkpoint(ckpt, *s.net, *opt);
+    std::printf("resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start));
+  }
+  const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
+
+  s.net->set_train(true);
+  TrainResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress bar("train", end);
+  double ema = std::nan("");
+  for (int64_t step = start; step < end; ++step) {
+    const double lr = sched.lr_at(step);
+    opt->set_lr(lr);
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
+    const double lv = loss.item<double>();
+    if (!std::isfinite(lv))
+      throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
+                      std::to_string(step) + " of --data '" + s.opt.data + "')");
+    loss.backward();
+    if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
+    opt->step();
+    r.final_train_loss = lv;
+    ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
+    char status[96];
+    std::snprintf(status, sizeof status, "loss %.4f lr %.2e", ema, lr);
+    bar.update(step + 1, status);
+    const int64_t done = step + 1;
+    if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
+      s.net->set_train(false);
+      const double vl = validation_loss(s, t.eval_batches);
+      s.net->set_train(true);
+      bar.finish();
+      std::printf("step %6lld  train_loss %.4f  val_loss %.4f  lr %.3e\n", static_cast<long long>(done), ema, vl, lr);
+      std::fflush(stdout);
+    }
+    if ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || done == end)
+      if (t.checkpoint_every > 0 || t.stop_at > 0) save_checkpoint(ckpt, done, *s.net, *opt);
+  }
+  bar.finish();
+  s.net->set_train(false);
+  r.steps_done = end;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (end < t.steps) {
+    std::printf("stopped at step %lld of %lld (--stop-at); continue with --resume\n", static_cast<long long>(end),
+                static_cast<long long>(t.steps));
+    return r;
+  }
+  r.final_val_loss = validation_loss(s, t.eval_batches);
+  const double entropy = s.data->unigram_entropy();
+  write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model);
+  nlohmann::json summary = {{"steps", t.steps},
+                            {"final_train_loss", r.final_train_loss},
+                            {"final_val_loss", std::isnan(r.final_val_loss) ? nlohmann::json() : nlohmann::json(r.final_val_loss)},
+                            {"unigram_entropy_nats", std::isnan(entropy) ? nlohmann::json() : nlohmann::json(entropy)},
+                            {"seconds", r.seconds},
+                            {"optimizer", t.optimizer},
+                            {"optimizer_state_bytes", opt->state_bytes()},
+                            {"model", s.opt.model},
+                            {"data", s.data->describe()},
+                            {"command_line", command_line()}};
+  {
+    const std::string path = s.opt.out + "/train_summary.json", tmp = path + ".tmp";
+    std::ofstream f(tmp);
+    f << summary.dump(2) << "\n";
+    f.close();
+    if (!f || std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write '" + path + "'");
+  }
+  std::printf("done: %lld steps in %.1f s  final train_loss %.4f  val_loss %.4f", static_cast<long long>(t.steps),
+              r.seconds, r.final_train_loss, r.final_val_loss);
+  if (!std::isnan(entropy)) std::printf("  (unigram entropy %.4f nats)", entropy);
+  std::printf("\nwrote %s/final_params.h5\n", s.opt.out.c_str());
+  return r;
+}
+
+}  // namespace bs

@@ -1,0 +1,32 @@
+// The training loop: seeded batches, schedule, gradient clipping, periodic validation, atomic
+// checkpoints every N steps and a bit-identical --resume, final parameters to HDF5.
+#pragma once
+#include <string>
+
+#include "optimizer.h"
+#include "schedule.h"
+#include "session.h"
+
+namespace bs {
+
+struct TrainOptions {
+  std::string optimizer = "adamw";
+  OptimizerOptions optim;
+  Schedule schedule;
+  int64_t steps = 1000;
+  double grad_clip = 1.0;  // max global grad norm; 0 = off
+  int64_t eval_every = 0;  // 0: only at the end
+  int64_t eval_batches = 20;
+  int64_t checkpoint_every = 0;  // 0: no checkpoints
+  int64_t stop_at = 0;           // stop after this many steps (checkpointed), as if interrupted; 0 = off
+  bool resume = false;
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  double final_train_loss = 0, final_val_loss = 0, seconds = 0;
+};
+
+TrainResult train(Session& s, const TrainOptions& t);
+
+}  // namespace bs
