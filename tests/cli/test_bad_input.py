@@ -1,0 +1,69 @@
+"""Bad input to the CLI: each case must exit non-zero with exactly one line on stderr that names the
+culprit, and never crash (no signal, no 'terminate called', no backtrace).
+Usage: test_bad_input.py BLOCKSHARP WORKDIR"""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+blocksharp, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+P = lambda name: os.path.join(work, name)  # noqa: E731
+
+# Inputs for the cases.
+with open(P("corrupt.pt"), "wb") as f:
+    f.write(b"this is not a zip archive")
+with h5py.File(P("no_inputs.h5"), "w") as f:
+    f["targets"] = np.zeros(4, dtype=np.int64)
+with h5py.File(P("no_targets.h5"), "w") as f:
+    f["inputs"] = np.zeros((4, 3))
+with h5py.File(P("wrong_shape.h5"), "w") as f:
+    f["inputs"] = np.zeros((4, 5))  # the model below takes 3 features
+    f["targets"] = np.zeros(4, dtype=np.int64)
+with open(P("not_h5.h5"), "w") as f:
+    f.write("plain text")
+torch.jit.script(torch.nn.Linear(3, 2)).save(P("linear.pt"))
+with open(P("a_file"), "w") as f:
+    f.write("x")
+
+train = [blocksharp, "train", "--steps", "2"]
+cases = [
+    ("unknown model", train + ["--model", "gpt5", "--out", P("o1")], "gpt5"),
+    ("missing .pt", train + ["--model", P("missing.pt"), "--data", P("no_inputs.h5"), "--out", P("o2")], "missing.pt"),
+    ("corrupt .pt", train + ["--model", P("corrupt.pt"), "--data", P("no_inputs.h5"), "--out", P("o3")], "corrupt.pt"),
+    ("h5 without /inputs", train + ["--model", P("linear.pt"), "--data", P("no_inputs.h5"), "--out", P("o4")], "/inputs"),
+    ("h5 without /targets", train + ["--model", P("linear.pt"), "--data", P("no_targets.h5"), "--out", P("o5")], "/targets"),
+    ("not an h5 file", train + ["--model", P("linear.pt"), "--data", P("not_h5.h5"), "--out", P("o6")], "not_h5.h5"),
+    ("inputs the model rejects", train + ["--model", P("linear.pt"), "--data", P("wrong_shape.h5"), "--out", P("o7")], "wrong_shape.h5"),
+    ("unknown --set key", train + ["--set", "depth=4", "--out", P("o8")], "depth"),
+    ("bad --set value", train + ["--set", "n_layer=two", "--out", P("o9")], "n_layer"),
+    ("non-writable --out", train + ["--out", P("a_file") + "/sub"], "--out"),
+    ("unknown data", train + ["--data", "imagenet", "--out", P("o10")], "imagenet"),
+    ("invalid hyperparameter", train + ["--lr", "-1", "--out", P("o11")], "--lr"),
+    ("unknown optimizer", train + ["--optimizer", "lion", "--out", P("o12")], "lion"),
+    ("bad dtype", train + ["--dtype", "float16", "--out", P("o13")], "--dtype"),
+]
+failed = 0
+for name, cmd, culprit in cases:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    problems = []
+    if r.returncode == 0:
+        problems.append("exit code 0")
+    if r.returncode < 0:
+        problems.append(f"killed by signal {-r.returncode}")
+    if len(lines) != 1:
+        problems.append(f"{len(lines)} stderr lines")
+    if culprit not in r.stderr:
+        problems.append(f"culprit '{culprit}' not named")
+    for bad in ("terminate called", "Exception raised from", "Traceback", "frame #"):
+        if bad in r.stderr:
+            problems.append(f"'{bad}' in stderr")
+    status = "ok" if not problems else "FAIL: " + "; ".join(problems)
+    print(f"{name:28s} rc={r.returncode:<3d} {status}\n    {r.stderr.strip()[:300]}")
+    failed += bool(problems)
+print(f"{len(cases) - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
