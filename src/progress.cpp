@@ -17,9 +17,15 @@ Progress::~Progress() { finish(); }
 void Progress::update(int64_t done, const std::string& status) {
   if (!m_on) return;
   auto now = std::chrono::steady_clock::now();
-  if (m_open && done < m_total && now - m_last < std::chrono::milliseconds(100)) return;
+  if (m_open && (m_total <= 0 || done < m_total) && now - m_last < std::chrono::milliseconds(100)) return;
   m_last = now;
   const double secs = std::chrono::duration<double>(now - m_start).count();
+  if (m_total <= 0) {  // open-ended work: a counter
+    std::fprintf(stderr, "\r\033[K%s %lld %s", m_label.c_str(), static_cast<long long>(done), status.c_str());
+    std::fflush(stderr);
+    m_open = true;
+    return;
+  }
   const int width = 24;
   const int filled = m_total > 0 ? static_cast<int>(width * done / m_total) : 0;
   std::string bar(filled, '#');

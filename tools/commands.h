@@ -5,5 +5,6 @@
 namespace bs {
 
 void register_train(CLI::App& app);
+void register_profile(CLI::App& app);
 
 }  // namespace bs

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"blocksharp " BLOCKSHARP_VERSION ": Hessian and sharpness diagnostics of neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", BLOCKSHARP_VERSION);
+  bs::register_profile(app);
   bs::register_train(app);
   for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
   try {

@@ -1,0 +1,119 @@
+// Double-backprop HVP: Hv = d/dw (g(w) . v), with g built with create_graph=true once per batch.
+#include "hvp_operator.h"
+
+#include <cmath>
+
+#include "errors.h"
+#include "session.h"
+
+namespace bs {
+
+torch::Tensor rademacher(int64_t n, std::mt19937_64& rng, torch::Dtype dtype) {
+  auto t = torch::empty({n}, torch::kFloat64);
+  double* p = t.data_ptr<double>();
+  for (int64_t i = 0; i < n; i += 64) {
+    uint64_t bits = rng();
+    for (int64_t j = i; j < std::min(n, i + 64); ++j, bits >>= 1) p[j] = (bits & 1) ? 1.0 : -1.0;
+  }
+  return t.to(dtype);
+}
+
+torch::Tensor gaussian(int64_t n, std::mt19937_64& rng, torch::Dtype dtype) {
+  auto t = torch::empty({n}, torch::kFloat64);
+  std::normal_distribution<double> normal;
+  double* p = t.data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) p[i] = normal(rng);
+  return t.to(dtype);
+}
+
+HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name,
+                         bool keep_graphs)
+    : m_net(net),
+      m_batches(std::move(batches)),
+      m_loss_kind(loss),
+      m_data_name(std::move(data_name)),
+      m_keep(keep_graphs),
+      m_table(net.named_parameters()),
+      m_params(net.parameters()),
+      m_dtype(net.dtype()) {
+  if (m_batches.empty()) throw UserError("--batches must be at least 1");
+  for (auto& p : m_params) p.requires_grad_(true);
+  for (size_t i = 0; i < m_params.size(); ++i) m_all.push_back(i);
+  m_grad = torch::zeros({size()}, m_dtype);
+  for (size_t b = 0; b < m_batches.size(); ++b) {
+    Graph g = build(b);
+    std::vector<torch::Tensor> flat;
+    for (size_t i = 0; i < m_params.size(); ++i)
+      flat.push_back(g.grads[i].defined() ? g.grads[i].detach().reshape({-1}) : torch::zeros({m_params[i].numel()}, m_dtype));
+    auto gflat = torch::cat(flat);
+    if (b == 0) m_grad0 = gflat;
+    m_grad += gflat / static_cast<double>(m_batches.size());
+    m_loss += g.loss.item<double>() / static_cast<double>(m_batches.size());
+    if (m_keep) m_graphs.push_back(std::move(g));
+  }
+}
+
+HvpOperator::Graph HvpOperator::build(size_t b) const {
+  Graph g;
+  g.loss = batch_loss(m_net, m_batches[b], m_loss_kind, m_data_name);
+  if (!std::isfinite(g.loss.item<double>()))
+    throw UserError("non-finite loss on batch " + std::to_string(b) + " of --data '" + m_data_name + "'");
+  g.grads = torch::autograd::grad({g.loss}, m_params, {}, /*retain_graph=*/true, /*create_graph=*/true,
+                                  /*allow_unused=*/true);
+  return g;
+}
+
+int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
+  int64_t n = 0;
+  for (size_t i : block) n += m_table.at(i).numel;
+  return n;
+}
+
+torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b,
+                                   size_t batch) const {
+  std::vector<torch::Tensor> outs, ins, vs;
+  std::vector<size_t> used;
+  int64_t off = 0;
+  for (size_t i : block) {
+    const auto& e = m_table.at(i);
+    if (g.grads[i].defined() && g.grads[i].requires_grad()) {
+      outs.push_back(g.grads[i]);
+      ins.push_back(m_params[i]);
+      vs.push_back(v_b.narrow(0, off, e.numel).view(e.shape));
+      used.push_back(i);
+    }
+    off += e.numel;
+  }
+  auto result = torch::zeros({off}, m_dtype);
+  if (outs.empty()) return result;  // parameters with no (or a constant) gradient: a zero block
+  auto hv = torch::autograd::grad(outs, ins, vs, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+  off = 0;
+  size_t u = 0;
+  for (size_t i : block) {
+    const auto& e = m_table.at(i);
+    if (u < used.size() && used[u] == i) {
+      if (hv[u].defined()) result.narrow(0, off, e.numel).copy_(hv[u].reshape({-1}));
+      ++u;
+    }
+    off += e.numel;
+  }
+  if (!torch::isfinite(result).all().item<bool>())
+    throw UserError("non-finite Hessian-vector product on batch " + std::to_string(batch) + " of --data '" +
+                    m_data_name + "'");
+  return result;
+}
+
+torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const torch::Tensor& v_in) {
+  auto v = v_in.to(m_dtype).contiguous();
+  torch::Tensor sum;
+  for (size_t b = 0; b < m_batches.size(); ++b) {
+    torch::Tensor hv = m_keep ? product(m_graphs[b], block, v, b) : product(build(b), block, v, b);
+    sum = sum.defined() ? sum + hv : hv;
+  }
+  ++m_n_hvp;
+  return m_batches.size() == 1 ? sum : sum / static_cast<double>(m_batches.size());
+}
+
+torch::Tensor HvpOperator::apply(const torch::Tensor& v) { return apply_block(m_all, v); }
+
+}  // namespace bs

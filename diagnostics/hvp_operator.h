@@ -1,0 +1,67 @@
+// HvpOperator: Hessian-vector products of the loss on a fixed set of batches by double backprop
+// (Pearlmutter 1994), the gradient graph built once and reused; counts products like Spectra counts
+// operations. A block view gives H_bb v_b for a subset of parameter tensors.
+#pragma once
+#include <functional>
+#include <random>
+
+#include "data.h"
+#include "loss.h"
+#include "network.h"
+#include "param_table.h"
+
+namespace bs {
+
+// y = A x on flat vectors; what the eigensolvers, trace and density estimators consume.
+using LinearOp = std::function<torch::Tensor(const torch::Tensor&)>;
+
+class HvpOperator {
+ public:
+  // keep_graphs=false rebuilds each batch's graph inside every product, holding one at a time.
+  HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name, bool keep_graphs = true);
+
+  const ParamTable& table() const { return m_table; }
+  int64_t size() const { return m_table.total_numel(); }
+  torch::Dtype dtype() const { return m_dtype; }
+  int64_t n_hvp() const { return m_n_hvp; }
+  double loss() const { return m_loss; }
+  const torch::Tensor& gradient() const { return m_grad; }             // flat, mean over batches
+  const torch::Tensor& first_batch_gradient() const { return m_grad0; }  // flat, batch 0 only
+
+  torch::Tensor apply(const torch::Tensor& v);  // H v, flat in, flat out (operator dtype)
+  // H_bb v_b for the parameter tensors `block` (indices into table()); v_b is their concatenation.
+  torch::Tensor apply_block(const std::vector<size_t>& block, const torch::Tensor& v_b);
+  int64_t block_size(const std::vector<size_t>& block) const;
+  LinearOp as_op() { return [this](const torch::Tensor& v) { return apply(v); }; }
+  LinearOp block_op(std::vector<size_t> block) {
+    return [this, block](const torch::Tensor& v) { return apply_block(block, v); };
+  }
+
+ private:
+  struct Graph {
+    torch::Tensor loss;
+    std::vector<torch::Tensor> grads;  // create_graph=true; undefined where a parameter gets no gradient
+  };
+  Graph build(size_t batch) const;
+  torch::Tensor product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b, size_t batch) const;
+
+  Network& m_net;
+  std::vector<Batch> m_batches;
+  LossKind m_loss_kind;
+  std::string m_data_name;
+  bool m_keep;
+  ParamTable m_table;
+  std::vector<torch::Tensor> m_params;
+  std::vector<Graph> m_graphs;
+  std::vector<size_t> m_all;
+  torch::Dtype m_dtype;
+  torch::Tensor m_grad, m_grad0;
+  double m_loss = 0;
+  int64_t m_n_hvp = 0;
+};
+
+// Random probe vectors from a seeded std::mt19937_64 (independent of LibTorch's global generator).
+torch::Tensor rademacher(int64_t n, std::mt19937_64& rng, torch::Dtype dtype);
+torch::Tensor gaussian(int64_t n, std::mt19937_64& rng, torch::Dtype dtype);
+
+}  // namespace bs

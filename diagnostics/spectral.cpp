@@ -1,0 +1,158 @@
+// Spectra adapter and the two baselines. Spectra works in double; products run in the operator's dtype.
+#include "spectral.h"
+
+#include <Eigen/Dense>
+#include <Spectra/SymEigsSolver.h>
+
+#include <cmath>
+
+#include "errors.h"
+
+namespace bs {
+
+namespace {
+
+// Spectra's operator concept over a LinearOp: rows(), cols(), perform_op(x, y).
+class SpectraAdapter {
+ public:
+  using Scalar = double;
+  SpectraAdapter(const LinearOp& op, int64_t n) : m_op(op), m_n(n) {}
+  Eigen::Index rows() const { return m_n; }
+  Eigen::Index cols() const { return m_n; }
+  void perform_op(const double* x, double* y) const {
+    auto in = torch::from_blob(const_cast<double*>(x), {m_n}, torch::kFloat64);
+    auto out = m_op(in).to(torch::kFloat64).contiguous();
+    std::memcpy(y, out.data_ptr<double>(), sizeof(double) * m_n);
+  }
+
+ private:
+  const LinearOp& m_op;
+  int64_t m_n;
+};
+
+Spectra::SortRule rule(const std::string& which) {
+  if (which == "LA") return Spectra::SortRule::LargestAlge;
+  if (which == "SA") return Spectra::SortRule::SmallestAlge;
+  if (which == "LM") return Spectra::SortRule::LargestMagn;
+  throw UserError("--which '" + which + "': expected LA, SA or LM");
+}
+
+void check_k(int64_t k, int64_t n) {
+  if (k < 1) throw UserError("--topk must be at least 1");
+  if (k >= n)
+    throw UserError("--topk " + std::to_string(k) + " must be smaller than the number of parameters (" +
+                    std::to_string(n) + ")");
+}
+
+void measure_residuals(const LinearOp& op, EigResult& r) {
+  r.residuals.clear();
+  for (size_t i = 0; i < r.values.size(); ++i) {
+    auto av = op(r.vectors[i]).to(torch::kFloat64);
+    r.residuals.push_back((av - r.values[i] * r.vectors[i]).norm().item<double>());
+  }
+}
+
+}  // namespace
+
+EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
+  check_k(opt.k, n);
+  const int64_t ncv = opt.ncv > 0 ? std::min(n, opt.ncv) : std::min(n, std::max<int64_t>(2 * opt.k + 1, 20));
+  if (ncv <= opt.k) throw UserError("--ncv must exceed --topk");
+  SpectraAdapter adapter(op, n);
+  Spectra::SymEigsSolver<SpectraAdapter> solver(adapter, opt.k, ncv);
+  Eigen::VectorXd start(n);
+  if (opt.start.defined()) {
+    auto s = opt.start.to(torch::kFloat64).contiguous();
+    std::memcpy(start.data(), s.data_ptr<double>(), sizeof(double) * n);
+  } else {
+    std::mt19937_64 rng(opt.seed);
+    auto s = gaussian(n, rng, torch::kFloat64);
+    std::memcpy(start.data(), s.data_ptr<double>(), sizeof(double) * n);
+  }
+  solver.init(start.data());
+  const auto sel = rule(opt.which);
+  const Eigen::Index nconv = solver.compute(sel, opt.maxit, opt.tol, opt.which == "SA" ? sel : Spectra::SortRule::LargestAlge);
+  EigResult r;
+  r.n_products = solver.num_operations();
+  r.status = solver.info() == Spectra::CompInfo::Successful ? "converged"
+             : nconv > 0 ? "partially converged (" + std::to_string(nconv) + " of " + std::to_string(opt.k) + ")"
+                         : "not converged";
+  if (nconv > 0) {
+    Eigen::VectorXd vals = solver.eigenvalues();
+    Eigen::MatrixXd vecs = solver.eigenvectors();
+    for (Eigen::Index i = 0; i < vals.size(); ++i) {
+      r.values.push_back(vals[i]);
+      r.vectors.push_back(torch::from_blob(vecs.col(i).data(), {n}, torch::kFloat64).clone());
+      r.converged.push_back(true);
+    }
+  }
+  measure_residuals(op, r);
+  return r;
+}
+
+EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
+  check_k(opt.k, n);
+  EigResult r;
+  std::mt19937_64 rng(opt.seed);
+  bool all = true;
+  for (int64_t j = 0; j < opt.k; ++j) {
+    // PyHessian: v ~ N(0,1) (here: the warm start for the first pair), deflate by Gram-Schmidt against
+    // the pairs found, stop when |lambda - lambda_prev| / (|lambda_prev| + 1e-6) < tol.
+    torch::Tensor v = (j == 0 && opt.start.defined()) ? opt.start.to(torch::kFloat64).clone() : gaussian(n, rng, torch::kFloat64);
+    v /= v.norm() + 1e-6;
+    double lambda = 0, prev = 0;
+    bool conv = false;
+    for (int64_t it = 0; it < opt.maxit; ++it) {
+      for (const auto& u : r.vectors) v -= u.dot(v) * u;
+      v /= v.norm() + 1e-6;
+      auto hv = op(v).to(torch::kFloat64);
+      ++r.n_products;
+      lambda = hv.dot(v).item<double>();
+      v = hv / (hv.norm() + 1e-6);
+      if (it > 0 && std::abs(lambda - prev) / (std::abs(prev) + 1e-6) < opt.tol) {
+        conv = true;
+        break;
+      }
+      prev = lambda;
+    }
+    all = all && conv;
+    for (const auto& u : r.vectors) v -= u.dot(v) * u;
+    v /= v.norm();
+    r.values.push_back(lambda);
+    r.vectors.push_back(v);
+    r.converged.push_back(conv);
+  }
+  r.status = all ? "converged" : "not converged";
+  measure_residuals(op, r);
+  return r;
+}
+
+torch::Tensor dense_matrix(const LinearOp& op, int64_t n) {
+  auto H = torch::empty({n, n}, torch::kFloat64);
+  for (int64_t j = 0; j < n; ++j) {
+    auto e = torch::zeros({n}, torch::kFloat64);
+    e[j] = 1.0;
+    H.select(1, j).copy_(op(e).to(torch::kFloat64));
+  }
+  return 0.5 * (H + H.t());
+}
+
+EigResult dense_eigs(const LinearOp& op, int64_t n) {
+  auto H = dense_matrix(op, n).contiguous();
+  Eigen::Map<Eigen::MatrixXd> M(H.data_ptr<double>(), n, n);
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(M);
+  EigResult r;
+  r.n_products = n;
+  r.status = "converged";
+  for (int64_t i = n - 1; i >= 0; --i) {
+    r.values.push_back(es.eigenvalues()[i]);
+    Eigen::VectorXd col = es.eigenvectors().col(i);
+    r.vectors.push_back(torch::from_blob(col.data(), {n}, torch::kFloat64).clone());
+    r.converged.push_back(true);
+    Eigen::VectorXd res = M * col - es.eigenvalues()[i] * col;
+    r.residuals.push_back(res.norm());
+  }
+  return r;
+}
+
+}  // namespace bs

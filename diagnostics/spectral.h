@@ -1,0 +1,39 @@
+// Extreme eigenpairs of a symmetric operator: Spectra's implicitly restarted Lanczos (the default),
+// PyHessian's deflated power iteration (the baseline it is compared against), and a dense
+// eigendecomposition for operators small enough to form column by column.
+#pragma once
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hvp_operator.h"
+
+namespace bs {
+
+struct EigOptions {
+  int64_t k = 5;
+  std::string which = "LA";  // LA largest algebraic, SA smallest algebraic, LM largest magnitude
+  int64_t ncv = 0;           // Lanczos basis size; 0: min(n, max(2k+1, 20))
+  int64_t maxit = 1000;
+  double tol = 1e-10;        // Spectra's relative Ritz tolerance; power iteration: PyHessian's 1e-3
+  torch::Tensor start;       // warm start (flat); random when undefined
+  uint64_t seed = 0;
+};
+
+struct EigResult {
+  std::vector<double> values;        // sorted by `which` (descending for LA and LM)
+  std::vector<torch::Tensor> vectors;  // flat float64, unit norm
+  std::vector<double> residuals;     // ||A v - lambda v|| (measured with one extra product each)
+  std::vector<bool> converged;
+  int64_t n_products = 0;            // products used by the solver (residual checks excluded)
+  std::string status;                // "converged" or what went wrong
+};
+
+EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
+EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
+// All eigenpairs via n products with basis vectors (n small); values descending.
+EigResult dense_eigs(const LinearOp& op, int64_t n);
+// The dense matrix itself, symmetrised: columns A e_j, batched into one product per column.
+torch::Tensor dense_matrix(const LinearOp& op, int64_t n);
+
+}  // namespace bs

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configure and build blocksharp into build/ (Release, Ninja, ccache when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+if [ ! -f build/build.ninja ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+fi
+cmake --build build -j "$(nproc)"
