@@ -1,0 +1,116 @@
+// HvpOperator. Oracle: the dense autograd Hessian (float64) of tiny models, and a central finite
+// difference of the gradient; multi-batch averaging against the mean of per-batch dense Hessians.
+#include <gtest/gtest.h>
+
+#include "dense_hessian.h"
+#include "errors.h"
+#include "hvp_operator.h"
+
+using namespace bs;
+using namespace bs::testing_support;
+
+namespace {
+double rel(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).norm().item<double>() / b.norm().item<double>(); }
+}  // namespace
+
+class HvpModels : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HvpModels, ProductEqualsDenseHessianTimesVector) {
+  Session s = tiny_session(GetParam());
+  Batch b = tiny_batch(s, 0);
+  auto H = dense_hessian(*s.net, b, s.loss);
+  HvpOperator op(*s.net, {b}, s.loss, "test");
+  std::mt19937_64 rng(1);
+  for (int k = 0; k < 3; ++k) {
+    auto v = gaussian(op.size(), rng, torch::kFloat64);
+    EXPECT_LT(rel(op.apply(v), torch::mv(H, v)), 1e-10) << GetParam();
+  }
+  EXPECT_EQ(op.n_hvp(), 3);
+}
+
+TEST_P(HvpModels, BlockViewIsTheDiagonalBlock) {
+  Session s = tiny_session(GetParam());
+  Batch b = tiny_batch(s, 0);
+  auto H = dense_hessian(*s.net, b, s.loss);
+  HvpOperator op(*s.net, {b}, s.loss, "test");
+  const auto& t = op.table();
+  std::vector<size_t> block = {0, t.size() - 1};
+  const auto &e0 = t.at(0), &e1 = t.at(t.size() - 1);
+  auto idx = torch::cat({torch::arange(e0.offset, e0.offset + e0.numel), torch::arange(e1.offset, e1.offset + e1.numel)});
+  auto Hbb = H.index_select(0, idx).index_select(1, idx);
+  std::mt19937_64 rng(2);
+  auto v = gaussian(op.block_size(block), rng, torch::kFloat64);
+  EXPECT_LT(rel(op.apply_block(block, v), torch::mv(Hbb, v)), 1e-10);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, HvpModels, ::testing::Values("mlp", "attention", "gpt2"));
+
+TEST(HvpOperator, FiniteDifferenceOfGradient) {
+  Session s = tiny_session("gpt2");
+  Batch b = tiny_batch(s, 0);
+  HvpOperator op(*s.net, {b}, s.loss, "test");
+  std::mt19937_64 rng(3);
+  auto v = gaussian(op.size(), rng, torch::kFloat64);
+  auto hv = op.apply(v);  // before the parameters are moved for the finite difference
+  auto params = s.net->parameters();
+  auto grad_at = [&](double h) {
+    {
+      torch::NoGradGuard g;
+      auto parts = op.table().unflatten(v);
+      for (size_t i = 0; i < params.size(); ++i) params[i].add_(parts[i], h);
+    }
+    auto l = compute_loss(s.net->forward(b.inputs), b.targets, s.loss);
+    auto gs = torch::autograd::grad({l}, params);
+    {
+      torch::NoGradGuard g;
+      auto parts = op.table().unflatten(v);
+      for (size_t i = 0; i < params.size(); ++i) params[i].add_(parts[i], -h);
+    }
+    return op.table().flatten(gs);
+  };
+  const double h = 1e-6;
+  auto fd = (grad_at(h) - grad_at(-h)) / (2 * h);
+  EXPECT_LT(rel(hv, fd), 1e-7);
+}
+
+TEST(HvpOperator, SeveralBatchesAverageAndRecomputeMatches) {
+  Session s = tiny_session("mlp");
+  Batch b0 = tiny_batch(s, 0), b1 = tiny_batch(s, 1);
+  auto H = 0.5 * (dense_hessian(*s.net, b0, s.loss) + dense_hessian(*s.net, b1, s.loss));
+  HvpOperator kept(*s.net, {b0, b1}, s.loss, "test", true);
+  HvpOperator recomputed(*s.net, {b0, b1}, s.loss, "test", false);
+  std::mt19937_64 rng(4);
+  auto v = gaussian(kept.size(), rng, torch::kFloat64);
+  EXPECT_LT(rel(kept.apply(v), torch::mv(H, v)), 1e-10);
+  EXPECT_LT(rel(recomputed.apply(v), torch::mv(H, v)), 1e-10);
+}
+
+TEST(HvpOperator, ParameterWithoutGradientIsAZeroBlock) {
+  Session s = tiny_session("gpt2");
+  Batch b = tiny_batch(s, 0);
+  // Positions beyond the batch's sequence length never receive a gradient: feed shorter sequences.
+  b.inputs = b.inputs.narrow(1, 0, 2);
+  b.targets = b.targets.narrow(1, 0, 2);
+  HvpOperator op(*s.net, {b}, s.loss, "test");
+  const size_t wpe = op.table().index_of("wpe.weight");
+  std::mt19937_64 rng(5);
+  auto v = gaussian(op.size(), rng, torch::kFloat64);
+  auto hv = op.table().unflatten(op.apply(v));
+  EXPECT_GT(hv[wpe].narrow(0, 0, 2).abs().sum().item<double>(), 0);
+  EXPECT_EQ(hv[wpe].narrow(0, 2, 3).abs().sum().item<double>(), 0);
+  // An entirely unused tensor: a block of zeros, not a crash.
+  auto hb = op.apply_block({wpe}, gaussian(op.table().at(wpe).numel, rng, torch::kFloat64));
+  EXPECT_TRUE(torch::isfinite(hb).all().item<bool>());
+}
+
+TEST(HvpOperator, NonFiniteLossNamesTheBatch) {
+  Session s = tiny_session("mlp");
+  Batch b = tiny_batch(s, 0);
+  b.inputs[0][0][0][0] = std::numeric_limits<double>::quiet_NaN();
+  try {
+    HvpOperator op(*s.net, {b}, s.loss, "mnist");
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("batch 0"), std::string::npos) << e.what();
+  }
+}
