@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", BLOCKSHARP_VERSION);
   bs::register_profile(app);
+  bs::register_structure(app);
   bs::register_train(app);
   for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
   try {
