@@ -116,4 +116,11 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
 
 torch::Tensor HvpOperator::apply(const torch::Tensor& v) { return apply_block(m_all, v); }
 
+double directional_sharpness(HvpOperator& H, const torch::Tensor& u) {
+  const auto ud = u.to(torch::kFloat64);
+  const double nn = ud.dot(ud).item<double>();
+  if (!(nn > 0)) throw UserError("directional sharpness: the update direction is zero");
+  return ud.dot(H.apply(u).to(torch::kFloat64)).item<double>() / nn;
+}
+
 }  // namespace bs

@@ -60,6 +60,9 @@ class HvpOperator {
   int64_t m_n_hvp = 0;
 };
 
+// Directional sharpness of an update direction u (Pan & Li 2023): u^T H u / ||u||^2, one product.
+double directional_sharpness(HvpOperator& H, const torch::Tensor& u);
+
 // Random probe vectors from a seeded std::mt19937_64 (independent of LibTorch's global generator).
 torch::Tensor rademacher(int64_t n, std::mt19937_64& rng, torch::Dtype dtype);
 torch::Tensor gaussian(int64_t n, std::mt19937_64& rng, torch::Dtype dtype);

@@ -83,6 +83,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   {
     EigOptions eo;
     eo.k = opt.topk;
+    eo.which = opt.which;
     eo.seed = s.opt.seed;
     eo.tol = opt.method == "power" && opt.tol == 1e-10 ? 1e-3 : opt.tol;
     Progress bar("eigenvalues (products)", 0);
@@ -231,6 +232,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("data", s.data->describe());
   out.attribute("dtype", s.opt.dtype);
   out.attribute("method", opt.method);
+  out.attribute("which", opt.which);
   out.commit();
 }
 

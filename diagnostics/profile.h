@@ -16,6 +16,7 @@ struct ProfileOptions {
   int64_t probes = 100;
   int64_t batches = 1;
   std::string method = "lanczos";     // lanczos | power
+  std::string which = "LA";           // LA | SA | LM (Lanczos)
   std::string block_eigs = "kinds";   // none | kinds | all
   int64_t density_runs = 3, density_steps = 80;
   bool reorth = true;

@@ -71,7 +71,7 @@ EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   }
   solver.init(start.data());
   const auto sel = rule(opt.which);
-  const Eigen::Index nconv = solver.compute(sel, opt.maxit, opt.tol, opt.which == "SA" ? sel : Spectra::SortRule::LargestAlge);
+  const Eigen::Index nconv = solver.compute(sel, opt.maxit, opt.tol, sel);
   EigResult r;
   r.n_products = solver.num_operations();
   r.status = solver.info() == Spectra::CompInfo::Successful ? "converged"

@@ -21,7 +21,7 @@ struct EigOptions {
 };
 
 struct EigResult {
-  std::vector<double> values;        // sorted by `which` (descending for LA and LM)
+  std::vector<double> values;        // sorted by `which`: descending (LA), ascending (SA), by magnitude (LM)
   std::vector<torch::Tensor> vectors;  // flat float64, unit norm
   std::vector<double> residuals;     // ||A v - lambda v|| (measured with one extra product each)
   std::vector<bool> converged;

@@ -16,6 +16,8 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--batches", p->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
   cmd->add_option("--method", p->method, "lanczos (Spectra) or power (PyHessian's deflated power iteration)")
       ->capture_default_str();
+  cmd->add_option("--which", p->which, "LA largest, SA smallest, LM largest-magnitude eigenvalues (Lanczos)")
+      ->capture_default_str();
   cmd->add_option("--tol", p->tol, "eigensolver tolerance (power iteration: 1e-3 unless set)")->capture_default_str();
   cmd->add_option("--block-eigs", p->block_eigs, "lambda_max of diagonal blocks: none, kinds or all (every tensor)")
       ->capture_default_str();

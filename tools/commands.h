@@ -7,5 +7,6 @@ namespace bs {
 void register_train(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_structure(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace bs

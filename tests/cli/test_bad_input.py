@@ -25,7 +25,13 @@ with h5py.File(P("wrong_shape.h5"), "w") as f:
     f["targets"] = np.zeros(4, dtype=np.int64)
 with open(P("not_h5.h5"), "w") as f:
     f.write("plain text")
-torch.jit.script(torch.nn.Linear(3, 2)).save(P("linear.pt"))
+torch.jit.script(torch.nn.Linear(3, 2)).save(P("linear.pt"))  # 8 parameters
+with h5py.File(P("no_targets_ok.h5"), "w") as f:
+    f["inputs"] = np.random.randn(8, 3)
+    f["targets"] = np.zeros(8, dtype=np.int64)
+with h5py.File(P("nan.h5"), "w") as f:
+    f["inputs"] = np.full((8, 3), np.nan)
+    f["targets"] = np.zeros(8, dtype=np.int64)
 with open(P("a_file"), "w") as f:
     f.write("x")
 
@@ -45,6 +51,12 @@ cases = [
     ("invalid hyperparameter", train + ["--lr", "-1", "--out", P("o11")], "--lr"),
     ("unknown optimizer", train + ["--optimizer", "lion", "--out", P("o12")], "lion"),
     ("bad dtype", train + ["--dtype", "float16", "--out", P("o13")], "--dtype"),
+    ("profile: topk >= parameters", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("no_targets_ok.h5"),
+                                     "--topk", "8", "--out", P("o14")], "--topk"),
+    ("structure: unknown parameter", [blocksharp, "structure", "--param", "h.9.attn.q_proj.weight",
+                                      "--out", P("o15")], "h.9.attn.q_proj.weight"),
+    ("profile: non-finite loss", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("nan.h5"),
+                                  "--out", P("o16")], "batch 0"),
 ]
 failed = 0
 for name, cmd, culprit in cases:

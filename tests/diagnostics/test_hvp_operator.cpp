@@ -114,3 +114,15 @@ TEST(HvpOperator, NonFiniteLossNamesTheBatch) {
     EXPECT_NE(std::string(e.what()).find("batch 0"), std::string::npos) << e.what();
   }
 }
+
+TEST(HvpOperator, DirectionalSharpnessIsRayleighQuotient) {
+  Session s = tiny_session("mlp");
+  Batch b = tiny_batch(s, 0);
+  auto H = dense_hessian(*s.net, b, s.loss);
+  HvpOperator op(*s.net, {b}, s.loss, "test");
+  std::mt19937_64 rng(6);
+  auto u = gaussian(op.size(), rng, torch::kFloat64);
+  const double expected = u.dot(torch::mv(H, u)).item<double>() / u.dot(u).item<double>();
+  EXPECT_NEAR(directional_sharpness(op, u), expected, 1e-10 * std::abs(expected));
+  EXPECT_THROW(directional_sharpness(op, torch::zeros_like(u)), UserError);
+}

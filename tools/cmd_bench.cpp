@@ -1,0 +1,136 @@
+// `blocksharp bench hvp`: cost of curvature queries as ratios measured in one process: a product over
+// a gradient, Lanczos products over PyHessian power-iteration products (same start, accuracy
+// against a tight Lanczos reference), and all-block Hutchinson traces over the global trace alone.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "errors.h"
+#include "hutchinson.h"
+#include "spectral.h"
+
+namespace bs {
+
+namespace {
+
+struct BenchOptions {
+  std::vector<std::string> models = {"gpt2-tiny", "gpt2-small-cpu"};
+  int64_t batch_size = 4;
+  int64_t repeats = 5;
+  int64_t probes = 10;
+  double power_tol = 1e-3;
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
+template <class F>
+double median_seconds(int64_t repeats, F&& f) {
+  std::vector<double> t;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double max_rel_err(const std::vector<double>& got, const std::vector<double>& ref) {
+  if (got.size() < ref.size()) return INFINITY;
+  double e = 0;
+  // Largest-magnitude pairs may come in either order of sign: compare sorted by value.
+  auto g = std::vector<double>(got.begin(), got.begin() + ref.size()), r = ref;
+  std::sort(g.begin(), g.end());
+  std::sort(r.begin(), r.end());
+  const double scale = std::max(std::abs(r.front()), std::abs(r.back()));
+  for (size_t i = 0; i < r.size(); ++i) e = std::max(e, std::abs(g[i] - r[i]) / scale);
+  return e;
+}
+
+nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
+  CommonOptions c;
+  c.model = model;
+  c.batch_size = o.batch_size;
+  c.seed = o.seed;
+  c.threads = o.threads;
+  Session s = open_session(c);
+  Batch batch = s.train_batch(0);
+  auto params = s.net->parameters();
+  const double t_grad = median_seconds(o.repeats, [&] {
+    auto loss = batch_loss(*s.net, batch, s.loss, c.data);
+    auto g = torch::autograd::grad({loss}, params);
+  });
+  HvpOperator H(*s.net, {batch}, s.loss, c.data);
+  const int64_t n = H.size();
+  std::mt19937_64 rng(o.seed);
+  auto v = gaussian(n, rng, H.dtype());
+  const double t_hvp = median_seconds(o.repeats, [&] { H.apply(v); });
+
+  auto start = gaussian(n, rng, torch::kFloat64);
+  nlohmann::json eig;
+  EigOptions ref_opt;
+  ref_opt.k = 5;
+  ref_opt.tol = 1e-10;
+  ref_opt.ncv = 40;
+  ref_opt.start = start;
+  ref_opt.which = "LM";  // power iteration converges to the largest magnitudes: compare like with like
+  const auto ref = lanczos_eigs(H.as_op(), n, ref_opt);
+  for (int64_t k : {1, 5}) {
+    EigOptions lo;
+    lo.k = k;
+    lo.tol = o.power_tol;
+    lo.start = start;
+    lo.which = "LM";
+    const auto lz = lanczos_eigs(H.as_op(), n, lo);
+    EigOptions po = lo;
+    const auto pw = power_eigs(H.as_op(), n, po);
+    std::vector<double> ref_k(ref.values.begin(), ref.values.begin() + k);
+    eig["top" + std::to_string(k)] = {{"lanczos_products", lz.n_products},
+                                      {"power_products", pw.n_products},
+                                      {"lanczos_over_power", static_cast<double>(lz.n_products) / pw.n_products},
+                                      {"lanczos_max_rel_err", max_rel_err(lz.values, ref_k)},
+                                      {"power_max_rel_err", max_rel_err(pw.values, ref_k)}};
+  }
+  ParamTable single({{"all", torch::zeros({n})}});
+  const double t_blocks = median_seconds(1, [&] { hutchinson(H.as_op(), H.table(), o.probes, o.seed, H.dtype()); });
+  const double t_global = median_seconds(1, [&] { hutchinson(H.as_op(), single, o.probes, o.seed, H.dtype()); });
+  return {{"parameters", n},
+          {"batch", {batch.inputs.size(0), batch.inputs.size(1)}},
+          {"grad_seconds", t_grad},
+          {"hvp_seconds", t_hvp},
+          {"hvp_over_grad", t_hvp / t_grad},
+          {"eigen", eig},
+          {"reference_top5", ref.values},
+          {"trace_probes", o.probes},
+          {"trace_global_seconds", t_global},
+          {"trace_all_blocks_seconds", t_blocks},
+          {"all_blocks_over_global", t_blocks / t_global}};
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "benchmarks; each prints one JSON object");
+  bench->require_subcommand(1);
+  auto* hvp = bench->add_subcommand("hvp", "Hessian-vector product cost, Lanczos vs power iteration, block traces");
+  auto o = std::make_shared<BenchOptions>();
+  hvp->add_option("--models", o->models, "built-in models to measure")->capture_default_str();
+  hvp->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
+  hvp->add_option("--repeats", o->repeats, "timing repeats (median)")->capture_default_str();
+  hvp->add_option("--probes", o->probes, "Hutchinson probes for the trace timing")->capture_default_str();
+  hvp->add_option("--power-tol", o->power_tol, "tolerance of both eigensolvers (PyHessian's default 1e-3)")
+      ->capture_default_str();
+  hvp->add_option("--seed", o->seed, "seed")->capture_default_str();
+  hvp->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
+  hvp->callback([o] {
+    nlohmann::json out = {{"bench", "hvp"}, {"threads", torch::get_num_threads()}};
+    for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);
+    std::printf("%s\n", out.dump(2).c_str());
+  });
+}
+
+}  // namespace bs
