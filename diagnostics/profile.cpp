@@ -20,6 +20,19 @@ double gsnr(const torch::Tensor& g, double eps) {
   return gd.norm().item<double>() / (sd + eps);
 }
 
+std::vector<double> gsnr_over_batches(Session& s, int64_t batches) {
+  if (batches < 1) throw UserError("--gsnr-batches must be at least 1");
+  auto params = s.net->parameters();
+  std::vector<double> out(params.size(), 0.0);
+  for (int64_t b = 0; b < batches; ++b) {
+    auto loss = batch_loss(*s.net, s.train_batch(b), s.loss, s.opt.data);
+    auto grads = torch::autograd::grad({loss}, params, {}, false, false, true);
+    for (size_t i = 0; i < params.size(); ++i)
+      out[i] += gsnr(grads[i].defined() ? grads[i] : torch::zeros_like(params[i])) / static_cast<double>(batches);
+  }
+  return out;
+}
+
 namespace {
 
 // Largest eigenvalue of a block: exact (dense) for small blocks, Lanczos otherwise.

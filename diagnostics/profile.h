@@ -29,6 +29,9 @@ struct ProfileOptions {
 // for one-element tensors (ALGORITHMS.md 3).
 double gsnr(const torch::Tensor& g, double eps = 1e-8);
 
+// Per-parameter g-SNR averaged over the gradients of batches 0..batches-1 (1 = SGD-SaI's first step).
+std::vector<double> gsnr_over_batches(Session& s, int64_t batches);
+
 struct BlockStats {
   std::string name;
   BlockKind kind = BlockKind::Other;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "h5io.h"
 #include "models/model_zoo.h"
 #include "tokenizer.h"
 
@@ -42,6 +43,18 @@ void prepare_out_dir(const std::string& dir) {
     throw UserError("--out '" + dir + "': folder is not writable");
   }
   std::remove(probe.c_str());
+}
+
+void load_params(Network& net, const std::string& path) {
+  torch::NoGradGuard g;
+  for (auto& [name, t] : net.named_parameters()) {
+    if (!h5_has_dataset(path, name))
+      throw UserError("--params '" + path + "': no dataset for parameter '" + name + "' (saved from another model?)");
+    auto v = read_h5_dataset(path, name, "--params");
+    if (v.sizes() != t.sizes())
+      throw UserError("--params '" + path + "': parameter '" + name + "' has another shape than the model's");
+    t.copy_(v.to(t.scalar_type()));
+  }
 }
 
 Session open_session(const CommonOptions& opt) {
@@ -82,6 +95,7 @@ Session open_session(const CommonOptions& opt) {
   }
   s.data = make_data(d);
   s.net->to(s.dtype);
+  if (!opt.params_file.empty()) load_params(*s.net, opt.params_file);
   s.net->set_train(false);  // no dropout or batch norm in the zoo; eval() for TorchScript modules
   return s;
 }

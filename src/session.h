@@ -25,6 +25,7 @@ struct CommonOptions {
   int threads = 0;  // 0: LibTorch's default
   std::string out = "out";
   bool shuffle = false;
+  std::string params_file;  // --params: start from parameters saved by name (e.g. final_params.h5)
   int64_t dim = 0, n_heads = 0, n_kv_heads = 0;  // for TorchScript attention models
 };
 
@@ -43,6 +44,9 @@ Session open_session(const CommonOptions& opt);
 
 // Loss of `net` on `batch`. A model that rejects the inputs becomes a UserError naming model and data.
 torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name);
+
+// Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
+void load_params(Network& net, const std::string& path);
 
 // Creates --out if needed and proves it writable; throws UserError naming the folder otherwise.
 void prepare_out_dir(const std::string& dir);

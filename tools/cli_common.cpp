@@ -21,6 +21,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--threads", o.threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();
+  cmd->add_option("--params", o.params_file, "start from parameters saved by name in an .h5 file (final_params.h5)");
   cmd->add_flag("--shuffle", o.shuffle, ".h5 data: seeded per-epoch shuffling instead of rows in order");
   cmd->add_option("--dim", o.dim, "TorchScript attention models: model width");
   cmd->add_option("--n-heads", o.n_heads, "TorchScript attention models: attention heads");

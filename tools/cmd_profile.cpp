@@ -2,6 +2,7 @@
 // DIR/profile.h5 (paths in DESIGN.md); prints a per-kind and per-block table.
 #include "cli_common.h"
 #include "commands.h"
+#include "emit_configs.h"
 #include "profile.h"
 
 namespace bs {
@@ -27,12 +28,28 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--gn-samples", p->gn_samples, "sampled-label gradients for the Gauss-Newton diagonal (ce only)")
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
-  cmd->callback([common, p] {
+  auto e = std::make_shared<EmitOptions>();
+  cmd->add_option("--adam-mini", e->adam_mini, "adam_mini.json from the official rules or measured structure")
+      ->capture_default_str();
+  cmd->add_option("--structure-threshold", e->structure_threshold, "measured Adam-mini: diagonal mass to hold")
+      ->capture_default_str();
+  cmd->add_option("--lr-policy", e->lr_policy.name, "blockwise lr multipliers: paper or inverse-sharpness")
+      ->capture_default_str();
+  cmd->add_option("--lr-exponent", e->lr_policy.exponent, "inverse-sharpness: (S_sharpest/S_group)^exponent")
+      ->capture_default_str();
+  cmd->add_option("--lr-min-multiplier", e->lr_policy.min_multiplier, "inverse-sharpness clamp")->capture_default_str();
+  cmd->add_option("--lr-max-multiplier", e->lr_policy.max_multiplier, "inverse-sharpness clamp")->capture_default_str();
+  cmd->add_option("--group-pattern", e->group_patterns, "KIND=substring: put matching parameters in a group");
+  cmd->add_option("--gsnr-batches", e->gsnr_batches, "SGD-SaI g-SNR averaged over N batches (1 = official)")
+      ->capture_default_str();
+  cmd->callback([common, p, e] {
+    validate(*e);
     prepare_out_dir(common->out);
     Session s = open_session(*common);
     Profile prof = run_profile(s, *p);
     write_profile_h5(common->out + "/profile.h5", prof, s, *p);
     print_profile(prof, s);
+    emit_configs(s, prof, *e, common->out);
     std::printf("wrote %s/profile.h5\n", common->out.c_str());
   });
 }

@@ -8,5 +8,6 @@ void register_train(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_structure(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_config(CLI::App& app);
 
 }  // namespace bs

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bs::register_profile(app);
   bs::register_structure(app);
   bs::register_train(app);
+  bs::register_config(app);
   bs::register_bench(app);
   for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
   try {

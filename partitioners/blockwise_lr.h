@@ -1,0 +1,35 @@
+// Blockwise learning rates from the Sharpness Disparity principle (Wang et al., ICML 2025): one group
+// per block kind (Emb, QK, VO, FFN, Norm, Head; biases join their module's group), the measured average
+// sharpness Tr(H_bb)/numel of each group, and lr multipliers from a policy.
+#pragma once
+#include <map>
+
+#include "config_file.h"
+
+namespace bs {
+
+struct LrPolicy {
+  std::string name = "paper";  // paper | inverse-sharpness
+  double exponent = 0.5;       // inverse-sharpness: (S_sharpest / S_group)^exponent
+  double min_multiplier = 1.0, max_multiplier = 10.0;
+};
+
+// The paper's tuned table: Norm 1, VO 4, FFN 6, QK 8, Emb 10, Head 1 (Other 1).
+double paper_multiplier(BlockKind group);
+
+// Group of a parameter: user patterns ("KIND=substring") first, then the name rules with biases placed
+// in their module's group.
+BlockKind lr_group(const std::string& name, const std::vector<std::pair<BlockKind, std::string>>& patterns);
+std::vector<std::pair<BlockKind, std::string>> parse_group_patterns(const std::vector<std::string>& specs);
+
+// `block_trace` holds each parameter's measured Tr(H_bb) in table order (NaN when not measured).
+json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const std::vector<double>& block_trace,
+                         const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns);
+
+struct BlockwiseLr {
+  std::vector<double> multiplier;     // per parameter, table order
+  std::vector<double> warmup_stretch;  // per parameter
+};
+BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path);
+
+}  // namespace bs

@@ -1,0 +1,75 @@
+// Blockwise learning rates. Oracles: the paper's multiplier table, the inverse-sharpness formula
+// evaluated by hand on synthetic traces, and the grouping rules of the paper's code (biases join their
+// module's group).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "blockwise_lr.h"
+#include "errors.h"
+
+using namespace bs;
+
+namespace {
+ParamTable table() {
+  return ParamTable({{"wte.weight", torch::zeros({10, 4})},
+                     {"h.0.attn.q_proj.weight", torch::zeros({4, 4})},
+                     {"h.0.attn.q_proj.bias", torch::zeros({4})},
+                     {"h.0.attn.v_proj.weight", torch::zeros({4, 4})},
+                     {"h.0.mlp.fc_in.weight", torch::zeros({8, 4})},
+                     {"h.0.ln_1.weight", torch::zeros({4})},
+                     {"h.0.ln_1.bias", torch::zeros({4})}});
+}
+double multiplier(const json& j, const std::string& group) {
+  for (const auto& g : j["groups"])
+    if (g["group"] == group) return g["multiplier"].get<double>();
+  return NAN;
+}
+}  // namespace
+
+TEST(BlockwiseLr, GroupsFollowThePapersCode) {
+  EXPECT_EQ(lr_group("h.0.attn.q_proj.bias", {}), BlockKind::QK);
+  EXPECT_EQ(lr_group("h.0.ln_1.bias", {}), BlockKind::Norm);
+  EXPECT_EQ(lr_group("h.0.mlp.fc_in.bias", {}), BlockKind::FFN);
+  EXPECT_EQ(lr_group("lm_head.weight", {}), BlockKind::Head);
+  auto pats = parse_group_patterns({"QK=c_attn"});
+  EXPECT_EQ(lr_group("h.0.attn.c_attn.weight", pats), BlockKind::QK);
+  EXPECT_THROW(parse_group_patterns({"Attn=x"}), UserError);
+  EXPECT_THROW(parse_group_patterns({"QK"}), UserError);
+}
+
+TEST(BlockwiseLr, PaperTableAndMeasuredSharpness) {
+  auto t = table();
+  std::vector<double> tr = {1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
+  json j = blockwise_lr_config(t, ModelInfo{}, tr, LrPolicy{}, {});
+  EXPECT_EQ(multiplier(j, "Emb"), 10);
+  EXPECT_EQ(multiplier(j, "QK"), 8);
+  EXPECT_EQ(multiplier(j, "VO"), 4);
+  EXPECT_EQ(multiplier(j, "FFN"), 6);
+  EXPECT_EQ(multiplier(j, "Norm"), 1);
+  for (const auto& g : j["groups"]) {
+    if (g["group"] == "QK") {
+      EXPECT_DOUBLE_EQ(g["avg_sharpness"].get<double>(), 2.5 / 20.0);
+    }
+  }
+}
+
+TEST(BlockwiseLr, InverseSharpnessFormula) {
+  auto t = table();
+  // Average sharpness: Emb 1/40, QK 2.5/20, VO 4/16, FFN 8/32, Norm 4/8 (the sharpest).
+  std::vector<double> tr = {1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
+  LrPolicy p;
+  p.name = "inverse-sharpness";
+  json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});
+  EXPECT_DOUBLE_EQ(multiplier(j, "Norm"), 1.0);
+  EXPECT_DOUBLE_EQ(multiplier(j, "VO"), std::sqrt(0.5 / 0.25));
+  EXPECT_DOUBLE_EQ(multiplier(j, "QK"), std::sqrt(0.5 / 0.125));
+  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), std::sqrt(0.5 / 0.025));
+  p.max_multiplier = 3;
+  j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});
+  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), 3.0);
+  // Round trip through the loader: every parameter gets its group's multiplier.
+  auto lr = blockwise_lr_from_json(j, t, "bw.json");
+  EXPECT_DOUBLE_EQ(lr.multiplier[2], multiplier(j, "QK"));
+  EXPECT_DOUBLE_EQ(lr.warmup_stretch[0], 3.0);
+}

@@ -1,0 +1,99 @@
+// Config emission. Measured Adam-mini evidence: for each kind with matrices (QK, VO, FFN, Emb, Head) the
+// first such tensor's Hessian is scored against the candidate partitions (structure.h).
+#include "emit_configs.h"
+
+#include <cstdio>
+
+#include "adam_mini_partition.h"
+#include "errors.h"
+#include "sgd_sai_config.h"
+#include "structure.h"
+
+namespace bs {
+
+namespace {
+
+std::map<BlockKind, KindEvidence> structure_evidence(Session& s, const EmitOptions& o) {
+  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.opt.data);
+  const ParamTable& t = H.table();
+  const ModelInfo& info = s.net->info();
+  std::map<BlockKind, KindEvidence> out;
+  for (BlockKind kind : {BlockKind::QK, BlockKind::VO, BlockKind::FFN, BlockKind::Emb, BlockKind::Head}) {
+    for (size_t i = 0; i < t.size(); ++i) {
+      const auto& e = t.at(i);
+      if (e.kind != kind || e.shape.size() != 2) continue;
+      const bool attention = kind == BlockKind::QK || kind == BlockKind::VO;
+      auto cands = candidate_partitions(e.shape, attention && info.n_heads > 0 ? info.dim / info.n_heads : 0);
+      KindEvidence ev;
+      ev.sampled_param = e.name;
+      ev.threshold = o.structure_threshold;
+      if (e.numel <= o.structure_max_dense) {
+        score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
+        ev.method = "dense";
+      } else {
+        score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.opt.seed, cands);
+        ev.method = "randomized";
+      }
+      for (const auto& c : cands) {
+        ev.candidates.push_back(c.name);
+        ev.n_blocks.push_back(c.n_blocks);
+        ev.fractions.push_back(c.fraction);
+      }
+      // Adam-mini blocks are contiguous row ranges: per-column is scored but never chosen.
+      std::vector<Candidate> usable;
+      for (const auto& c : cands)
+        if (c.name != "per-column") usable.push_back(c);
+      ev.recommended = recommend(usable, o.structure_threshold).name;
+      out[kind] = ev;
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void validate(const EmitOptions& o) {
+  if (o.adam_mini != "rules" && o.adam_mini != "measured")
+    throw UserError("--adam-mini '" + o.adam_mini + "': expected rules or measured");
+  if (!(o.structure_threshold > 0 && o.structure_threshold <= 1)) throw UserError("--structure-threshold must be in (0, 1]");
+  if (o.gsnr_batches < 1) throw UserError("--gsnr-batches must be at least 1");
+  blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
+}
+
+void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir) {
+  const ParamTable table(s.net->named_parameters());
+  const ModelInfo& info = s.net->info();
+  json evidence = json::object();
+  Partition part;
+  if (o.adam_mini == "measured") {
+    part = adam_mini_measured(table, info, structure_evidence(s, o), evidence);
+    for (auto& [kind, ev] : evidence.items())
+      if (!ev["agrees_with_rules"].get<bool>())
+        std::printf("adam-mini: %s measured as %s, the official rules use %s (evidence in adam_mini.json)\n",
+                    kind.c_str(), ev["used"].get<std::string>().c_str(), ev["rules_granularity"].get<std::string>().c_str());
+  } else {
+    part = adam_mini_rules(table, info);
+    evidence = {{"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
+  }
+  const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
+
+  std::vector<double> traces;
+  for (const auto& b : p.blocks) traces.push_back(b.trace);
+  const json bw = blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns));
+
+  std::vector<double> g;
+  if (o.gsnr_batches == 1)
+    for (const auto& b : p.blocks) g.push_back(b.gsnr);
+  else
+    g = gsnr_over_batches(s, o.gsnr_batches);
+  const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.opt.batch_size, 1e-8);
+
+  write_json_atomic(dir + "/adam_mini.json", am);
+  write_json_atomic(dir + "/blockwise_lr.json", bw);
+  write_json_atomic(dir + "/sgd_sai.json", sai);
+  std::printf("adam-mini state: %.4f of AdamW's; wrote %s/adam_mini.json, blockwise_lr.json, sgd_sai.json\n",
+              am["state"]["adam_mini_over_adamw"].get<double>(), dir.c_str());
+}
+
+}  // namespace bs

@@ -1,0 +1,22 @@
+// Turns a Profile into the three configs written next to profile.h5: adam_mini.json (rules or
+// measured from structure evidence), blockwise_lr.json and sgd_sai.json.
+#pragma once
+#include "blockwise_lr.h"
+#include "profile.h"
+
+namespace bs {
+
+struct EmitOptions {
+  std::string adam_mini = "rules";  // rules | measured
+  double structure_threshold = 0.9;
+  int64_t structure_max_dense = 4096, structure_probes = 10;
+  LrPolicy lr_policy;
+  std::vector<std::string> group_patterns;
+  int64_t gsnr_batches = 1;
+};
+
+// Rejects bad options before any measurement runs.
+void validate(const EmitOptions& o);
+void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir);
+
+}  // namespace bs
