@@ -17,7 +17,7 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
-  virtual void set_lr(double lr) = 0;
+  virtual void set_lrs(const std::vector<double>& lr_per_param) = 0;  // blockwise learning rates
   virtual void step() = 0;  // uses each parameter's .grad()
   virtual void save(torch::serialize::OutputArchive& ar) const = 0;
   virtual void load(torch::serialize::InputArchive& ar) = 0;

@@ -11,8 +11,8 @@ double Schedule::lr_at(int64_t step) const {
   if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
   if (kind == "constant" || total <= warmup) return lr;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
-  const double min_lr = lr * min_lr_ratio;
-  return min_lr + 0.5 * (1.0 + std::cos(M_PI * progress)) * (lr - min_lr);
+  const double floor = min_lr >= 0 ? min_lr : lr * min_lr_ratio;
+  return floor + 0.5 * (1.0 + std::cos(M_PI * progress)) * (lr - floor);
 }
 
 void validate(const Schedule& s) {

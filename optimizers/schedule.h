@@ -11,6 +11,7 @@ struct Schedule {
   double lr = 1e-3;
   int64_t warmup = 0, total = 1;
   double min_lr_ratio = 0.1;
+  double min_lr = -1;  // absolute cosine floor when >= 0 (blockwise groups share the base floor)
   double lr_at(int64_t step) const;  // step counted from 0
 };
 

@@ -20,15 +20,13 @@ namespace {
 
 class TorchAdamW : public Optimizer {
  public:
+  // One parameter group per tensor, so each can carry its own (blockwise) learning rate.
   TorchAdamW(const std::vector<torch::Tensor>& params, const OptimizerOptions& o)
-      : m_params(params),
-        m_opt(params, torch::optim::AdamWOptions(o.lr)
-                          .betas({o.beta1, o.beta2})
-                          .eps(o.eps)
-                          .weight_decay(o.weight_decay)) {}
+      : m_params(params), m_opt(groups(params, o), options(o)) {}
   std::string name() const override { return "adamw"; }
-  void set_lr(double lr) override {
-    for (auto& g : m_opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  void set_lrs(const std::vector<double>& lr) override {
+    auto& gs = m_opt.param_groups();
+    for (size_t i = 0; i < gs.size(); ++i) static_cast<torch::optim::AdamWOptions&>(gs[i].options()).lr(lr[i]);
   }
   void step() override { m_opt.step(); }
   void save(torch::serialize::OutputArchive& ar) const override { m_opt.save(ar); }
@@ -40,6 +38,16 @@ class TorchAdamW : public Optimizer {
   }
 
  private:
+  static torch::optim::AdamWOptions options(const OptimizerOptions& o) {
+    return torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+  }
+  static std::vector<torch::optim::OptimizerParamGroup> groups(const std::vector<torch::Tensor>& params,
+                                                               const OptimizerOptions& o) {
+    std::vector<torch::optim::OptimizerParamGroup> g;
+    for (const auto& p : params)
+      g.emplace_back(std::vector<torch::Tensor>{p}, std::make_unique<torch::optim::AdamWOptions>(options(o)));
+    return g;
+  }
   std::vector<torch::Tensor> m_params;
   torch::optim::AdamW m_opt;
 };

@@ -28,6 +28,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--checkpoint-every", t->checkpoint_every, "write DIR/checkpoint.pt every N steps (0 = off)")
       ->capture_default_str();
   cmd->add_option("--stop-at", t->stop_at, "stop after this step with a checkpoint, as if interrupted");
+  cmd->add_option("--config", t->configs, "blockwise_lr.json from `profile` (per-group lr multipliers and warmup)");
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.pt");
   cmd->callback([common, t] {
     Session s = open_session(*common);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "blockwise_lr.h"
 #include "errors.h"
 #include "h5io.h"
 #include "progress.h"
@@ -83,6 +84,25 @@ void write_final_params(const std::string& path, const Network& net, const std::
   out.commit();
 }
 
+// One schedule per parameter: the base schedule, or with blockwise_lr.json each group's
+// max lr = lr * multiplier and warmup = warmup * stretch, all decaying to the base floor (the
+// Sharpness Disparity code's get_lr).
+std::vector<Schedule> param_schedules(const Session& s, const TrainOptions& t, const Schedule& base) {
+  if (t.configs.size() > 1) throw UserError("--config: adamw takes one blockwise_lr.json");
+  const ParamTable table(s.net->named_parameters());
+  std::vector<Schedule> out(table.size(), base);
+  for (const auto& path : t.configs) {
+    const json j = read_config(path, "blockwise_lr");  // any other kind is refused, naming the file
+    const BlockwiseLr bw = blockwise_lr_from_json(j, table, path);
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i].lr = base.lr * bw.multiplier[i];
+      out[i].warmup = static_cast<int64_t>(std::llround(static_cast<double>(base.warmup) * bw.warmup_stretch[i]));
+      out[i].min_lr = base.lr * base.min_lr_ratio;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 TrainResult train(Session& s, const TrainOptions& t) {
@@ -91,13 +111,13 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
     throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
   validate(t.schedule);
-  prepare_out_dir(s.opt.out);
-
   auto params = s.net->parameters();
+  Schedule base = t.schedule;
+  base.lr = t.optim.lr;
+  base.total = t.steps;
+  const std::vector<Schedule> scheds = param_schedules(s, t, base);
+  prepare_out_dir(s.opt.out);
   auto opt = make_optimizer(t.optimizer, params, t.optim);
-  Schedule sched = t.schedule;
-  sched.lr = t.optim.lr;
-  sched.total = t.steps;
 
   const std::string ckpt = s.opt.out + "/checkpoint.pt";
   int64_t start = 0;
@@ -113,8 +133,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
   Progress bar("train", end);
   double ema = std::nan("");
   for (int64_t step = start; step < end; ++step) {
-    const double lr = sched.lr_at(step);
-    opt->set_lr(lr);
+    std::vector<double> lrs(scheds.size());
+    for (size_t i = 0; i < scheds.size(); ++i) lrs[i] = scheds[i].lr_at(step);
+    opt->set_lrs(lrs);
+    const double lr = base.lr_at(step);
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
     const double lv = loss.item<double>();

@@ -20,6 +20,7 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // 0: no checkpoints
   int64_t stop_at = 0;           // stop after this many steps (checkpointed), as if interrupted; 0 = off
   bool resume = false;
+  std::vector<std::string> configs;  // --config: blockwise_lr.json on top of adamw
 };
 
 struct TrainResult {

@@ -36,6 +36,15 @@ with open(P("a_file"), "w") as f:
     f.write("x")
 
 train = [blocksharp, "train", "--steps", "2"]
+
+# Configs: one from a smaller gpt2-tiny (another model for the default gpt2-tiny), one of the wrong kind.
+r = subprocess.run([blocksharp, "profile", "--set", "dim=32", "--topk", "2", "--probes", "2", "--density-runs", "0",
+                    "--block-eigs", "none", "--out", P("cfg")], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+os.replace(P("cfg/blockwise_lr.json"), P("bw_other.json"))
+os.replace(P("cfg/sgd_sai.json"), P("sgd_sai.json"))
+with open(P("bw_other.json")) as f, open(P("truncated.json"), "w") as g:
+    g.write(f.read()[:200])
 cases = [
     ("unknown model", train + ["--model", "gpt5", "--out", P("o1")], "gpt5"),
     ("missing .pt", train + ["--model", P("missing.pt"), "--data", P("no_inputs.h5"), "--out", P("o2")], "missing.pt"),
@@ -55,6 +64,10 @@ cases = [
                                      "--topk", "8", "--out", P("o14")], "--topk"),
     ("structure: unknown parameter", [blocksharp, "structure", "--param", "h.9.attn.q_proj.weight",
                                       "--out", P("o15")], "h.9.attn.q_proj.weight"),
+    ("train: config of the wrong kind", train + ["--config", P("sgd_sai.json"), "--out", P("o17")], "sgd_sai.json"),
+    ("train: config for another model", train + ["--config", P("bw_other.json"), "--out", P("o18")], "bw_other.json"),
+    ("train: truncated config", train + ["--config", P("truncated.json"), "--out", P("o19")], "truncated.json"),
+    ("config check: another model", [blocksharp, "config", "check", P("bw_other.json")], "bw_other.json"),
     ("profile: non-finite loss", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("nan.h5"),
                                   "--out", P("o16")], "batch 0"),
 ]

@@ -2,6 +2,7 @@
 // loss on the batches trained on (it must fall).
 #include <gtest/gtest.h>
 
+#include "blockwise_lr.h"
 #include "errors.h"
 #include "h5io.h"
 #include "train_loop.h"
@@ -71,4 +72,38 @@ TEST(TrainLoop, InvalidOptionsAreRejectedBeforeWork) {
   t = steps(3);
   t.resume = true;
   EXPECT_THROW(train(s, t), UserError);  // no checkpoint in this folder
+}
+
+// Oracle: Adam's first step moves every coordinate with |g| >> eps by exactly lr (m/sqrt(v) = sign(g)),
+// so with blockwise_lr.json each tensor must move by lr * its group's multiplier.
+TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
+  CommonOptions o = tiny("train_blockwise");
+  o.dtype = "float64";
+  Session s = open_session(o);
+  const ParamTable table(s.net->named_parameters());
+  std::vector<double> traces(table.size(), 1.0);
+  const std::string cfg = o.out + "_bw.json";
+  write_json_atomic(cfg, blockwise_lr_config(table, s.net->info(), traces, LrPolicy{}, {}));
+  std::vector<torch::Tensor> before;
+  for (auto& p : s.net->parameters()) before.push_back(p.detach().clone());
+  TrainOptions t = steps(1);
+  t.schedule.kind = "constant";
+  t.schedule.warmup = 0;
+  t.grad_clip = 0;
+  t.optim.weight_decay = 0;
+  t.optim.lr = 1e-3;
+  t.configs = {cfg};
+  train(s, t);
+  auto after = s.net->parameters();
+  for (size_t i = 0; i < table.size(); ++i) {
+    const double expected = 1e-3 * paper_multiplier(lr_group(table.at(i).name, {}));
+    const double moved = (after[i] - before[i]).abs().max().item<double>();
+    // k_proj's bias gets no gradient (softmax is shift invariant): it must not move at all.
+    if (table.at(i).name.find("k_proj.bias") != std::string::npos) {
+      EXPECT_LT(moved, 1e-12);
+      continue;
+    }
+    // |g| / (|g| + eps) < 1 leaves a relative shortfall of order eps / |g|.
+    EXPECT_NEAR(moved, expected, 1e-3 * expected) << table.at(i).name;
+  }
 }
