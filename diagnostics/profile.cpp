@@ -249,8 +249,18 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.commit();
 }
 
+static std::string num(double v, int width, int prec) {
+  char buf[64];
+  if (std::isnan(v)) std::snprintf(buf, sizeof buf, "%*s", width, "-");
+  else std::snprintf(buf, sizeof buf, "%*.*g", width, prec, v);
+  return buf;
+}
+
 void print_profile(const Profile& p, const Session& s) {
-  std::printf("model %s on %s, loss %.6f\n", s.opt.model.c_str(), s.data->describe().c_str(), p.loss);
+  int64_t numel = 0;
+  for (const auto& b : p.blocks) numel += b.numel;
+  std::printf("model %s (%lld parameters) on %s, loss %.6f\n", s.opt.model.c_str(), static_cast<long long>(numel),
+              s.data->describe().c_str(), p.loss);
   std::printf("top-%zu eigenvalues (%s, %lld products):", p.global.values.size(), p.global.status.c_str(),
               static_cast<long long>(p.n_hvp_global));
   for (double v : p.global.values) std::printf(" %.6g", v);
@@ -260,12 +270,12 @@ void print_profile(const Profile& p, const Session& s) {
               static_cast<long long>(p.trace.n_products));
   std::printf("%-6s %8s %10s %12s %12s %12s\n", "kind", "tensors", "numel", "trace", "avg_sharp", "lambda_max");
   for (const auto& k : p.kinds)
-    std::printf("%-6s %8lld %10lld %12.5g %12.5g %12.5g\n", to_string(k.kind).c_str(), static_cast<long long>(k.n_tensors),
-                static_cast<long long>(k.numel), k.trace, k.avg_sharpness, k.lambda_max);
+    std::printf("%-6s %8lld %10lld %12.5g %12.5g %s\n", to_string(k.kind).c_str(), static_cast<long long>(k.n_tensors),
+                static_cast<long long>(k.numel), k.trace, k.avg_sharpness, num(k.lambda_max, 12, 5).c_str());
   std::printf("\n%-36s %-5s %9s %11s %11s %11s %10s\n", "block", "kind", "numel", "trace", "avg_sharp", "lambda_max", "gsnr");
   for (const auto& b : p.blocks)
-    std::printf("%-36s %-5s %9lld %11.4g %11.4g %11.4g %10.4g\n", b.name.c_str(), to_string(b.kind).c_str(),
-                static_cast<long long>(b.numel), b.trace, b.avg_sharpness, b.lambda_max, b.gsnr);
+    std::printf("%-36s %-5s %9lld %11.4g %11.4g %s %10.4g\n", b.name.c_str(), to_string(b.kind).c_str(),
+                static_cast<long long>(b.numel), b.trace, b.avg_sharpness, num(b.lambda_max, 11, 4).c_str(), b.gsnr);
   std::printf("\n%lld Hessian-vector products in %.1f s\n", static_cast<long long>(p.n_hvp_total), p.seconds);
 }
 

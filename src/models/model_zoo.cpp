@@ -22,7 +22,7 @@ static const std::map<std::string, ModelConfig>& presets() {
     c.family = "llama"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.n_kv_heads = 2; c.vocab = 256; c.seq_len = 64;
     c.tied = false;
     m["llama-tiny"] = c;
-    c.n_layer = 6; c.dim = 256; c.n_heads = 8; c.n_kv_heads = 4; c.seq_len = 128;
+    c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.n_kv_heads = 4; c.seq_len = 128;
     m["llama-small-cpu"] = c;
     c = ModelConfig{};
     c.family = "mlp"; c.n_layer = 2; c.hidden = 128; c.vocab = 0; c.seq_len = 0; c.tied = false;
