@@ -1,5 +1,5 @@
-// AdamW through LibTorch's torch::optim::AdamW (PyTorch semantics: decoupled decay p *= 1 - lr*wd,
-// eps after the bias-corrected sqrt(v)). The baseline the fused optimizers are measured against.
+// LibTorch's torch::optim::AdamW (PyTorch semantics) as `torch-adamw`: the baseline the fused
+// optimizers are measured and tested against.
 #include <cmath>
 
 #include "errors.h"
@@ -7,30 +7,46 @@
 
 namespace bs {
 
-void validate(const OptimizerOptions& o) {
-  auto finite_nonneg = [](double v) { return std::isfinite(v) && v >= 0; };
-  if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError("--lr must be a positive finite number");
-  if (!finite_nonneg(o.weight_decay)) throw UserError("--weight-decay must be >= 0");
-  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw UserError("--beta1 must be in [0, 1)");
-  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw UserError("--beta2 must be in [0, 1)");
-  if (!(std::isfinite(o.eps) && o.eps > 0)) throw UserError("--eps must be positive");
-}
+std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
 
 namespace {
 
 class TorchAdamW : public Optimizer {
  public:
   // One parameter group per tensor, so each can carry its own (blockwise) learning rate.
-  TorchAdamW(const std::vector<torch::Tensor>& params, const OptimizerOptions& o)
-      : m_params(params), m_opt(groups(params, o), options(o)) {}
-  std::string name() const override { return "adamw"; }
+  TorchAdamW(const OptimizerInputs& in, const OptimizerOptions& o)
+      : m_params(in.params), m_names(in.names), m_opt(groups(in.params, o), options(o)) {}
+  std::string name() const override { return "torch-adamw"; }
   void set_lrs(const std::vector<double>& lr) override {
     auto& gs = m_opt.param_groups();
     for (size_t i = 0; i < gs.size(); ++i) static_cast<torch::optim::AdamWOptions&>(gs[i].options()).lr(lr[i]);
   }
   void step() override { m_opt.step(); }
-  void save(torch::serialize::OutputArchive& ar) const override { m_opt.save(ar); }
-  void load(torch::serialize::InputArchive& ar) override { m_opt.load(ar); }
+  StateDict state_dict() const override {
+    StateDict d;
+    int64_t step = 0;
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      auto it = m_opt.state().find(key(i));
+      if (it == m_opt.state().end()) continue;
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      d.emplace_back(m_names[i] + "/exp_avg", st.exp_avg());
+      d.emplace_back(m_names[i] + "/exp_avg_sq", st.exp_avg_sq());
+      step = st.step();
+    }
+    d.emplace_back("step", torch::tensor(step, torch::kInt64));
+    return d;
+  }
+  void load_state_dict(const StateLookup& get) override {
+    const int64_t step = get("step").item<int64_t>();
+    if (step == 0) return;
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      auto st = std::make_unique<torch::optim::AdamWParamState>();
+      st->step(step);
+      st->exp_avg(get(m_names[i] + "/exp_avg").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
+      st->exp_avg_sq(get(m_names[i] + "/exp_avg_sq").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
+      m_opt.state()[key(i)] = std::move(st);
+    }
+  }
   int64_t state_bytes() const override {
     int64_t n = 0;
     for (const auto& p : m_params) n += 2 * p.numel() * p.element_size();  // exp_avg + exp_avg_sq
@@ -38,6 +54,7 @@ class TorchAdamW : public Optimizer {
   }
 
  private:
+  std::string key(size_t i) const { return c10::guts::to_string(m_params[i].unsafeGetTensorImpl()); }
   static torch::optim::AdamWOptions options(const OptimizerOptions& o) {
     return torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
   }
@@ -49,16 +66,14 @@ class TorchAdamW : public Optimizer {
     return g;
   }
   std::vector<torch::Tensor> m_params;
+  std::vector<std::string> m_names;
   torch::optim::AdamW m_opt;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const std::vector<torch::Tensor>& params,
-                                          const OptimizerOptions& opt) {
-  validate(opt);
-  if (name == "adamw") return std::make_unique<TorchAdamW>(params, opt);
-  throw UserError("--optimizer '" + name + "': unknown optimizer (available: adamw)");
+std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o) {
+  return std::make_unique<TorchAdamW>(in, o);
 }
 
 }  // namespace bs

@@ -32,7 +32,7 @@ const json& require_key(const json& j, const std::string& key, const std::string
   return j.at(key);
 }
 
-static json parse_file(const std::string& path) {
+json read_config_file(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw UserError("config '" + path + "': file not found or not readable");
   std::stringstream ss;
@@ -59,7 +59,7 @@ std::string config_kind(const json& j, const std::string& path) {
 }
 
 json read_config(const std::string& path, const std::string& kind) {
-  json j = parse_file(path);
+  json j = read_config_file(path);
   const std::string got = config_kind(j, path);
   if (got != kind)
     throw UserError("config '" + path + "': key \"format\" says a " + got + " config, but a " + kind + " config is needed here");

@@ -2,7 +2,6 @@
 // against a model (names, shapes, block sizes), exactly as an optimizer would on load.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <map>
 
 #include "adam_mini_partition.h"
@@ -16,18 +15,8 @@ namespace bs {
 
 namespace {
 
-json read_any(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw UserError("config '" + path + "': file not found or not readable");
-  try {
-    return json::parse(f);
-  } catch (const json::parse_error& e) {
-    throw UserError("config '" + path + "': malformed JSON at byte " + std::to_string(e.byte));
-  }
-}
-
 void show(const std::string& path) {
-  const json j = read_any(path);
+  const json j = read_config_file(path);
   const std::string kind = config_kind(j, path);
   const json& m = require_key(j, "model", "config '" + path + "'");
   std::printf("%s: %s config for model %s (%s), %zu parameters\n", path.c_str(), kind.c_str(),
@@ -59,7 +48,7 @@ void show(const std::string& path) {
 }
 
 void check(const std::string& path, const CommonOptions& common) {
-  const json j = read_any(path);
+  const json j = read_config_file(path);
   const std::string kind = config_kind(j, path);
   Session s = open_session(common);
   const ParamTable table(s.net->named_parameters());

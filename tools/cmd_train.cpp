@@ -10,13 +10,17 @@ void register_train(CLI::App& app) {
   auto common = std::make_shared<CommonOptions>();
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
-  cmd->add_option("--optimizer", t->optimizer, "adamw")->capture_default_str();
+  cmd->add_option("--optimizer", t->optimizer, "adamw, adam-mini, sgd-sai (fused) or torch-adamw (LibTorch's)")
+      ->capture_default_str();
   cmd->add_option("--steps", t->steps, "optimizer steps")->capture_default_str();
-  cmd->add_option("--lr", t->optim.lr, "peak learning rate")->capture_default_str();
-  cmd->add_option("--weight-decay", t->optim.weight_decay, "decoupled weight decay")->capture_default_str();
-  cmd->add_option("--beta1", t->optim.beta1, "first-moment decay")->capture_default_str();
-  cmd->add_option("--beta2", t->optim.beta2, "second-moment decay")->capture_default_str();
-  cmd->add_option("--eps", t->optim.eps, "denominator epsilon")->capture_default_str();
+  // Unset hyperparameters take the chosen optimizer's official defaults (default_options).
+  auto given = std::make_shared<OptimizerOptions>();
+  auto* o_lr = cmd->add_option("--lr", given->lr, "peak learning rate (default: the optimizer's, 1e-3; sgd-sai 1e-2)");
+  auto* o_wd = cmd->add_option("--weight-decay", given->weight_decay,
+                               "decoupled weight decay (default: adamw 0.01, adam-mini 0, sgd-sai 0.01)");
+  auto* o_b1 = cmd->add_option("--beta1", given->beta1, "first-moment decay / sgd-sai momentum (0.9)");
+  auto* o_b2 = cmd->add_option("--beta2", given->beta2, "second-moment decay (0.999)");
+  auto* o_eps = cmd->add_option("--eps", given->eps, "epsilon (1e-8)");
   cmd->add_option("--warmup", t->schedule.warmup, "linear warmup steps")->capture_default_str();
   cmd->add_option("--schedule", t->schedule.kind, "constant or cosine")->capture_default_str();
   cmd->add_option("--min-lr-ratio", t->schedule.min_lr_ratio, "cosine floor as a fraction of --lr")
@@ -25,12 +29,19 @@ void register_train(CLI::App& app) {
   cmd->add_option("--eval-every", t->eval_every, "validation every N steps (0: only at the end)")
       ->capture_default_str();
   cmd->add_option("--eval-batches", t->eval_batches, "validation batches per evaluation")->capture_default_str();
-  cmd->add_option("--checkpoint-every", t->checkpoint_every, "write DIR/checkpoint.pt every N steps (0 = off)")
+  cmd->add_option("--checkpoint-every", t->checkpoint_every, "write DIR/checkpoint.h5 every N steps (0 = off)")
       ->capture_default_str();
   cmd->add_option("--stop-at", t->stop_at, "stop after this step with a checkpoint, as if interrupted");
-  cmd->add_option("--config", t->configs, "blockwise_lr.json from `profile` (per-group lr multipliers and warmup)");
-  cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.pt");
-  cmd->callback([common, t] {
+  cmd->add_option("--config", t->configs,
+                  "configs from `profile`: blockwise_lr.json (adamw, adam-mini), adam_mini.json, sgd_sai.json");
+  cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
+  cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps] {
+    t->optim = default_options(t->optimizer);
+    if (o_lr->count()) t->optim.lr = given->lr;
+    if (o_wd->count()) t->optim.weight_decay = given->weight_decay;
+    if (o_b1->count()) t->optim.beta1 = given->beta1;
+    if (o_b2->count()) t->optim.beta2 = given->beta2;
+    if (o_eps->count()) t->optim.eps = given->eps;
     Session s = open_session(*common);
     train(s, *t);
   });

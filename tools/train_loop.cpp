@@ -8,8 +8,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <map>
+
+#include "adam_mini_partition.h"
 #include "blockwise_lr.h"
 #include "errors.h"
+#include "sgd_sai_config.h"
 #include "h5io.h"
 #include "progress.h"
 
@@ -17,53 +22,34 @@ namespace bs {
 
 namespace {
 
-std::string joined_names(const Network& net) {
-  std::string s;
-  for (const auto& [name, t] : net.named_parameters()) s += name + "\n";
-  return s;
-}
-
+// Checkpoint: one HDF5 file keyed by name: /step, /params/<name>, /optimizer/<name>/<state>.
 void save_checkpoint(const std::string& path, int64_t step, const Network& net, const Optimizer& opt) {
-  torch::serialize::OutputArchive ar;
-  ar.write("step", torch::tensor(step, torch::kInt64));
-  ar.write("param_names", c10::IValue(joined_names(net)));
-  int64_t i = 0;
-  for (const auto& [name, t] : net.named_parameters()) ar.write("p" + std::to_string(i++), t.detach());
-  torch::serialize::OutputArchive opt_ar;
-  opt.save(opt_ar);
-  ar.write("optimizer", opt_ar);
-  const std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write checkpoint '" + path + "'");
+  H5Output out(path);
+  out.write("/step", step);
+  for (const auto& [name, t] : net.named_parameters()) out.write("/params/" + name, t);
+  for (const auto& [key, t] : opt.state_dict()) out.write("/optimizer/" + key, t);
+  out.attribute("optimizer", opt.name());
+  out.attribute("command_line", command_line());
+  out.commit();
 }
 
 int64_t load_checkpoint(const std::string& path, Network& net, Optimizer& opt) {
   if (!std::ifstream(path).good()) throw UserError("--resume: no checkpoint at '" + path + "'");
-  torch::serialize::InputArchive ar;
-  try {
-    ar.load_from(path);
-  } catch (const std::exception& e) {
-    throw UserError("--resume: checkpoint '" + path + "' is unreadable (" + torch_error_line(e) + ")");
-  }
-  c10::IValue names;
-  ar.read("param_names", names);
-  if (names.toStringRef() != joined_names(net))
-    throw UserError("--resume: checkpoint '" + path + "' was written for a different model");
-  torch::Tensor step;
-  ar.read("step", step);
   torch::NoGradGuard g;
-  int64_t i = 0;
   for (auto& [name, t] : net.named_parameters()) {
-    torch::Tensor saved;
-    ar.read("p" + std::to_string(i++), saved);
-    if (saved.sizes() != t.sizes() || saved.scalar_type() != t.scalar_type())
-      throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape or dtype");
-    t.copy_(saved);
+    if (!h5_has_dataset(path, "params/" + name))
+      throw UserError("--resume: checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
+    auto saved = read_h5_dataset(path, "params/" + name, "--resume");
+    if (saved.sizes() != t.sizes())
+      throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape");
+    t.copy_(saved.to(t.scalar_type()));
   }
-  torch::serialize::InputArchive opt_ar;
-  ar.read("optimizer", opt_ar);
-  opt.load(opt_ar);
-  return step.item<int64_t>();
+  opt.load_state_dict([&](const std::string& key) {
+    if (!h5_has_dataset(path, "optimizer/" + key))
+      throw UserError("--resume: checkpoint '" + path + "' has no optimizer state '" + key + "' (another optimizer?)");
+    return read_h5_dataset(path, "optimizer/" + key, "--resume");
+  });
+  return read_h5_dataset(path, "step", "--resume").item<int64_t>();
 }
 
 double validation_loss(Session& s, int64_t max_batches) {
@@ -84,16 +70,55 @@ void write_final_params(const std::string& path, const Network& net, const std::
   out.commit();
 }
 
+// The configs given with --config, checked against the optimizer (which kinds it takes) and the model.
+struct TrainConfigs {
+  std::string blockwise;  // path, empty when absent
+  OptimizerInputs inputs;
+};
+
+TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
+  const ParamTable table(s.net->named_parameters());
+  TrainConfigs c;
+  for (const auto& e : table.entries()) c.inputs.names.push_back(e.name);
+  c.inputs.params = s.net->parameters();
+  const std::map<std::string, std::vector<std::string>> takes = {
+      {"adamw", {"blockwise_lr"}}, {"torch-adamw", {"blockwise_lr"}}, {"adam-mini", {"adam_mini", "blockwise_lr"}},
+      {"sgd-sai", {"sgd_sai"}}};
+  bool have_partition = false;
+  for (const auto& path : t.configs) {
+    const json j = read_config_file(path);
+    const std::string kind = config_kind(j, path);
+    const auto& ok = takes.count(t.optimizer) ? takes.at(t.optimizer) : std::vector<std::string>{};
+    if (std::find(ok.begin(), ok.end(), kind) == ok.end()) {
+      std::string list;
+      for (const auto& k : ok) list += (list.empty() ? "" : " or ") + k;
+      throw UserError("config '" + path + "': key \"format\" says a " + kind + " config; --optimizer " + t.optimizer +
+                      " takes " + (list.empty() ? "no config" : list));
+    }
+    if (kind == "blockwise_lr") {
+      if (!c.blockwise.empty()) throw UserError("--config: only one blockwise_lr.json may be given");
+      blockwise_lr_from_json(j, table, path);  // validate now, before any work
+      c.blockwise = path;
+    } else if (kind == "adam_mini") {
+      c.inputs.partition = adam_mini_from_json(j, table, path);
+      have_partition = true;
+    } else if (kind == "sgd_sai") {
+      c.inputs.gsnr = sgd_sai_from_json(j, table, path);
+    }
+  }
+  if (t.optimizer == "adam-mini" && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
+  return c;
+}
+
 // One schedule per parameter: the base schedule, or with blockwise_lr.json each group's
 // max lr = lr * multiplier and warmup = warmup * stretch, all decaying to the base floor (the
 // Sharpness Disparity code's get_lr).
-std::vector<Schedule> param_schedules(const Session& s, const TrainOptions& t, const Schedule& base) {
-  if (t.configs.size() > 1) throw UserError("--config: adamw takes one blockwise_lr.json");
+std::vector<Schedule> param_schedules(const Session& s, const std::string& blockwise, const Schedule& base) {
   const ParamTable table(s.net->named_parameters());
   std::vector<Schedule> out(table.size(), base);
-  for (const auto& path : t.configs) {
-    const json j = read_config(path, "blockwise_lr");  // any other kind is refused, naming the file
-    const BlockwiseLr bw = blockwise_lr_from_json(j, table, path);
+  if (!blockwise.empty()) {
+    const std::string& path = blockwise;
+    const BlockwiseLr bw = blockwise_lr_from_json(read_config(path, "blockwise_lr"), table, path);
     for (size_t i = 0; i < out.size(); ++i) {
       out[i].lr = base.lr * bw.multiplier[i];
       out[i].warmup = static_cast<int64_t>(std::llround(static_cast<double>(base.warmup) * bw.warmup_stretch[i]));
@@ -115,11 +140,12 @@ TrainResult train(Session& s, const TrainOptions& t) {
   Schedule base = t.schedule;
   base.lr = t.optim.lr;
   base.total = t.steps;
-  const std::vector<Schedule> scheds = param_schedules(s, t, base);
+  const TrainConfigs configs = load_train_configs(s, t);
+  const std::vector<Schedule> scheds = param_schedules(s, configs.blockwise, base);
+  auto opt = make_optimizer(t.optimizer, configs.inputs, t.optim);
   prepare_out_dir(s.opt.out);
-  auto opt = make_optimizer(t.optimizer, params, t.optim);
 
-  const std::string ckpt = s.opt.out + "/checkpoint.pt";
+  const std::string ckpt = s.opt.out + "/checkpoint.h5";
   int64_t start = 0;
   if (t.resume) {
     start = load_checkpoint(ckpt, *s.net, *opt);

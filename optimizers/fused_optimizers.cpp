@@ -1,0 +1,238 @@
+// The fused optimizers: one pass over each tensor applying the update functor (update_functors.h)
+// through the CPU loop; the CUDA kernels (cuda/) apply the same functors on the device.
+#include <cmath>
+
+#include "cpu_loop.h"
+#include "errors.h"
+#include "optimizer.h"
+#include "update_functors.h"
+
+namespace bs {
+
+std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
+
+OptimizerOptions default_options(const std::string& optimizer) {
+  OptimizerOptions o;
+  if (optimizer == "adam-mini") o.weight_decay = 0.0;
+  if (optimizer == "sgd-sai") {
+    o.lr = 1e-2;
+    o.weight_decay = 1e-2;
+  }
+  return o;
+}
+
+std::vector<std::string> optimizer_names() { return {"adamw", "adam-mini", "sgd-sai", "torch-adamw"}; }
+
+void validate(const OptimizerOptions& o) {
+  if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError("--lr must be a positive finite number");
+  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0)) throw UserError("--weight-decay must be >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw UserError("--beta1 must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw UserError("--beta2 must be in [0, 1)");
+  if (!(std::isfinite(o.eps) && o.eps > 0)) throw UserError("--eps must be positive");
+}
+
+namespace {
+
+// Shared bookkeeping: per-tensor learning rates, named state tensors, the step count.
+class FusedBase : public Optimizer {
+ public:
+  FusedBase(const OptimizerInputs& in, const OptimizerOptions& o, std::vector<std::string> state_names)
+      : m_params(in.params), m_names(in.names), m_o(o), m_lr(in.params.size(), o.lr), m_state_names(std::move(state_names)) {
+    for (auto& p : m_params)
+      if (!p.is_contiguous()) throw UserError("optimizer: parameters must be contiguous");
+  }
+  void set_lrs(const std::vector<double>& lr) override { m_lr = lr; }
+  StateDict state_dict() const override {
+    StateDict d;
+    for (size_t i = 0; i < m_state.size(); ++i)
+      for (size_t k = 0; k < m_state_names.size(); ++k) d.emplace_back(m_names[i] + "/" + m_state_names[k], m_state[i][k]);
+    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
+    return d;
+  }
+  void load_state_dict(const StateLookup& get) override {
+    m_step = get("step").item<int64_t>();
+    if (m_step == 0) return;
+    init_state();
+    for (size_t i = 0; i < m_state.size(); ++i)
+      for (size_t k = 0; k < m_state_names.size(); ++k) {
+        auto t = get(m_names[i] + "/" + m_state_names[k]);
+        if (t.numel() != m_state[i][k].numel())
+          throw UserError("optimizer state '" + m_names[i] + "/" + m_state_names[k] + "' has the wrong size");
+        m_state[i][k].copy_(t.reshape(m_state[i][k].sizes()));
+      }
+  }
+  int64_t state_bytes() const override {
+    int64_t n = 0;
+    for (size_t i = 0; i < m_params.size(); ++i)
+      for (int64_t numel : state_numels(i)) n += numel * m_params[i].element_size();
+    return n;
+  }
+  void step() override {
+    if (m_state.empty()) init_state();
+    ++m_step;
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      const auto& g = m_params[i].grad();
+      if (!g.defined()) continue;
+      auto gc = g.contiguous();
+      AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "blocksharp_step", [&] { update<scalar_t>(i, gc); });
+    }
+  }
+
+ protected:
+  virtual std::vector<int64_t> state_numels(size_t i) const = 0;
+  virtual void update_f(size_t i, const torch::Tensor& g) = 0;
+  virtual void update_d(size_t i, const torch::Tensor& g) = 0;
+  template <class T>
+  void update(size_t i, const torch::Tensor& g) {
+    if constexpr (std::is_same_v<T, float>) update_f(i, g);
+    else update_d(i, g);
+  }
+  void init_state() {
+    m_state.clear();
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      std::vector<torch::Tensor> s;
+      for (int64_t numel : state_numels(i)) s.push_back(torch::zeros({numel}, m_params[i].options()));
+      m_state.push_back(std::move(s));
+    }
+  }
+  std::vector<torch::Tensor> m_params;
+  std::vector<std::string> m_names;
+  OptimizerOptions m_o;
+  std::vector<double> m_lr;
+  std::vector<std::string> m_state_names;
+  std::vector<std::vector<torch::Tensor>> m_state;
+  int64_t m_step = 0;
+};
+
+#define BS_DISPATCH_UPDATE                                                              \
+  void update_f(size_t i, const torch::Tensor& g) override { run<float>(i, g); }      \
+  void update_d(size_t i, const torch::Tensor& g) override { run<double>(i, g); }
+
+class FusedAdamW : public FusedBase {
+ public:
+  FusedAdamW(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"exp_avg", "exp_avg_sq"}) {}
+  std::string name() const override { return "adamw"; }
+
+ protected:
+  std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_params[i].numel()}; }
+  BS_DISPATCH_UPDATE
+  template <class T>
+  void run(size_t i, const torch::Tensor& g) {
+    const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
+    const AdamWUpdate<T> f{T(1 - lr * m_o.weight_decay), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
+                           T(1 / std::sqrt(bc2)), T(m_o.eps), T(lr / bc1)};
+    T* p = m_params[i].data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    T* m = m_state[i][0].data_ptr<T>();
+    T* v = m_state[i][1].data_ptr<T>();
+    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
+  }
+};
+
+class AdamMini : public FusedBase {
+ public:
+  AdamMini(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"exp_avg", "v_block"}), m_part(in.partition) {
+    if (m_part.params.size() != m_params.size()) throw UserError("adam-mini: the partition does not match the model");
+    for (size_t i = 0; i < m_params.size(); ++i)
+      if (m_part.params[i].block_size * m_part.params[i].n_blocks != m_params[i].numel())
+        throw UserError("adam-mini: the partition's blocks of '" + m_names[i] + "' do not cover the tensor");
+  }
+  std::string name() const override { return "adam-mini"; }
+
+ protected:
+  std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_part.params[i].n_blocks}; }
+  BS_DISPATCH_UPDATE
+  template <class T>
+  void run(size_t i, const torch::Tensor& g) {
+    const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
+    const double wd = m_part.params[i].weight_decay ? m_o.weight_decay : 0.0;
+    const AdamMiniUpdate<T> f{T(1 - lr * wd), T(m_o.beta1), T(1 - m_o.beta1), T(lr / bc1)};
+    const T beta2 = T(m_o.beta2), one_minus_beta2 = T(1 - m_o.beta2), inv_sqrt_bc2 = T(1 / std::sqrt(bc2)), eps = T(m_o.eps);
+    const int64_t bs = m_part.params[i].block_size, nb = m_part.params[i].n_blocks;
+    T* p = m_params[i].data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    T* m = m_state[i][0].data_ptr<T>();
+    T* vb = m_state[i][1].data_ptr<T>();
+    auto block = [=](int64_t b) {
+      const int64_t off = b * bs;
+      double sq = 0;  // accumulate in double: one rounding for the block mean
+      for (int64_t k = 0; k < bs; ++k) sq += static_cast<double>(gp[off + k]) * gp[off + k];
+      vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
+      const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
+      for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], h);
+    };
+    if (bs >= kGrain) {
+      for (int64_t b = 0; b < nb; ++b) {  // large blocks: parallel reduction, then parallel update
+        const int64_t off = b * bs;
+        const double sq = at::parallel_reduce(0, bs, kGrain, 0.0, [&](int64_t s, int64_t e, double acc) {
+          for (int64_t k = s; k < e; ++k) acc += static_cast<double>(gp[off + k]) * gp[off + k];
+          return acc;
+        }, std::plus<double>());
+        vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
+        const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
+        parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], h); });
+      }
+    } else {
+      at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
+        for (int64_t b = s; b < e; ++b) block(b);
+      });
+    }
+  }
+
+ private:
+  Partition m_part;
+};
+
+class SgdSai : public FusedBase {
+ public:
+  SgdSai(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"momentum_buffer", "gsnr"}), m_config_gsnr(in.gsnr) {
+    if (!m_config_gsnr.empty() && m_config_gsnr.size() != m_params.size())
+      throw UserError("sgd-sai: the g-SNR config does not match the model");
+    if (o.beta1 <= 0) throw UserError("--beta1 (momentum) must be > 0 for sgd-sai, as in the official code");
+  }
+  std::string name() const override { return "sgd-sai"; }
+
+ protected:
+  std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), 1}; }
+  BS_DISPATCH_UPDATE
+  template <class T>
+  void run(size_t i, const torch::Tensor& g) {
+    T* gsnr = m_state[i][1].data_ptr<T>();
+    if (m_step == 1) {  // official warmup_step: g-SNR of the first gradient, fixed afterwards
+      if (!m_config_gsnr.empty()) {
+        gsnr[0] = T(m_config_gsnr[i]);
+      } else {
+        const auto gd = g.to(torch::kFloat64).reshape({-1});
+        double sd = gd.numel() > 1 ? gd.std(true).item<double>() : 0.0;
+        if (std::isnan(sd)) sd = 0.0;
+        gsnr[0] = T(gd.norm().item<double>() / (sd + m_o.eps));
+      }
+    }
+    const double lr = m_lr[i];
+    const SgdSaiUpdate<T> f{T(1 - lr * m_o.weight_decay), T(m_o.beta1), T(1 - m_o.beta1), T(lr * static_cast<double>(gsnr[0])),
+                            m_step == 1};
+    T* p = m_params[i].data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    T* buf = m_state[i][0].data_ptr<T>();
+    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
+  }
+
+ private:
+  std::vector<double> m_config_gsnr;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o) {
+  validate(o);
+  if (in.names.size() != in.params.size()) throw UserError("optimizer: one name per parameter is required");
+  if (name == "adamw") return std::make_unique<FusedAdamW>(in, o);
+  if (name == "adam-mini") return std::make_unique<AdamMini>(in, o);
+  if (name == "sgd-sai") return std::make_unique<SgdSai>(in, o);
+  if (name == "torch-adamw") return make_torch_adamw(in, o);
+  std::string known;
+  for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
+  throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");
+}
+
+}  // namespace bs

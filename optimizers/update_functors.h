@@ -1,0 +1,53 @@
+// The arithmetic of each optimizer, written once: elementwise functors marked host+device, driven by
+// the CPU loop (cpu_loop.h) and by the CUDA kernels (cuda/fused_kernels.cu). Per-step scalars (bias
+// corrections, learning rates) are folded in on the host.
+#pragma once
+#include <cmath>
+
+#include "hostdevice.h"
+
+namespace bs {
+
+// AdamW with PyTorch semantics (Loshchilov & Hutter 2019; torch.optim.AdamW): decoupled decay first,
+// m and v updated, denom = sqrt(v)/sqrt(bc2) + eps, p -= lr/bc1 * m/denom.
+template <class T>
+struct AdamWUpdate {
+  T decay;       // 1 - lr*wd
+  T beta1, one_minus_beta1, beta2, one_minus_beta2;
+  T inv_sqrt_bc2, eps, step_size;  // step_size = lr / bc1
+  BS_HD void operator()(T& p, T g, T& m, T& v) const {
+    p *= decay;
+    m = m * beta1 + g * one_minus_beta1;
+    v = v * beta2 + g * g * one_minus_beta2;
+    const T denom = std::sqrt(v) * inv_sqrt_bc2 + eps;
+    p += -step_size * (m / denom);
+  }
+};
+
+// Adam-mini v1.1.1 (Zhang et al. 2024): the block's v is the EMA of mean(g^2) over the block (updated
+// by the block driver); per element: decoupled decay, m = beta1 m + (1-beta1) g, p -= lr/bc1 * m / h with
+// h = sqrt(v_block)/sqrt(bc2) + eps (eps after the bias-corrected sqrt).
+template <class T>
+struct AdamMiniUpdate {
+  T decay, beta1, one_minus_beta1, step_size;
+  BS_HD void operator()(T& p, T g, T& m, T h) const {
+    p *= decay;
+    m = m * beta1 + g * one_minus_beta1;
+    p += -step_size * (m / h);
+  }
+};
+
+// SGD-SaI (Xu et al. 2024): decay before the step, momentum buffer = g on the first step then
+// EMA mu*buf + (1-mu)*g, p -= (lr * gsnr) * buf. No bias correction.
+template <class T>
+struct SgdSaiUpdate {
+  T decay, mu, one_minus_mu, scaled_lr;  // scaled_lr = lr * gsnr of the tensor
+  bool first;
+  BS_HD void operator()(T& p, T g, T& buf) const {
+    p *= decay;
+    buf = first ? g : buf * mu + g * one_minus_mu;
+    p += -scaled_lr * buf;
+  }
+};
+
+}  // namespace bs

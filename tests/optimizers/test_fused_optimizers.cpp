@@ -1,0 +1,194 @@
+// Fused optimizers. Oracles: the scalar references (reference_optimizers.h) over 50 steps on tensors of
+// awkward sizes in float64 (1e-12 relative); LibTorch's torch::optim::AdamW (1e-12); the Adam-mini
+// partition of a tiny model; state save -> load -> continue equal to an uninterrupted run bit for bit.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "errors.h"
+#include "models/model_zoo.h"
+#include "optimizer.h"
+#include "reference_optimizers.h"
+
+using namespace bs;
+
+namespace {
+
+const std::vector<int64_t> kSizes = {1, 7, 1023, 4097, 70001};
+
+std::vector<double> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous().reshape({-1});
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+double rel_err(const torch::Tensor& a, const std::vector<double>& b) {
+  auto bt = torch::tensor(b, torch::kFloat64);
+  return (a.reshape({-1}) - bt).norm().item<double>() / std::max(bt.norm().item<double>(), 1e-300);
+}
+
+struct Problem {
+  std::vector<torch::Tensor> params;
+  std::vector<std::string> names;
+};
+
+Problem problem(const std::vector<int64_t>& sizes, uint64_t seed) {
+  torch::manual_seed(seed);
+  Problem pr;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    pr.params.push_back(torch::randn({sizes[i]}, torch::kFloat64));
+    pr.names.push_back("p" + std::to_string(i) + ".weight");
+  }
+  return pr;
+}
+
+// Gradient of step t for tensor i: deterministic, sign-changing, with a few exact zeros.
+torch::Tensor grad_at(int64_t numel, int t, size_t i) {
+  auto x = torch::arange(numel, torch::kFloat64);
+  auto g = torch::sin(x * 0.37 + 1.3 * t + static_cast<double>(i)) * (1.0 + 0.1 * t);
+  return g.masked_fill(torch::fmod(x, 97) == 3, 0.0);
+}
+
+std::vector<double> lrs(size_t n, int t) { return std::vector<double>(n, 1e-3 * (1.0 + 0.5 * std::sin(t))); }
+
+}  // namespace
+
+TEST(FusedAdamW, MatchesScalarReferenceOverFiftySteps) {
+  auto pr = problem(kSizes, 1);
+  OptimizerOptions o;
+  o.weight_decay = 0.1;
+  OptimizerInputs in{pr.names, pr.params, {}, {}};
+  auto opt = make_optimizer("adamw", in, o);
+  std::vector<std::vector<double>> p, m, v;
+  for (auto& t : pr.params) p.push_back(to_vec(t)), m.emplace_back(t.numel(), 0.0), v.emplace_back(t.numel(), 0.0);
+  for (int t = 1; t <= 50; ++t) {
+    const auto lr = lrs(pr.params.size(), t);
+    opt->set_lrs(lr);
+    for (size_t i = 0; i < pr.params.size(); ++i) {
+      pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
+      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t, {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
+    }
+    opt->step();
+  }
+  for (size_t i = 0; i < pr.params.size(); ++i) EXPECT_LT(rel_err(pr.params[i], p[i]), 1e-12) << kSizes[i];
+}
+
+TEST(FusedAdamW, MatchesLibTorchAdamW) {
+  auto a = problem(kSizes, 2), b = problem(kSizes, 2);
+  OptimizerOptions o;
+  auto fused = make_optimizer("adamw", {a.names, a.params, {}, {}}, o);
+  auto torch_adamw = make_optimizer("torch-adamw", {b.names, b.params, {}, {}}, o);
+  for (int t = 1; t <= 50; ++t) {
+    for (size_t i = 0; i < a.params.size(); ++i) {
+      a.params[i].mutable_grad() = grad_at(a.params[i].numel(), t, i);
+      b.params[i].mutable_grad() = grad_at(b.params[i].numel(), t, i);
+    }
+    fused->set_lrs(lrs(a.params.size(), t));
+    torch_adamw->set_lrs(lrs(b.params.size(), t));
+    fused->step();
+    torch_adamw->step();
+  }
+  for (size_t i = 0; i < a.params.size(); ++i) EXPECT_LT(rel_err(a.params[i], to_vec(b.params[i])), 1e-12) << kSizes[i];
+  EXPECT_EQ(fused->state_bytes(), torch_adamw->state_bytes());
+}
+
+TEST(AdamMini, MatchesPublishedFormulaOnBlocks) {
+  // Tensors cut as Adam-mini cuts them: whole, per row (rows of 7), per element, and one large block.
+  auto pr = problem({1023 * 7, 4097, 5, 70001}, 3);
+  Partition part;
+  const std::vector<Granularity> g = {Granularity::PerRow, Granularity::Whole, Granularity::PerElement, Granularity::Whole};
+  const std::vector<std::vector<int64_t>> shapes = {{1023, 7}, {4097}, {5}, {70001}};
+  for (size_t i = 0; i < pr.params.size(); ++i) {
+    ParamEntry e;
+    e.name = pr.names[i];
+    e.shape = shapes[i];
+    e.numel = pr.params[i].numel();
+    part.params.push_back(make_block(e, g[i], 0));
+  }
+  part.params[1].weight_decay = false;  // e.g. a norm weight
+  OptimizerOptions o = default_options("adam-mini");
+  o.weight_decay = 0.1;
+  auto opt = make_optimizer("adam-mini", {pr.names, pr.params, part, {}}, o);
+  std::vector<std::vector<double>> p, m, vm;
+  for (size_t i = 0; i < pr.params.size(); ++i)
+    p.push_back(to_vec(pr.params[i])), m.emplace_back(pr.params[i].numel(), 0.0), vm.emplace_back(part.params[i].n_blocks, 0.0);
+  for (int t = 1; t <= 50; ++t) {
+    const auto lr = lrs(pr.params.size(), t);
+    opt->set_lrs(lr);
+    for (size_t i = 0; i < pr.params.size(); ++i) {
+      pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
+      const double wd = part.params[i].weight_decay ? o.weight_decay : 0.0;
+      reference::adam_mini(p[i], to_vec(pr.params[i].grad()), m[i], vm[i], part.params[i].block_size, t,
+                           {lr[i], wd, o.beta1, o.beta2, o.eps});
+    }
+    opt->step();
+  }
+  for (size_t i = 0; i < pr.params.size(); ++i) EXPECT_LT(rel_err(pr.params[i], p[i]), 1e-12) << i;
+  // One v per block: 1023 + 1 + 5 + 1 scalars next to the full-size m.
+  int64_t numel = 0;
+  for (auto& t : pr.params) numel += t.numel();
+  EXPECT_EQ(opt->state_bytes(), 8 * (numel + 1023 + 1 + 5 + 1));
+}
+
+TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
+  auto pr = problem(kSizes, 4);
+  OptimizerOptions o = default_options("sgd-sai");
+  auto opt = make_optimizer("sgd-sai", {pr.names, pr.params, {}, {}}, o);
+  std::vector<std::vector<double>> p, buf;
+  std::vector<double> snr(pr.params.size(), 0.0);
+  for (auto& t : pr.params) p.push_back(to_vec(t)), buf.emplace_back(t.numel(), 0.0);
+  for (int t = 1; t <= 50; ++t) {
+    const auto lr = lrs(pr.params.size(), t);
+    opt->set_lrs(lr);
+    for (size_t i = 0; i < pr.params.size(); ++i) {
+      pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
+      reference::sgd_sai(p[i], to_vec(pr.params[i].grad()), buf[i], snr[i], t, {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
+    }
+    opt->step();
+  }
+  for (size_t i = 0; i < pr.params.size(); ++i) EXPECT_LT(rel_err(pr.params[i], p[i]), 1e-12) << kSizes[i];
+  EXPECT_GT(snr[0], 1e7);  // one element: std NaN -> 0, gsnr = |g| / eps
+}
+
+TEST(FusedOptimizers, SaveLoadContinueIsBitIdentical) {
+  auto gpt = build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
+  std::vector<std::string> names;
+  for (auto& [n, t] : gpt->named_parameters()) names.push_back(n);
+  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "torch-adamw"}) {
+    auto run = [&](bool interrupt) {
+      auto net = build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
+      net->to(torch::kFloat64);
+      Partition part;
+      if (std::string(name) == "adam-mini") {
+        ParamTable table(net->named_parameters());
+        for (const auto& e : table.entries()) part.params.push_back(make_block(e, e.shape.size() == 2 ? Granularity::PerRow : Granularity::Whole, 0));
+      }
+      OptimizerInputs in{names, net->parameters(), part, {}};
+      auto opt = make_optimizer(name, in, default_options(name));
+      for (int t = 1; t <= 6; ++t) {
+        if (interrupt && t == 4) {  // save, rebuild the optimizer, load, continue
+          std::map<std::string, torch::Tensor> saved;
+          for (auto& [k, v] : opt->state_dict()) saved[k] = v.clone();
+          opt = make_optimizer(name, in, default_options(name));
+          opt->load_state_dict([&](const std::string& k) { return saved.at(k); });
+        }
+        auto params = net->parameters();
+        for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grad_at(params[i].numel(), t, i).reshape(params[i].sizes());
+        opt->set_lrs(lrs(params.size(), t));
+        opt->step();
+      }
+      return net->parameters();
+    };
+    auto a = run(false), b = run(true);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << name << " " << names[i];
+  }
+}
+
+TEST(FusedOptimizers, InvalidHyperparametersAndNames) {
+  auto pr = problem({3}, 5);
+  OptimizerOptions o;
+  o.beta1 = 1.0;
+  EXPECT_THROW(make_optimizer("adamw", {pr.names, pr.params, {}, {}}, o), UserError);
+  EXPECT_THROW(make_optimizer("lion", {pr.names, pr.params, {}, {}}, OptimizerOptions{}), UserError);
+  EXPECT_THROW(make_optimizer("adam-mini", {pr.names, pr.params, Partition{}, {}}, OptimizerOptions{}), UserError);
+}
