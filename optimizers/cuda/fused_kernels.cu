@@ -1,0 +1,75 @@
+// CUDA kernels of the fused optimizers. Each applies the update functor of update_functors.h, the same
+// code the CPU loop runs, so the CPU tests verify the arithmetic of both.
+#include <cuda_runtime.h>
+
+#include "fused_kernels.h"
+
+namespace bs::cuda {
+
+namespace {
+
+template <class F, class T>
+__global__ void elementwise4(F f, T* p, const T* g, T* a, T* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+    f(p[i], g[i], a[i], b[i]);
+}
+
+template <class F, class T>
+__global__ void elementwise3(F f, T* p, const T* g, T* a, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+    f(p[i], g[i], a[i]);
+}
+
+template <class T>
+__global__ void adam_mini_blocks(AdamMiniUpdate<T> f, T beta2, T one_minus_beta2, T inv_sqrt_bc2, T eps, T* p,
+                                 const T* g, T* m, T* v_block, int64_t block_size) {
+  __shared__ double partial[256];
+  const int64_t off = blockIdx.x * block_size;
+  double acc = 0;
+  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) acc += double(g[off + k]) * double(g[off + k]);
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    __syncthreads();
+  }
+  __shared__ T h;
+  if (threadIdx.x == 0) {
+    const T v = v_block[blockIdx.x] * beta2 + T(partial[0] / double(block_size)) * one_minus_beta2;
+    v_block[blockIdx.x] = v;
+    h = sqrt(v) * inv_sqrt_bc2 + eps;
+  }
+  __syncthreads();
+  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) f(p[off + k], g[off + k], m[off + k], h);
+}
+
+int grid_for(int64_t n) { return static_cast<int>(n / 256 + 1 < 65535 ? n / 256 + 1 : 65535); }
+
+}  // namespace
+
+template <class T>
+void adamw_step(const AdamWUpdate<T>& f, T* p, const T* g, T* m, T* v, int64_t n, void* stream) {
+  elementwise4<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, m, v, n);
+}
+
+template <class T>
+void adam_mini_step(const AdamMiniUpdate<T>& f, T beta2, T one_minus_beta2, T inv_sqrt_bc2, T eps, T* p, const T* g,
+                    T* m, T* v_block, int64_t block_size, int64_t n_blocks, void* stream) {
+  adam_mini_blocks<<<static_cast<unsigned>(n_blocks), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+      f, beta2, one_minus_beta2, inv_sqrt_bc2, eps, p, g, m, v_block, block_size);
+}
+
+template <class T>
+void sgd_sai_step(const SgdSaiUpdate<T>& f, T* p, const T* g, T* buf, int64_t n, void* stream) {
+  elementwise3<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, buf, n);
+}
+
+#define BS_INSTANTIATE(T)                                                                                    \
+  template void adamw_step<T>(const AdamWUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);                 \
+  template void adam_mini_step<T>(const AdamMiniUpdate<T>&, T, T, T, T, T*, const T*, T*, T*, int64_t, int64_t, \
+                                  void*);                                                                   \
+  template void sgd_sai_step<T>(const SgdSaiUpdate<T>&, T*, const T*, T*, int64_t, void*);
+BS_INSTANTIATE(float)
+BS_INSTANTIATE(double)
+
+}  // namespace bs::cuda
