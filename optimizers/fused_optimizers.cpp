@@ -2,6 +2,7 @@
 // through the CPU loop; the CUDA kernels (cuda/) apply the same functors on the device.
 #include <cmath>
 
+#include "clipped_optimizers.h"
 #include "cpu_loop.h"
 #include "errors.h"
 #include "optimizer.h"
@@ -10,6 +11,7 @@
 namespace bs {
 
 std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
+std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
 
 OptimizerOptions default_options(const std::string& optimizer) {
   OptimizerOptions o;
@@ -18,10 +20,17 @@ OptimizerOptions default_options(const std::string& optimizer) {
     o.lr = 1e-2;
     o.weight_decay = 1e-2;
   }
+  if (optimizer == "apollo" || optimizer == "apollo-mini" || optimizer == "galore") {
+    o.eps = 1e-6;  // GaLore / APOLLO: eps 1e-6 on the raw sqrt(v), wd 0
+    o.weight_decay = 0.0;
+  }
+  if (optimizer == "sgd-clip" || optimizer == "adam-clip") o.weight_decay = 0.0;
   return o;
 }
 
-std::vector<std::string> optimizer_names() { return {"adamw", "adam-mini", "sgd-sai", "torch-adamw"}; }
+std::vector<std::string> optimizer_names() {
+  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "sgd-clip", "adam-clip", "torch-adamw"};
+}
 
 void validate(const OptimizerOptions& o) {
   if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError("--lr must be a positive finite number");
@@ -230,6 +239,12 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const Optimiz
   if (name == "adam-mini") return std::make_unique<AdamMini>(in, o);
   if (name == "sgd-sai") return std::make_unique<SgdSai>(in, o);
   if (name == "torch-adamw") return make_torch_adamw(in, o);
+  if (name == "sgd-clip" || name == "adam-clip") {
+    OptimizerInputs c = in;
+    if (c.clip.fraction < 0) c.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;
+    return make_clipped(name, c, o, c.clip);
+  }
+  if (name == "apollo" || name == "apollo-mini" || name == "galore") return make_projected(name, in, o);
   std::string known;
   for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
   throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");

@@ -16,6 +16,22 @@ struct OptimizerOptions {
   double lr = 1e-3, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 
+// Coordinate-wise clipping (sgd-clip, adam-clip): clip the top `fraction` of |g| over all tensors.
+struct ClipOptions {
+  double fraction = -1;  // -1: the paper's default for the optimizer (sgd-clip 0.1, adam-clip 0.5)
+  double threshold_scale = 1.0;
+};
+
+// Low-rank projection (apollo, apollo-mini, galore).
+struct ProjectionOptions {
+  int64_t rank = 0;           // 0: the method's default (apollo 256, apollo-mini 1, galore 128), capped by min(m, n)
+  int64_t update_gap = 200;   // regenerate / recompute the projection every gap steps
+  double scale = 0;           // 0: default (apollo 1, apollo-mini 128, galore 1)
+  bool scale_front = false;   // apollo: scale before the norm-growth limiter
+  bool disable_nl = false;    // apollo: no norm-growth limiter
+  uint64_t seed = 0;
+};
+
 // The official defaults of each optimizer (ALGORITHMS.md): adamw / adam-mini lr 1e-3, betas
 // (0.9, 0.999), eps 1e-8, wd 0.01 (PyTorch AdamW) / 0 (Adam-mini); sgd-sai lr 1e-2, momentum 0.9
 // (beta1), eps 1e-8, wd 1e-2.
@@ -23,10 +39,15 @@ OptimizerOptions default_options(const std::string& optimizer);
 
 // What an optimizer may need besides the tensors: their names, the Adam-mini partition, SGD-SaI g-SNRs.
 struct OptimizerInputs {
+  OptimizerInputs() = default;
+  OptimizerInputs(std::vector<std::string> n, std::vector<torch::Tensor> p, Partition part = {}, std::vector<double> g = {})
+      : names(std::move(n)), params(std::move(p)), partition(std::move(part)), gsnr(std::move(g)) {}
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
   Partition partition;      // adam-mini (the caller supplies the rules or adam_mini.json)
   std::vector<double> gsnr;  // sgd-sai from sgd_sai.json; empty: measured at the first step, as official
+  ClipOptions clip;
+  ProjectionOptions projection;
 };
 
 // Named state, "<param name>/<state>" plus "step": checkpoints store it by parameter name.

@@ -50,4 +50,47 @@ struct SgdSaiUpdate {
   }
 };
 
+// Hugging Face-style Adam moments (GaLore, APOLLO): m, v EMAs of r, returns m / (sqrt(v) + eps) with eps on
+// the raw sqrt(v); the bias correction lives in the step size lr * sqrt(bc2) / bc1.
+template <class T>
+struct HfAdamMoments {
+  T beta1, one_minus_beta1, beta2, one_minus_beta2, eps;
+  BS_HD T operator()(T r, T& m, T& v) const {
+    m = m * beta1 + r * one_minus_beta1;
+    v = v * beta2 + r * r * one_minus_beta2;
+    return m / (std::sqrt(v) + eps);
+  }
+};
+
+// Coordinate-wise clipping (Pan & Li 2023): |g| below tau passes, else sign(g) * tau.
+template <class T>
+BS_HD T clip_coordinate(T g, T tau) {
+  return (g < tau && g > -tau) ? g : (g > 0 ? tau : (g < 0 ? -tau : T(0)));
+}
+
+// SGDClip step (torch.SGD semantics after clipping, coupled L2 decay): d = clip(g) + wd p;
+// buf = d on the first step, else mu buf + d; p -= lr buf.
+template <class T>
+struct SgdClipUpdate {
+  T tau, wd, mu, lr;
+  bool first;
+  BS_HD void operator()(T& p, T g, T& buf) const {
+    const T d = clip_coordinate(g, tau) + wd * p;
+    buf = first ? d : buf * mu + d;
+    p += -lr * buf;
+  }
+};
+
+// AdamClip step: g' = g + wd p (coupled), m from clip(g'), v from the unclipped g' (torch.Adam style).
+template <class T>
+struct AdamClipUpdate {
+  T tau, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, inv_sqrt_bc2, eps, step_size;
+  BS_HD void operator()(T& p, T g, T& m, T& v) const {
+    const T gd = g + wd * p;
+    m = m * beta1 + clip_coordinate(gd, tau) * one_minus_beta1;
+    v = v * beta2 + gd * gd * one_minus_beta2;
+    p += -step_size * (m / (std::sqrt(v) * inv_sqrt_bc2 + eps));
+  }
+};
+
 }  // namespace bs

@@ -9,5 +9,6 @@ void register_profile(CLI::App& app);
 void register_structure(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_config(CLI::App& app);
+void register_bench_optim(CLI::App& bench);  // a `bench` subcommand
 
 }  // namespace bs

@@ -1,0 +1,16 @@
+// Low-rank projected optimizers: APOLLO / APOLLO-Mini (Zhu et al., MLSys 2025) and GaLore (Zhao et al.,
+// ICML 2024). The 2-D weights of modules named "attn" or "mlp" are projected; every other tensor gets
+// Hugging Face-style AdamW from the same optimizer, as in the official code.
+#pragma once
+#include "optimizer.h"
+
+namespace bs {
+
+bool is_projected_param(const std::string& name, const torch::Tensor& p);
+// APOLLO's random projection: N(0,1)/sqrt(r), shape r x n (m >= n, right) or m x r (left), from `seed`.
+torch::Tensor apollo_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype);
+// The next seed of the regeneration chain (splitmix64; the official chain uses PyTorch's generators).
+uint64_t next_projection_seed(uint64_t seed);
+std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
+
+}  // namespace bs

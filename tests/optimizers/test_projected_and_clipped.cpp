@@ -1,0 +1,225 @@
+// APOLLO / APOLLO-Mini / GaLore and SGDClip / AdamClip. Oracles: scalar loops of the published updates
+// (ALGORITHMS.md 5, 6, 8) given the same projection matrices (the random or SVD projection itself is not
+// the arithmetic under test), the sorted-|g| definition of the clipping threshold, and the state sizes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "clipped_optimizers.h"
+#include "projected_optimizers.h"
+#include "reference_optimizers.h"
+
+using namespace bs;
+
+namespace {
+
+using Mat = std::vector<std::vector<double>>;
+
+Mat to_mat(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous();
+  Mat m(c.size(0), std::vector<double>(c.size(1)));
+  for (int64_t i = 0; i < c.size(0); ++i)
+    for (int64_t j = 0; j < c.size(1); ++j) m[i][j] = c[i][j].item<double>();
+  return m;
+}
+
+Mat matmul(const Mat& a, const Mat& b, bool transpose_b = false) {
+  const size_t n = a.size(), k = a[0].size(), m = transpose_b ? b.size() : b[0].size();
+  Mat c(n, std::vector<double>(m, 0.0));
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < m; ++j)
+      for (size_t l = 0; l < k; ++l) c[i][j] += a[i][l] * (transpose_b ? b[j][l] : b[l][j]);
+  return c;
+}
+
+Mat transpose(const Mat& a) {
+  Mat t(a[0].size(), std::vector<double>(a.size()));
+  for (size_t i = 0; i < a.size(); ++i)
+    for (size_t j = 0; j < a[0].size(); ++j) t[j][i] = a[i][j];
+  return t;
+}
+
+double fro(const Mat& a) {
+  double s = 0;
+  for (const auto& r : a)
+    for (double x : r) s += x * x;
+  return std::sqrt(s);
+}
+
+torch::Tensor grad_at(int64_t rows, int64_t cols, int t) {
+  auto x = torch::arange(rows * cols, torch::kFloat64).reshape({rows, cols});
+  return torch::sin(x * 0.71 + 0.9 * t) + 0.05 * t;
+}
+
+// Reference APOLLO (channel or tensor scaling) / GaLore step on one projected matrix.
+struct RefState {
+  Mat M, V;
+  double prev = -1;
+};
+
+Mat reference_step(const std::string& method, Mat& W, const Mat& G, const Mat& P, RefState& s, int t, double lr, double scale,
+                   const OptimizerOptions& o) {
+  const bool right = W.size() >= W[0].size();
+  Mat R = right ? matmul(G, P, true) : matmul(transpose(P), G);
+  if (s.M.empty()) s.M = Mat(R.size(), std::vector<double>(R[0].size(), 0.0)), s.V = s.M;
+  Mat N = R;
+  for (size_t i = 0; i < R.size(); ++i)
+    for (size_t j = 0; j < R[0].size(); ++j) {
+      s.M[i][j] = o.beta1 * s.M[i][j] + (1 - o.beta1) * R[i][j];
+      s.V[i][j] = o.beta2 * s.V[i][j] + (1 - o.beta2) * R[i][j] * R[i][j];
+      N[i][j] = s.M[i][j] / (std::sqrt(s.V[i][j]) + o.eps);
+    }
+  Mat U;
+  if (method == "galore") {
+    U = right ? matmul(N, P) : matmul(P, N);
+    for (auto& r : U)
+      for (double& x : r) x *= scale;
+  } else {
+    U = G;
+    if (method == "apollo-mini") {
+      const double f = fro(N) / (fro(R) + 1e-8);
+      for (auto& r : U)
+        for (double& x : r) x *= f;
+    } else if (right) {  // one factor per row of G
+      for (size_t i = 0; i < G.size(); ++i) {
+        double nn = 0, rr = 0;
+        for (size_t j = 0; j < N[0].size(); ++j) nn += N[i][j] * N[i][j], rr += R[i][j] * R[i][j];
+        for (double& x : U[i]) x *= std::sqrt(nn) / (std::sqrt(rr) + 1e-8);
+      }
+    } else {  // one factor per column of G
+      for (size_t j = 0; j < G[0].size(); ++j) {
+        double nn = 0, rr = 0;
+        for (size_t i = 0; i < N.size(); ++i) nn += N[i][j] * N[i][j], rr += R[i][j] * R[i][j];
+        for (auto& r : U) r[j] *= std::sqrt(nn) / (std::sqrt(rr) + 1e-8);
+      }
+    }
+    const double norm = fro(U);
+    double lim = 1;
+    if (s.prev >= 0) lim = std::max(norm / (s.prev + 1e-8), 1.01) / 1.01;
+    s.prev = s.prev >= 0 ? norm / lim : norm;
+    for (auto& r : U)
+      for (double& x : r) x = x / lim * std::sqrt(scale);
+  }
+  const double step = lr * std::sqrt(1 - std::pow(o.beta2, t)) / (1 - std::pow(o.beta1, t));
+  for (size_t i = 0; i < W.size(); ++i)
+    for (size_t j = 0; j < W[0].size(); ++j) W[i][j] = (W[i][j] - step * U[i][j]) * (1 - lr * o.weight_decay);
+  return U;
+}
+
+}  // namespace
+
+TEST(Projected, ApolloApolloMiniGaloreMatchScalarReference) {
+  for (const char* method : {"apollo", "apollo-mini", "galore"}) {
+    for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{12, 5}, {4, 9}}) {
+      torch::manual_seed(7);
+      auto w = torch::randn({rows, cols}, torch::kFloat64);
+      Mat W = to_mat(w);
+      OptimizerInputs in({"h.0.attn.q_proj.weight"}, {w});
+      in.projection.rank = std::string(method) == "apollo-mini" ? 1 : 3;
+      in.projection.update_gap = 4;
+      in.projection.seed = 11;
+      OptimizerOptions o = default_options(method);
+      o.weight_decay = 0.01;
+      auto opt = make_optimizer(method, in, o);
+      RefState rs;
+      Mat P;
+      uint64_t seed = 11 + 1;
+      const double scale = std::string(method) == "apollo-mini" ? 128.0 : 1.0;
+      for (int t = 1; t <= 10; ++t) {
+        auto g = grad_at(rows, cols, t);
+        w.mutable_grad() = g;
+        if ((t - 1) % 4 == 0) {  // refresh at steps 0, gap, 2 gap (counted before the increment)
+          if (std::string(method) == "galore") {
+            auto [U, S, Vh] = torch::linalg_svd(g.to(torch::kFloat32), false);
+            P = to_mat(rows >= cols ? Vh.narrow(0, 0, 3) : U.narrow(1, 0, std::min<int64_t>(3, rows)));
+          } else {
+            P = to_mat(apollo_projection(rows, cols, std::string(method) == "apollo-mini" ? 1 : 3, seed, torch::kFloat64));
+            seed = next_projection_seed(seed);
+          }
+        }
+        opt->step();
+        reference_step(method, W, to_mat(g), P, rs, t, o.lr, scale, o);
+      }
+      double num = 0, den = 0;
+      auto got = to_mat(w);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) num += std::pow(got[i][j] - W[i][j], 2), den += W[i][j] * W[i][j];
+      EXPECT_LT(std::sqrt(num / den), 1e-12) << method << " " << rows << "x" << cols;
+    }
+  }
+}
+
+TEST(Projected, ApolloMiniStateIsSgdLike) {
+  auto w = torch::zeros({1024, 1024}, torch::kFloat32);
+  auto mini = make_optimizer("apollo-mini", OptimizerInputs({"h.0.mlp.fc_in.weight"}, {w}), default_options("apollo-mini"));
+  auto adamw = make_optimizer("adamw", OptimizerInputs({"h.0.mlp.fc_in.weight"}, {w}), default_options("adamw"));
+  EXPECT_LE(static_cast<double>(mini->state_bytes()) / adamw->state_bytes(), 0.02);
+  // Not an attn/mlp matrix: the regular (full AdamW-style) group.
+  EXPECT_FALSE(is_projected_param("wte.weight", w));
+  EXPECT_FALSE(is_projected_param("h.0.attn.q_proj.bias", torch::zeros({4})));
+}
+
+TEST(Clip, ThresholdIsTheSortedIndex) {
+  std::vector<torch::Tensor> g = {torch::tensor({-5.0, 1.0, 3.0}, torch::kFloat64), torch::tensor({2.0, -4.0}, torch::kFloat64)};
+  // |g| descending: 5 4 3 2 1; c = 0.4 -> index int(5 * 0.4) = 2 -> tau = 3.
+  EXPECT_DOUBLE_EQ(clip_threshold(g, 0.4, 1.0), 3.0);
+  EXPECT_DOUBLE_EQ(clip_threshold(g, 0.4, 0.5), 1.5);
+  EXPECT_TRUE(std::isinf(clip_threshold(g, 0.0, 1.0)));
+  EXPECT_DOUBLE_EQ(clip_threshold(g, 1.0, 1.0), 0.0);
+}
+
+TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
+  for (const char* method : {"sgd-clip", "adam-clip"}) {
+    torch::manual_seed(3);
+    std::vector<torch::Tensor> params = {torch::randn({7}, torch::kFloat64), torch::randn({1023}, torch::kFloat64)};
+    std::vector<std::vector<double>> p, m, v;
+    for (auto& t : params) {
+      auto c = t.contiguous();
+      p.emplace_back(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+      m.emplace_back(t.numel(), 0.0);
+      v.emplace_back(t.numel(), 0.0);
+    }
+    OptimizerOptions o = default_options(method);
+    o.weight_decay = 0.01;
+    o.lr = 1e-2;
+    OptimizerInputs in({"a", "b"}, params);
+    auto opt = make_optimizer(method, in, o);
+    const double c = std::string(method) == "sgd-clip" ? 0.1 : 0.5;
+    for (int t = 1; t <= 20; ++t) {
+      std::vector<std::vector<double>> g(2), gd(2);
+      std::vector<double> all;
+      for (size_t i = 0; i < 2; ++i) {
+        auto gt = torch::sin(torch::arange(params[i].numel(), torch::kFloat64) * (0.3 + i) + t);
+        params[i].mutable_grad() = gt;
+        g[i].assign(gt.data_ptr<double>(), gt.data_ptr<double>() + gt.numel());
+        for (size_t k = 0; k < g[i].size(); ++k) {
+          const double x = std::string(method) == "adam-clip" ? g[i][k] + o.weight_decay * p[i][k] : g[i][k];
+          gd[i].push_back(x);
+          all.push_back(std::abs(x));
+        }
+      }
+      std::sort(all.begin(), all.end(), std::greater<double>());
+      const double tau = all[static_cast<size_t>(all.size() * c)];
+      auto clip = [tau](double x) { return std::abs(x) < tau ? x : (x > 0 ? tau : -tau); };
+      for (size_t i = 0; i < 2; ++i)
+        for (size_t k = 0; k < p[i].size(); ++k) {
+          if (std::string(method) == "sgd-clip") {
+            const double d = clip(g[i][k]) + o.weight_decay * p[i][k];
+            m[i][k] = t == 1 ? d : o.beta1 * m[i][k] + d;
+            p[i][k] -= o.lr * m[i][k];
+          } else {
+            m[i][k] = o.beta1 * m[i][k] + (1 - o.beta1) * clip(gd[i][k]);
+            v[i][k] = o.beta2 * v[i][k] + (1 - o.beta2) * gd[i][k] * gd[i][k];
+            const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+            p[i][k] -= o.lr / bc1 * m[i][k] / (std::sqrt(v[i][k]) / std::sqrt(bc2) + o.eps);
+          }
+        }
+      opt->step();
+    }
+    for (size_t i = 0; i < 2; ++i) {
+      auto ref = torch::tensor(p[i], torch::kFloat64);
+      EXPECT_LT((params[i] - ref).norm().item<double>() / ref.norm().item<double>(), 1e-12) << method;
+    }
+  }
+}
