@@ -10,7 +10,8 @@ void register_train(CLI::App& app) {
   auto common = std::make_shared<CommonOptions>();
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
-  cmd->add_option("--optimizer", t->optimizer, "adamw, adam-mini, sgd-sai (fused) or torch-adamw (LibTorch's)")
+  cmd->add_option("--optimizer", t->optimizer,
+                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
       ->capture_default_str();
   cmd->add_option("--steps", t->steps, "optimizer steps")->capture_default_str();
   // Unset hyperparameters take the chosen optimizer's official defaults (default_options).
@@ -35,6 +36,16 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", t->configs,
                   "configs from `profile`: blockwise_lr.json (adamw, adam-mini), adam_mini.json, sgd_sai.json");
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
+  cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
+      ->capture_default_str();
+  cmd->add_option("--clip-fraction", t->clip.fraction, "sgd-clip / adam-clip: fraction of coordinates clipped "
+                                                        "(default 0.1 / 0.5, the paper's)");
+  cmd->add_option("--clip-scale", t->clip.threshold_scale, "sgd-clip / adam-clip: threshold scale")->capture_default_str();
+  cmd->add_option("--rank", t->projection.rank, "apollo / apollo-mini / galore rank (default 256 / 1 / 128)");
+  cmd->add_option("--update-proj-gap", t->projection.update_gap, "projection refresh period")->capture_default_str();
+  cmd->add_option("--proj-scale", t->projection.scale, "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
+  cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
+  cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
   cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps] {
     t->optim = default_options(t->optimizer);
     if (o_lr->count()) t->optim.lr = given->lr;

@@ -61,6 +61,12 @@ double validation_loss(Session& s, int64_t max_batches) {
   return sum / static_cast<double>(n);
 }
 
+std::string first_nonfinite_grad(const Network& net) {
+  for (const auto& [name, p] : net.named_parameters())
+    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
+  return "";
+}
+
 void write_final_params(const std::string& path, const Network& net, const std::string& model) {
   H5Output out(path);
   for (const auto& [name, t] : net.named_parameters()) out.write(name, t);
@@ -81,6 +87,9 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   TrainConfigs c;
   for (const auto& e : table.entries()) c.inputs.names.push_back(e.name);
   c.inputs.params = s.net->parameters();
+  c.inputs.clip = t.clip;
+  c.inputs.projection = t.projection;
+  c.inputs.projection.seed = s.opt.seed;
   const std::map<std::string, std::vector<std::string>> takes = {
       {"adamw", {"blockwise_lr"}}, {"torch-adamw", {"blockwise_lr"}}, {"adam-mini", {"adam_mini", "blockwise_lr"}},
       {"sgd-sai", {"sgd_sai"}}};
@@ -133,6 +142,8 @@ std::vector<Schedule> param_schedules(const Session& s, const std::string& block
 TrainResult train(Session& s, const TrainOptions& t) {
   if (t.steps <= 0) throw UserError("--steps must be positive");
   if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError("--grad-clip must be >= 0");
+  if (t.on_nonfinite != "skip" && t.on_nonfinite != "abort")
+    throw UserError("--on-nonfinite '" + t.on_nonfinite + "': expected skip or abort");
   if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
     throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
   validate(t.schedule);
@@ -140,6 +151,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
   Schedule base = t.schedule;
   base.lr = t.optim.lr;
   base.total = t.steps;
+  TrainResult r;
   const TrainConfigs configs = load_train_configs(s, t);
   const std::vector<Schedule> scheds = param_schedules(s, configs.blockwise, base);
   auto opt = make_optimizer(t.optimizer, configs.inputs, t.optim);
@@ -154,7 +166,6 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
 
   s.net->set_train(true);
-  TrainResult r;
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar("train", end);
   double ema = std::nan("");
@@ -166,10 +177,20 @@ TrainResult train(Session& s, const TrainOptions& t) {
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
     const double lv = loss.item<double>();
-    if (!std::isfinite(lv))
-      throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
-                      std::to_string(step) + " of --data '" + s.opt.data + "')");
+    if (!std::isfinite(lv)) {
+      if (t.on_nonfinite == "abort")
+        throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
+                        std::to_string(step) + " of --data '" + s.opt.data + "')");
+      ++r.skipped_steps;
+      continue;
+    }
     loss.backward();
+    if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
+      if (t.on_nonfinite == "abort")
+        throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
+      ++r.skipped_steps;  // the step is skipped, as a loss scaler would
+      continue;
+    }
     if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
     opt->step();
     r.final_train_loss = lv;
@@ -207,6 +228,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
                             {"unigram_entropy_nats", std::isnan(entropy) ? nlohmann::json() : nlohmann::json(entropy)},
                             {"seconds", r.seconds},
                             {"optimizer", t.optimizer},
+                            {"skipped_steps", r.skipped_steps},
                             {"optimizer_state_bytes", opt->state_bytes()},
                             {"model", s.opt.model},
                             {"data", s.data->describe()},

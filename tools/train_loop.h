@@ -20,11 +20,14 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // 0: no checkpoints
   int64_t stop_at = 0;           // stop after this many steps (checkpointed), as if interrupted; 0 = off
   bool resume = false;
-  std::vector<std::string> configs;  // --config: blockwise_lr.json on top of adamw
+  std::vector<std::string> configs;  // --config: blockwise_lr.json, adam_mini.json, sgd_sai.json
+  ClipOptions clip;                  // sgd-clip, adam-clip
+  ProjectionOptions projection;      // apollo, apollo-mini, galore
+  std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
 };
 
 struct TrainResult {
-  int64_t steps_done = 0;
+  int64_t steps_done = 0, skipped_steps = 0;
   double final_train_loss = 0, final_val_loss = 0, seconds = 0;
 };
 
