@@ -12,6 +12,7 @@ namespace bs {
 
 std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
+std::unique_ptr<Optimizer> make_frugal(const OptimizerInputs& in, const OptimizerOptions& o);
 
 OptimizerOptions default_options(const std::string& optimizer) {
   OptimizerOptions o;
@@ -29,7 +30,7 @@ OptimizerOptions default_options(const std::string& optimizer) {
 }
 
 std::vector<std::string> optimizer_names() {
-  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "sgd-clip", "adam-clip", "torch-adamw"};
+  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "sgd-clip", "adam-clip", "torch-adamw"};
 }
 
 void validate(const OptimizerOptions& o) {
@@ -245,6 +246,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const Optimiz
     return make_clipped(name, c, o, c.clip);
   }
   if (name == "apollo" || name == "apollo-mini" || name == "galore") return make_projected(name, in, o);
+  if (name == "frugal") return make_frugal(in, o);
   std::string known;
   for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
   throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");

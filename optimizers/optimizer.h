@@ -32,6 +32,15 @@ struct ProjectionOptions {
   uint64_t seed = 0;
 };
 
+// FRUGAL: a state-full subspace (AdamW) plus signSGD on the rest of each projectable weight.
+struct FrugalOptions {
+  std::string selection = "randk";  // randk | columns | rows | block
+  double density = 0.25;            // fraction of coordinates (or tensors, for block) that are state-full
+  int64_t update_gap = 200;
+  double inactive_lr_scale = 1.0;   // 1.0 pre-training, 0.1 fine-tuning (README of the official code)
+  uint64_t seed = 0;
+};
+
 // The official defaults of each optimizer (ALGORITHMS.md): adamw / adam-mini lr 1e-3, betas
 // (0.9, 0.999), eps 1e-8, wd 0.01 (PyTorch AdamW) / 0 (Adam-mini); sgd-sai lr 1e-2, momentum 0.9
 // (beta1), eps 1e-8, wd 1e-2.
@@ -48,6 +57,7 @@ struct OptimizerInputs {
   std::vector<double> gsnr;  // sgd-sai from sgd_sai.json; empty: measured at the first step, as official
   ClipOptions clip;
   ProjectionOptions projection;
+  FrugalOptions frugal;
 };
 
 // Named state, "<param name>/<state>" plus "step": checkpoints store it by parameter name.

@@ -93,4 +93,11 @@ struct AdamClipUpdate {
   }
 };
 
+// FRUGAL's state-free update of the residual coordinates: signSGD (the default inactive rule).
+template <class T>
+struct SignUpdate {
+  T lr;
+  BS_HD void operator()(T& p, T g) const { p += -lr * T((g > 0) - (g < 0)); }
+};
+
 }  // namespace bs

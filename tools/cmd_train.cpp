@@ -11,7 +11,7 @@ void register_train(CLI::App& app) {
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
   cmd->add_option("--optimizer", t->optimizer,
-                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
+                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, frugal, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
       ->capture_default_str();
   cmd->add_option("--steps", t->steps, "optimizer steps")->capture_default_str();
   // Unset hyperparameters take the chosen optimizer's official defaults (default_options).
@@ -46,6 +46,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--proj-scale", t->projection.scale, "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
   cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
+  cmd->add_option("--frugal-selection", t->frugal.selection, "frugal: randk, columns, rows or block")->capture_default_str();
+  cmd->add_option("--density", t->frugal.density, "frugal: state-full fraction")->capture_default_str();
+  cmd->add_option("--inactive-lr-scale", t->frugal.inactive_lr_scale, "frugal: signSGD lr scale (0.1 for fine-tuning)")
+      ->capture_default_str();
   cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps] {
     t->optim = default_options(t->optimizer);
     if (o_lr->count()) t->optim.lr = given->lr;

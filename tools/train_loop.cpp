@@ -90,9 +90,13 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   c.inputs.clip = t.clip;
   c.inputs.projection = t.projection;
   c.inputs.projection.seed = s.opt.seed;
+  c.inputs.frugal = t.frugal;
+  c.inputs.frugal.update_gap = t.projection.update_gap;
+  c.inputs.frugal.seed = s.opt.seed;
   const std::map<std::string, std::vector<std::string>> takes = {
       {"adamw", {"blockwise_lr"}}, {"torch-adamw", {"blockwise_lr"}}, {"adam-mini", {"adam_mini", "blockwise_lr"}},
-      {"sgd-sai", {"sgd_sai"}}};
+      {"sgd-sai", {"sgd_sai"}}, {"apollo", {}}, {"apollo-mini", {}}, {"galore", {}}, {"frugal", {}},
+      {"sgd-clip", {}}, {"adam-clip", {}}};
   bool have_partition = false;
   for (const auto& path : t.configs) {
     const json j = read_config_file(path);

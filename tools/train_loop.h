@@ -22,7 +22,8 @@ struct TrainOptions {
   bool resume = false;
   std::vector<std::string> configs;  // --config: blockwise_lr.json, adam_mini.json, sgd_sai.json
   ClipOptions clip;                  // sgd-clip, adam-clip
-  ProjectionOptions projection;      // apollo, apollo-mini, galore
+  ProjectionOptions projection;      // apollo, apollo-mini, galore (update_gap also frugal's)
+  FrugalOptions frugal;
   std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
 };
 

@@ -111,7 +111,8 @@ TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
 // Every optimizer, driven by the training loop on a tiny model: the loss on the trained batches falls
 // (oracle: the initial loss) and a resumed run matches the uninterrupted one bit for bit.
 TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
-  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "sgd-clip", "adam-clip"}) {
+  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "sgd-clip",
+                           "adam-clip"}) {
     CommonOptions o = tiny(std::string("train_opt_") + name);
     Session s = open_session(o);
     const double before = batch_loss(*s.net, s.train_batch(0), s.loss, "brown").item<double>();
@@ -120,7 +121,7 @@ TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
     t.optim = default_options(name);
     t.optim.lr = std::string(name) == "sgd-clip" ? 0.3 : std::string(name) == "sgd-sai" ? 1e-3 : 3e-3;
     t.projection.rank = 4;
-    t.projection.update_gap = 5;
+    t.projection.update_gap = 5;  // also frugal's reselection period
     auto r = train(s, t);
     EXPECT_LT(r.final_train_loss, before) << name;
 
