@@ -13,10 +13,11 @@ namespace bs {
 std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
 std::unique_ptr<Optimizer> make_frugal(const OptimizerInputs& in, const OptimizerOptions& o);
+std::unique_ptr<Optimizer> make_adapm(const OptimizerInputs& in, const OptimizerOptions& o);
 
 OptimizerOptions default_options(const std::string& optimizer) {
   OptimizerOptions o;
-  if (optimizer == "adam-mini") o.weight_decay = 0.0;
+  if (optimizer == "adam-mini" || optimizer == "adapm") o.weight_decay = 0.0;
   if (optimizer == "sgd-sai") {
     o.lr = 1e-2;
     o.weight_decay = 1e-2;
@@ -30,7 +31,7 @@ OptimizerOptions default_options(const std::string& optimizer) {
 }
 
 std::vector<std::string> optimizer_names() {
-  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "sgd-clip", "adam-clip", "torch-adamw"};
+  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm", "sgd-clip", "adam-clip", "torch-adamw"};
 }
 
 void validate(const OptimizerOptions& o) {
@@ -247,6 +248,7 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const Optimiz
   }
   if (name == "apollo" || name == "apollo-mini" || name == "galore") return make_projected(name, in, o);
   if (name == "frugal") return make_frugal(in, o);
+  if (name == "adapm") return make_adapm(in, o);
   std::string known;
   for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
   throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");

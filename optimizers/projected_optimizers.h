@@ -11,6 +11,9 @@ bool is_projected_param(const std::string& name, const torch::Tensor& p);
 torch::Tensor apollo_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype);
 // The next seed of the regeneration chain (splitmix64; the official chain uses PyTorch's generators).
 uint64_t next_projection_seed(uint64_t seed);
+// AdaPM: the momentum policy of a parameter (none | low-rank | full) and its orthonormal projection.
+std::string adapm_policy(const std::string& name, const torch::Tensor& p);
+torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype);
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
 
 }  // namespace bs

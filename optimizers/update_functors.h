@@ -93,6 +93,17 @@ struct AdamClipUpdate {
   }
 };
 
+// AdaPM's step once its momentum estimate d is formed: decoupled decay, then p -= step * d / h with the
+// block's h = sqrt(v_block)/sqrt(bc2) + eps (Adam-mini's second moment).
+template <class T>
+struct ScaledUpdate {
+  T decay, step_size;
+  BS_HD void operator()(T& p, T d, T h) const {
+    p *= decay;
+    p += -step_size * (d / h);
+  }
+};
+
 // FRUGAL's state-free update of the residual coordinates: signSGD (the default inactive rule).
 template <class T>
 struct SignUpdate {

@@ -11,7 +11,7 @@ void register_train(CLI::App& app) {
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
   cmd->add_option("--optimizer", t->optimizer,
-                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, frugal, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
+                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, frugal, adapm, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
       ->capture_default_str();
   cmd->add_option("--steps", t->steps, "optimizer steps")->capture_default_str();
   // Unset hyperparameters take the chosen optimizer's official defaults (default_options).

@@ -95,7 +95,7 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   c.inputs.frugal.seed = s.opt.seed;
   const std::map<std::string, std::vector<std::string>> takes = {
       {"adamw", {"blockwise_lr"}}, {"torch-adamw", {"blockwise_lr"}}, {"adam-mini", {"adam_mini", "blockwise_lr"}},
-      {"sgd-sai", {"sgd_sai"}}, {"apollo", {}}, {"apollo-mini", {}}, {"galore", {}}, {"frugal", {}},
+      {"sgd-sai", {"sgd_sai"}}, {"apollo", {}}, {"apollo-mini", {}}, {"galore", {}}, {"frugal", {}}, {"adapm", {"adam_mini"}},
       {"sgd-clip", {}}, {"adam-clip", {}}};
   bool have_partition = false;
   for (const auto& path : t.configs) {
@@ -119,7 +119,7 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
       c.inputs.gsnr = sgd_sai_from_json(j, table, path);
     }
   }
-  if (t.optimizer == "adam-mini" && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
+  if ((t.optimizer == "adam-mini" || t.optimizer == "adapm") && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
   return c;
 }
 

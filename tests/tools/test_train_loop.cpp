@@ -111,7 +111,7 @@ TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
 // Every optimizer, driven by the training loop on a tiny model: the loss on the trained batches falls
 // (oracle: the initial loss) and a resumed run matches the uninterrupted one bit for bit.
 TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
-  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "sgd-clip",
+  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm", "sgd-clip",
                            "adam-clip"}) {
     CommonOptions o = tiny(std::string("train_opt_") + name);
     Session s = open_session(o);

@@ -1,0 +1,179 @@
+// AdaPM-style partial momentum (Zhang, Liu, Fang 2025; no official code: ALGORITHMS.md 4). Follows
+// the paper: no momentum for embeddings and attention-output weights, low-rank momentum for Q/K and
+// MLP weights, full momentum for value weights and everything else; Adam-mini's blockwise second
+// moment. Our design (the paper's Algorithm 1 was not available): the low-rank momentum is an EMA of
+// the gradient projected on an orthonormal random subspace P (QR of a Gaussian, redrawn every gap
+// steps without resetting), and the truncation is bias-corrected by adding back the current gradient's
+// component outside the subspace: d = back(M)/bc1 + (G - back(proj(G))), so E[d] tracks E[g].
+#include <cmath>
+
+#include "cpu_loop.h"
+#include "errors.h"
+#include "optimizer.h"
+#include "projected_optimizers.h"
+#include "update_functors.h"
+
+namespace bs {
+
+std::string adapm_policy(const std::string& name, const torch::Tensor& p) {
+  auto has = [&](std::initializer_list<const char*> ks) {
+    for (const char* k : ks)
+      if (name.find(k) != std::string::npos) return true;
+    return false;
+  };
+  if (has({"bias", "norm", "ln_"})) return "full";
+  if (has({"embed", "embd", "wte", "wpe"})) return "none";
+  if (has({"o_proj", "wo.", "attn.proj", "c_proj"})) return "none";
+  if (p.dim() == 2 && has({"q_proj", "k_proj", "wq.", "wk.", "query", "key", "mlp", "feed_forward"})) return "low-rank";
+  return "full";
+}
+
+torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype) {
+  auto g = apollo_projection(m, n, r, seed, torch::kFloat64);  // Gaussian, r x n or m x r
+  const bool right = m >= n;
+  auto q = std::get<0>(torch::linalg_qr(right ? g.t() : g));   // orthonormal columns
+  return (right ? q.t() : q).contiguous().to(dtype);
+}
+
+namespace {
+
+class AdaPM : public Optimizer {
+ public:
+  AdaPM(const OptimizerInputs& in, const OptimizerOptions& o)
+      : m_params(in.params), m_names(in.names), m_o(o), m_part(in.partition), m_proj(in.projection), m_lr(in.params.size(), o.lr) {
+    if (m_part.params.size() != m_params.size()) throw UserError("adapm: the partition does not match the model");
+    if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      Slot s;
+      s.policy = adapm_policy(m_names[i], m_params[i]);
+      if (s.policy == "low-rank") {
+        s.rows = m_params[i].size(0);
+        s.cols = m_params[i].size(1);
+        const int64_t small = std::min(s.rows, s.cols);
+        s.rank = m_proj.rank > 0 ? std::min(m_proj.rank, small) : std::max<int64_t>(1, small / 8);
+        s.seed = m_proj.seed + i + 1;
+      }
+      m_slots.push_back(s);
+    }
+  }
+  std::string name() const override { return "adapm"; }
+  void set_lrs(const std::vector<double>& lr) override { m_lr = lr; }
+
+  void step() override {
+    const int64_t before = m_step++;
+    const double bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      auto& p = m_params[i];
+      if (!p.grad().defined()) continue;
+      Slot& s = m_slots[i];
+      const auto G = p.grad().contiguous();
+      torch::Tensor d;  // the momentum estimate, bias corrected
+      if (s.policy == "none") {
+        d = G;
+      } else if (s.policy == "full") {
+        if (!s.m.defined()) s.m = torch::zeros_like(G);
+        s.m.mul_(m_o.beta1).add_(G, 1 - m_o.beta1);
+        d = s.m / bc1;
+      } else {
+        const bool right = s.rows >= s.cols;
+        if (before % m_proj.update_gap == 0) {
+          s.proj = adapm_projection(s.rows, s.cols, s.rank, s.seed, G.scalar_type());
+          s.seed = next_projection_seed(s.seed);
+        }
+        auto R = right ? G.mm(s.proj.t()) : s.proj.t().mm(G);
+        if (!s.m.defined()) s.m = torch::zeros_like(R);
+        s.m.mul_(m_o.beta1).add_(R, 1 - m_o.beta1);
+        auto back = [&](const torch::Tensor& x) { return right ? x.mm(s.proj) : s.proj.mm(x); };
+        d = back(s.m) / bc1 + (G - back(R));
+      }
+      d = d.contiguous();
+      if (!s.v.defined()) s.v = torch::zeros({m_part.params[i].n_blocks}, G.options());
+      const int64_t bs = m_part.params[i].block_size, nb = m_part.params[i].n_blocks;
+      const double wd = m_part.params[i].weight_decay ? m_o.weight_decay : 0.0;
+      AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adapm", [&] {
+        using T = scalar_t;
+        const ScaledUpdate<T> f{T(1 - m_lr[i] * wd), T(m_lr[i])};
+        const T beta2 = T(m_o.beta2), omb2 = T(1 - m_o.beta2), inv_sqrt_bc2 = T(1 / std::sqrt(bc2)), eps = T(m_o.eps);
+        T* pp = p.data_ptr<T>();
+        const T* gp = G.data_ptr<T>();
+        const T* dp = d.data_ptr<T>();
+        T* vb = s.v.data_ptr<T>();
+        at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t off = b * bs;
+            double sq = 0;
+            for (int64_t k = 0; k < bs; ++k) sq += static_cast<double>(gp[off + k]) * gp[off + k];
+            vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * omb2;
+            const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
+            for (int64_t k = 0; k < bs; ++k) f(pp[off + k], dp[off + k], h);
+          }
+        });
+      });
+    }
+  }
+
+  StateDict state_dict() const override {
+    StateDict d;
+    for (size_t i = 0; i < m_slots.size(); ++i) {
+      const Slot& s = m_slots[i];
+      if (s.v.defined()) d.emplace_back(m_names[i] + "/v_block", s.v);
+      if (s.m.defined()) d.emplace_back(m_names[i] + "/momentum", s.m);
+      if (s.proj.defined()) {
+        d.emplace_back(m_names[i] + "/projection", s.proj);
+        d.emplace_back(m_names[i] + "/seed", torch::tensor(static_cast<int64_t>(s.seed), torch::kInt64));
+      }
+    }
+    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
+    return d;
+  }
+  void load_state_dict(const StateLookup& get) override {
+    m_step = get("step").item<int64_t>();
+    if (m_step == 0) return;
+    for (size_t i = 0; i < m_slots.size(); ++i) {
+      Slot& s = m_slots[i];
+      const auto dt = m_params[i].scalar_type();
+      s.v = get(m_names[i] + "/v_block").to(dt).contiguous();
+      if (s.policy != "none") s.m = get(m_names[i] + "/momentum").to(dt).contiguous();
+      if (s.policy == "low-rank") {
+        s.proj = get(m_names[i] + "/projection").to(dt).contiguous();
+        s.seed = static_cast<uint64_t>(get(m_names[i] + "/seed").item<int64_t>());
+      }
+    }
+  }
+  int64_t state_bytes() const override {
+    int64_t n = 0;
+    for (size_t i = 0; i < m_slots.size(); ++i) {
+      const Slot& s = m_slots[i];
+      int64_t e = m_part.params[i].n_blocks;
+      if (s.policy == "full") e += m_params[i].numel();
+      if (s.policy == "low-rank") e += (std::max(s.rows, s.cols) + std::min(s.rows, s.cols)) * s.rank;
+      n += e * m_params[i].element_size();
+    }
+    return n;
+  }
+
+ private:
+  struct Slot {
+    std::string policy;
+    int64_t rows = 0, cols = 0, rank = 0;
+    uint64_t seed = 0;
+    torch::Tensor m, v, proj;
+  };
+  std::vector<torch::Tensor> m_params;
+  std::vector<std::string> m_names;
+  OptimizerOptions m_o;
+  Partition m_part;
+  ProjectionOptions m_proj;
+  std::vector<double> m_lr;
+  std::vector<Slot> m_slots;
+  int64_t m_step = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_adapm(const OptimizerInputs& in, const OptimizerOptions& o) {
+  return std::make_unique<AdaPM>(in, o);
+}
+
+}  // namespace bs
