@@ -40,7 +40,8 @@ namespace {
 class AdaPM : public Optimizer {
  public:
   AdaPM(const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_params(in.params), m_names(in.names), m_o(o), m_part(in.partition), m_proj(in.projection), m_lr(in.params.size(), o.lr) {
+      : m_params(in.params), m_names(in.names), m_o(o), m_part(in.partition), m_proj(in.projection), m_lr(in.params.size(), o.lr),
+        m_wd(per_param_decay(in, o)) {
     if (m_part.params.size() != m_params.size()) throw UserError("adapm: the partition does not match the model");
     if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     for (size_t i = 0; i < m_params.size(); ++i) {
@@ -90,7 +91,7 @@ class AdaPM : public Optimizer {
       d = d.contiguous();
       if (!s.v.defined()) s.v = torch::zeros({m_part.params[i].n_blocks}, G.options());
       const int64_t bs = m_part.params[i].block_size, nb = m_part.params[i].n_blocks;
-      const double wd = m_part.params[i].weight_decay ? m_o.weight_decay : 0.0;
+      const double wd = m_part.params[i].weight_decay ? m_wd[i] : 0.0;
       AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adapm", [&] {
         using T = scalar_t;
         const ScaledUpdate<T> f{T(1 - m_lr[i] * wd), T(m_lr[i])};
@@ -102,8 +103,7 @@ class AdaPM : public Optimizer {
         at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t off = b * bs;
-            double sq = 0;
-            for (int64_t k = 0; k < bs; ++k) sq += static_cast<double>(gp[off + k]) * gp[off + k];
+            const double sq = sum_squares(gp + off, bs);
             vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * omb2;
             const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
             for (int64_t k = 0; k < bs; ++k) f(pp[off + k], dp[off + k], h);
@@ -165,7 +165,7 @@ class AdaPM : public Optimizer {
   OptimizerOptions m_o;
   Partition m_part;
   ProjectionOptions m_proj;
-  std::vector<double> m_lr;
+  std::vector<double> m_lr, m_wd;
   std::vector<Slot> m_slots;
   int64_t m_step = 0;
 };

@@ -30,7 +30,8 @@ namespace {
 class ClipBase : public Optimizer {
  public:
   ClipBase(const OptimizerInputs& in, const OptimizerOptions& o, const ClipOptions& c, int n_states)
-      : m_params(in.params), m_names(in.names), m_o(o), m_c(c), m_lr(in.params.size(), o.lr), m_n_states(n_states) {
+      : m_params(in.params), m_names(in.names), m_o(o), m_c(c), m_lr(in.params.size(), o.lr), m_wd(per_param_decay(in, o)),
+        m_n_states(n_states) {
     if (!(c.fraction >= 0 && c.fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
     if (!(c.threshold_scale > 0)) throw UserError("--clip-scale must be positive");
   }
@@ -69,7 +70,7 @@ class ClipBase : public Optimizer {
   std::vector<std::string> m_names;
   OptimizerOptions m_o;
   ClipOptions m_c;
-  std::vector<double> m_lr;
+  std::vector<double> m_lr, m_wd;
   int m_n_states;
   std::vector<std::vector<torch::Tensor>> m_state;
   int64_t m_step = 0;
@@ -89,7 +90,7 @@ class SgdClip : public ClipBase {
       if (!grads[i].defined()) continue;
       auto g = grads[i].contiguous();
       AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "sgd_clip", [&] {
-        const SgdClipUpdate<scalar_t> f{scalar_t(tau), scalar_t(m_o.weight_decay), scalar_t(m_o.beta1), scalar_t(m_lr[i]),
+        const SgdClipUpdate<scalar_t> f{scalar_t(tau), scalar_t(m_wd[i]), scalar_t(m_o.beta1), scalar_t(m_lr[i]),
                                         m_step == 1};
         scalar_t* p = m_params[i].data_ptr<scalar_t>();
         const scalar_t* gp = g.data_ptr<scalar_t>();
@@ -111,8 +112,10 @@ class AdamClip : public ClipBase {
     if (m_state.empty()) init();
     ++m_step;
     std::vector<torch::Tensor> decayed;  // tau is taken over g + wd p, the gradient that is clipped
-    for (const auto& p : m_params)
-      decayed.push_back(p.grad().defined() ? p.grad() + m_o.weight_decay * p.detach() : torch::Tensor());
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      const auto& p = m_params[i];
+      decayed.push_back(p.grad().defined() ? p.grad() + m_wd[i] * p.detach() : torch::Tensor());
+    }
     const double tau = clip_threshold(decayed, m_c.fraction, m_c.threshold_scale);
     const double bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     for (size_t i = 0; i < m_params.size(); ++i) {
@@ -120,7 +123,7 @@ class AdamClip : public ClipBase {
       auto g = m_params[i].grad().contiguous();
       AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "adam_clip", [&] {
         using T = scalar_t;
-        const AdamClipUpdate<T> f{T(tau), T(m_o.weight_decay), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
+        const AdamClipUpdate<T> f{T(tau), T(m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
                                   T(1 / std::sqrt(bc2)), T(m_o.eps), T(m_lr[i] / bc1)};
         T* p = m_params[i].data_ptr<T>();
         const T* gp = g.data_ptr<T>();

@@ -27,7 +27,8 @@ namespace {
 class Frugal : public Optimizer {
  public:
   Frugal(const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_params(in.params), m_names(in.names), m_o(o), m_f(in.frugal), m_lr(in.params.size(), o.lr) {
+      : m_params(in.params), m_names(in.names), m_o(o), m_f(in.frugal), m_lr(in.params.size(), o.lr),
+        m_wd(per_param_decay(in, o)) {
     const auto& s = m_f.selection;
     if (s != "randk" && s != "columns" && s != "rows" && s != "block")
       throw UserError("--frugal-selection '" + s + "': expected randk, columns, rows or block");
@@ -51,7 +52,7 @@ class Frugal : public Optimizer {
       const double lr = m_lr[i];
       {
         torch::NoGradGuard ng;
-        pf.mul_(1 - lr * m_o.weight_decay);
+        pf.mul_(1 - lr * m_wd[i]);
       }
       ++s.t;
       AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "frugal", [&] {
@@ -196,7 +197,7 @@ class Frugal : public Optimizer {
   std::vector<std::string> m_names;
   OptimizerOptions m_o;
   FrugalOptions m_f;
-  std::vector<double> m_lr;
+  std::vector<double> m_lr, m_wd;
   std::vector<Slot> m_slots;
   int64_t m_step = 0, m_draws = 0;
 };

@@ -34,6 +34,14 @@ std::vector<std::string> optimizer_names() {
   return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm", "sgd-clip", "adam-clip", "torch-adamw"};
 }
 
+std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOptions& opt) {
+  std::vector<double> wd(in.names.size(), opt.weight_decay);
+  for (size_t i = 0; i < in.names.size(); ++i)
+    for (const auto& pat : in.no_decay)
+      if (!pat.empty() && in.names[i].find(pat) != std::string::npos) wd[i] = 0.0;
+  return wd;
+}
+
 void validate(const OptimizerOptions& o) {
   if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError("--lr must be a positive finite number");
   if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0)) throw UserError("--weight-decay must be >= 0");
@@ -48,7 +56,8 @@ namespace {
 class FusedBase : public Optimizer {
  public:
   FusedBase(const OptimizerInputs& in, const OptimizerOptions& o, std::vector<std::string> state_names)
-      : m_params(in.params), m_names(in.names), m_o(o), m_lr(in.params.size(), o.lr), m_state_names(std::move(state_names)) {
+      : m_params(in.params), m_names(in.names), m_o(o), m_lr(in.params.size(), o.lr), m_wd(per_param_decay(in, o)),
+        m_state_names(std::move(state_names)) {
     for (auto& p : m_params)
       if (!p.is_contiguous()) throw UserError("optimizer: parameters must be contiguous");
   }
@@ -109,7 +118,7 @@ class FusedBase : public Optimizer {
   std::vector<torch::Tensor> m_params;
   std::vector<std::string> m_names;
   OptimizerOptions m_o;
-  std::vector<double> m_lr;
+  std::vector<double> m_lr, m_wd;
   std::vector<std::string> m_state_names;
   std::vector<std::vector<torch::Tensor>> m_state;
   int64_t m_step = 0;
@@ -130,7 +139,7 @@ class FusedAdamW : public FusedBase {
   template <class T>
   void run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
-    const AdamWUpdate<T> f{T(1 - lr * m_o.weight_decay), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
+    const AdamWUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
                            T(1 / std::sqrt(bc2)), T(m_o.eps), T(lr / bc1)};
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
@@ -156,7 +165,7 @@ class AdamMini : public FusedBase {
   template <class T>
   void run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
-    const double wd = m_part.params[i].weight_decay ? m_o.weight_decay : 0.0;
+    const double wd = m_part.params[i].weight_decay ? m_wd[i] : 0.0;
     const AdamMiniUpdate<T> f{T(1 - lr * wd), T(m_o.beta1), T(1 - m_o.beta1), T(lr / bc1)};
     const T beta2 = T(m_o.beta2), one_minus_beta2 = T(1 - m_o.beta2), inv_sqrt_bc2 = T(1 / std::sqrt(bc2)), eps = T(m_o.eps);
     const int64_t bs = m_part.params[i].block_size, nb = m_part.params[i].n_blocks;
@@ -166,22 +175,20 @@ class AdamMini : public FusedBase {
     T* vb = m_state[i][1].data_ptr<T>();
     auto block = [=](int64_t b) {
       const int64_t off = b * bs;
-      double sq = 0;  // accumulate in double: one rounding for the block mean
-      for (int64_t k = 0; k < bs; ++k) sq += static_cast<double>(gp[off + k]) * gp[off + k];
+      const double sq = sum_squares(gp + off, bs);  // in double: one rounding for the block mean
       vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
-      const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
-      for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], h);
+      const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
+      for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], inv_h);
     };
     if (bs >= kGrain) {
       for (int64_t b = 0; b < nb; ++b) {  // large blocks: parallel reduction, then parallel update
         const int64_t off = b * bs;
         const double sq = at::parallel_reduce(0, bs, kGrain, 0.0, [&](int64_t s, int64_t e, double acc) {
-          for (int64_t k = s; k < e; ++k) acc += static_cast<double>(gp[off + k]) * gp[off + k];
-          return acc;
+          return acc + sum_squares(gp + off + s, e - s);
         }, std::plus<double>());
         vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
-        const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
-        parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], h); });
+        const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
+        parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
       }
     } else {
       at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
@@ -220,7 +227,7 @@ class SgdSai : public FusedBase {
       }
     }
     const double lr = m_lr[i];
-    const SgdSaiUpdate<T> f{T(1 - lr * m_o.weight_decay), T(m_o.beta1), T(1 - m_o.beta1), T(lr * static_cast<double>(gsnr[0])),
+    const SgdSaiUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(lr * static_cast<double>(gsnr[0])),
                             m_step == 1};
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();

@@ -58,7 +58,11 @@ struct OptimizerInputs {
   ClipOptions clip;
   ProjectionOptions projection;
   FrugalOptions frugal;
+  std::vector<std::string> no_decay;  // --no-decay: name substrings whose tensors get no weight decay
 };
+
+// Each tensor's weight decay: opt.weight_decay unless its name contains a --no-decay substring.
+std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOptions& opt);
 
 // Named state, "<param name>/<state>" plus "step": checkpoints store it by parameter name.
 using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;

@@ -49,7 +49,8 @@ torch::Tensor hf_moments(const torch::Tensor& r_in, torch::Tensor& m, torch::Ten
 class Projected : public Optimizer {
  public:
   Projected(std::string name, const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_name(std::move(name)), m_params(in.params), m_names(in.names), m_o(o), m_p(in.projection), m_lr(in.params.size(), o.lr) {
+      : m_name(std::move(name)), m_params(in.params), m_names(in.names), m_o(o), m_p(in.projection), m_lr(in.params.size(), o.lr),
+        m_wd(per_param_decay(in, o)) {
     const bool mini = m_name == "apollo-mini";
     if (m_p.rank <= 0) m_p.rank = mini ? 1 : (m_name == "galore" ? 128 : 256);
     if (m_p.scale <= 0) m_p.scale = mini ? 128.0 : 1.0;
@@ -114,7 +115,7 @@ class Projected : public Optimizer {
         }
       }
       p.add_(update, -step_size);
-      if (m_o.weight_decay > 0) p.add_(p, -m_lr[i] * m_o.weight_decay);
+      if (m_wd[i] > 0) p.add_(p, -m_lr[i] * m_wd[i]);
     }
   }
 
@@ -189,7 +190,7 @@ class Projected : public Optimizer {
   std::vector<std::string> m_names;
   OptimizerOptions m_o;
   ProjectionOptions m_p;
-  std::vector<double> m_lr;
+  std::vector<double> m_lr, m_wd;
   std::vector<Slot> m_slots;
   bool m_tensor_scaling = false;
   int64_t m_step = 0;

@@ -15,7 +15,7 @@ class TorchAdamW : public Optimizer {
  public:
   // One parameter group per tensor, so each can carry its own (blockwise) learning rate.
   TorchAdamW(const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_params(in.params), m_names(in.names), m_opt(groups(in.params, o), options(o)) {}
+      : m_params(in.params), m_names(in.names), m_opt(groups(in, o), options(o)) {}
   std::string name() const override { return "torch-adamw"; }
   void set_lrs(const std::vector<double>& lr) override {
     auto& gs = m_opt.param_groups();
@@ -58,11 +58,14 @@ class TorchAdamW : public Optimizer {
   static torch::optim::AdamWOptions options(const OptimizerOptions& o) {
     return torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
   }
-  static std::vector<torch::optim::OptimizerParamGroup> groups(const std::vector<torch::Tensor>& params,
-                                                               const OptimizerOptions& o) {
+  static std::vector<torch::optim::OptimizerParamGroup> groups(const OptimizerInputs& in, const OptimizerOptions& o) {
+    const auto wd = per_param_decay(in, o);
     std::vector<torch::optim::OptimizerParamGroup> g;
-    for (const auto& p : params)
-      g.emplace_back(std::vector<torch::Tensor>{p}, std::make_unique<torch::optim::AdamWOptions>(options(o)));
+    for (size_t i = 0; i < in.params.size(); ++i) {
+      auto opts = std::make_unique<torch::optim::AdamWOptions>(options(o));
+      opts->weight_decay(wd[i]);
+      g.emplace_back(std::vector<torch::Tensor>{in.params[i]}, std::move(opts));
+    }
     return g;
   }
   std::vector<torch::Tensor> m_params;

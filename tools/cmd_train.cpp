@@ -36,6 +36,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", t->configs,
                   "configs from `profile`: blockwise_lr.json (adamw, adam-mini), adam_mini.json, sgd_sai.json");
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
+  cmd->add_option("--no-decay", t->no_decay, "no weight decay for names containing these substrings (e.g. norm ln bias)")
+      ->delimiter(',');
   cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
       ->capture_default_str();
   cmd->add_option("--clip-fraction", t->clip.fraction, "sgd-clip / adam-clip: fraction of coordinates clipped "

@@ -91,6 +91,7 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   c.inputs.projection = t.projection;
   c.inputs.projection.seed = s.opt.seed;
   c.inputs.frugal = t.frugal;
+  c.inputs.no_decay = t.no_decay;
   c.inputs.frugal.update_gap = t.projection.update_gap;
   c.inputs.frugal.seed = s.opt.seed;
   const std::map<std::string, std::vector<std::string>> takes = {

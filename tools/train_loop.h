@@ -24,6 +24,7 @@ struct TrainOptions {
   ClipOptions clip;                  // sgd-clip, adam-clip
   ProjectionOptions projection;      // apollo, apollo-mini, galore (update_gap also frugal's)
   FrugalOptions frugal;
+  std::vector<std::string> no_decay;  // name substrings excluded from weight decay
   std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
 };
 

@@ -33,14 +33,14 @@ __global__ void adam_mini_blocks(AdamMiniUpdate<T> f, T beta2, T one_minus_beta2
     if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
     __syncthreads();
   }
-  __shared__ T h;
+  __shared__ T inv_h;
   if (threadIdx.x == 0) {
     const T v = v_block[blockIdx.x] * beta2 + T(partial[0] / double(block_size)) * one_minus_beta2;
     v_block[blockIdx.x] = v;
-    h = sqrt(v) * inv_sqrt_bc2 + eps;
+    inv_h = T(1) / (sqrt(v) * inv_sqrt_bc2 + eps);
   }
   __syncthreads();
-  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) f(p[off + k], g[off + k], m[off + k], h);
+  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) f(p[off + k], g[off + k], m[off + k], inv_h);
 }
 
 int grid_for(int64_t n) { return static_cast<int>(n / 256 + 1 < 65535 ? n / 256 + 1 : 65535); }

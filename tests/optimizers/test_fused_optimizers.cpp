@@ -192,3 +192,25 @@ TEST(FusedOptimizers, InvalidHyperparametersAndNames) {
   EXPECT_THROW(make_optimizer("lion", {pr.names, pr.params, {}, {}}, OptimizerOptions{}), UserError);
   EXPECT_THROW(make_optimizer("adam-mini", {pr.names, pr.params, Partition{}, {}}, OptimizerOptions{}), UserError);
 }
+
+// Oracle: an excluded tensor must follow the wd = 0 reference, the others the decayed one.
+TEST(FusedOptimizers, NoDecayPatternsExcludeTensors) {
+  auto pr = problem({5, 6}, 9);
+  pr.names = {"h.0.ln_1.weight", "h.0.mlp.fc_in.weight"};
+  OptimizerOptions o;
+  o.weight_decay = 0.5;
+  OptimizerInputs in(pr.names, pr.params);
+  in.no_decay = {"ln_"};
+  auto opt = make_optimizer("adamw", in, o);
+  std::vector<std::vector<double>> p, m(2), v(2);
+  for (auto& t : pr.params) p.push_back(to_vec(t));
+  for (size_t i = 0; i < 2; ++i) m[i].assign(p[i].size(), 0), v[i].assign(p[i].size(), 0);
+  for (int t = 1; t <= 5; ++t) {
+    for (size_t i = 0; i < 2; ++i) {
+      pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
+      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t, {o.lr, i == 0 ? 0.0 : 0.5, o.beta1, o.beta2, o.eps});
+    }
+    opt->step();
+  }
+  for (size_t i = 0; i < 2; ++i) EXPECT_LT(rel_err(pr.params[i], p[i]), 1e-12) << pr.names[i];
+}
