@@ -179,27 +179,31 @@ TrainResult train(Session& s, const TrainOptions& t) {
     for (size_t i = 0; i < scheds.size(); ++i) lrs[i] = scheds[i].lr_at(step);
     opt->set_lrs(lrs);
     const double lr = base.lr_at(step);
-    for (auto& p : params) p.mutable_grad() = torch::Tensor();
-    auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
-    const double lv = loss.item<double>();
-    if (!std::isfinite(lv)) {
-      if (t.on_nonfinite == "abort")
-        throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
-                        std::to_string(step) + " of --data '" + s.opt.data + "')");
-      ++r.skipped_steps;
-      continue;
-    }
-    loss.backward();
-    if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
-      if (t.on_nonfinite == "abort")
-        throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
-      ++r.skipped_steps;  // the step is skipped, as a loss scaler would
-      continue;
-    }
-    if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
-    opt->step();
-    r.final_train_loss = lv;
-    ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
+    // One step; a non-finite loss or gradient skips it (counted) or aborts. Evaluation and
+    // checkpoints below happen either way.
+    auto apply_step = [&]() -> bool {
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
+      auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
+      const double lv = loss.item<double>();
+      if (!std::isfinite(lv)) {
+        if (t.on_nonfinite == "abort")
+          throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
+                          std::to_string(step) + " of --data '" + s.opt.data + "')");
+        return false;
+      }
+      loss.backward();
+      if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
+        if (t.on_nonfinite == "abort")
+          throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
+        return false;
+      }
+      if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
+      opt->step();
+      r.final_train_loss = lv;
+      ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
+      return true;
+    };
+    if (!apply_step()) ++r.skipped_steps;
     char status[96];
     std::snprintf(status, sizeof status, "loss %.4f lr %.2e", ema, lr);
     bar.update(step + 1, status);

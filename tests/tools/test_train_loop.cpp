@@ -137,3 +137,35 @@ TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
     for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(torch::equal(x[i], y[i])) << name << " param " << i;
   }
 }
+
+// Oracle: the batch made non-finite on purpose is the one skipped (skip) or named (abort).
+TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
+  const std::string data = testing::TempDir() + "/nan_rows.h5";
+  {
+    auto x = torch::randn({12, 784}, torch::kFloat64);
+    x.narrow(0, 4, 4).fill_(std::numeric_limits<double>::quiet_NaN());  // batch 1 of size 4
+    H5Output out(data);
+    out.write("inputs", x);
+    out.write("targets", torch::randint(0, 10, {12}, torch::kLong));
+    out.commit();
+  }
+  CommonOptions o;
+  o.model = "mlp-mnist";
+  o.data = data;
+  o.batch_size = 4;
+  o.out = testing::TempDir() + "/train_nan";
+  Session s = open_session(o);
+  TrainOptions t = steps(3);
+  t.eval_batches = 0;
+  auto r = train(s, t);
+  EXPECT_EQ(r.skipped_steps, 1);
+  for (auto& p : s.net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  Session s2 = open_session(o);
+  t.on_nonfinite = "abort";
+  try {
+    train(s2, t);
+    FAIL() << "expected a UserError";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("step 1"), std::string::npos) << e.what();
+  }
+}
