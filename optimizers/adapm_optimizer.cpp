@@ -103,8 +103,7 @@ class AdaPM : public Optimizer {
         at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t off = b * bs;
-            const double sq = sum_squares(gp + off, bs);
-            vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * omb2;
+            vb[b] = vb[b] * beta2 + (sum_squares(gp + off, bs) / T(bs)) * omb2;
             const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
             for (int64_t k = 0; k < bs; ++k) f(pp[off + k], dp[off + k], h);
           }

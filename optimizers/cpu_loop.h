@@ -17,16 +17,17 @@ void parallel_elements(int64_t n, const F& f) {
   });
 }
 
-// sum of x[k]^2 in double with eight independent accumulators: the chain of dependent adds, not the
-// memory, would otherwise bound Adam-mini's block reductions. Deterministic for a given n.
+// sum of x[k]^2 in the tensor's own dtype (as the official torch.mean(g*g)) with eight independent
+// partial sums: the chain of dependent adds, not the memory, would otherwise bound Adam-mini's block
+// reductions. Deterministic for a given n.
 template <class T>
-double sum_squares(const T* x, int64_t n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+T sum_squares(const T* x, int64_t n) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t k = 0;
   for (; k + 8 <= n; k += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += static_cast<double>(x[k + j]) * static_cast<double>(x[k + j]);
-  double tail = 0;
-  for (; k < n; ++k) tail += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+    for (int j = 0; j < 8; ++j) acc[j] += x[k + j] * x[k + j];
+  T tail = 0;
+  for (; k < n; ++k) tail += x[k] * x[k];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 

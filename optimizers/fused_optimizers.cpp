@@ -175,18 +175,18 @@ class AdamMini : public FusedBase {
     T* vb = m_state[i][1].data_ptr<T>();
     auto block = [=](int64_t b) {
       const int64_t off = b * bs;
-      const double sq = sum_squares(gp + off, bs);  // in double: one rounding for the block mean
-      vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
+      const T mean = sum_squares(gp + off, bs) / T(bs);
+      vb[b] = vb[b] * beta2 + mean * one_minus_beta2;
       const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
       for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], inv_h);
     };
     if (bs >= kGrain) {
       for (int64_t b = 0; b < nb; ++b) {  // large blocks: parallel reduction, then parallel update
         const int64_t off = b * bs;
-        const double sq = at::parallel_reduce(0, bs, kGrain, 0.0, [&](int64_t s, int64_t e, double acc) {
+        const T sq = at::parallel_reduce(0, bs, kGrain, T(0), [&](int64_t s, int64_t e, T acc) {
           return acc + sum_squares(gp + off + s, e - s);
-        }, std::plus<double>());
-        vb[b] = vb[b] * beta2 + T(sq / static_cast<double>(bs)) * one_minus_beta2;
+        }, std::plus<T>());
+        vb[b] = vb[b] * beta2 + (sq / T(bs)) * one_minus_beta2;
         const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
         parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
       }

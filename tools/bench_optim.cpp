@@ -112,7 +112,7 @@ void register_bench_optim(CLI::App& bench) {
     std::vector<Case> cases;
     ParamTable table;
     for (const auto& [name, words] : std::vector<std::pair<std::string, double>>{
-             {"adamw", 7}, {"torch-adamw", 7}, {"adam-mini", 5}, {"sgd-sai", 5}}) {
+             {"adamw", 7}, {"torch-adamw", 7}, {"adam-mini", 5}, {"sgd-sai", 5}, {"apollo-mini", 3}}) {
       Case c;
       c.name = name;
       c.bytes_per_element = 4 * words;
@@ -167,6 +167,21 @@ void register_bench_optim(CLI::App& bench) {
                                    {"step_time_over_adamw", t / t_adamw},
                                    {"state_bytes", c.opt->state_bytes()},
                                    {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
+    }
+    // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
+    {
+      std::vector<std::string> names;
+      std::vector<torch::Tensor> ts;
+      for (size_t i = 0; i < model.names.size(); ++i)
+        if (model.shapes[i].size() == 2 && (model.names[i].find("attn") != std::string::npos ||
+                                            model.names[i].find("mlp") != std::string::npos)) {
+          names.push_back(model.names[i]);
+          ts.push_back(cases.back().params[i]);
+        }
+      auto mini = make_optimizer("apollo-mini", OptimizerInputs(names, ts), default_options("apollo-mini"));
+      auto full = make_optimizer("adamw", OptimizerInputs(names, ts), default_options("adamw"));
+      out["optimizers"]["apollo-mini"]["state_bytes_over_adamw_projected_weights"] =
+          static_cast<double>(mini->state_bytes()) / static_cast<double>(full->state_bytes());
     }
     std::printf("%s\n", out.dump(2).c_str());
   });

@@ -43,6 +43,24 @@ __global__ void adam_mini_blocks(AdamMiniUpdate<T> f, T beta2, T one_minus_beta2
   for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) f(p[off + k], g[off + k], m[off + k], inv_h);
 }
 
+template <class T>
+__global__ void moments_kernel(HfAdamMoments<T> f, const T* r, T* out, T* m, T* v, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+    out[i] = f(r[i], m[i], v[i]);
+}
+
+template <class T>
+__global__ void sign_kernel(SignUpdate<T> f, T* p, const T* g, const uint8_t* active, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+    if (!active[i]) f(p[i], g[i]);
+}
+
+template <class T>
+__global__ void scaled_kernel(ScaledUpdate<T> f, T* p, const T* d, const T* h_block, int64_t block_size, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(blockDim.x) * gridDim.x)
+    f(p[i], d[i], h_block[i / block_size]);
+}
+
 int grid_for(int64_t n) { return static_cast<int>(n / 256 + 1 < 65535 ? n / 256 + 1 : 65535); }
 
 }  // namespace
@@ -64,11 +82,42 @@ void sgd_sai_step(const SgdSaiUpdate<T>& f, T* p, const T* g, T* buf, int64_t n,
   elementwise3<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, buf, n);
 }
 
+template <class T>
+void hf_moments(const HfAdamMoments<T>& f, const T* r, T* out, T* m, T* v, int64_t n, void* stream) {
+  moments_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, r, out, m, v, n);
+}
+
+template <class T>
+void sgd_clip_step(const SgdClipUpdate<T>& f, T* p, const T* g, T* buf, int64_t n, void* stream) {
+  elementwise3<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, buf, n);
+}
+
+template <class T>
+void adam_clip_step(const AdamClipUpdate<T>& f, T* p, const T* g, T* m, T* v, int64_t n, void* stream) {
+  elementwise4<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, m, v, n);
+}
+
+template <class T>
+void sign_step(const SignUpdate<T>& f, T* p, const T* g, const uint8_t* active, int64_t n, void* stream) {
+  sign_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, active, n);
+}
+
+template <class T>
+void scaled_step(const ScaledUpdate<T>& f, T* p, const T* d, const T* h_block, int64_t block_size, int64_t n,
+                 void* stream) {
+  scaled_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, d, h_block, block_size, n);
+}
+
 #define BS_INSTANTIATE(T)                                                                                    \
   template void adamw_step<T>(const AdamWUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);                 \
   template void adam_mini_step<T>(const AdamMiniUpdate<T>&, T, T, T, T, T*, const T*, T*, T*, int64_t, int64_t, \
                                   void*);                                                                   \
-  template void sgd_sai_step<T>(const SgdSaiUpdate<T>&, T*, const T*, T*, int64_t, void*);
+  template void sgd_sai_step<T>(const SgdSaiUpdate<T>&, T*, const T*, T*, int64_t, void*);                 \
+  template void hf_moments<T>(const HfAdamMoments<T>&, const T*, T*, T*, T*, int64_t, void*);              \
+  template void sgd_clip_step<T>(const SgdClipUpdate<T>&, T*, const T*, T*, int64_t, void*);               \
+  template void adam_clip_step<T>(const AdamClipUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);         \
+  template void sign_step<T>(const SignUpdate<T>&, T*, const T*, const uint8_t*, int64_t, void*);          \
+  template void scaled_step<T>(const ScaledUpdate<T>&, T*, const T*, const T*, int64_t, int64_t, void*);
 BS_INSTANTIATE(float)
 BS_INSTANTIATE(double)
 

@@ -44,7 +44,7 @@ TEST(AdaPM, MatchesScalarReference) {
   for (auto& p : ps) ref.push_back(p.detach().clone());
   torch::Tensor P;
   uint64_t seed = 5 + 3;  // the third tensor's seed: base + 1-based index
-  for (int t = 1; t <= 8; ++t) {
+  for (int t = 1; t <= 50; ++t) {
     std::vector<torch::Tensor> gs;
     for (size_t i = 0; i < ps.size(); ++i) {
       gs.push_back(torch::sin(torch::arange(ps[i].numel(), torch::kFloat64) * (0.4 + i) + t).reshape(ps[i].sizes()));

@@ -33,7 +33,7 @@ TEST(Frugal, CoordinateSelectionsMatchScalarReference) {
     std::vector<double> mb(6, 0), vb(6, 0);
     std::set<int64_t> active;
     int tw = 0;
-    for (int t = 1; t <= 9; ++t) {
+    for (int t = 1; t <= 50; ++t) {
       auto gw = grad_at(48, t, 0).reshape({8, 6}), gb = grad_at(6, t, 1);
       w.mutable_grad() = gw;
       b.mutable_grad() = gb;

@@ -126,7 +126,7 @@ TEST(Projected, ApolloApolloMiniGaloreMatchScalarReference) {
       Mat P;
       uint64_t seed = 11 + 1;
       const double scale = std::string(method) == "apollo-mini" ? 128.0 : 1.0;
-      for (int t = 1; t <= 10; ++t) {
+      for (int t = 1; t <= 50; ++t) {
         auto g = grad_at(rows, cols, t);
         w.mutable_grad() = g;
         if ((t - 1) % 4 == 0) {  // refresh at steps 0, gap, 2 gap (counted before the increment)
@@ -186,7 +186,7 @@ TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
     OptimizerInputs in({"a", "b"}, params);
     auto opt = make_optimizer(method, in, o);
     const double c = std::string(method) == "sgd-clip" ? 0.1 : 0.5;
-    for (int t = 1; t <= 20; ++t) {
+    for (int t = 1; t <= 50; ++t) {
       std::vector<std::vector<double>> g(2), gd(2);
       std::vector<double> all;
       for (size_t i = 0; i < 2; ++i) {
