@@ -38,6 +38,10 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
   cmd->add_option("--no-decay", t->no_decay, "no weight decay for names containing these substrings (e.g. norm ln bias)")
       ->delimiter(',');
+  cmd->add_option("--trace-every", t->trace.every, "every K steps record sharpness on a fixed probe batch to DIR/trace.h5")
+      ->capture_default_str();
+  cmd->add_option("--trace-probes", t->trace.probes, "Hutchinson probes per trace record")->capture_default_str();
+  cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
   cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
       ->capture_default_str();
   cmd->add_option("--clip-fraction", t->clip.fraction, "sgd-clip / adam-clip: fraction of coordinates clipped "

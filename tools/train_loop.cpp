@@ -170,6 +170,22 @@ TrainResult train(Session& s, const TrainOptions& t) {
   }
   const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
 
+  std::unique_ptr<Tracer> tracer;
+  std::unique_ptr<TraceFile> trace_file;
+  if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
+  if (t.trace.every > 0) {
+    tracer = std::make_unique<Tracer>(s, t.trace);
+    std::vector<std::string> names;
+    for (const auto& [name, p] : s.net->named_parameters()) names.push_back(name);
+    trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
+  }
+  const ParamTable flat_table(s.net->named_parameters());
+  auto flat_params = [&] {
+    std::vector<torch::Tensor> d;
+    for (auto& p : params) d.push_back(p.detach());
+    return flat_table.flatten(d).clone();
+  };
+
   s.net->set_train(true);
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar("train", end);
@@ -203,7 +219,13 @@ TrainResult train(Session& s, const TrainOptions& t) {
       ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
       return true;
     };
+    const bool traced = tracer && (step + 1) % t.trace.every == 0;
+    const torch::Tensor before = traced ? flat_params() : torch::Tensor();
     if (!apply_step()) ++r.skipped_steps;
+    if (traced) {
+      bar.finish();
+      trace_file->append(tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before));
+    }
     char status[96];
     std::snprintf(status, sizeof status, "loss %.4f lr %.2e", ema, lr);
     bar.update(step + 1, status);

@@ -5,6 +5,7 @@
 
 #include "optimizer.h"
 #include "schedule.h"
+#include "tracer.h"
 #include "session.h"
 
 namespace bs {
@@ -25,6 +26,7 @@ struct TrainOptions {
   ProjectionOptions projection;      // apollo, apollo-mini, galore (update_gap also frugal's)
   FrugalOptions frugal;
   std::vector<std::string> no_decay;  // name substrings excluded from weight decay
+  TraceOptions trace;                 // --trace-every K: sharpness records to DIR/trace.h5
   std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
 };
 

@@ -5,6 +5,7 @@
 #include "blockwise_lr.h"
 #include "errors.h"
 #include "h5io.h"
+#include "spectral.h"
 #include "train_loop.h"
 
 using namespace bs;
@@ -168,4 +169,34 @@ TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("step 1"), std::string::npos) << e.what();
   }
+}
+
+// Oracle: the last record is measured at the final parameters, so its lambda_max equals the dense
+// eigendecomposition of the probe batch's Hessian there; tracing never changes the trained parameters.
+TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
+  CommonOptions o = tiny("train_trace");
+  o.dtype = "float64";
+  o.sets = {"n_layer=1", "dim=8", "n_heads=2", "seq_len=4", "vocab=256"};
+  Session traced = open_session(o);
+  TrainOptions t = steps(6);
+  t.trace.every = 3;
+  t.trace.probes = 3;
+  t.trace.tol = 1e-10;
+  train(traced, t);
+  auto lmax = read_h5_dataset(o.out + "/trace.h5", "sharpness/lambda_max", "test");
+  auto st = read_h5_dataset(o.out + "/trace.h5", "step", "test");
+  ASSERT_EQ(st.numel(), 2);
+  EXPECT_EQ(st[1].item<int64_t>(), 6);
+  const Batch probe = traced.data->n_val_batches() > 0 ? traced.val_batch(0) : traced.train_batch(0);
+  HvpOperator H(*traced.net, {probe}, traced.loss, "brown");
+  const double exact = dense_eigs(H.as_op(), H.size()).values.front();
+  EXPECT_NEAR(lmax[1].item<double>(), exact, 1e-7 * std::abs(exact));
+
+  CommonOptions plain_opt = o;
+  plain_opt.out = o.out + "_plain";
+  Session plain = open_session(plain_opt);
+  TrainOptions u = steps(6);
+  train(plain, u);
+  auto a = traced.net->parameters(), b = plain.net->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
 }

@@ -1,0 +1,64 @@
+// Sharpness over training (issue: profile -> configs -> train -> look): every K steps, on a fixed probe
+// batch, the top Hessian eigenvalue by Lanczos warm-started from the previous eigenvector, average
+// sharpness per block kind from the all-block Hutchinson trace, the directional sharpness of the last
+// update (Pan & Li), the gradient norm and the loss; appended to DIR/trace.h5.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hutchinson.h"
+#include "session.h"
+#include "spectral.h"
+
+namespace bs {
+
+struct TraceOptions {
+  int64_t every = 0;     // 0: off
+  int64_t probes = 10;   // Hutchinson probes per record
+  double tol = 1e-4;     // Lanczos tolerance of the tracked lambda_max
+  bool block_eigs = false;  // per-tensor lambda_max too (costly)
+};
+
+struct TraceRecord {
+  int64_t step = 0;
+  double loss = 0, probe_loss = 0, lr = 0, grad_norm = 0, lambda_max = 0, directional = NAN;
+  int64_t lanczos_products = 0;
+  std::map<std::string, double> kind_sharpness;  // kind -> Tr(H_kk)/numel
+  std::vector<double> block_lambda_max;          // per tensor when block_eigs
+};
+
+// Measures one record at the current parameters; `update` is the last optimizer update (flat, may be
+// undefined). Keeps the top eigenvector to warm-start the next record.
+class Tracer {
+ public:
+  Tracer(Session& s, TraceOptions o);
+  TraceRecord measure(int64_t step, double train_loss, double lr, const torch::Tensor& update);
+
+ private:
+  Session& m_s;
+  TraceOptions m_o;
+  Batch m_probe;
+  torch::Tensor m_warm;
+};
+
+// trace.h5: extendible, chunked datasets along the step axis (/step, /loss, /probe_loss, /lr,
+// /grad_norm, /sharpness/lambda_max, /sharpness/directional, /sharpness/lanczos_products,
+// /sharpness/kind/<Kind>, /sharpness/block_lambda_max [n, B]). Each append rewrites the file under a
+// temporary name and renames it, so a crash at any point leaves the previous complete file.
+class TraceFile {
+ public:
+  // Opens DIR/trace.h5: with `resume_step` >= 0 keeps the records with step <= resume_step (the ones an
+  // interrupted run had checkpointed), otherwise starts empty.
+  TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names);
+  void append(const TraceRecord& r);
+  size_t size() const { return m_records.size(); }
+
+ private:
+  void write() const;
+  std::string m_path;
+  std::vector<std::string> m_blocks;
+  std::vector<TraceRecord> m_records;
+};
+
+}  // namespace bs
