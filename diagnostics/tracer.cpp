@@ -16,6 +16,11 @@ Tracer::Tracer(Session& s, TraceOptions o) : m_s(s), m_o(o) {
   if (m_o.probes < 2) throw UserError("--trace-probes must be at least 2");
   // A fixed probe batch: the first validation batch when there is one, else the first training batch.
   m_probe = s.data->n_val_batches() > 0 ? s.val_batch(0) : s.train_batch(0);
+  if (m_o.batch_size < 0) throw UserError("--trace-batch-size must be >= 0");
+  if (m_o.batch_size > 0 && m_o.batch_size < m_probe.inputs.size(0)) {
+    m_probe.inputs = m_probe.inputs.narrow(0, 0, m_o.batch_size);
+    m_probe.targets = m_probe.targets.narrow(0, 0, m_o.batch_size);
+  }
 }
 
 TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update) {
@@ -29,6 +34,7 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   r.grad_norm = H.gradient().norm().item<double>();
   EigOptions eo;
   eo.k = 1;
+  eo.ncv = 6;  // a small basis: warm-started from the last eigenvector, a few products suffice
   eo.tol = m_o.tol;
   eo.seed = m_s.opt.seed;
   if (m_warm.defined()) eo.start = m_warm;

@@ -41,6 +41,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--trace-every", t->trace.every, "every K steps record sharpness on a fixed probe batch to DIR/trace.h5")
       ->capture_default_str();
   cmd->add_option("--trace-probes", t->trace.probes, "Hutchinson probes per trace record")->capture_default_str();
+  cmd->add_option("--trace-batch-size", t->trace.batch_size, "rows of the fixed probe batch (0: a full batch)")
+      ->capture_default_str();
   cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
   cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
       ->capture_default_str();

@@ -187,7 +187,9 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   auto st = read_h5_dataset(o.out + "/trace.h5", "step", "test");
   ASSERT_EQ(st.numel(), 2);
   EXPECT_EQ(st[1].item<int64_t>(), 6);
-  const Batch probe = traced.data->n_val_batches() > 0 ? traced.val_batch(0) : traced.train_batch(0);
+  Batch probe = traced.data->n_val_batches() > 0 ? traced.val_batch(0) : traced.train_batch(0);
+  probe.inputs = probe.inputs.narrow(0, 0, t.trace.batch_size);  // the tracer's probe rows
+  probe.targets = probe.targets.narrow(0, 0, t.trace.batch_size);
   HvpOperator H(*traced.net, {probe}, traced.loss, "brown");
   const double exact = dense_eigs(H.as_op(), H.size()).values.front();
   EXPECT_NEAR(lmax[1].item<double>(), exact, 1e-7 * std::abs(exact));
