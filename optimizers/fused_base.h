@@ -1,0 +1,91 @@
+// FusedBase: the bookkeeping every fused optimizer shares -- per-tensor learning rates and weight
+// decay, named flat state tensors (saved and loaded by "<param name>/<state>"), the step count and the
+// per-tensor dtype dispatch to the subclass's update.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "optimizer.h"
+
+namespace bs {
+
+// Shared bookkeeping: per-tensor learning rates, named state tensors, the step count.
+class FusedBase : public Optimizer {
+ public:
+  FusedBase(const OptimizerInputs& in, const OptimizerOptions& o, std::vector<std::string> state_names)
+      : m_params(in.params), m_names(in.names), m_o(o), m_lr(in.params.size(), o.lr), m_wd(per_param_decay(in, o)),
+        m_state_names(std::move(state_names)) {
+    for (auto& p : m_params)
+      if (!p.is_contiguous()) throw UserError("optimizer: parameters must be contiguous");
+  }
+  void set_lrs(const std::vector<double>& lr) override { m_lr = lr; }
+  StateDict state_dict() const override {
+    StateDict d;
+    for (size_t i = 0; i < m_state.size(); ++i)
+      for (size_t k = 0; k < m_state_names.size(); ++k) d.emplace_back(m_names[i] + "/" + m_state_names[k], m_state[i][k]);
+    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
+    return d;
+  }
+  void load_state_dict(const StateLookup& get) override {
+    m_step = get("step").item<int64_t>();
+    if (m_step == 0) return;
+    init_state();
+    for (size_t i = 0; i < m_state.size(); ++i)
+      for (size_t k = 0; k < m_state_names.size(); ++k) {
+        auto t = get(m_names[i] + "/" + m_state_names[k]);
+        if (t.numel() != m_state[i][k].numel())
+          throw UserError("optimizer state '" + m_names[i] + "/" + m_state_names[k] + "' has the wrong size");
+        m_state[i][k].copy_(t.reshape(m_state[i][k].sizes()));
+      }
+  }
+  int64_t state_bytes() const override {
+    int64_t n = 0;
+    for (size_t i = 0; i < m_params.size(); ++i)
+      for (int64_t numel : state_numels(i)) n += numel * m_params[i].element_size();
+    return n;
+  }
+  void step() override {
+    if (m_state.empty()) init_state();
+    ++m_step;
+    before_step();
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      const auto& g = m_params[i].grad();
+      if (!g.defined()) continue;
+      auto gc = g.contiguous();
+      AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "blocksharp_step", [&] { update<scalar_t>(i, gc); });
+    }
+  }
+
+ protected:
+  virtual std::vector<int64_t> state_numels(size_t i) const = 0;
+  virtual void before_step() {}  // after the step count advanced, before any tensor is updated
+  virtual void update_f(size_t i, const torch::Tensor& g) = 0;
+  virtual void update_d(size_t i, const torch::Tensor& g) = 0;
+  template <class T>
+  void update(size_t i, const torch::Tensor& g) {
+    if constexpr (std::is_same_v<T, float>) update_f(i, g);
+    else update_d(i, g);
+  }
+  void init_state() {
+    m_state.clear();
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      std::vector<torch::Tensor> s;
+      for (int64_t numel : state_numels(i)) s.push_back(torch::zeros({numel}, m_params[i].options()));
+      m_state.push_back(std::move(s));
+    }
+  }
+  std::vector<torch::Tensor> m_params;
+  std::vector<std::string> m_names;
+  OptimizerOptions m_o;
+  std::vector<double> m_lr, m_wd;
+  std::vector<std::string> m_state_names;
+  std::vector<std::vector<torch::Tensor>> m_state;
+  int64_t m_step = 0;
+};
+
+#define BS_DISPATCH_UPDATE                                                              \
+  void update_f(size_t i, const torch::Tensor& g) override { run<float>(i, g); }      \
+  void update_d(size_t i, const torch::Tensor& g) override { run<double>(i, g); }
+
+}  // namespace bs
