@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "distributed.h"
 #include "errors.h"
 #include "session.h"
 
@@ -40,6 +41,7 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
   for (auto& p : m_params) p.requires_grad_(true);
   for (size_t i = 0; i < m_params.size(); ++i) m_all.push_back(i);
   m_grad = torch::zeros({size()}, m_dtype);
+  auto losses = torch::empty({static_cast<int64_t>(m_batches.size())}, torch::kFloat64);
   for (size_t b = 0; b < m_batches.size(); ++b) {
     Graph g = build(b);
     std::vector<torch::Tensor> flat;
@@ -48,16 +50,25 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
     auto gflat = torch::cat(flat);
     if (b == 0) m_grad0 = gflat;
     m_grad += gflat / static_cast<double>(m_batches.size());
-    m_loss += g.loss.item<double>() / static_cast<double>(m_batches.size());
+    losses[static_cast<int64_t>(b)] = g.loss.item<double>();
     if (m_keep) m_graphs.push_back(std::move(g));
+  }
+  // Data parallel: every rank holds an equal share of each batch, so the means over ranks are the
+  // gradient and loss of the whole batch (and below, of every product).
+  dist::all_reduce_mean_(m_grad);
+  dist::all_reduce_mean_(m_grad0);
+  dist::all_reduce_mean_(losses);
+  for (size_t b = 0; b < m_batches.size(); ++b) {
+    const double l = losses[static_cast<int64_t>(b)].item<double>();
+    if (!std::isfinite(l))
+      throw UserError("non-finite loss on batch " + std::to_string(b) + " of --data '" + m_data_name + "'");
+    m_loss += l / static_cast<double>(m_batches.size());
   }
 }
 
 HvpOperator::Graph HvpOperator::build(size_t b) const {
   Graph g;
   g.loss = batch_loss(m_net, m_batches[b], m_loss_kind, m_data_name);
-  if (!std::isfinite(g.loss.item<double>()))
-    throw UserError("non-finite loss on batch " + std::to_string(b) + " of --data '" + m_data_name + "'");
   g.grads = torch::autograd::grad({g.loss}, m_params, {}, /*retain_graph=*/true, /*create_graph=*/true,
                                   /*allow_unused=*/true);
   return g;
@@ -69,8 +80,7 @@ int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
   return n;
 }
 
-torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b,
-                                   size_t batch) const {
+torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const {
   std::vector<torch::Tensor> outs, ins, vs;
   std::vector<size_t> used;
   int64_t off = 0;
@@ -97,21 +107,26 @@ torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& bl
     }
     off += e.numel;
   }
-  if (!torch::isfinite(result).all().item<bool>())
-    throw UserError("non-finite Hessian-vector product on batch " + std::to_string(batch) + " of --data '" +
-                    m_data_name + "'");
   return result;
 }
 
 torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const torch::Tensor& v_in) {
   auto v = v_in.to(m_dtype).contiguous();
   torch::Tensor sum;
+  int64_t bad = -1;
   for (size_t b = 0; b < m_batches.size(); ++b) {
-    torch::Tensor hv = m_keep ? product(m_graphs[b], block, v, b) : product(build(b), block, v, b);
+    torch::Tensor hv = m_keep ? product(m_graphs[b], block, v) : product(build(b), block, v);
+    if (bad < 0 && !torch::isfinite(hv).all().item<bool>()) bad = static_cast<int64_t>(b);
     sum = sum.defined() ? sum + hv : hv;
   }
   ++m_n_hvp;
-  return m_batches.size() == 1 ? sum : sum / static_cast<double>(m_batches.size());
+  if (m_batches.size() > 1) sum = sum / static_cast<double>(m_batches.size());
+  dist::all_reduce_mean_(sum);  // a NaN on any rank reaches every rank, so all stop together
+  if (bad >= 0 || (dist::active() && !torch::isfinite(sum).all().item<bool>()))
+    throw UserError("non-finite Hessian-vector product on " +
+                    (bad >= 0 ? "batch " + std::to_string(bad) : std::string("another rank's share of a batch")) +
+                    " of --data '" + m_data_name + "'");
+  return sum;
 }
 
 torch::Tensor HvpOperator::apply(const torch::Tensor& v) { return apply_block(m_all, v); }

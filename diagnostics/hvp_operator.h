@@ -1,6 +1,7 @@
 // HvpOperator: Hessian-vector products of the loss on a fixed set of batches by double backprop
 // (Pearlmutter 1994), the gradient graph built once and reused; counts products like Spectra counts
-// operations. A block view gives H_bb v_b for a subset of parameter tensors.
+// operations. A block view gives H_bb v_b for a subset of parameter tensors. Under data parallelism
+// (dist::active) each rank holds its share of every batch and products and gradients are all-reduced.
 #pragma once
 #include <functional>
 #include <random>
@@ -43,7 +44,7 @@ class HvpOperator {
     std::vector<torch::Tensor> grads;  // create_graph=true; undefined where a parameter gets no gradient
   };
   Graph build(size_t batch) const;
-  torch::Tensor product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b, size_t batch) const;
+  torch::Tensor product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const;
 
   Network& m_net;
   std::vector<Batch> m_batches;

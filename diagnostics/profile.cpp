@@ -27,6 +27,7 @@ std::vector<double> gsnr_over_batches(Session& s, int64_t batches) {
   for (int64_t b = 0; b < batches; ++b) {
     auto loss = batch_loss(*s.net, s.train_batch(b), s.loss, s.opt.data);
     auto grads = torch::autograd::grad({loss}, params, {}, false, false, true);
+    dist::all_reduce_mean_buckets_(grads);  // the whole batch's gradient, as the official first step sees it
     for (size_t i = 0; i < params.size(); ++i)
       out[i] += gsnr(grads[i].defined() ? grads[i] : torch::zeros_like(params[i])) / static_cast<double>(batches);
   }
@@ -53,7 +54,7 @@ std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable
   std::vector<double> out(table.size(), NAN);
   if (s.loss != LossKind::CrossEntropy || samples <= 0) return out;
   auto params = s.net->parameters();
-  auto gen = at::detail::createCPUGenerator(seed);
+  auto gen = at::detail::createCPUGenerator(seed + static_cast<uint64_t>(dist::rank()));
   std::vector<torch::Tensor> acc(params.size());
   for (int64_t k = 0; k < samples; ++k) {
     auto logits = s.net->forward(batch.inputs);
@@ -66,7 +67,8 @@ std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable
     }
     auto loss = torch::nll_loss(torch::log_softmax(flat, -1), sampled);
     auto grads = torch::autograd::grad({loss}, params, {}, false, false, true);
-    const double N = static_cast<double>(flat.size(0));
+    dist::all_reduce_mean_buckets_(grads);
+    const double N = static_cast<double>(flat.size(0) * dist::world_size());
     for (size_t i = 0; i < params.size(); ++i) {
       auto sq = grads[i].defined() ? (N * grads[i].to(torch::kFloat64).pow(2)) : torch::zeros_like(params[i], torch::kFloat64);
       acc[i] = acc[i].defined() ? acc[i] + sq : sq;

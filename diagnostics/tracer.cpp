@@ -15,12 +15,14 @@ namespace bs {
 Tracer::Tracer(Session& s, TraceOptions o) : m_s(s), m_o(o) {
   if (m_o.probes < 2) throw UserError("--trace-probes must be at least 2");
   // A fixed probe batch: the first validation batch when there is one, else the first training batch.
-  m_probe = s.data->n_val_batches() > 0 ? s.val_batch(0) : s.train_batch(0);
+  // Its first --trace-batch-size rows are cut before sharding, so data-parallel ranks share the same rows.
+  m_probe = batch_to(s.data->n_val_batches() > 0 ? s.data->val_batch(0) : s.data->train_batch(0), s.dtype);
   if (m_o.batch_size < 0) throw UserError("--trace-batch-size must be >= 0");
   if (m_o.batch_size > 0 && m_o.batch_size < m_probe.inputs.size(0)) {
     m_probe.inputs = m_probe.inputs.narrow(0, 0, m_o.batch_size);
     m_probe.targets = m_probe.targets.narrow(0, 0, m_o.batch_size);
   }
+  m_probe = dist::shard(m_probe, "--trace-batch-size");
 }
 
 TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update) {

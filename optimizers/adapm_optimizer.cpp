@@ -52,7 +52,7 @@ class AdaPM : public Optimizer {
         s.cols = m_params[i].size(1);
         const int64_t small = std::min(s.rows, s.cols);
         s.rank = m_proj.rank > 0 ? std::min(m_proj.rank, small) : std::max<int64_t>(1, small / 8);
-        s.seed = m_proj.seed + i + 1;
+        s.seed = m_proj.seed + static_cast<uint64_t>(in.model_index(i)) + 1;
       }
       m_slots.push_back(s);
     }

@@ -59,6 +59,8 @@ struct OptimizerInputs {
   ProjectionOptions projection;
   FrugalOptions frugal;
   std::vector<std::string> no_decay;  // --no-decay: name substrings whose tensors get no weight decay
+  std::vector<int64_t> index;  // each tensor's position in the whole model (per-tensor seeds); empty: 0..n-1
+  int64_t model_index(size_t i) const { return index.empty() ? static_cast<int64_t>(i) : index[i]; }
 };
 
 // Each tensor's weight decay: opt.weight_decay unless its name contains a --no-decay substring.

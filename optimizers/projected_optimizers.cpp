@@ -63,7 +63,7 @@ class Projected : public Optimizer {
         s.rows = m_params[i].size(0);
         s.cols = m_params[i].size(1);
         s.rank = std::min<int64_t>(m_p.rank, std::min(s.rows, s.cols));
-        s.seed = m_p.seed + i + 1;  // the official seed starts at the parameter's 1-based index
+        s.seed = m_p.seed + static_cast<uint64_t>(in.model_index(i)) + 1;  // the official seed: the 1-based index
       }
       m_slots.push_back(s);
     }

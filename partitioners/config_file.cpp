@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "distributed.h"
 #include "errors.h"
 #include "session.h"
 
@@ -103,6 +104,7 @@ void check_params(const json& j, const ParamTable& table, const std::string& pat
 }
 
 void write_json_atomic(const std::string& path, const json& j) {
+  if (!dist::is_main()) return;  // only rank 0 writes files
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp);

@@ -10,6 +10,11 @@ struct UserError : std::runtime_error {
   explicit UserError(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// A subcommand that already reported its failure (launch: a rank's exit code) leaves main() with it.
+struct ExitCode {
+  int code;
+};
+
 // First line of a LibTorch error without its C++ backtrace, for use inside a UserError message.
 std::string torch_error_line(const std::exception& e);
 

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "distributed.h"
 #include "errors.h"
 
 namespace bs {
@@ -70,7 +71,8 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
   }
 }
 
-H5Output::H5Output(std::string path) : m_path(std::move(path)) {
+H5Output::H5Output(std::string path) : m_path(std::move(path)), m_discard(!dist::is_main()) {
+  if (m_discard) return;  // only rank 0 writes files
   m_tmp = m_path + ".tmp." + std::to_string(getpid());
   try {
     m_file = std::make_unique<H5::H5File>(m_tmp, H5F_ACC_TRUNC);
@@ -87,6 +89,7 @@ H5Output::~H5Output() {
 }
 
 void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
+  if (m_discard) return;
   auto t = t_in.detach().cpu().contiguous();
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
   H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
@@ -104,14 +107,17 @@ void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
 }
 
 void H5Output::write(const std::string& path, const std::vector<double>& v) {
+  if (m_discard) return;
   write(path, torch::tensor(v, torch::kFloat64).reshape({static_cast<int64_t>(v.size())}));
 }
 
 void H5Output::write(const std::string& path, const std::vector<int64_t>& v) {
+  if (m_discard) return;
   write(path, torch::tensor(v, torch::kInt64).reshape({static_cast<int64_t>(v.size())}));
 }
 
 void H5Output::write(const std::string& path, const std::vector<std::string>& v) {
+  if (m_discard) return;
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
   type.setCset(H5T_CSET_UTF8);
   hsize_t n = v.size();
@@ -122,18 +128,21 @@ void H5Output::write(const std::string& path, const std::vector<std::string>& v)
 }
 
 void H5Output::write(const std::string& path, double v) {
+  if (m_discard) return;
   H5::DataSpace scalar;
   create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar)
       .write(&v, H5::PredType::NATIVE_DOUBLE);
 }
 
 void H5Output::write(const std::string& path, int64_t v) {
+  if (m_discard) return;
   H5::DataSpace scalar;
   create(*m_file, path, H5::PredType::NATIVE_INT64, scalar)
       .write(&v, H5::PredType::NATIVE_INT64);
 }
 
 void H5Output::attribute(const std::string& name, const std::string& value) {
+  if (m_discard) return;
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
   type.setCset(H5T_CSET_UTF8);
   H5::DataSpace scalar;
@@ -142,6 +151,7 @@ void H5Output::attribute(const std::string& name, const std::string& value) {
 }
 
 void H5Output::commit() {
+  if (m_discard) return;
   m_file->close();
   m_file.reset();
   if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0)

@@ -33,12 +33,13 @@ class H5Output {
   void write(const std::string& path, double v);
   void write(const std::string& path, int64_t v);
   void attribute(const std::string& name, const std::string& value);  // on the root group
-  void commit();  // close and atomically rename into place
+  void commit();  // close and atomically rename into place (on rank 0 only when distributed)
 
  private:
   std::string m_path, m_tmp;
   std::unique_ptr<H5::H5File> m_file;
   bool m_committed = false;
+  bool m_discard = false;  // a rank other than 0: writes nothing
 };
 
 }  // namespace bs

@@ -5,9 +5,11 @@
 
 #include <cstdio>
 
+#include "distributed.h"
+
 namespace bs {
 
-bool Progress::enabled() { return isatty(STDERR_FILENO) != 0; }
+bool Progress::enabled() { return isatty(STDERR_FILENO) != 0 && dist::is_main(); }
 
 Progress::Progress(std::string label, int64_t total)
     : m_label(std::move(label)), m_total(total), m_on(enabled()), m_start(std::chrono::steady_clock::now()) {}

@@ -70,6 +70,7 @@ Session open_session(const CommonOptions& opt) {
   } else if (opt.device != "cpu") {
     throw UserError("--device '" + opt.device + "': expected cpu or cuda");
   }
+  dist::init_from_env(opt.dist);
   if (opt.threads < 0) throw UserError("--threads must be >= 0");
   if (opt.threads > 0) torch::set_num_threads(opt.threads);
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "data.h"
+#include "distributed.h"
 #include "loss.h"
 #include "network.h"
 
@@ -27,6 +28,7 @@ struct CommonOptions {
   bool shuffle = false;
   std::string params_file;  // --params: start from parameters saved by name (e.g. final_params.h5)
   int64_t dim = 0, n_heads = 0, n_kv_heads = 0;  // for TorchScript attention models
+  dist::DistOptions dist;  // --dist-backend, --dist-timeout (used when WORLD_SIZE > 1)
 };
 
 struct Session {
@@ -36,8 +38,9 @@ struct Session {
   LossKind loss = LossKind::CrossEntropy;
   torch::Dtype dtype = torch::kFloat32;
 
-  Batch train_batch(int64_t i) const { return batch_to(data->train_batch(i), dtype); }
-  Batch val_batch(int64_t i) const { return batch_to(data->val_batch(i), dtype); }
+  // This rank's share of global batch i (the whole batch when not distributed): --batch-size is global.
+  Batch train_batch(int64_t i) const { return dist::shard(batch_to(data->train_batch(i), dtype), "--batch-size"); }
+  Batch val_batch(int64_t i) const { return dist::shard(batch_to(data->val_batch(i), dtype), "--batch-size"); }
 };
 
 Session open_session(const CommonOptions& opt);

@@ -23,6 +23,10 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();
   cmd->add_option("--params", o.params_file, "start from parameters saved by name in an .h5 file (final_params.h5)");
   cmd->add_flag("--shuffle", o.shuffle, ".h5 data: seeded per-epoch shuffling instead of rows in order");
+  cmd->add_option("--dist-backend", o.dist.backend, "with WORLD_SIZE > 1 (torchrun or `blocksharp launch`): auto, gloo or nccl")
+      ->capture_default_str();
+  cmd->add_option("--dist-timeout", o.dist.timeout_s, "seconds to wait for a rank (rendezvous and every collective)")
+      ->capture_default_str();
   cmd->add_option("--dim", o.dim, "TorchScript attention models: model width");
   cmd->add_option("--n-heads", o.n_heads, "TorchScript attention models: attention heads");
   cmd->add_option("--n-kv-heads", o.n_kv_heads, "TorchScript attention models: key/value heads");

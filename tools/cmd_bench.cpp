@@ -146,6 +146,7 @@ void register_bench(CLI::App& app) {
   hvp->add_option("--seed", o->seed, "seed")->capture_default_str();
   hvp->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   register_bench_optim(*bench);
+  register_bench_dist(*bench);
   hvp->callback([o] {
     nlohmann::json out = {{"bench", "hvp"}, {"threads", torch::get_num_threads()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);

@@ -46,6 +46,10 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
   cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
       ->capture_default_str();
+  cmd->add_flag("--zero1", t->zero1, "data parallel: each rank keeps the optimizer state of its share of the tensors (ZeRO-1)");
+  cmd->add_option("--dist-check-every", t->dist_check_every,
+                  "data parallel: verify parameters are identical on all ranks every N steps (0 = never)")
+      ->capture_default_str();
   cmd->add_option("--clip-fraction", t->clip.fraction, "sgd-clip / adam-clip: fraction of coordinates clipped "
                                                         "(default 0.1 / 0.5, the paper's)");
   cmd->add_option("--clip-scale", t->clip.threshold_scale, "sgd-clip / adam-clip: threshold scale")->capture_default_str();

@@ -9,6 +9,8 @@ void register_profile(CLI::App& app);
 void register_structure(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_config(CLI::App& app);
+void register_launch(CLI::App& app);
 void register_bench_optim(CLI::App& bench);  // a `bench` subcommand
+void register_bench_dist(CLI::App& bench);   // a `bench` subcommand
 
 }  // namespace bs

@@ -2,8 +2,10 @@
 // catches errors: one line on stderr, non-zero exit.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "commands.h"
+#include "distributed.h"
 #include "errors.h"
 #include "session.h"
 
@@ -16,17 +18,32 @@ int main(int argc, char** argv) {
   bs::register_train(app);
   bs::register_config(app);
   bs::register_bench(app);
+  bs::register_launch(app);
   for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
+  std::string error;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const bs::ExitCode& e) {
+    return e.code;
   } catch (const bs::UserError& e) {
-    std::fprintf(stderr, "blocksharp: error: %s\n", e.what());
-    return 1;
+    error = e.what();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "blocksharp: error: %s\n", bs::torch_error_line(e).c_str());
-    return 1;
+    error = bs::torch_error_line(e);
   }
-  return 0;
+  if (error.empty()) {
+    if (bs::dist::world_size() > 1) {
+      std::fflush(nullptr);
+      std::_Exit(0);  // the process group's worker threads are never joined (see distributed.cpp)
+    }
+    return 0;
+  }
+  if (bs::dist::world_size() > 1) {
+    std::fprintf(stderr, "blocksharp: error: [rank %d of %d] %s\n", bs::dist::rank(), bs::dist::world_size(), error.c_str());
+    std::fflush(nullptr);
+    std::_Exit(1);  // no static destructors: a process group that lost a peer must not hang the exit
+  }
+  std::fprintf(stderr, "blocksharp: error: %s\n", error.c_str());
+  return 1;
 }

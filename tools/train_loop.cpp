@@ -17,6 +17,7 @@
 #include "sgd_sai_config.h"
 #include "h5io.h"
 #include "progress.h"
+#include "zero_optimizer.h"
 
 namespace bs {
 
@@ -58,7 +59,7 @@ double validation_loss(Session& s, int64_t max_batches) {
   torch::NoGradGuard g;
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += batch_loss(*s.net, s.val_batch(i), s.loss, s.opt.data).item<double>();
-  return sum / static_cast<double>(n);
+  return dist::all_reduce_mean(sum / static_cast<double>(n));  // each rank saw an equal share of every batch
 }
 
 std::string first_nonfinite_grad(const Network& net) {
@@ -159,8 +160,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
   TrainResult r;
   const TrainConfigs configs = load_train_configs(s, t);
   const std::vector<Schedule> scheds = param_schedules(s, configs.blockwise, base);
-  auto opt = make_optimizer(t.optimizer, configs.inputs, t.optim);
-  prepare_out_dir(s.opt.out);
+  if (t.zero1 && !dist::active()) throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
+  if (t.dist_check_every < 0) throw UserError("--dist-check-every must be >= 0");
+  auto opt = t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
+  if (dist::is_main()) prepare_out_dir(s.opt.out);
 
   const std::string ckpt = s.opt.out + "/checkpoint.h5";
   int64_t start = 0;
@@ -177,7 +180,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
     tracer = std::make_unique<Tracer>(s, t.trace);
     std::vector<std::string> names;
     for (const auto& [name, p] : s.net->named_parameters()) names.push_back(name);
-    trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
+    if (dist::is_main()) trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
   }
   const ParamTable flat_table(s.net->named_parameters());
   auto flat_params = [&] {
@@ -200,7 +203,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
     auto apply_step = [&]() -> bool {
       for (auto& p : params) p.mutable_grad() = torch::Tensor();
       auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
-      const double lv = loss.item<double>();
+      const double lv = dist::all_reduce_mean(loss.item<double>());  // every rank takes the same decision
       if (!std::isfinite(lv)) {
         if (t.on_nonfinite == "abort")
           throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
@@ -208,6 +211,11 @@ TrainResult train(Session& s, const TrainOptions& t) {
         return false;
       }
       loss.backward();
+      if (dist::active()) {  // DDP-style: bucketed all-reduce of the gradients (their mean over ranks)
+        std::vector<torch::Tensor> grads;
+        for (auto& p : params) grads.push_back(p.grad());
+        dist::all_reduce_mean_buckets_(grads);
+      }
       if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
         if (t.on_nonfinite == "abort")
           throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
@@ -215,6 +223,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
       }
       if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
       opt->step();
+      if (t.dist_check_every > 0 && (step + 1) % t.dist_check_every == 0) dist::check_identical(params, "parameters");
       r.final_train_loss = lv;
       ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
       return true;
@@ -224,7 +233,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     if (!apply_step()) ++r.skipped_steps;
     if (traced) {
       bar.finish();
-      trace_file->append(tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before));
+      const TraceRecord rec = tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before);
+      if (trace_file) trace_file->append(rec);
     }
     char status[96];
     std::snprintf(status, sizeof status, "loss %.4f lr %.2e", ema, lr);
@@ -253,6 +263,11 @@ TrainResult train(Session& s, const TrainOptions& t) {
   r.final_val_loss = validation_loss(s, t.eval_batches);
   const double entropy = s.data->unigram_entropy();
   write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model);
+  // State bytes of every rank (ZeRO-1: each holds its share) and the payload each rank communicated.
+  auto per_rank = torch::zeros({dist::world_size()}, torch::kInt64);
+  per_rank[dist::rank()] = opt->state_bytes();
+  dist::all_reduce_sum_(per_rank);
+  std::vector<int64_t> state_per_rank(per_rank.data_ptr<int64_t>(), per_rank.data_ptr<int64_t>() + per_rank.numel());
   nlohmann::json summary = {{"steps", t.steps},
                             {"final_train_loss", r.final_train_loss},
                             {"final_val_loss", std::isnan(r.final_val_loss) ? nlohmann::json() : nlohmann::json(r.final_val_loss)},
@@ -261,10 +276,14 @@ TrainResult train(Session& s, const TrainOptions& t) {
                             {"optimizer", t.optimizer},
                             {"skipped_steps", r.skipped_steps},
                             {"optimizer_state_bytes", opt->state_bytes()},
+                            {"world_size", dist::world_size()},
+                            {"zero1", t.zero1},
+                            {"optimizer_state_bytes_per_rank", state_per_rank},
+                            {"bytes_communicated_per_rank", dist::bytes_communicated()},
                             {"model", s.opt.model},
                             {"data", s.data->describe()},
                             {"command_line", command_line()}};
-  {
+  if (dist::is_main()) {
     const std::string path = s.opt.out + "/train_summary.json", tmp = path + ".tmp";
     std::ofstream f(tmp);
     f << summary.dump(2) << "\n";

@@ -28,6 +28,8 @@ struct TrainOptions {
   std::vector<std::string> no_decay;  // name substrings excluded from weight decay
   TraceOptions trace;                 // --trace-every K: sharpness records to DIR/trace.h5
   std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
+  bool zero1 = false;                 // data parallel: shard optimizer state by tensor across ranks
+  int64_t dist_check_every = 1;       // data parallel: check parameters are identical on all ranks every N steps
 };
 
 struct TrainResult {
