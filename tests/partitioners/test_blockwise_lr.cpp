@@ -40,7 +40,7 @@ TEST(BlockwiseLr, GroupsFollowThePapersCode) {
 
 TEST(BlockwiseLr, PaperTableAndMeasuredSharpness) {
   auto t = table();
-  std::vector<double> tr = {1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
+  std::vector<double> tr = {1.0, 2.0, 1.0, 4.0, 8.0, 3.0, 1.0};
   json j = blockwise_lr_config(t, ModelInfo{}, tr, LrPolicy{}, {});
   EXPECT_EQ(multiplier(j, "Emb"), 10);
   EXPECT_EQ(multiplier(j, "QK"), 8);
@@ -49,22 +49,27 @@ TEST(BlockwiseLr, PaperTableAndMeasuredSharpness) {
   EXPECT_EQ(multiplier(j, "Norm"), 1);
   for (const auto& g : j["groups"]) {
     if (g["group"] == "QK") {
-      EXPECT_DOUBLE_EQ(g["avg_sharpness"].get<double>(), 2.5 / 20.0);
+      EXPECT_DOUBLE_EQ(g["avg_sharpness"].get<double>(), 2.0 / 16.0);  // the bias stays out of the average
+      EXPECT_DOUBLE_EQ(g["avg_sharpness_with_biases"].get<double>(), 3.0 / 20.0);
     }
   }
 }
 
 TEST(BlockwiseLr, InverseSharpnessFormula) {
   auto t = table();
-  // Average sharpness: Emb 1/40, QK 2.5/20, VO 4/16, FFN 8/32, Norm 4/8 (the sharpest).
+  // Average sharpness of the non-bias tensors: Emb 1/40, QK 2/16, VO 4/16, FFN 8/32, Norm 3/4 (the sharpest).
   std::vector<double> tr = {1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
   LrPolicy p;
   p.name = "inverse-sharpness";
-  json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});
+  json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});  // default exponent 1, clamp [1, 10]
   EXPECT_DOUBLE_EQ(multiplier(j, "Norm"), 1.0);
-  EXPECT_DOUBLE_EQ(multiplier(j, "VO"), std::sqrt(0.5 / 0.25));
-  EXPECT_DOUBLE_EQ(multiplier(j, "QK"), std::sqrt(0.5 / 0.125));
-  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), std::sqrt(0.5 / 0.025));
+  EXPECT_DOUBLE_EQ(multiplier(j, "VO"), 0.75 / 0.25);
+  EXPECT_DOUBLE_EQ(multiplier(j, "QK"), 0.75 / 0.125);
+  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), 10.0);  // 30, clamped
+  p.exponent = 0.5;
+  j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});
+  EXPECT_DOUBLE_EQ(multiplier(j, "QK"), std::sqrt(0.75 / 0.125));
+  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), std::sqrt(0.75 / 0.025));
   p.max_multiplier = 3;
   j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});
   EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), 3.0);
