@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +40,9 @@ int free_port(const std::string& addr) {
   return port;
 }
 
+volatile sig_atomic_t g_signal = 0;  // SIGINT / SIGTERM received by the launcher, forwarded to the ranks
+void on_signal(int sig) { g_signal = sig; }
+
 struct LaunchOptions {
   int n = 2;
   std::string addr;
@@ -66,6 +71,7 @@ int launch(const LaunchOptions& o) {
     const pid_t pid = fork();
     if (pid < 0) throw UserError("launch: fork failed for rank " + std::to_string(r));
     if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // a launcher killed outright takes its ranks with it
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(o.n).c_str(), 1);
@@ -78,6 +84,10 @@ int launch(const LaunchOptions& o) {
     }
     pids.push_back(pid);
   }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;  // no SA_RESTART: waitpid returns EINTR and the signal is forwarded
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   int result = 0;
   size_t running = pids.size();
   bool stopping = false;
@@ -90,6 +100,16 @@ int launch(const LaunchOptions& o) {
         for (pid_t p : pids)
           if (p > 0) kill(p, SIGKILL);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    if (pid < 0 && errno == EINTR && g_signal != 0) {
+      std::fprintf(stderr, "blocksharp: error: launch: got signal %d; stopping the ranks\n", static_cast<int>(g_signal));
+      for (pid_t p : pids)
+        if (p > 0) kill(p, g_signal);
+      if (!stopping) result = 128 + g_signal;
+      stopping = true;
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000));
+      g_signal = 0;
       continue;
     }
     if (pid < 0) break;
