@@ -293,6 +293,11 @@ TrainResult train(Session& s, const TrainOptions& t) {
   std::printf("done: %lld steps in %.1f s  final train_loss %.4f  val_loss %.4f", static_cast<long long>(t.steps),
               r.seconds, r.final_train_loss, r.final_val_loss);
   if (!std::isnan(entropy)) std::printf("  (unigram entropy %.4f nats)", entropy);
+  if (dist::active()) {
+    std::printf("\n%d ranks%s: optimizer state bytes per rank", dist::world_size(), t.zero1 ? " (ZeRO-1)" : "");
+    for (int64_t b : state_per_rank) std::printf(" %lld", static_cast<long long>(b));
+    std::printf(", %.3g MB handed to collectives per rank", static_cast<double>(dist::bytes_communicated()) / 1e6);
+  }
   std::printf("\nwrote %s/final_params.h5\n", s.opt.out.c_str());
   return r;
 }
