@@ -23,6 +23,8 @@ for name in ["adamw", "adam-mini", "adamw+blockwise", "adam-mini+blockwise", "sg
     row = next((l for l in rows if l.startswith(f"| {name} |")), "")
     if f"{s['optimizer_state_bytes']:,}" not in row or "| 2 |" not in row:
         failures.append(f"row for {name}: {row}")
+if not os.path.getsize(os.path.join(work, "results_val_loss.png")) > 0:
+    failures.append("no validation-loss plot")
 for f in failures:
     print("FAIL:", f)
 print(f"{1 - bool(failures)} passed, {int(bool(failures))} failed")

@@ -1,5 +1,6 @@
 """Summarizes compare_optimizers.sh runs into Markdown: final validation loss (mean and spread over
-seeds), steps to reach AdamW's mean final validation loss, optimizer-state bytes, wall time, commands.
+seeds), steps to reach AdamW's mean final validation loss, optimizer-state bytes, wall time, commands,
+and a plot of the validation-loss curves (REPORT minus .md plus _val_loss.png).
 Usage: summarize_comparison.py OUT REPORT STEPS MODEL DATA"""
 import glob
 import json
@@ -7,6 +8,11 @@ import os
 import re
 import statistics
 import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 out, report, steps, model, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 names = ["adamw", "adam-mini", "adamw+blockwise", "adam-mini+blockwise", "sgd-sai", "apollo-mini"]
@@ -45,6 +51,25 @@ for name in names:
     reach_s = ", ".join("-" if x is None else str(x) for x in reach)
     lines.append(f"| {name} | {len(rs)} | {statistics.mean(finals):.4f} ± {spread:.4f} | {reach_s} | "
                  f"{rs[0]['summary']['optimizer_state_bytes']:,} | {statistics.mean(r['summary']['seconds'] for r in rs):.1f} |")
+# Validation-loss curves (mean over seeds) next to the report.
+fig, ax = plt.subplots(figsize=(7, 4.2))
+for name in names:
+    rs = runs.get(name, [])
+    if not rs:
+        continue
+    steps_axis = [st for st, _ in rs[0]["curve"]]
+    mean = [statistics.mean(r["curve"][i][1] for r in rs) for i in range(len(steps_axis))]
+    ax.plot(steps_axis, mean, marker=".", label=name)
+ax.axhline(target, color="gray", lw=0.8, ls="--", label="AdamW final (mean)")
+ax.set_xlabel("step")
+ax.set_ylabel("validation loss (nats)")
+ax.set_title(f"{model} on {data}: mean over seeds")
+ax.legend(fontsize=8)
+fig.tight_layout()
+png = os.path.splitext(report)[0] + "_val_loss.png"
+fig.savefig(png + ".tmp.png", dpi=110)
+os.replace(png + ".tmp.png", png)
+lines += ["", f"![validation loss]({os.path.basename(png)})"]
 lines += ["", "## Commands", "", "```"] + open(os.path.join(out, "commands.txt")).read().splitlines() + ["```", ""]
 os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
 with open(report + ".tmp", "w") as f:
