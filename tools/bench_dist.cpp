@@ -25,9 +25,17 @@ struct DistBenchOptions {
   std::string out = "out/bench_dist";
 };
 
+// This executable's path (inside std::system, /proc/self/exe would name the shell).
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw UserError("bench dist: cannot find this executable's path");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
 nlohmann::json run(const DistBenchOptions& o, int n, int64_t global_batch, const std::string& tag) {
   const std::string dir = o.out + "/" + tag;
-  const std::string cmd = "/proc/self/exe launch -n " + std::to_string(n) + " -- train --model " + o.model +
+  const std::string cmd = "'" + self_path() + "' launch -n " + std::to_string(n) + " -- train --model " + o.model +
                           " --steps " + std::to_string(o.steps) + " --batch-size " + std::to_string(global_batch) +
                           " --threads " + std::to_string(o.threads) + " --eval-batches 1 --dist-check-every 0 --out " +
                           dir + " > " + dir + ".log 2>&1";
@@ -43,6 +51,8 @@ nlohmann::json run(const DistBenchOptions& o, int n, int64_t global_batch, const
           {"seconds_per_step", seconds / static_cast<double>(o.steps)},
           {"examples_per_second", static_cast<double>(global_batch * o.steps) / seconds},
           {"bytes_communicated_per_rank_per_step", bytes / static_cast<double>(o.steps)},
+          // What a ring all-reduce (Gloo's) puts on the wire per rank for that payload.
+          {"ring_bytes_sent_per_rank_per_step", bytes / static_cast<double>(o.steps) * 2.0 * (n - 1) / n},
           {"optimizer_state_bytes_per_rank", s.at("optimizer_state_bytes_per_rank")}};
 }
 

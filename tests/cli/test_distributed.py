@@ -161,3 +161,18 @@ r = subprocess.run([bs, "profile"] + TINY + ["--out", f"{work}/b5"], env=dict(os
                    capture_output=True, text=True, timeout=60)
 assert r.returncode != 0 and "RANK" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 print("bad input: one line naming the culprit")
+
+# bench dist at toy size: efficiencies follow from the reported throughputs; a 2-rank step hands over at
+# least the whole float32 gradient (4 bytes per parameter), a 1-rank run nothing.
+r = run(["bench", "dist", "--model", "gpt2-tiny", "--steps", "3", "--batch-size", "4", "--out", f"{work}/bench"])
+b = json.loads(r.stdout)
+n_params = 120576
+for series in ("strong_scaling", "weak_scaling"):
+    base = b[series][0]
+    assert base["ranks"] == 1 and base["bytes_communicated_per_rank_per_step"] == 0, base
+    for row in b[series]:
+        eff = row["examples_per_second"] / (row["ranks"] * base["examples_per_second"])
+        assert abs(row["scaling_efficiency"] - eff) <= 1e-12 * eff, row
+    two = b[series][1]
+    assert two["ranks"] == 2 and two["bytes_communicated_per_rank_per_step"] >= 4 * n_params, two
+print("bench dist: efficiencies and bytes per step consistent")
