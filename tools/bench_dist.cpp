@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "errors.h"
+#include "progress.h"
 
 namespace bs {
 
@@ -73,11 +74,16 @@ void register_bench_dist(CLI::App& bench) {
     if (o->steps < 1) throw UserError("--steps must be positive");
     nlohmann::json strong = nlohmann::json::array(), weak = nlohmann::json::array();
     const int n0 = o->ranks.front();
+    Progress bar("bench dist runs", 2 * static_cast<int64_t>(o->ranks.size()));
+    int64_t done = 0;
     for (int n : o->ranks) {
       if (o->batch_size % n != 0) throw UserError("--batch-size must be divisible by every count in --ranks");
       strong.push_back(run(*o, n, o->batch_size, "strong_n" + std::to_string(n)));
+      bar.update(++done);
       weak.push_back(run(*o, n, o->batch_size * n / n0, "weak_n" + std::to_string(n)));
+      bar.update(++done);
     }
+    bar.finish();
     // Efficiency: throughput over (N / N0) times the baseline's throughput.
     for (auto* series : {&strong, &weak})
       for (auto& r : *series)
