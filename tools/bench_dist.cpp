@@ -80,7 +80,8 @@ void register_bench_dist(CLI::App& bench) {
       if (o->batch_size % n != 0) throw UserError("--batch-size must be divisible by every count in --ranks");
       strong.push_back(run(*o, n, o->batch_size, "strong_n" + std::to_string(n)));
       bar.update(++done);
-      weak.push_back(run(*o, n, o->batch_size * n / n0, "weak_n" + std::to_string(n)));
+      // At the baseline's rank count the weak-scaling run is the strong-scaling one.
+      weak.push_back(n == n0 ? strong.back() : run(*o, n, o->batch_size * n / n0, "weak_n" + std::to_string(n)));
       bar.update(++done);
     }
     bar.finish();
