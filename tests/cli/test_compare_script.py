@@ -16,9 +16,10 @@ assert r.returncode == 0, r.stderr[-2000:]
 report = open(os.path.join(work, "results.md")).read()
 rows = [l for l in report.splitlines() if l.startswith("| ") and not l.startswith("| optimizer")]
 failures = []
-if len(rows) != 6:
+if len(rows) != 7:
     failures.append(f"{len(rows)} rows")
-for name in ["adamw", "adam-mini", "adamw+blockwise", "adam-mini+blockwise", "sgd-sai", "apollo-mini"]:
+for name in ["adamw", "adam-mini", "adamw+blockwise", "adamw+blockwise-inverse", "adam-mini+blockwise", "sgd-sai",
+             "apollo-mini"]:
     s = json.load(open(os.path.join(work, "out", name, "seed0", "train_summary.json")))
     row = next((l for l in rows if l.startswith(f"| {name} |")), "")
     if f"{s['optimizer_state_bytes']:,}" not in row or "| 2 |" not in row:

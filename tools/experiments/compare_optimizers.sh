@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Optimizer comparison (issue: profile -> configs -> train -> look): profile once, then train AdamW,
-# Adam-mini, AdamW + blockwise LR, Adam-mini + blockwise LR, SGD-SaI and APOLLO-Mini with the same steps
-# and seeds, and summarize into a Markdown report.
+# Adam-mini, AdamW + blockwise LR (the paper's table, and inverse-sharpness from the measured sharpness),
+# Adam-mini + blockwise LR, SGD-SaI and APOLLO-Mini with the same steps and seeds, and summarize into a
+# Markdown report.
 # Environment: MODEL (gpt2-small-cpu) DATA (brown) STEPS (2000) SEEDS ("0 1") BATCH (8) EVAL_EVERY (100)
 #              OUT (out/compare) REPORT (docs/results.md) BLOCKSHARP (build/bin/blocksharp) THREADS (LibTorch default)
 set -euo pipefail
@@ -16,16 +17,20 @@ run() { echo "$*" >> "$OUT/commands.txt"; "$@"; }
 
 run "$BS" profile --model "$MODEL" --data "$DATA" --batch-size "$BATCH" --topk 1 --probes 20 --density-runs 0 \
   --block-eigs none ${THREADS:+--threads $THREADS} --out "$OUT/profile" > "$OUT/profile.log"
+run "$BS" profile --model "$MODEL" --data "$DATA" --batch-size "$BATCH" --topk 1 --probes 20 --density-runs 0 \
+  --block-eigs none ${THREADS:+--threads $THREADS} --lr-policy inverse-sharpness --out "$OUT/profile-inverse" \
+  > "$OUT/profile-inverse.log"
 CFG="$OUT/profile"
 declare -A ARGS=(
   [adamw]="--optimizer adamw"
   [adam-mini]="--optimizer adam-mini --config $CFG/adam_mini.json"
   [adamw+blockwise]="--optimizer adamw --config $CFG/blockwise_lr.json"
+  [adamw+blockwise-inverse]="--optimizer adamw --config $OUT/profile-inverse/blockwise_lr.json"
   [adam-mini+blockwise]="--optimizer adam-mini --config $CFG/adam_mini.json --config $CFG/blockwise_lr.json"
   [sgd-sai]="--optimizer sgd-sai --config $CFG/sgd_sai.json"
   [apollo-mini]="--optimizer apollo-mini --lr 1e-2"
 )
-for name in adamw adam-mini adamw+blockwise adam-mini+blockwise sgd-sai apollo-mini; do
+for name in adamw adam-mini adamw+blockwise adamw+blockwise-inverse adam-mini+blockwise sgd-sai apollo-mini; do
   for seed in $SEEDS; do
     dir="$OUT/$name/seed$seed"
     mkdir -p "$OUT/$name"

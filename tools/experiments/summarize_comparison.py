@@ -15,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 out, report, steps, model, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-names = ["adamw", "adam-mini", "adamw+blockwise", "adam-mini+blockwise", "sgd-sai", "apollo-mini"]
+names = ["adamw", "adam-mini", "adamw+blockwise", "adamw+blockwise-inverse", "adam-mini+blockwise", "sgd-sai",
+         "apollo-mini"]
 runs = {}
 for name in names:
     for summary in sorted(glob.glob(os.path.join(out, name, "seed*", "train_summary.json"))):
@@ -70,7 +71,10 @@ png = os.path.splitext(report)[0] + "_val_loss.png"
 fig.savefig(png + ".tmp.png", dpi=110)
 os.replace(png + ".tmp.png", png)
 lines += ["", f"![validation loss]({os.path.basename(png)})"]
-lines += ["", "## Commands", "", "```"] + open(os.path.join(out, "commands.txt")).read().splitlines() + ["```", ""]
+commands = []
+for f in sorted(glob.glob(os.path.join(out, "commands*.txt"))):
+    commands += open(f).read().splitlines()
+lines += ["", "## Commands", "", "```"] + commands + ["```", ""]
 os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
 with open(report + ".tmp", "w") as f:
     f.write("\n".join(lines))
