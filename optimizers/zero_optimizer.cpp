@@ -32,23 +32,23 @@ class Zero1 : public Optimizer {
   Zero1(std::string name, const OptimizerInputs& in, const OptimizerOptions& o) : m_name(std::move(name)), m_params(in.params) {
     std::vector<int64_t> numel;
     for (const auto& p : in.params) numel.push_back(p.numel());
-    m_owner = zero1_owners(numel, dist::world_size());
+    const std::vector<int> owner = zero1_owners(numel, dist::world_size());
+    m_owned_by.resize(static_cast<size_t>(dist::world_size()));
+    for (size_t i = 0; i < in.params.size(); ++i) m_owned_by[static_cast<size_t>(owner[i])].push_back(i);
     OptimizerInputs mine = in;
     mine.names.clear();
     mine.params.clear();
     mine.partition.params.clear();
     mine.gsnr.clear();
     mine.index.clear();
-    for (size_t i = 0; i < in.params.size(); ++i) {
-      if (m_owner[i] != dist::rank()) continue;
-      m_mine.push_back(i);
+    for (size_t i : mine_indices()) {
       mine.names.push_back(in.names[i]);
       mine.params.push_back(in.params[i]);
       if (!in.partition.params.empty()) mine.partition.params.push_back(in.partition.params[i]);
       if (!in.gsnr.empty()) mine.gsnr.push_back(in.gsnr[i]);
       mine.index.push_back(in.model_index(i));
     }
-    if (!m_mine.empty()) m_inner = make_optimizer(m_name, mine, o);
+    if (!mine.params.empty()) m_inner = make_optimizer(m_name, mine, o);
   }
 
   std::string name() const override { return m_name; }  // same state keys as unsharded: checkpoints interchange
@@ -56,7 +56,7 @@ class Zero1 : public Optimizer {
   void set_lrs(const std::vector<double>& lrs) override {
     if (!m_inner) return;
     std::vector<double> mine;
-    for (size_t i : m_mine) mine.push_back(lrs.at(i));
+    for (size_t i : mine_indices()) mine.push_back(lrs.at(i));
     m_inner->set_lrs(mine);
   }
 
@@ -64,19 +64,17 @@ class Zero1 : public Optimizer {
     if (m_inner) m_inner->step();
     torch::NoGradGuard g;
     for (int r = 0; r < dist::world_size(); ++r) {
-      std::vector<torch::Tensor> owned;
-      for (size_t i = 0; i < m_params.size(); ++i)
-        if (m_owner[i] == r) owned.push_back(m_params[i]);
+      const auto& owned = m_owned_by[static_cast<size_t>(r)];
       if (owned.empty()) continue;
       std::vector<torch::Tensor> flat_parts;
-      for (auto& p : owned) flat_parts.push_back(p.detach().reshape({-1}));
+      for (size_t i : owned) flat_parts.push_back(m_params[i].detach().reshape({-1}));
       auto flat = torch::cat(flat_parts);
       dist::broadcast_(flat, r);
       if (r == dist::rank()) continue;
       int64_t off = 0;
-      for (auto& p : owned) {
-        p.detach().copy_(flat.narrow(0, off, p.numel()).view_as(p));
-        off += p.numel();
+      for (size_t i : owned) {
+        m_params[i].detach().copy_(flat.narrow(0, off, m_params[i].numel()).view_as(m_params[i]));
+        off += m_params[i].numel();
       }
     }
   }
@@ -99,8 +97,9 @@ class Zero1 : public Optimizer {
  private:
   std::string m_name;
   std::vector<torch::Tensor> m_params;
-  std::vector<int> m_owner;
-  std::vector<size_t> m_mine;
+  const std::vector<size_t>& mine_indices() const { return m_owned_by[static_cast<size_t>(dist::rank())]; }
+
+  std::vector<std::vector<size_t>> m_owned_by;  // per rank, its tensors in model order
   std::unique_ptr<Optimizer> m_inner;
 };
 

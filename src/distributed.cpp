@@ -60,13 +60,18 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
   }
 }
 
+// The one-tensor list a collective takes; counts its payload in bytes_communicated().
+std::vector<torch::Tensor> payload(const torch::Tensor& t, const char* op) {
+  TORCH_CHECK(t.is_contiguous(), op, " needs a contiguous tensor");
+  group().bytes += t.numel() * static_cast<int64_t>(t.element_size());
+  return {t};
+}
+
 void reduce(torch::Tensor& t, c10d::ReduceOp op, const char* name) {
   if (!active()) return;
-  TORCH_CHECK(t.is_contiguous(), "all-reduce needs a contiguous tensor");
-  std::vector<torch::Tensor> ts{t};
+  auto ts = payload(t, name);
   c10d::AllreduceOptions o;
   o.reduceOp = op;
-  group().bytes += t.numel() * static_cast<int64_t>(t.element_size());
   wait(group().pg->allreduce(ts, o), name);
 }
 
@@ -147,11 +152,9 @@ void all_reduce_max_(torch::Tensor& t) { reduce(t, c10d::ReduceOp::MAX, "all-red
 
 void broadcast_(torch::Tensor& t, int root) {
   if (!active()) return;
-  TORCH_CHECK(t.is_contiguous(), "broadcast needs a contiguous tensor");
-  std::vector<torch::Tensor> ts{t};
+  auto ts = payload(t, "broadcast");
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  group().bytes += t.numel() * static_cast<int64_t>(t.element_size());
   wait(group().pg->broadcast(ts, o), "broadcast");
 }
 
@@ -187,8 +190,7 @@ void all_reduce_mean_buckets_(std::vector<torch::Tensor>& ts, int64_t bucket_byt
     std::vector<torch::Tensor> parts;
     for (size_t i : b.members) parts.push_back(ts[i].reshape({-1}));
     b.flat = torch::cat(parts);
-    std::vector<torch::Tensor> one{b.flat};
-    group().bytes += b.flat.numel() * static_cast<int64_t>(b.flat.element_size());
+    auto one = payload(b.flat, "gradient all-reduce");
     b.work = group().pg->allreduce(one);
   }
   for (auto& b : buckets) {

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "progress.h"
+#include "session.h"
 
 namespace bs {
 
@@ -40,7 +41,6 @@ nlohmann::json run(const DistBenchOptions& o, int n, int64_t global_batch, const
                           " --steps " + std::to_string(o.steps) + " --batch-size " + std::to_string(global_batch) +
                           " --threads " + std::to_string(o.threads) + " --eval-batches 1 --dist-check-every 0 --out " +
                           dir + " > " + dir + ".log 2>&1";
-  std::system(("mkdir -p " + o.out).c_str());
   if (std::system(cmd.c_str()) != 0) throw UserError("bench dist: '" + cmd + "' failed; see " + dir + ".log");
   std::ifstream f(dir + "/train_summary.json");
   const auto s = nlohmann::json::parse(f, nullptr, false);
@@ -72,6 +72,7 @@ void register_bench_dist(CLI::App& bench) {
   cmd->callback([o] {
     if (o->ranks.empty() || o->ranks.front() < 1) throw UserError("--ranks: give rank counts, the first >= 1");
     if (o->steps < 1) throw UserError("--steps must be positive");
+    prepare_out_dir(o->out);
     nlohmann::json strong = nlohmann::json::array(), weak = nlohmann::json::array();
     const int n0 = o->ranks.front();
     Progress bar("bench dist runs", 2 * static_cast<int64_t>(o->ranks.size()));
