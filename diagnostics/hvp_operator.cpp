@@ -27,6 +27,14 @@ torch::Tensor gaussian(int64_t n, std::mt19937_64& rng, torch::Dtype dtype) {
   return t.to(dtype);
 }
 
+namespace {
+// One reduction instead of isfinite's four passes: a sum is finite only if every term is; a finite
+// sum can still overflow, so only a non-finite sum is checked element by element.
+bool all_finite(const torch::Tensor& t) {
+  return std::isfinite(t.sum().item<double>()) || torch::isfinite(t).all().item<bool>();
+}
+}  // namespace
+
 HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name,
                          bool keep_graphs)
     : m_net(net),
@@ -94,20 +102,17 @@ torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& bl
     }
     off += e.numel;
   }
-  auto result = torch::zeros({off}, m_dtype);
-  if (outs.empty()) return result;  // parameters with no (or a constant) gradient: a zero block
+  if (outs.empty()) return torch::zeros({off}, m_dtype);  // parameters with no (or a constant) gradient: a zero block
   auto hv = torch::autograd::grad(outs, ins, vs, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
-  off = 0;
+  std::vector<torch::Tensor> pieces;  // concatenated: each entry written once
   size_t u = 0;
   for (size_t i : block) {
     const auto& e = m_table.at(i);
-    if (u < used.size() && used[u] == i) {
-      if (hv[u].defined()) result.narrow(0, off, e.numel).copy_(hv[u].reshape({-1}));
-      ++u;
-    }
-    off += e.numel;
+    const bool has = u < used.size() && used[u] == i;
+    pieces.push_back(has && hv[u].defined() ? hv[u].reshape({-1}) : torch::zeros({e.numel}, m_dtype));
+    if (has) ++u;
   }
-  return result;
+  return torch::cat(pieces);
 }
 
 torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const torch::Tensor& v_in) {
@@ -116,13 +121,13 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
   int64_t bad = -1;
   for (size_t b = 0; b < m_batches.size(); ++b) {
     torch::Tensor hv = m_keep ? product(m_graphs[b], block, v) : product(build(b), block, v);
-    if (bad < 0 && !torch::isfinite(hv).all().item<bool>()) bad = static_cast<int64_t>(b);
+    if (bad < 0 && !all_finite(hv)) bad = static_cast<int64_t>(b);
     sum = sum.defined() ? sum + hv : hv;
   }
   ++m_n_hvp;
   if (m_batches.size() > 1) sum = sum / static_cast<double>(m_batches.size());
   dist::all_reduce_mean_(sum);  // a NaN on any rank reaches every rank, so all stop together
-  if (bad >= 0 || (dist::active() && !torch::isfinite(sum).all().item<bool>()))
+  if (bad >= 0 || (dist::active() && !all_finite(sum)))
     throw UserError("non-finite Hessian-vector product on " +
                     (bad >= 0 ? "batch " + std::to_string(bad) : std::string("another rank's share of a batch")) +
                     " of --data '" + m_data_name + "'");

@@ -4,20 +4,23 @@
 
 #include <cmath>
 
-namespace bs {
+#include "curvature_ops.h"
 
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  const int64_t T = q.size(2);
-  auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
-  auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1);
-  att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
-  return torch::matmul(torch::softmax(att, -1), v);
-}
+namespace bs {
 
 static void init_linear(torch::nn::Linear& l, double std) {
   torch::NoGradGuard g;
   l->weight.normal_(0.0, std);
   if (l->bias.defined()) l->bias.zero_();
+}
+
+// The layers through curvature_ops (cheap double backward).
+static torch::Tensor through_ops(const torch::nn::Linear& l, const torch::Tensor& x) {
+  return ops::linear(x, l->weight, l->bias);
+}
+
+static torch::Tensor through_ops(const torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  return ops::layer_norm(x, ln->weight, ln->bias, ln->options.eps());
 }
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads(c.n_heads) {
@@ -35,8 +38,8 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / n_heads;
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
-  auto y = causal_attention(heads(q_proj(x)), heads(k_proj(x)), heads(v_proj(x)));
-  return o_proj(y.transpose(1, 2).reshape({B, T, D}));
+  auto y = ops::causal_attention(heads(through_ops(q_proj, x)), heads(through_ops(k_proj, x)), heads(through_ops(v_proj, x)));
+  return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, D}));
 }
 
 Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
@@ -48,7 +51,7 @@ Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
-  return fc_out(torch::gelu(fc_in(x), "tanh"));
+  return through_ops(fc_out, ops::gelu_tanh(through_ops(fc_in, x)));
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {
@@ -59,8 +62,8 @@ Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {
 }
 
 torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(ln_1(x));
-  return x + mlp(ln_2(x));
+  x = x + attn(through_ops(ln_1, x));
+  return x + mlp(through_ops(ln_2, x));
 }
 
 Gpt2Impl::Gpt2Impl(const ModelConfig& c) : cfg(c) {
@@ -87,7 +90,7 @@ torch::Tensor Gpt2Impl::forward(const torch::Tensor& tokens) {
   auto pos = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
   auto x = wte(tokens) + wpe(pos).unsqueeze(0);
   for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);
-  x = ln_f(x);
+  x = through_ops(ln_f, x);
   return cfg.tied ? torch::matmul(x, wte->weight.t()) : lm_head(x);
 }
 

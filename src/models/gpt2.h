@@ -1,5 +1,6 @@
 // GPT-2 (Radford et al. 2019) with Hugging Face-style names and separate q/k/v/o projections, written
-// with plain attention math so that double backward (Hessian-vector products) works everywhere.
+// with plain attention math so that double backward (Hessian-vector products) works everywhere; GELU
+// and causal attention come from curvature_ops.h (cheap double backward).
 #pragma once
 #include <torch/torch.h>
 
@@ -41,8 +42,5 @@ struct Gpt2Impl : torch::nn::Module {
   ModelConfig cfg;
 };
 TORCH_MODULE(Gpt2);
-
-// Causal softmax attention on [B,H,T,hd] tensors; shared by GPT-2 and LLaMA.
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 }  // namespace bs

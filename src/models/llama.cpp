@@ -1,6 +1,7 @@
 // LLaMA modules. GQA repeats each KV head n_heads/n_kv_heads times consecutively (HF repeat_kv).
 #include "llama.h"
 
+#include "curvature_ops.h"
 #include "gpt2.h"
 
 namespace bs {
@@ -51,7 +52,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
     k = k.repeat_interleave(rep, 1);
     v = v.repeat_interleave(rep, 1);
   }
-  auto y = causal_attention(q, k, v);
+  auto y = ops::causal_attention(q, k, v);
   return o_proj(y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
 
@@ -64,7 +65,7 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  return down_proj(ops::silu(gate_proj(x)) * up_proj(x));
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {

@@ -1,15 +1,18 @@
-// Test oracle: the dense Hessian of a tiny float64 model, row by row from autograd (d g_i / dw),
-// independent of HvpOperator's products.
+// Test oracle: the dense Hessian of a tiny float64 model, row by row from autograd (d g_i / dw) with
+// LibTorch's own double backward (NativeSecondOrder), independent of HvpOperator's products and of
+// the models' curvature_ops.
 #pragma once
 #include <gtest/gtest.h>
 
 #include "h5io.h"
+#include "models/curvature_ops.h"
 #include "models/model_zoo.h"
 #include "session.h"
 
 namespace bs::testing_support {
 
 inline torch::Tensor dense_hessian(Network& net, const Batch& batch, LossKind loss) {
+  ops::NativeSecondOrder native;
   auto params = net.parameters();
   auto l = compute_loss(net.forward(batch.inputs), batch.targets, loss);
   auto grads = torch::autograd::grad({l}, params, {}, true, true, true);

@@ -1,0 +1,38 @@
+// Model ops whose double backward is cheap. A Hessian-vector product on a fixed batch runs backward
+// through the gradient graph once per product; for a pointwise activation or a softmax, LibTorch's
+// own double backward re-derives the second derivative from the saved inputs every time (GELU's costs
+// ten elementwise passes) and adds up attention's cotangents in separate passes. These ops compute
+// the derivatives' coefficients once, when the gradient graph is built (create_graph=true), and
+// accumulate inside the matrix products, so each product costs a few passes (measured in
+// `blocksharp bench hvp`: 2.36 -> ~1.8 gradients per product on gpt2-small-cpu).
+// Values and gradients are LibTorch's; third and higher derivatives stay exact (they recompute from
+// the saved inputs). NativeSecondOrder switches back to LibTorch's ops: the tests' oracle.
+#pragma once
+#include <torch/torch.h>
+
+namespace bs::ops {
+
+// GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+torch::Tensor gelu_tanh(const torch::Tensor& x);
+// SiLU (LLaMA's SwiGLU gate): x sigmoid(x).
+torch::Tensor silu(const torch::Tensor& x);
+// x W^T + b (b defined: a Linear layer with bias).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
+// LayerNorm over the last dimension with weight w and bias b.
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
+// Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+// While one lives (per thread), the ops above are LibTorch's native ones.
+class NativeSecondOrder {
+ public:
+  NativeSecondOrder();
+  ~NativeSecondOrder();
+  NativeSecondOrder(const NativeSecondOrder&) = delete;
+  NativeSecondOrder& operator=(const NativeSecondOrder&) = delete;
+
+ private:
+  bool m_previous;
+};
+
+}  // namespace bs::ops
