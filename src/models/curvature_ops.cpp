@@ -1,4 +1,4 @@
-// Pointwise activations and causal attention as autograd Functions whose backward, when it is
+// GELU/SiLU, Linear, GELU->Linear, LayerNorm and causal attention as autograd Functions whose backward, when it is
 // itself being recorded (create_graph=true: building a gradient graph for Hessian-vector products),
 // precomputes what the second derivative needs. Worked out:
 //   pointwise y = f(x), dx = dy f'(x):   d(dx)/d(dy) = f'(x),  d(dx)/dx = dy f''(x)
@@ -110,8 +110,15 @@ void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T*
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % T_, o = row * T_;
       T r = 0;
-      for (int64_t j = 0; j <= i; ++j) r += (gP ? dPv[o + j] + gP[o + j] : dPv[o + j]) * P[o + j];
-      for (int64_t j = 0; j <= i; ++j) dS[o + j] = s * P[o + j] * ((gP ? dPv[o + j] + gP[o + j] : dPv[o + j]) - r);
+      if (gP) {
+        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j] + gP[o + j];  // dS holds dP for a moment
+      } else {
+        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j];
+      }
+#pragma omp simd reduction(+ : r)
+      for (int64_t j = 0; j <= i; ++j) r += dS[o + j] * P[o + j];
+#pragma omp simd
+      for (int64_t j = 0; j <= i; ++j) dS[o + j] = s * P[o + j] * (dS[o + j] - r);
       for (int64_t j = i + 1; j < T_; ++j) dS[o + j] = 0;
     }
   });
@@ -145,8 +152,10 @@ void softmax_second_order_rows(const T* U, const T* P, const T* A, const T* dP, 
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row % T_, o = row * T_;
       T r = 0;
+#pragma omp simd reduction(+ : r)
       for (int64_t j = 0; j <= i; ++j) r += U[o + j] * P[o + j];
       r *= s;
+#pragma omp simd
       for (int64_t j = 0; j <= i; ++j) {
         const T u = s * U[o + j];
         gdP[o + j] = P[o + j] * (u - r);
@@ -263,6 +272,7 @@ void layer_norm_second_order_rows(const T* A, const T* Bw, const T* Bb, const T*
   for (int64_t i = 0; i < N; ++i) {
     const int64_t o = i * D;
     T sA = 0, ax = 0, az = 0, dbw = 0, dbx = 0;
+#pragma omp simd reduction(+ : sA, ax, az, dbw, dbx)
     for (int64_t j = 0; j < D; ++j) {
       sA += A[o + j];
       ax += A[o + j] * xh[o + j];
@@ -274,6 +284,7 @@ void layer_norm_second_order_rows(const T* A, const T* Bw, const T* Bb, const T*
     const T r = rho[i], ci = c[i], invD = T(1) / static_cast<T>(D);
     const T sq = dbw - r * (ax * zbar[i] + ci * sA), qx = dbx - 2 * r * ci * ax;
     const T coef = r * r * invD * (az - zbar[i] * sA - ci * ax);
+#pragma omp simd
     for (int64_t j = 0; j < D; ++j) {
       const T At = r * (A[o + j] - (sA + xh[o + j] * ax) * invD);
       gdy[o + j] = w[j] * At + xh[o + j] * Bw[j] + Bb[j];
@@ -310,25 +321,19 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
     const auto A = grad[0].defined() ? grad[0].reshape({-1, D}).contiguous() : torch::zeros({x.numel() / D, D}, x.options());
     const auto Bw = grad[1].defined() ? grad[1].contiguous() : torch::zeros({D}, x.options());
     const auto Bb = grad[2].defined() ? grad[2].contiguous() : torch::zeros({D}, x.options());
-    if (torch::GradMode::is_enabled()) {  // a third derivative: differentiate LibTorch's ops on the inputs
+    if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
       const double eps = ctx->saved_data["eps"].toDouble();
-      const auto mu = x.mean(-1, true);
-      const auto rho = (x - mu).pow(2).mean(-1, true).add(eps).rsqrt();
-      const auto xh = (x - mu) * rho;
-      const auto z = dy * w;
-      const auto dx = rho * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));
-      const auto dw = (dy * xh).reshape({-1, D}).sum(0), db = dy.reshape({-1, D}).sum(0);
-      std::vector<Tensor> ins;
-      for (const auto& t : saved) ins.push_back(t.requires_grad() ? t : Tensor());
-      std::vector<Tensor> wrt;
-      for (const auto& t : saved)
-        if (t.requires_grad()) wrt.push_back(t);
-      auto g = torch::autograd::grad({dx, dw, db}, wrt, {A.view(dx.sizes()), Bw, Bb}, true, true, true);
-      variable_list out;
-      size_t k = 0;
-      for (const auto& t : ins) out.push_back(t.defined() ? g[k++] : Tensor());
-      for (int i = 0; i < 4; ++i) out.push_back(Tensor());
-      return out;
+      const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
+      const auto mu = x2.mean(-1, true);
+      const auto rho = (x2 - mu).pow(2).mean(-1, true).add(eps).rsqrt();
+      const auto xh = (x2 - mu) * rho, z = dy2 * w;
+      const auto c = (z * xh).mean(-1, true), sA = A.sum(-1, true), ax = (A * xh).sum(-1, true);
+      const auto At = rho * (A - (sA + xh * ax) / D);
+      const auto q = dy2 * Bw - rho / D * (ax * z + D * c * A);
+      const auto gx = rho * (q - (q.sum(-1, true) + xh * (q * xh).sum(-1, true)) / D) -
+                      rho * rho / D * ((A * z).sum(-1, true) - z.mean(-1, true) * sA - c * ax) * xh;
+      return {(w * At + xh * Bw + Bb).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor(),
+              Tensor(), Tensor()};
     }
     auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
     auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
@@ -404,6 +409,89 @@ struct Linear : torch::autograd::Function<Linear> {
   }
 };
 
+// GELU feeding a Linear, y = a W^T + b, a = gelu(h) (GPT-2's MLP): one node, so that per product the
+// cotangents of a never go through a separate addition. Gradient: da = dy W, dh = da f'(h),
+// dW = dy^T a, db = sum_rows dy. For cotangents (Ah, Bw, Bb), with cda = Ah f'(h):
+//   d/d(dy) = cda W^T + a Bw^T + Bb,   d/dW = dy^T cda,   d/dh = (dy Bw) f'(h) + Ah da f''(h).
+template <class T>
+void gelu_linear_second_order(const T* Ah, const T* d1, const T* da_d2, T* dyBw_to_gh, T* cda, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    cda[j] = Ah[j] * d1[j];
+    dyBw_to_gh[j] = dyBw_to_gh[j] * d1[j] + Ah[j] * da_d2[j];
+  }
+}
+
+std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const Tensor& a, const Tensor& d1,
+                                      const Tensor& da_d2, const Tensor& Ah, const Tensor& Bw, const Tensor& Bb) {
+  Tensor gh = dy.mm(Bw), cda;
+  if (torch::GradMode::is_enabled()) {
+    cda = Ah * d1;
+    gh = gh * d1 + Ah * da_d2;
+  } else {
+    cda = torch::empty_like(Ah);
+    const auto Ahc = Ah.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(gh.scalar_type(), "gelu_linear_second_order", [&] {
+      gelu_linear_second_order<scalar_t>(Ahc.data_ptr<scalar_t>(), d1.data_ptr<scalar_t>(), da_d2.data_ptr<scalar_t>(),
+                                         gh.data_ptr<scalar_t>(), cda.data_ptr<scalar_t>(), gh.numel());
+    });
+  }
+  return {torch::addmm(Bb, cda, W.t()).addmm_(a, Bw.t()), dy.t().mm(cda), gh};
+}
+
+// (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built.
+struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& h, const Tensor& W) {
+    ctx->save_for_backward({dy, h, W});
+    const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
+    const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
+    const auto a = GeluTanhSpec::value(h2), da = dy2.mm(W);
+    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
+             {"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}})
+      ctx->saved_data[name] = t.contiguous();
+    return {GeluTanhSpec::backward(da, h2).view(h.sizes()), dy2.t().mm(a), dy2.sum(0)};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &h = saved[1], &W = saved[2];
+    const auto Ah = grad[0].reshape({-1, W.size(1)});
+    std::array<Tensor, 3> g;
+    if (torch::GradMode::is_enabled()) {  // a third derivative: the pieces recomputed differentiably
+      const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
+      const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
+      g = gelu_linear_vjp(dy2, W, GeluTanhSpec::value(h2), d1, dy2.mm(W) * d2, Ah, grad[1], grad[2]);
+    } else {
+      auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+      g = gelu_linear_vjp(c("dy"), W, c("a"), c("d1"), c("da_d2"), Ah, grad[1], grad[2]);
+    }
+    return {g[0].view(dy.sizes()), g[2].view(h.sizes()), g[1]};
+  }
+};
+
+struct GeluLinear : torch::autograd::Function<GeluLinear> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& h, const Tensor& W, const Tensor& b) {
+    const auto a = GeluTanhSpec::value(h);
+    ctx->save_for_backward({h, W});
+    ctx->saved_data["a"] = a;
+    return at::linear(a, W, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &h = saved[0], &W = saved[1];
+    if (torch::GradMode::is_enabled()) {
+      ctx->saved_data["d1"] = GeluTanhSpec::derivatives(h.detach().reshape({-1, W.size(1)})).first;
+      auto g = GeluLinearBackward::apply(grad[0], h, W);
+      return {g[0], g[1], g[2]};
+    }
+    const auto dy = grad[0].reshape({-1, W.size(0)});
+    const auto da = dy.mm(W);
+    const auto it = ctx->saved_data.find("d1");
+    const auto dh = it != ctx->saved_data.end() ? da.mul_(it->second.toTensor())
+                                                : GeluTanhSpec::backward(da, h.reshape({-1, W.size(1)}));
+    return {dh.view(h.sizes()), dy.t().mm(ctx->saved_data["a"].toTensor().reshape({-1, W.size(1)})), dy.sum(0)};
+  }
+};
+
 }  // namespace
 
 torch::Tensor gelu_tanh(const torch::Tensor& x) {
@@ -422,6 +510,11 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
   if (recorded(x) && b.defined()) return Linear::apply(x, W, b);
   return at::linear(x, W, b);
+}
+
+torch::Tensor gelu_linear(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& b) {
+  if (recorded(h) && b.defined()) return GeluLinear::apply(h, W, b);
+  return at::linear(GeluTanhSpec::value(h), W, b);
 }
 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps) {

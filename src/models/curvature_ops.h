@@ -5,8 +5,9 @@
 // the derivatives' coefficients once, when the gradient graph is built (create_graph=true), and
 // accumulate inside the matrix products, so each product costs a few passes (measured in
 // `blocksharp bench hvp`: 2.36 -> ~1.8 gradients per product on gpt2-small-cpu).
-// Values and gradients are LibTorch's; third and higher derivatives stay exact (they recompute from
-// the saved inputs). NativeSecondOrder switches back to LibTorch's ops: the tests' oracle.
+// Values and gradients are LibTorch's; third and higher derivatives stay exact (they recompute the
+// same formulas in LibTorch's ops from the saved inputs; checked against finite differences).
+// NativeSecondOrder switches back to LibTorch's ops: the tests' oracle for values and products.
 #pragma once
 #include <torch/torch.h>
 
@@ -18,6 +19,8 @@ torch::Tensor gelu_tanh(const torch::Tensor& x);
 torch::Tensor silu(const torch::Tensor& x);
 // x W^T + b (b defined: a Linear layer with bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
+// gelu_tanh(h) W^T + b in one node (GPT-2's MLP output layer).
+torch::Tensor gelu_linear(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& b);
 // LayerNorm over the last dimension with weight w and bias b.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
 // Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.

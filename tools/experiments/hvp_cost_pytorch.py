@@ -2,7 +2,8 @@
 a GPT-2 block stack shaped like gpt2-small-cpu (8 layers, dim 256, 8 heads, seq 128, byte vocab, tied head,
 batch 4, one thread), HVP by double backward on a retained gradient graph, over one plain gradient. Also
 the matrix-product time of each (torch.profiler): reverse-over-reverse and forward-over-reverse both need
-about twice the gradient's matrix products (6 against 3 per linear layer), the floor of the ratio.
+about twice the gradient's matrix products (6 against 3 per linear layer): the floor of that part of
+the ratio; blocksharp's curvature_ops cut the rest (src/models/curvature_ops.h).
 Usage: /usr/bin/python3 hvp_cost_pytorch.py"""
 import math
 import time

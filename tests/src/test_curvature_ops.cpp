@@ -1,0 +1,142 @@
+// Oracles, float64: LibTorch's own ops and their derivatives (NativeSecondOrder) for the value, the
+// gradient and a Hessian-vector product (double backward through a retained gradient graph, as
+// HvpOperator does); a central finite difference of that product for the third derivative (LibTorch
+// 1.13's own third derivative of layer_norm with respect to its input disagrees with finite
+// differences, while ours agrees).
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "models/curvature_ops.h"
+
+namespace bs {
+namespace {
+
+using Inputs = std::vector<torch::Tensor>;
+using Op = std::function<torch::Tensor(const Inputs&)>;
+
+struct Derivatives {
+  torch::Tensor value;
+  Inputs grad, hvp, third;
+};
+
+// A nonlinear scalar of the op's output, so that every derivative order is exercised, with the
+// product's vector v and the third derivative's weights w (fixed by the seed).
+std::tuple<torch::Tensor, torch::Tensor, Inputs, Inputs> problem(const Op& op, const Inputs& leaves) {
+  torch::manual_seed(7);
+  auto y = op(leaves);
+  auto loss = (y * torch::randn_like(y)).sum() + (y * y * y).sum() / 3;
+  Inputs v, w;
+  for (const auto& x : leaves) v.push_back(torch::randn_like(x));
+  for (const auto& x : leaves) w.push_back(torch::randn_like(x));
+  return {y, loss, v, w};
+}
+
+Derivatives derivatives(const Op& op, const Inputs& leaves, bool native) {
+  std::optional<ops::NativeSecondOrder> guard;
+  if (native) guard.emplace();
+  auto [y, loss, v, w] = problem(op, leaves);
+  Derivatives d;
+  d.value = y.detach();
+  auto g = torch::autograd::grad({loss}, leaves, {}, true, true);
+  for (const auto& t : g) d.grad.push_back(t.detach());
+  // The product pass runs twice, as HvpOperator's products do on one retained graph.
+  torch::autograd::grad(g, leaves, v, true, false);
+  auto hv = torch::autograd::grad(g, leaves, v, true, true);
+  for (const auto& t : hv) d.hvp.push_back(t.detach());
+  torch::Tensor s = torch::zeros({}, torch::kFloat64);
+  for (size_t i = 0; i < hv.size(); ++i) s = s + (hv[i] * w[i]).sum();
+  for (const auto& t : torch::autograd::grad({s}, leaves, {}, false, false, true))
+    d.third.push_back(t.defined() ? t : torch::zeros({}, torch::kFloat64));
+  return d;
+}
+
+double rel(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(1e-300, b.abs().max().item<double>());
+}
+
+// <w, H(x + e d) v> for the leaves moved by e along d (v, w, d fixed by their seeds).
+double product_along(const Op& op, const Inputs& leaves, const Inputs& d, double e) {
+  Inputs moved;
+  for (size_t i = 0; i < leaves.size(); ++i) moved.push_back((leaves[i] + e * d[i]).detach().requires_grad_(true));
+  auto [y, loss, v, w] = problem(op, moved);
+  auto g = torch::autograd::grad({loss}, moved, {}, true, true);
+  auto hv = torch::autograd::grad(g, moved, v, true, false);
+  double s = 0;
+  for (size_t i = 0; i < hv.size(); ++i) s += (hv[i] * w[i]).sum().item<double>();
+  return s;
+}
+
+void expect_same_derivatives(const Op& op, const Inputs& leaves) {
+  const auto fast = derivatives(op, leaves, false), ref = derivatives(op, leaves, true);
+  EXPECT_LT(rel(fast.value, ref.value), 1e-15);
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    SCOPED_TRACE("input " + std::to_string(i));
+    EXPECT_LT(rel(fast.grad[i], ref.grad[i]), 1e-13);
+    EXPECT_LT(rel(fast.hvp[i], ref.hvp[i]), 1e-12);
+  }
+  torch::manual_seed(11);
+  Inputs d;
+  double third = 0;
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    d.push_back(torch::randn_like(leaves[i]));
+    if (fast.third[i].numel() > 1) third += (fast.third[i] * d[i]).sum().item<double>();
+  }
+  const double h = 1e-5, fd = (product_along(op, leaves, d, h) - product_along(op, leaves, d, -h)) / (2 * h);
+  EXPECT_NEAR(third, fd, 1e-6 * std::max(1.0, std::abs(fd)));
+}
+
+torch::Tensor leaf(std::vector<int64_t> shape, double scale = 1.0) {
+  return (torch::randn(shape, torch::kFloat64) * scale).requires_grad_(true);
+}
+
+TEST(CurvatureOps, GeluTanhMatchesLibTorch) {
+  torch::manual_seed(1);
+  expect_same_derivatives([](const Inputs& x) { return ops::gelu_tanh(x[0]); }, {leaf({3, 7}, 2.0)});
+}
+
+TEST(CurvatureOps, SiluMatchesLibTorch) {
+  torch::manual_seed(2);
+  expect_same_derivatives([](const Inputs& x) { return ops::silu(x[0]); }, {leaf({3, 7}, 2.0)});
+}
+
+TEST(CurvatureOps, LinearMatchesLibTorch) {
+  torch::manual_seed(3);
+  expect_same_derivatives([](const Inputs& x) { return torch::tanh(ops::linear(x[0], x[1], x[2])); },
+                          {leaf({2, 3, 4}), leaf({5, 4}), leaf({5})});
+}
+
+TEST(CurvatureOps, GeluLinearMatchesLibTorch) {
+  torch::manual_seed(4);
+  expect_same_derivatives([](const Inputs& x) { return ops::gelu_linear(x[0], x[1], x[2]); },
+                          {leaf({2, 3, 4}, 2.0), leaf({5, 4}), leaf({5})});
+}
+
+TEST(CurvatureOps, LayerNormMatchesLibTorch) {
+  torch::manual_seed(5);
+  expect_same_derivatives([](const Inputs& x) { return ops::layer_norm(x[0], x[1], x[2], 1e-5); },
+                          {leaf({2, 3, 6}), leaf({6}), leaf({6})});
+}
+
+TEST(CurvatureOps, CausalAttentionMatchesLibTorch) {
+  torch::manual_seed(6);
+  // q, k, v as the models make them: [B, T, H, d] projections seen as [B, H, T, d] (not contiguous).
+  expect_same_derivatives(
+      [](const Inputs& x) {
+        return ops::causal_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2));
+      },
+      {leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})});
+}
+
+TEST(CurvatureOps, CausalAttentionIsCausal) {
+  torch::manual_seed(8);
+  auto q = leaf({1, 1, 4, 2}), k = leaf({1, 1, 4, 2}), v = leaf({1, 1, 4, 2});
+  auto y = ops::causal_attention(q, k, v);
+  // Oracle: the first query attends to the first key only, so its output is the first value.
+  EXPECT_TRUE(torch::allclose(y[0][0][0], v[0][0][0]));
+  auto g = torch::autograd::grad({y[0][0][1].sum()}, {k}, {}, false, false)[0];
+  EXPECT_EQ(g[0][0].slice(0, 2).abs().sum().item<double>(), 0.0);  // keys 2, 3 are in the future
+}
+
+}  // namespace
+}  // namespace bs
