@@ -19,8 +19,9 @@ torch::Tensor gelu_tanh(const torch::Tensor& x);
 torch::Tensor silu(const torch::Tensor& x);
 // x W^T + b (b defined: a Linear layer with bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
-// gelu_tanh(h) W^T + b in one node (GPT-2's MLP output layer).
-torch::Tensor gelu_linear(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& b);
+// GPT-2's MLP in one node: gelu_tanh(x W1^T + b1) W2^T + b2.
+torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1, const torch::Tensor& W2,
+                       const torch::Tensor& b2);
 // LayerNorm over the last dimension with weight w and bias b.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
 // Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.

@@ -51,7 +51,7 @@ Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
-  return ops::gelu_linear(through_ops(fc_in, x), fc_out->weight, fc_out->bias);
+  return ops::gelu_mlp(x, fc_in->weight, fc_in->bias, fc_out->weight, fc_out->bias);
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {

@@ -106,10 +106,10 @@ TEST(CurvatureOps, LinearMatchesLibTorch) {
                           {leaf({2, 3, 4}), leaf({5, 4}), leaf({5})});
 }
 
-TEST(CurvatureOps, GeluLinearMatchesLibTorch) {
+TEST(CurvatureOps, GeluMlpMatchesLibTorch) {
   torch::manual_seed(4);
-  expect_same_derivatives([](const Inputs& x) { return ops::gelu_linear(x[0], x[1], x[2]); },
-                          {leaf({2, 3, 4}, 2.0), leaf({5, 4}), leaf({5})});
+  expect_same_derivatives([](const Inputs& x) { return ops::gelu_mlp(x[0], x[1], x[2], x[3], x[4]); },
+                          {leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})});
 }
 
 TEST(CurvatureOps, LayerNormMatchesLibTorch) {
