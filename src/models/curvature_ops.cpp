@@ -386,9 +386,14 @@ struct LinearBackward : torch::autograd::Function<LinearBackward> {
     const auto dy2 = dy.reshape({-1, W.size(0)}), x2 = x.reshape({-1, W.size(1)});
     const auto A = grad[0].defined() ? grad[0].reshape({-1, W.size(1)}) : Tensor();
     const auto &Bw = grad[1], &Bb = grad[2];
+    // Any of the three may be undefined (a block product asks only for some tensors' cotangents).
     Tensor gdy;
-    if (A.defined()) gdy = Bb.defined() ? torch::addmm(Bb, A, W.t()) : A.mm(W.t());
-    if (Bw.defined()) gdy = gdy.defined() ? gdy.addmm_(x2, Bw.t()) : x2.mm(Bw.t());
+    auto add_product = [&](const Tensor& a, const Tensor& b) {
+      if (gdy.defined()) gdy.addmm_(a, b);
+      else gdy = Bb.defined() ? torch::addmm(Bb, a, b) : a.mm(b);
+    };
+    if (A.defined()) add_product(A, W.t());
+    if (Bw.defined()) add_product(x2, Bw.t());
     if (!gdy.defined() && Bb.defined()) gdy = Bb.expand(dy2.sizes()).contiguous();
     return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(), Bw.defined() ? dy2.mm(Bw).view(x.sizes()) : Tensor(),
             A.defined() ? dy2.t().mm(A) : Tensor()};
