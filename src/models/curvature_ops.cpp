@@ -1,5 +1,5 @@
-// GELU/SiLU, Linear, GPT-2's MLP, LayerNorm and causal attention as autograd Functions whose backward, when it is
-// itself being recorded (create_graph=true: building a gradient graph for Hessian-vector products),
+// SiLU, Linear, GPT-2's MLP (GELU), LayerNorm and causal attention as autograd Functions whose
+// backward, when it is itself being recorded (create_graph=true: building a gradient graph for Hessian-vector products),
 // precomputes what the second derivative needs. Worked out:
 //   pointwise y = f(x), dx = dy f'(x):   d(dx)/d(dy) = f'(x),  d(dx)/dx = dy f''(x)
 //   attention O = P v, P = softmax(s q k^T) (causal): dP = gO v^T, dv = P^T gO, A = dP - rowsum(dP P),
@@ -47,6 +47,13 @@ struct SiluSpec {
   }
 };
 
+// f'(x), f''(x) as constants (no graph): what a recorded backward precomputes for the products.
+template <class Spec>
+std::pair<Tensor, Tensor> constant_derivatives(const Tensor& x) {
+  torch::NoGradGuard constants;
+  return Spec::derivatives(x);
+}
+
 // dx = dy f'(x) as a Function of (dy, x), recorded while a gradient graph is built.
 template <class Spec>
 struct PointwiseBackward : torch::autograd::Function<PointwiseBackward<Spec>> {
@@ -77,11 +84,7 @@ struct Pointwise : torch::autograd::Function<Pointwise<Spec>> {
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto x = ctx->get_saved_variables()[0];
     if (torch::GradMode::is_enabled()) {
-      Tensor d1, d2;
-      {
-        torch::NoGradGuard constants;
-        std::tie(d1, d2) = Spec::derivatives(x);
-      }
+      const auto [d1, d2] = constant_derivatives<Spec>(x);
       ctx->saved_data["d1"] = d1;  // later products pass back through here: one multiplication
       return {PointwiseBackward<Spec>::apply(grad[0], x, d1, d2)};
     }
@@ -95,13 +98,12 @@ struct Pointwise : torch::autograd::Function<Pointwise<Spec>> {
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s) {
   const int64_t T = q3.size(1);
   const auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q3.device())).triu(1);
-  return torch::softmax((torch::bmm(q3, k3.transpose(1, 2)) * s).masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+  const auto scores = torch::bmm(q3, k3.transpose(1, 2)) * s;
+  return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
 }
 
 Tensor as3d(const Tensor& t) { return t.reshape({-1, t.size(-2), t.size(-1)}); }
 
-// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors):
-// dP = gO v^T + gP, dv = P^T gO, dS = s P (dP - rowsum(dP P)), dq = dS k, dk = dS^T q. Differentiable.
 // dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP), on the causal part of each row (zero above it,
 // where P is zero): one pass instead of an addition, the softmax backward and a scaling.
 template <class T>
@@ -124,6 +126,9 @@ void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T*
   });
 }
 
+// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors):
+// dP = gO v^T + gP, dv = P^T gO, dS = s P (dP - rowsum(dP P)), dq = dS k, dk = dS^T q. Differentiable
+// when grad mode is on.
 std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
                                          const Tensor& v, const Tensor& P, double s) {
   Tensor dP = torch::bmm(gO, v.transpose(1, 2)), dS;
@@ -370,15 +375,20 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
   }
 };
 
-// Linear y = x W^T + b. Its gradient: dx = dy W, dW = dy^T x, db = sum_rows dy. For cotangents
+// The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape).
+variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W) {
+  const auto dy2 = dy.reshape({-1, W.size(0)});
+  return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x.reshape({-1, W.size(1)})), dy2.sum(0)};
+}
+
+// Linear y = x W^T + b, gradient as above. For cotangents
 // (A, Bw, Bb): d/d(dy) = A W^T + x Bw^T + Bb (one accumulating matrix product per term),
 // d/dx = dy Bw, d/dW = dy^T A. Differentiable as written, so it also serves third derivatives.
 struct LinearBackward : torch::autograd::Function<LinearBackward> {
   static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& x, const Tensor& W) {
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({dy, x, W});
-    const auto dy2 = dy.reshape({-1, W.size(0)}), x2 = x.reshape({-1, W.size(1)});
-    return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x2), dy2.sum(0)};
+    return linear_gradient(dy, x, W);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -409,8 +419,7 @@ struct Linear : torch::autograd::Function<Linear> {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &W = saved[1];
     if (torch::GradMode::is_enabled()) return LinearBackward::apply(grad[0], x, W);
-    const auto gy = grad[0].reshape({-1, W.size(0)});
-    return {gy.mm(W).view(x.sizes()), gy.t().mm(x.reshape({-1, W.size(1)})), gy.sum(0)};
+    return linear_gradient(grad[0], x, W);
   }
 };
 
@@ -444,12 +453,13 @@ std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const T
   return {torch::addmm(Bb, cda, W.t()).addmm_(a, Bw.t()), dy.t().mm(cda), gh};
 }
 
-// (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built.
+// (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built; d1, d2 are
+// f'(h), f''(h) as [rows, D] constants.
 struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& h, const Tensor& W) {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& h, const Tensor& W,
+                               const Tensor& d1, const Tensor& d2) {
     ctx->save_for_backward({dy, h, W});
     const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
-    const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
     const auto a = GeluTanhSpec::value(h2), da = dy2.mm(W);
     for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
              {"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}})
@@ -469,7 +479,7 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
       auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
       g = gelu_linear_vjp(c("dy"), W, c("a"), c("d1"), c("da_d2"), Ah, grad[1], grad[2]);
     }
-    return {g[0].view(dy.sizes()), g[2].view(h.sizes()), g[1]};
+    return {g[0].view(dy.sizes()), g[2].view(h.sizes()), g[1], Tensor(), Tensor()};
   }
 };
 
@@ -491,8 +501,9 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     const auto &x = saved[0], &W1 = saved[1], &W2 = saved[2], &h = saved[3];
     const auto gy = grad[0].defined() ? grad[0] : torch::zeros({h.numel() / W1.size(0), W2.size(0)}, h.options());
     if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
-      ctx->saved_data["d1"] = GeluTanhSpec::derivatives(h.detach().reshape({-1, W1.size(0)})).first;
-      auto g2 = GeluLinearBackward::apply(gy, h, W2);  // (dh, dW2, db2)
+      const auto [d1, d2] = constant_derivatives<GeluTanhSpec>(h.reshape({-1, W1.size(0)}));
+      ctx->saved_data["d1"] = d1;  // later products pass back through here: one fused pass
+      auto g2 = GeluLinearBackward::apply(gy, h, W2, d1, d2);  // (dh, dW2, db2)
       auto g1 = LinearBackward::apply(g2[0], x, W1);   // (dx, dW1, db1)
       return {g1[0], g1[1], g1[2], g2[1], g2[2]};
     }
@@ -507,18 +518,14 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
       dh = grad[1].defined() ? torch::addcmul(grad[1].reshape(da.sizes()), da, it->second.toTensor())
                              : da.mul_(it->second.toTensor());
     }
-    const auto x2 = x.reshape({-1, W1.size(1)});
     const auto a = torch::GradMode::is_enabled() ? GeluTanhSpec::value(h2)  // differentiable for third derivatives
                                                  : ctx->saved_data["a"].toTensor().reshape({-1, W1.size(0)});
-    return {dh.mm(W1).view(x.sizes()), dh.t().mm(x2), dh.sum(0), dy.t().mm(a), dy.sum(0)};
+    auto g = linear_gradient(dh, x, W1);
+    return {g[0], g[1], g[2], dy.t().mm(a), dy.sum(0)};
   }
 };
 
 }  // namespace
-
-torch::Tensor gelu_tanh(const torch::Tensor& x) {
-  return recorded(x) ? Pointwise<GeluTanhSpec>::apply(x) : GeluTanhSpec::value(x);
-}
 
 torch::Tensor silu(const torch::Tensor& x) { return recorded(x) ? Pointwise<SiluSpec>::apply(x) : SiluSpec::value(x); }
 

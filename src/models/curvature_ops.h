@@ -13,13 +13,12 @@
 
 namespace bs::ops {
 
-// GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-torch::Tensor gelu_tanh(const torch::Tensor& x);
 // SiLU (LLaMA's SwiGLU gate): x sigmoid(x).
 torch::Tensor silu(const torch::Tensor& x);
 // x W^T + b (b defined: a Linear layer with bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
-// GPT-2's MLP in one node: gelu_tanh(x W1^T + b1) W2^T + b2.
+// GPT-2's MLP in one node: gelu(x W1^T + b1) W2^T + b2, GELU's tanh approximation
+// 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
 torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1, const torch::Tensor& W2,
                        const torch::Tensor& b2);
 // LayerNorm over the last dimension with weight w and bias b.
