@@ -38,7 +38,8 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / n_heads;
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
-  auto y = ops::causal_attention(heads(through_ops(q_proj, x)), heads(through_ops(k_proj, x)), heads(through_ops(v_proj, x)));
+  auto project = [&](const torch::nn::Linear& l) { return heads(through_ops(l, x)); };
+  auto y = ops::causal_attention(project(q_proj), project(k_proj), project(v_proj));
   return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, D}));
 }
 

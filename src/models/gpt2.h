@@ -1,6 +1,6 @@
 // GPT-2 (Radford et al. 2019) with Hugging Face-style names and separate q/k/v/o projections, written
-// with plain attention math so that double backward (Hessian-vector products) works everywhere; GELU
-// and causal attention come from curvature_ops.h (cheap double backward).
+// with plain attention math so that double backward (Hessian-vector products) works everywhere; its
+// LayerNorms, linear layers, MLP and attention run through curvature_ops.h (cheap double backward).
 #pragma once
 #include <torch/torch.h>
 
