@@ -8,6 +8,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "blas_kernels.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
@@ -26,7 +27,12 @@ struct BenchOptions {
   double power_tol = 1e-3;
   uint64_t seed = 0;
   int threads = 0;
+  std::vector<std::string> parts = {"cost", "eigen", "trace"};
 };
+
+bool wants(const BenchOptions& o, const char* part) {
+  return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end();
+}
 
 double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
@@ -56,35 +62,44 @@ double max_rel_err(const std::vector<double>& got, const std::vector<double>& re
   return e;
 }
 
-nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
+// One bench_* per part; each gets the model's operator and its fixed batch.
+struct BenchModel {
+  Session s;
   CommonOptions c;
-  c.model = model;
-  c.batch_size = o.batch_size;
-  c.seed = o.seed;
-  c.threads = o.threads;
-  Session s = open_session(c);
-  Batch batch = s.train_batch(0);
-  auto params = s.net->parameters();
-  HvpOperator H(*s.net, {batch}, s.loss, c.data);
-  const int64_t n = H.size();
+  Batch batch;
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<HvpOperator> H;
+};
+
+// A gradient and a product alternate, so both medians see the same machine (a shared one drifts).
+nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
   std::mt19937_64 rng(o.seed);
-  auto v = gaussian(n, rng, H.dtype());
-  // A gradient and a product alternate, so both medians see the same machine (a shared one drifts).
+  auto v = gaussian(m.H->size(), rng, m.H->dtype());
   auto gradient = [&] {
-    auto loss = batch_loss(*s.net, batch, s.loss, c.data);
-    auto g = torch::autograd::grad({loss}, params);
+    auto loss = batch_loss(*m.s.net, m.batch, m.s.loss, m.c.data);
+    auto g = torch::autograd::grad({loss}, m.params);
   };
+  auto product = [&] { m.H->apply(v); };
   gradient();
-  H.apply(v);  // warm-up of both
-  std::vector<double> tg, th;
+  product();  // warm-up of both
+  std::vector<double> tg, th, ratios;
   for (int64_t r = 0; r < o.repeats; ++r) {
     tg.push_back(median_seconds(1, gradient));
-    th.push_back(median_seconds(1, [&] { H.apply(v); }));
+    th.push_back(median_seconds(1, product));
+    ratios.push_back(th.back() / tg.back());
   }
-  std::vector<double> ratios;
-  for (size_t r = 0; r < tg.size(); ++r) ratios.push_back(th[r] / tg[r]);
   const double t_grad = median(tg), t_hvp = median(th);
+  return {{"grad_seconds", t_grad},
+          {"hvp_seconds", t_hvp},
+          {"hvp_over_grad", t_hvp / t_grad},
+          {"hvp_over_grad_each_repeat", ratios}};
+}
 
+nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
+  HvpOperator& H = *m.H;
+  const int64_t n = H.size();
+  std::mt19937_64 rng(o.seed);
+  gaussian(n, rng, H.dtype());  // the cost part's vector: the start is the stream's second draw
   auto start = gaussian(n, rng, torch::kFloat64);
   nlohmann::json eig;
   EigOptions ref_opt;
@@ -128,21 +143,35 @@ nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
                                       {"equal_accuracy_lanczos_ncv", best_ncv},
                                       {"lanczos_over_power", static_cast<double>(best) / pw.n_products}};
   }
-  ParamTable single({{"all", torch::zeros({n})}});
+  return {{"eigen", eig}, {"reference_top5", ref.values}};
+}
+
+nlohmann::json bench_trace(BenchModel& m, const BenchOptions& o) {
+  HvpOperator& H = *m.H;
+  ParamTable single({{"all", torch::zeros({H.size()})}});
   const double t_blocks = median_seconds(1, [&] { hutchinson(H.as_op(), H.table(), o.probes, o.seed, H.dtype()); });
   const double t_global = median_seconds(1, [&] { hutchinson(H.as_op(), single, o.probes, o.seed, H.dtype()); });
-  return {{"parameters", n},
-          {"batch", {batch.inputs.size(0), batch.inputs.size(1)}},
-          {"grad_seconds", t_grad},
-          {"hvp_seconds", t_hvp},
-          {"hvp_over_grad", t_hvp / t_grad},
-          {"hvp_over_grad_each_repeat", ratios},
-          {"eigen", eig},
-          {"reference_top5", ref.values},
-          {"trace_probes", o.probes},
+  return {{"trace_probes", o.probes},
           {"trace_global_seconds", t_global},
           {"trace_all_blocks_seconds", t_blocks},
           {"all_blocks_over_global", t_blocks / t_global}};
+}
+
+nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
+  BenchModel m;
+  m.c.model = model;
+  m.c.batch_size = o.batch_size;
+  m.c.seed = o.seed;
+  m.c.threads = o.threads;
+  m.s = open_session(m.c);
+  m.batch = m.s.train_batch(0);
+  m.params = m.s.net->parameters();
+  m.H = std::make_unique<HvpOperator>(*m.s.net, std::vector<Batch>{m.batch}, m.s.loss, m.c.data);
+  nlohmann::json out = {{"parameters", m.H->size()}, {"batch", {m.batch.inputs.size(0), m.batch.inputs.size(1)}}};
+  if (wants(o, "cost")) out.update(bench_cost(m, o));
+  if (wants(o, "eigen")) out.update(bench_eigen(m, o));
+  if (wants(o, "trace")) out.update(bench_trace(m, o));
+  return out;
 }
 
 }  // namespace
@@ -159,11 +188,14 @@ void register_bench(CLI::App& app) {
   hvp->add_option("--power-tol", o->power_tol, "tolerance of both eigensolvers (PyHessian's default 1e-3)")
       ->capture_default_str();
   hvp->add_option("--seed", o->seed, "seed")->capture_default_str();
+  hvp->add_option("--parts", o->parts, "what to measure: cost (product over gradient), eigen (Lanczos vs power), trace")
+      ->check(CLI::IsMember({"cost", "eigen", "trace"}))
+      ->capture_default_str();
   hvp->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   register_bench_optim(*bench);
   register_bench_dist(*bench);
   hvp->callback([o] {
-    nlohmann::json out = {{"bench", "hvp"}, {"threads", torch::get_num_threads()}};
+    nlohmann::json out = {{"bench", "hvp"}, {"threads", torch::get_num_threads()}, {"blas_core", blas_core()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);
     std::printf("%s\n", out.dump(2).c_str());
   });
