@@ -1,0 +1,21 @@
+// What the curvature ops' files share (internal to src/models): whether an op records its own
+// Function, and f', f'' as constants. See curvature_ops.h for what the ops are for.
+#pragma once
+#include <torch/torch.h>
+
+#include <utility>
+
+namespace bs::ops::detail {
+
+// True when x's op is being recorded for a gradient and NativeSecondOrder is not in force.
+bool recorded(const torch::Tensor& x);
+
+// f'(x), f''(x) of a pointwise Spec as constants (no graph): what a recorded backward precomputes
+// for the products.
+template <class Spec>
+std::pair<torch::Tensor, torch::Tensor> constant_derivatives(const torch::Tensor& x) {
+  torch::NoGradGuard constants;
+  return Spec::derivatives(x);
+}
+
+}  // namespace bs::ops::detail

@@ -1,0 +1,199 @@
+// Causal attention as an autograd Function whose backward, when it is itself being recorded
+// (create_graph=true: building a gradient graph for Hessian-vector products), precomputes what the
+// second derivative needs. Worked out:
+//   O = P v, P = softmax(s q k^T) (causal): dP = gO v^T, dv = P^T gO, A = dP - rowsum(dP P),
+//     dS = s P A, dq = dS k, dk = dS^T q. For a cotangent U of dS / s, r = s rowsum(U P):
+//     d/d(dP) = P (s U - r),   d/dP = s U A - r dP   (then through dP = gO v^T and dv = P^T gO).
+#include "curvature_ops.h"
+#include "curvature_ops_detail.h"
+
+#include <limits>
+
+namespace bs::ops {
+
+namespace {
+
+using detail::recorded;
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Causal attention O = P v, P = softmax(s q k^T) with future keys masked, on [N, T, d] tensors.
+Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s) {
+  const int64_t T = q3.size(1);
+  const auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q3.device())).triu(1);
+  const auto scores = torch::bmm(q3, k3.transpose(1, 2)) * s;
+  return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+}
+
+Tensor as3d(const Tensor& t) { return t.reshape({-1, t.size(-2), t.size(-1)}); }
+
+// dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP), on the causal part of each row (zero above it,
+// where P is zero): one pass instead of an addition, the softmax backward and a scaling.
+template <class T>
+void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T* dS, int64_t rows, int64_t T_) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row % T_, o = row * T_;
+      T r = 0;
+      if (gP) {
+        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j] + gP[o + j];  // dS holds dP for a moment
+      } else {
+        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j];
+      }
+#pragma omp simd reduction(+ : r)
+      for (int64_t j = 0; j <= i; ++j) r += dS[o + j] * P[o + j];
+#pragma omp simd
+      for (int64_t j = 0; j <= i; ++j) dS[o + j] = s * P[o + j] * (dS[o + j] - r);
+      for (int64_t j = i + 1; j < T_; ++j) dS[o + j] = 0;
+    }
+  });
+}
+
+// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors):
+// dP = gO v^T + gP, dv = P^T gO, dS = s P (dP - rowsum(dP P)), dq = dS k, dk = dS^T q. Differentiable
+// when grad mode is on.
+std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
+                                         const Tensor& v, const Tensor& P, double s) {
+  Tensor dP = torch::bmm(gO, v.transpose(1, 2)), dS;
+  if (torch::GradMode::is_enabled()) {
+    if (gP.defined()) dP = dP + gP;
+    dS = s * P * (dP - (dP * P).sum(-1, true));
+  } else {
+    dS = torch::empty_like(dP);
+    const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
+    AT_DISPATCH_FLOATING_TYPES(dP.scalar_type(), "causal_softmax_backward_rows", [&] {
+      causal_softmax_backward_rows<scalar_t>(dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr,
+                                             P.data_ptr<scalar_t>(), static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(),
+                                             dP.size(0) * dP.size(1), dP.size(2));
+    });
+  }
+  return {torch::bmm(dS, k), torch::bmm(dS.transpose(1, 2), q), torch::bmm(P.transpose(1, 2), gO)};
+}
+
+// For a cotangent U (unscaled) of dS = s P A, A = dP - rowsum(dP P): r = s rowsum(U P),
+// gdP = P (s U - r), gP = s U A - r dP; only the causal part (j <= i) is written, the rest is zero
+// (P is zero there, and gP reaches the scores only through the softmax backward, which multiplies by P).
+template <class T>
+void softmax_second_order_rows(const T* U, const T* P, const T* A, const T* dP, T s, T* gdP, T* gP, int64_t rows,
+                               int64_t T_) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row % T_, o = row * T_;
+      T r = 0;
+#pragma omp simd reduction(+ : r)
+      for (int64_t j = 0; j <= i; ++j) r += U[o + j] * P[o + j];
+      r *= s;
+#pragma omp simd
+      for (int64_t j = 0; j <= i; ++j) {
+        const T u = s * U[o + j];
+        gdP[o + j] = P[o + j] * (u - r);
+        gP[o + j] = u * A[o + j] - r * dP[o + j];
+      }
+      for (int64_t j = i + 1; j < T_; ++j) gdP[o + j] = gP[o + j] = 0;
+    }
+  });
+}
+
+// The products' pass through the gradient's attention: given the gradient's pieces (3-d; dP, A,
+// dS constants or, for third derivatives, differentiable) and cotangents Aq, Ak, Av of (dq, dk, dv),
+// the cotangents of (gO, q, k, v, P). U = Aq k^T + q Ak^T is the cotangent of dS / s.
+std::array<Tensor, 5> attention_backward_vjp(const Tensor& G, const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& P, const Tensor& dP, const Tensor& A, const Tensor& dS,
+                                             const Tensor& Aq, const Tensor& Ak, const Tensor& Av, double s) {
+  const auto U = torch::bmm(Aq, k.transpose(1, 2)).baddbmm_(q, Ak.transpose(1, 2));
+  Tensor gdP, gP;
+  if (torch::GradMode::is_enabled()) {
+    const auto r = s * (U * P).sum(-1, true);
+    gdP = P * (s * U - r);
+    gP = s * U * A - r * dP;
+  } else {
+    gdP = torch::empty_like(U);
+    gP = torch::empty_like(U);
+    AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "softmax_second_order_rows", [&] {
+      softmax_second_order_rows<scalar_t>(U.data_ptr<scalar_t>(), P.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
+                                          dP.data_ptr<scalar_t>(), static_cast<scalar_t>(s), gdP.data_ptr<scalar_t>(),
+                                          gP.data_ptr<scalar_t>(), U.size(0) * U.size(1), U.size(2));
+    });
+  }
+  // Accumulating in place (fresh tensors) keeps each sum inside its matrix product.
+  return {torch::bmm(P, Av).baddbmm_(gdP, v),       // gO: from dv = P^T gO and dP = gO v^T
+          torch::bmm(dS, Ak),                       // q: from dk = dS^T q
+          torch::bmm(dS.transpose(1, 2), Aq),       // k: from dq = dS k
+          torch::bmm(gdP.transpose(1, 2), G),       // v: from dP = gO v^T
+          gP.baddbmm_(G, Av.transpose(1, 2))};      // P: through dS, and dv = P^T gO
+}
+
+// (dq, dk, dv) as a Function of (gO, q, k, v, P), recorded while a gradient graph is built; P is the
+// forward's second output, so what flows to it joins gO in the forward's backward (one softmax
+// backward and one q k^T backward per product, as LibTorch's own double backward has).
+struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& gO, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& P, double s) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({gO, q, k, v, P});
+    ctx->saved_data["s"] = s;
+    const auto G = as3d(gO).contiguous(), q3 = as3d(q).contiguous(), k3 = as3d(k).contiguous(),
+               v3 = as3d(v).contiguous();
+    const auto dP = torch::bmm(G, v3.transpose(1, 2));
+    const auto A = dP - (dP * P).sum(-1, true);
+    const auto dS = s * P * A;
+    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
+             {"G", G}, {"q", q3}, {"k", k3}, {"v", v3}, {"dP", dP}, {"A", A}, {"dS", dS}})
+      ctx->saved_data[name] = t;
+    return {torch::bmm(dS, k3).view(q.sizes()), torch::bmm(dS.transpose(1, 2), q3).view(k.sizes()),
+            torch::bmm(P.transpose(1, 2), G).view(v.sizes())};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const double s = ctx->saved_data["s"].toDouble();
+    const auto saved = ctx->get_saved_variables();
+    auto cot = [&](size_t i, const Tensor& like) { return grad[i].defined() ? as3d(grad[i]) : torch::zeros_like(as3d(like)); };
+    const auto Aq = cot(0, saved[1]), Ak = cot(1, saved[2]), Av = cot(2, saved[3]);
+    std::array<Tensor, 5> g;
+    if (torch::GradMode::is_enabled()) {  // a third derivative: recompute the pieces differentiably
+      const auto G = as3d(saved[0]), q = as3d(saved[1]), k = as3d(saved[2]), v = as3d(saved[3]), &P = saved[4];
+      const auto dP = torch::bmm(G, v.transpose(1, 2));
+      const auto A = dP - (dP * P).sum(-1, true);
+      g = attention_backward_vjp(G, q, k, v, P, dP, A, s * P * A, Aq, Ak, Av, s);
+    } else {
+      auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+      g = attention_backward_vjp(c("G"), c("q"), c("k"), c("v"), saved[4], c("dP"), c("A"), c("dS"), Aq, Ak, Av, s);
+    }
+    return {g[0].view(saved[0].sizes()), g[1].view(saved[1].sizes()), g[2].view(saved[2].sizes()),
+            g[3].view(saved[3].sizes()), g[4], Tensor()};
+  }
+};
+
+struct CausalAttention : torch::autograd::Function<CausalAttention> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double s) {
+    ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
+    const auto P = causal_scores_softmax(as3d(q), as3d(k), s);
+    auto O = torch::bmm(P, as3d(v));
+    ctx->save_for_backward({q, k, v, P});
+    ctx->saved_data["s"] = s;
+    return {O.view({q.size(0), q.size(1), q.size(2), v.size(-1)}), P};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const double s = ctx->saved_data["s"].toDouble();
+    const auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &k = saved[1], &v = saved[2], &P = saved[3];
+    const auto gO = grad[0].defined() ? grad[0] : torch::zeros({q.size(0), q.size(1), q.size(2), v.size(-1)}, q.options());
+    if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
+      auto g = CausalAttentionBackward::apply(gO, q, k, v, P, s);
+      return {g[0], g[1], g[2], Tensor()};
+    }
+    auto g = attention_backward(as3d(gO), grad[1], as3d(q), as3d(k), as3d(v), P, s);
+    return {g[0].view(q.sizes()), g[1].view(k.sizes()), g[2].view(v.sizes()), Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const double s = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  if (recorded(q) || recorded(k) || recorded(v)) return CausalAttention::apply(q, k, v, s)[0];
+  const auto O = torch::bmm(causal_scores_softmax(as3d(q), as3d(k), s), as3d(v));
+  return O.view({q.size(0), q.size(1), q.size(2), v.size(-1)});
+}
+
+}  // namespace bs::ops

@@ -1,0 +1,134 @@
+// LayerNorm as an autograd Function whose backward, when it is itself being recorded (building a
+// gradient graph for Hessian-vector products), precomputes what the second derivative needs.
+#include "curvature_ops.h"
+#include "curvature_ops_detail.h"
+
+namespace bs::ops {
+
+namespace {
+
+using detail::recorded;
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// LayerNorm over the last dim, y = xh w + b, xh = (x - mean) rho. Its gradient, per row of D:
+// z = dy w, dx = rho (z - mean(z) - xh mean(z xh)), dw = sum_rows dy xh, db = sum_rows dy. For cotangents
+// (A, Bw, Bb) of (dx, dw, db), with At = rho (A - mean(A) - xh mean(A xh)), c = mean(z xh):
+//   d/d(dy) = w At + xh Bw + Bb,   d/dw = sum_rows dy At,
+//   d/dx = rho (q - mean(q) - xh mean(q xh)) - rho^2/D (<A, z - mean(z)> - c <A, xh>) xh,
+//   q = dy Bw - rho/D (<A, xh> z + D c A).
+template <class T>
+void layer_norm_second_order_rows(const T* A, const T* Bw, const T* Bb, const T* dy, const T* xh, const T* z,
+                                  const T* rho, const T* c, const T* zbar, const T* w, int64_t N, int64_t D,
+                                  T* gdy, T* gx, T* gw) {
+  std::fill(gw, gw + D, T(0));
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t o = i * D;
+    T sA = 0, ax = 0, az = 0, dbw = 0, dbx = 0;
+#pragma omp simd reduction(+ : sA, ax, az, dbw, dbx)
+    for (int64_t j = 0; j < D; ++j) {
+      sA += A[o + j];
+      ax += A[o + j] * xh[o + j];
+      az += A[o + j] * z[o + j];
+      const T db = dy[o + j] * Bw[j];
+      dbw += db;
+      dbx += db * xh[o + j];
+    }
+    const T r = rho[i], ci = c[i], invD = T(1) / static_cast<T>(D);
+    const T sq = dbw - r * (ax * zbar[i] + ci * sA), qx = dbx - 2 * r * ci * ax;
+    const T coef = r * r * invD * (az - zbar[i] * sA - ci * ax);
+#pragma omp simd
+    for (int64_t j = 0; j < D; ++j) {
+      const T At = r * (A[o + j] - (sA + xh[o + j] * ax) * invD);
+      gdy[o + j] = w[j] * At + xh[o + j] * Bw[j] + Bb[j];
+      gw[j] += dy[o + j] * At;
+      const T q = dy[o + j] * Bw[j] - r * invD * (ax * z[o + j] + D * ci * A[o + j]);
+      gx[o + j] = r * (q - (sq + xh[o + j] * qx) * invD) - coef * xh[o + j];
+    }
+  }
+}
+
+// (dx, dw, db) as a Function of (dy, x, w), recorded while a gradient graph is built.
+struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
+                               const Tensor& b, const Tensor& mean, const Tensor& rstd, double eps) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({dy, x, w});
+    ctx->saved_data["eps"] = eps;
+    const int64_t D = x.size(-1);
+    auto [dx, dw, db] = at::native_layer_norm_backward(dy, x, {D}, mean, rstd, w, b, {true, true, true});
+    const auto rho = rstd.reshape({-1, 1});
+    const auto xh = (x.reshape({-1, D}) - mean.reshape({-1, 1})) * rho;
+    const auto dy2 = dy.reshape({-1, D}).contiguous();
+    const auto z = dy2 * w;
+    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
+             {"dy", dy2}, {"xh", xh}, {"z", z}, {"rho", rho}, {"c", (z * xh).mean(-1)}, {"zbar", z.mean(-1)},
+             {"w", w}})
+      ctx->saved_data[name] = t.contiguous();
+    return {dx, dw, db};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &x = saved[1], &w = saved[2];
+    const int64_t D = x.size(-1);
+    const auto A = grad[0].defined() ? grad[0].reshape({-1, D}).contiguous() : torch::zeros({x.numel() / D, D}, x.options());
+    const auto Bw = grad[1].defined() ? grad[1].contiguous() : torch::zeros({D}, x.options());
+    const auto Bb = grad[2].defined() ? grad[2].contiguous() : torch::zeros({D}, x.options());
+    if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
+      const double eps = ctx->saved_data["eps"].toDouble();
+      const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
+      const auto mu = x2.mean(-1, true);
+      const auto rho = (x2 - mu).pow(2).mean(-1, true).add(eps).rsqrt();
+      const auto xh = (x2 - mu) * rho, z = dy2 * w;
+      const auto c = (z * xh).mean(-1, true), sA = A.sum(-1, true), ax = (A * xh).sum(-1, true);
+      const auto At = rho * (A - (sA + xh * ax) / D);
+      const auto q = dy2 * Bw - rho / D * (ax * z + D * c * A);
+      const auto gx = rho * (q - (q.sum(-1, true) + xh * (q * xh).sum(-1, true)) / D) -
+                      rho * rho / D * ((A * z).sum(-1, true) - z.mean(-1, true) * sA - c * ax) * xh;
+      return {(w * At + xh * Bw + Bb).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor(),
+              Tensor(), Tensor()};
+    }
+    auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+    auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "layer_norm_second_order_rows", [&] {
+      layer_norm_second_order_rows<scalar_t>(
+          A.data_ptr<scalar_t>(), Bw.data_ptr<scalar_t>(), Bb.data_ptr<scalar_t>(), c("dy").data_ptr<scalar_t>(),
+          c("xh").data_ptr<scalar_t>(), c("z").data_ptr<scalar_t>(), c("rho").data_ptr<scalar_t>(),
+          c("c").data_ptr<scalar_t>(), c("zbar").data_ptr<scalar_t>(), c("w").data_ptr<scalar_t>(), A.size(0), D,
+          gdy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
+    });
+    return {gdy.view(dy.sizes()), gx.view(x.sizes()), gw, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+struct LayerNorm : torch::autograd::Function<LayerNorm> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+    auto [y, mean, rstd] = at::native_layer_norm(x, {x.size(-1)}, w, b, eps);
+    ctx->save_for_backward({x, w, b});
+    ctx->saved_data["mean"] = mean;
+    ctx->saved_data["rstd"] = rstd;
+    ctx->saved_data["eps"] = eps;
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &b = saved[2];
+    const auto mean = ctx->saved_data["mean"].toTensor(), rstd = ctx->saved_data["rstd"].toTensor();
+    if (torch::GradMode::is_enabled()) {
+      auto g = LayerNormBackward::apply(grad[0], x, w, b, mean, rstd, ctx->saved_data["eps"].toDouble());
+      return {g[0], g[1], g[2], Tensor()};
+    }
+    auto [dx, dw, db] = at::native_layer_norm_backward(grad[0], x, {x.size(-1)}, mean, rstd, w, b, {true, true, true});
+    return {dx, dw, db, Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps) {
+  if (recorded(x) && w.defined() && b.defined()) return LayerNorm::apply(x, w, b, eps);
+  return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+}
+
+}  // namespace bs::ops

@@ -1,0 +1,196 @@
+// Linear and GPT-2's MLP (GELU between two linear layers) as autograd Functions whose backward, when
+// it is itself being recorded (building a gradient graph for Hessian-vector products), precomputes
+// what the second derivative needs and sums cotangents inside the matrix products.
+#include "curvature_ops.h"
+#include "curvature_ops_detail.h"
+
+#include <cmath>
+
+namespace bs::ops {
+
+namespace {
+
+using detail::recorded;
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct GeluTanhSpec {
+  static Tensor value(const Tensor& x) { return at::gelu(x, "tanh"); }
+  static Tensor backward(const Tensor& dy, const Tensor& x) { return at::gelu_backward(dy, x, "tanh"); }
+  // f'(x), f''(x) with u = k (x + c x^3), t = tanh(u): f' = (1+t)/2 + x (1-t^2) u'/2,
+  // f'' = (1-t^2) (u' + x (u'' - 2 t u'^2) / 2).
+  static std::pair<Tensor, Tensor> derivatives(const Tensor& x) {
+    const double k = std::sqrt(2.0 / M_PI), c = 0.044715;
+    const auto x2 = x * x;
+    const auto t = torch::tanh(k * (x + c * x * x2));
+    const auto du = k * (1 + 3 * c * x2);
+    const auto s = 1 - t * t;
+    return {0.5 * (1 + t) + 0.5 * x * s * du, s * (du + 0.5 * x * (6 * k * c * x - 2 * t * du * du))};
+  }
+};
+
+// The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape).
+variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W) {
+  const auto dy2 = dy.reshape({-1, W.size(0)});
+  return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x.reshape({-1, W.size(1)})), dy2.sum(0)};
+}
+
+// Linear y = x W^T + b, gradient as above. For cotangents
+// (A, Bw, Bb): d/d(dy) = A W^T + x Bw^T + Bb (one accumulating matrix product per term),
+// d/dx = dy Bw, d/dW = dy^T A. Differentiable as written, so it also serves third derivatives.
+struct LinearBackward : torch::autograd::Function<LinearBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& x, const Tensor& W) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({dy, x, W});
+    return linear_gradient(dy, x, W);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &x = saved[1], &W = saved[2];
+    const auto dy2 = dy.reshape({-1, W.size(0)}), x2 = x.reshape({-1, W.size(1)});
+    const auto A = grad[0].defined() ? grad[0].reshape({-1, W.size(1)}) : Tensor();
+    const auto &Bw = grad[1], &Bb = grad[2];
+    // Any of the three may be undefined (a block product asks only for some tensors' cotangents).
+    Tensor gdy;
+    auto add_product = [&](const Tensor& a, const Tensor& b) {
+      if (gdy.defined()) gdy.addmm_(a, b);
+      else gdy = Bb.defined() ? torch::addmm(Bb, a, b) : a.mm(b);
+    };
+    if (A.defined()) add_product(A, W.t());
+    if (Bw.defined()) add_product(x2, Bw.t());
+    if (!gdy.defined() && Bb.defined()) gdy = Bb.expand(dy2.sizes()).contiguous();
+    return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(), Bw.defined() ? dy2.mm(Bw).view(x.sizes()) : Tensor(),
+            A.defined() ? dy2.t().mm(A) : Tensor()};
+  }
+};
+
+struct Linear : torch::autograd::Function<Linear> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& W, const Tensor& b) {
+    ctx->save_for_backward({x, W});
+    return at::linear(x, W, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &W = saved[1];
+    if (torch::GradMode::is_enabled()) return LinearBackward::apply(grad[0], x, W);
+    return linear_gradient(grad[0], x, W);
+  }
+};
+
+// GELU feeding a Linear, y = a W^T + b, a = gelu(h) (GPT-2's MLP): one node, so that per product the
+// cotangents of a never go through a separate addition. Gradient: da = dy W, dh = da f'(h),
+// dW = dy^T a, db = sum_rows dy. For cotangents (Ah, Bw, Bb), with cda = Ah f'(h):
+//   d/d(dy) = cda W^T + a Bw^T + Bb,   d/dW = dy^T cda,   d/dh = (dy Bw) f'(h) + Ah da f''(h).
+template <class T>
+void gelu_linear_second_order(const T* Ah, const T* d1, const T* da_d2, T* dyBw_to_gh, T* cda, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    cda[j] = Ah[j] * d1[j];
+    dyBw_to_gh[j] = dyBw_to_gh[j] * d1[j] + Ah[j] * da_d2[j];
+  }
+}
+
+std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const Tensor& a, const Tensor& d1,
+                                      const Tensor& da_d2, const Tensor& Ah, const Tensor& Bw, const Tensor& Bb) {
+  Tensor gh = dy.mm(Bw), cda;
+  if (torch::GradMode::is_enabled()) {
+    cda = Ah * d1;
+    gh = gh * d1 + Ah * da_d2;
+  } else {
+    cda = torch::empty_like(Ah);
+    const auto Ahc = Ah.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(gh.scalar_type(), "gelu_linear_second_order", [&] {
+      gelu_linear_second_order<scalar_t>(Ahc.data_ptr<scalar_t>(), d1.data_ptr<scalar_t>(), da_d2.data_ptr<scalar_t>(),
+                                         gh.data_ptr<scalar_t>(), cda.data_ptr<scalar_t>(), gh.numel());
+    });
+  }
+  return {torch::addmm(Bb, cda, W.t()).addmm_(a, Bw.t()), dy.t().mm(cda), gh};
+}
+
+// (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built; d1, d2 are
+// f'(h), f''(h) as [rows, D] constants.
+struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& h, const Tensor& W,
+                               const Tensor& d1, const Tensor& d2) {
+    ctx->save_for_backward({dy, h, W});
+    const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
+    const auto a = GeluTanhSpec::value(h2), da = dy2.mm(W);
+    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
+             {"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}})
+      ctx->saved_data[name] = t.contiguous();
+    return {GeluTanhSpec::backward(da, h2).view(h.sizes()), dy2.t().mm(a), dy2.sum(0)};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &h = saved[1], &W = saved[2];
+    const auto Ah = grad[0].reshape({-1, W.size(1)});
+    std::array<Tensor, 3> g;
+    if (torch::GradMode::is_enabled()) {  // a third derivative: the pieces recomputed differentiably
+      const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
+      const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
+      g = gelu_linear_vjp(dy2, W, GeluTanhSpec::value(h2), d1, dy2.mm(W) * d2, Ah, grad[1], grad[2]);
+    } else {
+      auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+      g = gelu_linear_vjp(c("dy"), W, c("a"), c("d1"), c("da_d2"), Ah, grad[1], grad[2]);
+    }
+    return {g[0].view(dy.sizes()), g[2].view(h.sizes()), g[1], Tensor(), Tensor()};
+  }
+};
+
+// GPT-2's MLP, y = gelu(h) W2^T + b2, h = x W1^T + b1, as one node that also returns h: while
+// products run, what flows to h from the gradient's pieces joins the product's own cotangent in one
+// fused pass (dh = da f'(h) + gh) instead of a multiplication and an addition.
+struct GeluMlp : torch::autograd::Function<GeluMlp> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& W1, const Tensor& b1,
+                               const Tensor& W2, const Tensor& b2) {
+    ctx->set_materialize_grads(false);
+    auto h = at::linear(x, W1, b1);
+    const auto a = GeluTanhSpec::value(h);
+    ctx->save_for_backward({x, W1, W2, h});
+    ctx->saved_data["a"] = a;
+    return {at::linear(a, W2, b2), h};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &W1 = saved[1], &W2 = saved[2], &h = saved[3];
+    const auto gy = grad[0].defined() ? grad[0] : torch::zeros({h.numel() / W1.size(0), W2.size(0)}, h.options());
+    if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
+      const auto [d1, d2] = detail::constant_derivatives<GeluTanhSpec>(h.reshape({-1, W1.size(0)}));
+      ctx->saved_data["d1"] = d1;  // later products pass back through here: one fused pass
+      auto g2 = GeluLinearBackward::apply(gy, h, W2, d1, d2);  // (dh, dW2, db2)
+      auto g1 = LinearBackward::apply(g2[0], x, W1);   // (dx, dW1, db1)
+      return {g1[0], g1[1], g1[2], g2[1], g2[2]};
+    }
+    const auto dy = gy.reshape({-1, W2.size(0)}), h2 = h.reshape({-1, W1.size(0)});
+    const auto da = dy.mm(W2);
+    Tensor dh;
+    const auto it = ctx->saved_data.find("d1");
+    if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {
+      dh = GeluTanhSpec::backward(da, h2);
+      if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
+    } else {
+      dh = grad[1].defined() ? torch::addcmul(grad[1].reshape(da.sizes()), da, it->second.toTensor())
+                             : da.mul_(it->second.toTensor());
+    }
+    const auto a = torch::GradMode::is_enabled() ? GeluTanhSpec::value(h2)  // differentiable for third derivatives
+                                                 : ctx->saved_data["a"].toTensor().reshape({-1, W1.size(0)});
+    auto g = linear_gradient(dh, x, W1);
+    return {g[0], g[1], g[2], dy.t().mm(a), dy.sum(0)};
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
+  if (recorded(x) && b.defined()) return Linear::apply(x, W, b);
+  return at::linear(x, W, b);
+}
+
+torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,
+                       const torch::Tensor& W2, const torch::Tensor& b2) {
+  if (recorded(x) && b1.defined() && b2.defined()) return GeluMlp::apply(x, W1, b1, W2, b2)[0];
+  return at::linear(GeluTanhSpec::value(at::linear(x, W1, b1)), W2, b2);
+}
+
+}  // namespace bs::ops
