@@ -7,6 +7,10 @@
 
 namespace bs::ops::detail {
 
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
 // True when x's op is being recorded for a gradient and NativeSecondOrder is not in force.
 bool recorded(const torch::Tensor& x);
 

@@ -12,11 +12,7 @@
 namespace bs::ops {
 
 namespace {
-
-using detail::recorded;
-using torch::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+using namespace detail;
 
 // Causal attention O = P v, P = softmax(s q k^T) with future keys masked, on [N, T, d] tensors.
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s) {

@@ -6,11 +6,7 @@
 namespace bs::ops {
 
 namespace {
-
-using detail::recorded;
-using torch::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+using namespace detail;
 
 // LayerNorm over the last dim, y = xh w + b, xh = (x - mean) rho. Its gradient, per row of D:
 // z = dy w, dx = rho (z - mean(z) - xh mean(z xh)), dw = sum_rows dy xh, db = sum_rows dy. For cotangents

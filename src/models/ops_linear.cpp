@@ -9,11 +9,7 @@
 namespace bs::ops {
 
 namespace {
-
-using detail::recorded;
-using torch::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+using namespace detail;
 
 struct GeluTanhSpec {
   static Tensor value(const Tensor& x) { return at::gelu(x, "tanh"); }

@@ -7,11 +7,7 @@
 namespace bs::ops {
 
 namespace {
-
-using detail::recorded;
-using torch::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+using namespace detail;
 
 struct SiluSpec {
   static Tensor value(const Tensor& x) { return at::silu(x); }
