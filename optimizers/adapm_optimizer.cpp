@@ -118,10 +118,7 @@ class AdaPM : public Optimizer {
       const Slot& s = m_slots[i];
       if (s.v.defined()) d.emplace_back(m_names[i] + "/v_block", s.v);
       if (s.m.defined()) d.emplace_back(m_names[i] + "/momentum", s.m);
-      if (s.proj.defined()) {
-        d.emplace_back(m_names[i] + "/projection", s.proj);
-        d.emplace_back(m_names[i] + "/seed", torch::tensor(static_cast<int64_t>(s.seed), torch::kInt64));
-      }
+      if (s.proj.defined()) save_projection(d, m_names[i], s.proj, s.seed);
     }
     d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
     return d;
@@ -132,12 +129,9 @@ class AdaPM : public Optimizer {
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       const auto dt = m_params[i].scalar_type();
-      s.v = get(m_names[i] + "/v_block").to(dt).contiguous();
-      if (s.policy != "none") s.m = get(m_names[i] + "/momentum").to(dt).contiguous();
-      if (s.policy == "low-rank") {
-        s.proj = get(m_names[i] + "/projection").to(dt).contiguous();
-        s.seed = static_cast<uint64_t>(get(m_names[i] + "/seed").item<int64_t>());
-      }
+      s.v = load_state(get, m_names[i], "v_block", dt);
+      if (s.policy != "none") s.m = load_state(get, m_names[i], "momentum", dt);
+      if (s.policy == "low-rank") load_projection(get, m_names[i], dt, s.proj, s.seed);
     }
   }
   int64_t state_bytes() const override {

@@ -70,6 +70,12 @@ std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOp
 using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 using StateLookup = std::function<torch::Tensor(const std::string& key)>;
 
+// "<name>/<key>" of a checkpoint as `dtype`, contiguous: how a state tensor is loaded.
+inline torch::Tensor load_state(const StateLookup& get, const std::string& name, const std::string& key,
+                                torch::ScalarType dtype) {
+  return get(name + "/" + key).to(dtype).contiguous();
+}
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

@@ -127,8 +127,7 @@ class Projected : public Optimizer {
       d.emplace_back(m_names[i] + "/exp_avg", s.m);
       d.emplace_back(m_names[i] + "/exp_avg_sq", s.v);
       if (s.projected) {
-        d.emplace_back(m_names[i] + "/projection", s.proj);
-        d.emplace_back(m_names[i] + "/seed", torch::tensor(static_cast<int64_t>(s.seed), torch::kInt64));
+        save_projection(d, m_names[i], s.proj, s.seed);
         d.emplace_back(m_names[i] + "/nl_prev", torch::tensor(s.nl_prev, torch::kFloat64));
       }
     }
@@ -141,11 +140,10 @@ class Projected : public Optimizer {
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       const auto dtype = m_params[i].scalar_type();
-      s.m = get(m_names[i] + "/exp_avg").to(dtype).contiguous();
-      s.v = get(m_names[i] + "/exp_avg_sq").to(dtype).contiguous();
+      s.m = load_state(get, m_names[i], "exp_avg", dtype);
+      s.v = load_state(get, m_names[i], "exp_avg_sq", dtype);
       if (s.projected) {
-        s.proj = get(m_names[i] + "/projection").to(dtype).contiguous();
-        s.seed = static_cast<uint64_t>(get(m_names[i] + "/seed").item<int64_t>());
+        load_projection(get, m_names[i], dtype, s.proj, s.seed);
         s.nl_prev = get(m_names[i] + "/nl_prev").item<double>();
       }
     }
@@ -197,6 +195,17 @@ class Projected : public Optimizer {
 };
 
 }  // namespace
+
+void save_projection(StateDict& d, const std::string& name, const torch::Tensor& proj, uint64_t seed) {
+  d.emplace_back(name + "/projection", proj);
+  d.emplace_back(name + "/seed", torch::tensor(static_cast<int64_t>(seed), torch::kInt64));
+}
+
+void load_projection(const StateLookup& get, const std::string& name, torch::ScalarType dtype, torch::Tensor& proj,
+                     uint64_t& seed) {
+  proj = load_state(get, name, "projection", dtype);
+  seed = static_cast<uint64_t>(get(name + "/seed").item<int64_t>());
+}
 
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o) {
   return std::make_unique<Projected>(name, in, o);
