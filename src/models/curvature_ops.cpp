@@ -1,5 +1,5 @@
 // The switch between the curvature ops and LibTorch's native ones (NativeSecondOrder). The ops live
-// in ops_pointwise.cpp (SiLU), ops_linear.cpp (Linear, GPT-2's GELU MLP), ops_layer_norm.cpp and
+// in ops_swiglu.cpp (SwiGLU), ops_linear.cpp (Linear, GPT-2's GELU MLP), ops_norm.cpp and
 // ops_attention.cpp (causal attention).
 #include "curvature_ops.h"
 

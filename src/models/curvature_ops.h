@@ -13,9 +13,9 @@
 
 namespace bs::ops {
 
-// SiLU (LLaMA's SwiGLU gate): x sigmoid(x).
-torch::Tensor silu(const torch::Tensor& x);
-// x W^T + b (b defined: a Linear layer with bias).
+// SwiGLU (LLaMA's MLP): silu(g) u, g and u of one shape.
+torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
+// x W^T + b (b undefined: no bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
 // GPT-2's MLP in one node: gelu(x W1^T + b1) W2^T + b2, GELU's tanh approximation
 // 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
@@ -23,6 +23,8 @@ torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const to
                        const torch::Tensor& b2);
 // LayerNorm over the last dimension with weight w and bias b.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
+// RMSNorm over the last dimension (LLaMA): x rsqrt(mean(x^2) + eps) w.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps);
 // Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 

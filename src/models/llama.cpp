@@ -10,9 +10,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * weight;
-}
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return ops::rms_norm(x, weight, eps); }
 
 torch::Tensor apply_rope(const torch::Tensor& x) {
   const int64_t T = x.size(2), hd = x.size(3);
@@ -23,6 +21,11 @@ torch::Tensor apply_rope(const torch::Tensor& x) {
   auto x1 = x.narrow(-1, 0, hd / 2), x2 = x.narrow(-1, hd / 2, hd / 2);
   auto rotated = torch::cat({-x2, x1}, -1);
   return x * emb.cos() + rotated * emb.sin();
+}
+
+// The layers through curvature_ops (cheap double backward): bias-free linear layers.
+static torch::Tensor through_ops(const torch::nn::Linear& l, const torch::Tensor& x) {
+  return ops::linear(x, l->weight, {});
 }
 
 static torch::nn::Linear make_linear(torch::nn::Module& m, const char* name, int64_t in, int64_t out, double std) {
@@ -44,16 +47,16 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c)
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) { return t.view({B, T, h, head_dim}).transpose(1, 2); };
-  auto q = apply_rope(heads(q_proj(x), n_heads));
-  auto k = apply_rope(heads(k_proj(x), n_kv_heads));
-  auto v = heads(v_proj(x), n_kv_heads);
+  auto q = apply_rope(heads(through_ops(q_proj, x), n_heads));
+  auto k = apply_rope(heads(through_ops(k_proj, x), n_kv_heads));
+  auto v = heads(through_ops(v_proj, x), n_kv_heads);
   if (n_kv_heads != n_heads) {
     const int64_t rep = n_heads / n_kv_heads;
     k = k.repeat_interleave(rep, 1);
     v = v.repeat_interleave(rep, 1);
   }
   auto y = ops::causal_attention(q, k, v);
-  return o_proj(y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
+  return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
@@ -65,7 +68,7 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(ops::silu(gate_proj(x)) * up_proj(x));
+  return through_ops(down_proj, ops::swiglu(through_ops(gate_proj, x), through_ops(up_proj, x)));
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {
@@ -97,7 +100,7 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens) {
   auto x = embed_tokens(tokens);
   for (const auto& layer : *layers) x = layer->as<LlamaLayer>()->forward(x);
   x = norm(x);
-  return cfg.tied ? torch::matmul(x, embed_tokens->weight.t()) : lm_head(x);
+  return cfg.tied ? torch::matmul(x, embed_tokens->weight.t()) : through_ops(lm_head, x);
 }
 
 }  // namespace bs

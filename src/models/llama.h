@@ -1,5 +1,6 @@
 // LLaMA (Touvron et al. 2023): RMSNorm, rotary position embedding, grouped-query attention (n_kv_heads)
-// and a SwiGLU MLP, with Hugging Face names; plain attention math, double-backward safe.
+// and a SwiGLU MLP, with Hugging Face names. RMSNorm, the linear layers, SwiGLU and attention run
+// through curvature_ops.h (cheap double backward).
 #pragma once
 #include <torch/torch.h>
 

@@ -26,10 +26,11 @@ struct GeluTanhSpec {
   }
 };
 
-// The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape).
-variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W) {
+// The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape;
+// db undefined without a bias).
+variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W, bool bias = true) {
   const auto dy2 = dy.reshape({-1, W.size(0)});
-  return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x.reshape({-1, W.size(1)})), dy2.sum(0)};
+  return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x.reshape({-1, W.size(1)})), bias ? dy2.sum(0) : Tensor()};
 }
 
 // Linear y = x W^T + b, gradient as above. For cotangents
@@ -71,6 +72,21 @@ struct Linear : torch::autograd::Function<Linear> {
     const auto &x = saved[0], &W = saved[1];
     if (torch::GradMode::is_enabled()) return LinearBackward::apply(grad[0], x, W);
     return linear_gradient(grad[0], x, W);
+  }
+};
+
+// y = x W^T (LLaMA's layers): a Function cannot take an undefined bias, so this is Linear without it.
+struct LinearNoBias : torch::autograd::Function<LinearNoBias> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& W) {
+    ctx->save_for_backward({x, W});
+    return at::linear(x, W);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &W = saved[1];
+    auto g = torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W)  // its db goes unused
+                                           : linear_gradient(grad[0], x, W, /*bias=*/false);
+    return {g[0], g[1]};
   }
 };
 
@@ -179,7 +195,7 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
 }  // namespace
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
-  if (recorded(x) && b.defined()) return Linear::apply(x, W, b);
+  if (recorded(x)) return b.defined() ? Linear::apply(x, W, b) : LinearNoBias::apply(x, W);
   return at::linear(x, W, b);
 }
 

@@ -117,13 +117,18 @@ TEST_P(CurvatureOps, MatchesLibTorchAndFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(
     Ops, CurvatureOps,
     ::testing::Values(
-        OpCase{"silu", [](const Inputs& x) { return ops::silu(x[0]); }, [] { return Inputs{leaf({3, 7}, 2.0)}; }},
+        OpCase{"swiglu", [](const Inputs& x) { return ops::swiglu(x[0], x[1]); },
+               [] { return Inputs{leaf({3, 7}, 2.0), leaf({3, 7})}; }},
+        OpCase{"linear_without_bias", [](const Inputs& x) { return torch::tanh(ops::linear(x[0], x[1], {})); },
+               [] { return Inputs{leaf({2, 3, 4}), leaf({5, 4})}; }},
         OpCase{"linear", [](const Inputs& x) { return torch::tanh(ops::linear(x[0], x[1], x[2])); },
                [] { return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5})}; }},
         OpCase{"gelu_mlp", [](const Inputs& x) { return ops::gelu_mlp(x[0], x[1], x[2], x[3], x[4]); },
                [] { return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})}; }},
         OpCase{"layer_norm", [](const Inputs& x) { return ops::layer_norm(x[0], x[1], x[2], 1e-5); },
                [] { return Inputs{leaf({2, 3, 6}), leaf({6}), leaf({6})}; }},
+        OpCase{"rms_norm", [](const Inputs& x) { return ops::rms_norm(x[0], x[1], 1e-6); },
+               [] { return Inputs{leaf({2, 3, 6}), leaf({6})}; }},
         // q, k, v as the models make them: [B, T, H, d] projections seen as [B, H, T, d] (not contiguous).
         OpCase{"causal_attention",
                [](const Inputs& x) {

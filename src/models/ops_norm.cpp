@@ -1,5 +1,6 @@
-// LayerNorm as an autograd Function whose backward, when it is itself being recorded (building a
-// gradient graph for Hessian-vector products), precomputes what the second derivative needs.
+// LayerNorm (GPT-2) and RMSNorm (LLaMA) as autograd Functions whose backward, when it is itself being
+// recorded (building a gradient graph for Hessian-vector products), precomputes what the second
+// derivative needs; a product then does one fused pass per row.
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
 
@@ -120,11 +121,125 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
   }
 };
 
+// RMSNorm over the last dim, y = xh w, xh = x rho, rho = (mean(x^2) + eps)^(-1/2). Its gradient, per
+// row of D: z = dy w, dx = rho (z - xh sz / D) with sz = <z, xh>, dw = sum_rows dy xh. For cotangents
+// (A, Bw) of (dx, dw), with ax = <A, xh>, az = <A, z>, q = dy Bw, qx = <q, xh>, At = rho (A - xh ax / D):
+//   d/d(dy) = w At + xh Bw,   d/dw = sum_rows dy At,
+//   d/dx = rho (q - xh qx / D) - rho^2 / D (az xh - 3 sz ax xh / D + ax z + sz A).
+template <class T>
+void rms_norm_second_order_rows(const T* A, const T* Bw, const T* dy, const T* xh, const T* rho, const T* sz,
+                                const T* w, int64_t N, int64_t D, T* gdy, T* gx, T* gw) {
+  std::fill(gw, gw + D, T(0));
+  const T invD = T(1) / static_cast<T>(D);
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t o = i * D;
+    T ax = 0, az = 0, qx = 0;
+#pragma omp simd reduction(+ : ax, az, qx)
+    for (int64_t j = 0; j < D; ++j) {
+      ax += A[o + j] * xh[o + j];
+      az += A[o + j] * dy[o + j] * w[j];
+      qx += dy[o + j] * Bw[j] * xh[o + j];
+    }
+    const T r = rho[i], s = sz[i], r2D = r * r * invD;
+    const T cx = r2D * (az - 3 * s * ax * invD);  // coefficient of xh in d/dx, beside rho qx / D
+#pragma omp simd
+    for (int64_t j = 0; j < D; ++j) {
+      const T At = r * (A[o + j] - xh[o + j] * ax * invD);
+      gdy[o + j] = w[j] * At + xh[o + j] * Bw[j];
+      gw[j] += dy[o + j] * At;
+      gx[o + j] = r * (dy[o + j] * Bw[j] - xh[o + j] * qx * invD) - cx * xh[o + j] -
+                  r2D * (ax * dy[o + j] * w[j] + s * A[o + j]);
+    }
+  }
+}
+
+// rho as LibTorch's composite computes it, so values agree bit for bit with x * rsqrt(mean(x^2) + eps) * w.
+Tensor rms_rho(const Tensor& x, double eps) { return torch::rsqrt(x.pow(2).mean(-1, true) + eps); }
+
+// The gradient (dx, dw) of y = x rho w; differentiable when grad mode is on.
+std::array<Tensor, 2> rms_norm_gradient(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rho) {
+  const int64_t D = x.size(-1);
+  const auto xh = x * rho, z = dy * w;
+  const auto dx = rho * (z - xh * (z * xh).sum(-1, true) / static_cast<double>(D));
+  return {dx, (dy * xh).reshape({-1, D}).sum(0)};
+}
+
+// (dx, dw) as a Function of (dy, x, w), recorded while a gradient graph is built.
+struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
+  static variable_list forward(AutogradContext* ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
+                               const Tensor& rho, double eps) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({dy, x, w});
+    ctx->saved_data["eps"] = eps;
+    const int64_t D = x.size(-1);
+    const auto xh = (x * rho).reshape({-1, D});
+    const auto dy2 = dy.reshape({-1, D}).contiguous();
+    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
+             {"dy", dy2}, {"xh", xh}, {"rho", rho.reshape({-1})}, {"sz", (dy2 * w * xh).sum(-1)}})
+      ctx->saved_data[name] = t.contiguous();
+    auto g = rms_norm_gradient(dy, x, w, rho);
+    return {g[0], g[1]};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &x = saved[1], &w = saved[2];
+    const int64_t D = x.size(-1);
+    const auto A = grad[0].defined() ? grad[0].reshape({-1, D}).contiguous() : torch::zeros({x.numel() / D, D}, x.options());
+    const auto Bw = grad[1].defined() ? grad[1].contiguous() : torch::zeros({D}, x.options());
+    if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
+      const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
+      const auto rho = rms_rho(x2, ctx->saved_data["eps"].toDouble());
+      const auto xh = x2 * rho, z = dy2 * w, q = dy2 * Bw;
+      const auto ax = (A * xh).sum(-1, true), az = (A * z).sum(-1, true), qx = (q * xh).sum(-1, true),
+                 sz = (z * xh).sum(-1, true);
+      const auto At = rho * (A - xh * ax / D);
+      const auto gx = rho * (q - xh * qx / D) - rho * rho / D * (az * xh - 3 * sz * ax * xh / D + ax * z + sz * A);
+      return {(w * At + xh * Bw).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor()};
+    }
+    auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+    auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
+    const auto wc = w.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "rms_norm_second_order_rows", [&] {
+      rms_norm_second_order_rows<scalar_t>(A.data_ptr<scalar_t>(), Bw.data_ptr<scalar_t>(), c("dy").data_ptr<scalar_t>(),
+                                           c("xh").data_ptr<scalar_t>(), c("rho").data_ptr<scalar_t>(),
+                                           c("sz").data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), A.size(0), D,
+                                           gdy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
+    });
+    return {gdy.view(dy.sizes()), gx.view(x.sizes()), gw, Tensor(), Tensor()};
+  }
+};
+
+struct RmsNorm : torch::autograd::Function<RmsNorm> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, double eps) {
+    const auto rho = rms_rho(x, eps);
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["rho"] = rho;
+    ctx->saved_data["eps"] = eps;
+    return x * rho * w;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1];
+    const auto rho = ctx->saved_data["rho"].toTensor();
+    if (torch::GradMode::is_enabled()) {  // rho enters as a constant: the node's x-derivative is total
+      auto g = RmsNormBackward::apply(grad[0], x, w, rho, ctx->saved_data["eps"].toDouble());
+      return {g[0], g[1], Tensor()};
+    }
+    auto g = rms_norm_gradient(grad[0], x, w, rho);
+    return {g[0], g[1], Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps) {
   if (recorded(x) && w.defined() && b.defined()) return LayerNorm::apply(x, w, b, eps);
   return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  if (recorded(x) && w.defined()) return RmsNorm::apply(x, w, eps);
+  return x * rms_rho(x, eps) * w;
 }
 
 }  // namespace bs::ops
