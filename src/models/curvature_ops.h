@@ -25,6 +25,9 @@ torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const to
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
 // RMSNorm over the last dimension (LLaMA): x rsqrt(mean(x^2) + eps) w.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps);
+// Rotary position embedding on [..., T, 2h] (Hugging Face's rotate_half form): the pair (x_j, x_{j+h})
+// at position t rotated by the angle whose cosine and sine are cos[t, j], sin[t, j] ([T, h] tables).
+torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 // Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 

@@ -16,11 +16,8 @@ torch::Tensor apply_rope(const torch::Tensor& x) {
   const int64_t T = x.size(2), hd = x.size(3);
   auto opts = torch::TensorOptions().dtype(x.scalar_type()).device(x.device());
   auto inv_freq = torch::pow(10000.0, -torch::arange(0, hd, 2, opts) / static_cast<double>(hd));
-  auto freqs = torch::outer(torch::arange(T, opts), inv_freq);
-  auto emb = torch::cat({freqs, freqs}, -1);
-  auto x1 = x.narrow(-1, 0, hd / 2), x2 = x.narrow(-1, hd / 2, hd / 2);
-  auto rotated = torch::cat({-x2, x1}, -1);
-  return x * emb.cos() + rotated * emb.sin();
+  auto freqs = torch::outer(torch::arange(T, opts), inv_freq);  // [T, hd/2]
+  return ops::rope(x, freqs.cos(), freqs.sin());
 }
 
 // The layers through curvature_ops (cheap double backward): bias-free linear layers.

@@ -25,7 +25,8 @@ struct Derivatives {
 std::tuple<torch::Tensor, torch::Tensor, Inputs, Inputs> problem(const Op& op, const Inputs& leaves) {
   torch::manual_seed(7);
   auto y = op(leaves);
-  auto loss = (y * torch::randn_like(y)).sum() + (y * y * y).sum() / 3;
+  // randn of the shape, not randn_like: an op may lay its output out differently from LibTorch's.
+  auto loss = (y * torch::randn(y.sizes(), y.options())).sum() + (y * y * y).sum() / 3;
   Inputs v, w;
   for (const auto& x : leaves) v.push_back(torch::randn_like(x));
   for (const auto& x : leaves) w.push_back(torch::randn_like(x));
@@ -129,6 +130,13 @@ INSTANTIATE_TEST_SUITE_P(
                [] { return Inputs{leaf({2, 3, 6}), leaf({6}), leaf({6})}; }},
         OpCase{"rms_norm", [](const Inputs& x) { return ops::rms_norm(x[0], x[1], 1e-6); },
                [] { return Inputs{leaf({2, 3, 6}), leaf({6})}; }},
+        // A [B, T, H, d] projection seen as [B, H, T, d], as LLaMA rotates q and k.
+        OpCase{"rope",
+               [](const Inputs& x) {
+                 const auto f = torch::outer(torch::arange(5, torch::kFloat64), torch::tensor({1.0, 0.1, 0.01}));
+                 return torch::tanh(ops::rope(x[0].transpose(1, 2), f.cos(), f.sin()));
+               },
+               [] { return Inputs{leaf({2, 5, 2, 6})}; }},
         // q, k, v as the models make them: [B, T, H, d] projections seen as [B, H, T, d] (not contiguous).
         OpCase{"causal_attention",
                [](const Inputs& x) {

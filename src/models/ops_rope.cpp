@@ -1,0 +1,67 @@
+// Rotary position embedding as one autograd Function. RoPE rotates each pair (x_j, x_{j+h}) of a
+// head's vector at position t by the angle theta(t, j): a linear map whose adjoint is the rotation
+// back, so its gradient, its products' passes and every higher derivative are the same fused loop
+// with the sign flipped (LibTorch's composite runs a multiplication, a concatenation, a negation
+// and an addition per pass, each with its own double backward).
+#include "curvature_ops.h"
+#include "curvature_ops_detail.h"
+
+namespace bs::ops {
+
+namespace {
+using namespace detail;
+
+// y_j = x_j c - sigma x_{j+h} s,  y_{j+h} = x_{j+h} c + sigma x_j s  (c, s at [t, j]; rows of 2h).
+template <class T>
+void rotate_rows(const T* x, const T* c, const T* s, T sigma, T* y, int64_t rows, int64_t T_, int64_t h) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *xr = x + r * 2 * h, *cr = c + (r % T_) * h, *sr = s + (r % T_) * h;
+    T* yr = y + r * 2 * h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      yr[j] = xr[j] * cr[j] - sigma * xr[j + h] * sr[j];
+      yr[j + h] = xr[j + h] * cr[j] + sigma * xr[j] * sr[j];
+    }
+  }
+}
+
+Tensor rotate(const Tensor& x, const Tensor& c, const Tensor& s, double sigma) {
+  const auto xc = x.contiguous();
+  auto y = torch::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "rotate_rows", [&] {
+    rotate_rows<scalar_t>(xc.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                          static_cast<scalar_t>(sigma), y.data_ptr<scalar_t>(), xc.numel() / xc.size(-1), c.size(0),
+                          c.size(1));
+  });
+  return y;
+}
+
+// The rotation (sigma = 1) or its adjoint (sigma = -1); the backward is the other one.
+struct Rope : torch::autograd::Function<Rope> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& c, const Tensor& s, double sigma) {
+    ctx->saved_data["c"] = c;
+    ctx->saved_data["s"] = s;
+    ctx->saved_data["sigma"] = sigma;
+    return rotate(x, c, s, sigma);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto c = ctx->saved_data["c"].toTensor(), s = ctx->saved_data["s"].toTensor();
+    const double back = -ctx->saved_data["sigma"].toDouble();
+    const auto dx = torch::GradMode::is_enabled() ? Rope::apply(grad[0], c, s, back) : rotate(grad[0], c, s, back);
+    return {dx, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const auto c = cos.to(x.scalar_type()).contiguous(), s = sin.to(x.scalar_type()).contiguous();
+  if (recorded(x)) return Rope::apply(x, c, s, 1.0);
+  if (!torch::GradMode::is_enabled() || !x.requires_grad()) return rotate(x, c, s, 1.0);
+  // LibTorch's composite (Hugging Face's rotate_half form): the tests' oracle.
+  const int64_t h = x.size(-1) / 2;
+  const auto rotated = torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+  return x * torch::cat({c, c}, -1) + rotated * torch::cat({s, s}, -1);
+}
+
+}  // namespace bs::ops
