@@ -181,7 +181,7 @@ void register_bench(CLI::App& app) {
   bench->require_subcommand(1);
   auto* hvp = bench->add_subcommand("hvp", "Hessian-vector product cost, Lanczos vs power iteration, block traces");
   auto o = std::make_shared<BenchOptions>();
-  hvp->add_option("--models", o->models, "built-in models to measure")->capture_default_str();
+  hvp->add_option("--models", o->models, "built-in models to measure")->delimiter(',')->capture_default_str();
   hvp->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
   hvp->add_option("--repeats", o->repeats, "timing repeats (median)")->capture_default_str();
   hvp->add_option("--probes", o->probes, "Hutchinson probes for the trace timing")->capture_default_str();
@@ -189,6 +189,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   hvp->add_option("--seed", o->seed, "seed")->capture_default_str();
   hvp->add_option("--parts", o->parts, "what to measure: cost (product over gradient), eigen (Lanczos vs power), trace")
+      ->delimiter(',')
       ->check(CLI::IsMember({"cost", "eigen", "trace"}))
       ->capture_default_str();
   hvp->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
