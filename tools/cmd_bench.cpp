@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "hutchinson.h"
+#include "progress.h"
 #include "spectral.h"
 
 namespace bs {
@@ -83,10 +84,12 @@ nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
   gradient();
   product();  // warm-up of both
   std::vector<double> tg, th, ratios;
+  Progress bar(m.c.model + ": gradient/product repeats", o.repeats);
   for (int64_t r = 0; r < o.repeats; ++r) {
     tg.push_back(median_seconds(1, gradient));
     th.push_back(median_seconds(1, product));
     ratios.push_back(th.back() / tg.back());
+    bar.update(r + 1);
   }
   const double t_grad = median(tg), t_hvp = median(th);
   return {{"grad_seconds", t_grad},
@@ -98,6 +101,12 @@ nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
 nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
   HvpOperator& H = *m.H;
   const int64_t n = H.size();
+  Progress bar(m.c.model + ": eigensolver products", 0);
+  int64_t calls = 0;
+  const LinearOp op = [&](const torch::Tensor& v) {
+    bar.update(++calls);
+    return H.apply(v);
+  };
   std::mt19937_64 rng(o.seed);
   gaussian(n, rng, H.dtype());  // the cost part's vector: the start is the stream's second draw
   auto start = gaussian(n, rng, torch::kFloat64);
@@ -108,15 +117,15 @@ nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
   ref_opt.ncv = 40;
   ref_opt.start = start;
   ref_opt.which = "LM";  // power iteration converges to the largest magnitudes: compare like with like
-  const auto ref = lanczos_eigs(H.as_op(), n, ref_opt);
+  const auto ref = lanczos_eigs(op, n, ref_opt);
   for (int64_t k : {1, 5}) {
     EigOptions lo;
     lo.k = k;
     lo.tol = o.power_tol;
     lo.start = start;
     lo.which = "LM";
-    const auto lz = lanczos_eigs(H.as_op(), n, lo);  // profile's basis: max(2k+1, 20) vectors
-    const auto pw = power_eigs(H.as_op(), n, lo);
+    const auto lz = lanczos_eigs(op, n, lo);  // profile's basis: max(2k+1, 20) vectors
+    const auto pw = power_eigs(op, n, lo);
     std::vector<double> ref_k(ref.values.begin(), ref.values.begin() + k);
     const double e_lz = max_rel_err(lz.values, ref_k), e_pw = max_rel_err(pw.values, ref_k);
     // Equal or better accuracy: the cheapest Lanczos run (profile's basis or the smallest, 2k+1, at
@@ -129,7 +138,7 @@ nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
         EigOptions e = lo;
         e.ncv = ncv;
         e.tol = tol;
-        const auto r = lanczos_eigs(H.as_op(), n, e);
+        const auto r = lanczos_eigs(op, n, e);
         const double err = max_rel_err(r.values, ref_k);
         if (err <= e_pw && r.n_products < best) best = r.n_products, best_err = err, best_tol = tol, best_ncv = ncv;
       }
