@@ -28,7 +28,8 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double ep
 // Rotary position embedding on [..., T, 2h] (Hugging Face's rotate_half form): the pair (x_j, x_{j+h})
 // at position t rotated by the angle whose cosine and sine are cos[t, j], sin[t, j] ([T, h] tables).
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
-// Causal softmax attention on [B, H, T, d] tensors: softmax(q k^T / sqrt(d), future keys masked) v.
+// Causal softmax attention: softmax(q k^T / sqrt(d), future keys masked) v with q [B, H, T, d] and
+// k, v [B, G, T, d]; G < H is grouped-query attention (query head h uses key/value head h / (H / G)).
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 // While one lives (per thread), the ops above are LibTorch's native ones.

@@ -1,4 +1,4 @@
-// LLaMA modules. GQA repeats each KV head n_heads/n_kv_heads times consecutively (HF repeat_kv).
+// LLaMA modules. GQA: query head h uses KV head h / (n_heads / n_kv_heads), the order of HF repeat_kv.
 #include "llama.h"
 
 #include "curvature_ops.h"
@@ -47,12 +47,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
   auto q = apply_rope(heads(through_ops(q_proj, x), n_heads));
   auto k = apply_rope(heads(through_ops(k_proj, x), n_kv_heads));
   auto v = heads(through_ops(v_proj, x), n_kv_heads);
-  if (n_kv_heads != n_heads) {
-    const int64_t rep = n_heads / n_kv_heads;
-    k = k.repeat_interleave(rep, 1);
-    v = v.repeat_interleave(rep, 1);
-  }
-  auto y = ops::causal_attention(q, k, v);
+  auto y = ops::causal_attention(q, k, v);  // grouped-query: each KV head serves n_heads / n_kv_heads queries
   return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
 

@@ -14,15 +14,21 @@ namespace bs::ops {
 namespace {
 using namespace detail;
 
-// Causal attention O = P v, P = softmax(s q k^T) with future keys masked, on [N, T, d] tensors.
+// Grouped-query attention without copies of the keys: the rep = H / G query heads that share a
+// key/value head are stacked along the sequence, so [B, H, T, d] queries become [B G, rep T, d]
+// against [B G, T, d] keys and values, and a query row's position is its row index mod T. The sums
+// over a group's heads (the keys' and values' gradients) happen inside the matrix products.
+Tensor grouped(const Tensor& t, int64_t groups) { return t.reshape({t.size(0) * groups, -1, t.size(-1)}); }
+
+// Causal attention O = P v, P = softmax(s q k^T) with future keys masked, on grouped tensors.
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s) {
-  const int64_t T = q3.size(1);
-  const auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q3.device())).triu(1);
+  const int64_t T = k3.size(1);
+  const auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q3.device()))
+                        .triu(1)
+                        .repeat({q3.size(1) / T, 1});
   const auto scores = torch::bmm(q3, k3.transpose(1, 2)) * s;
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
 }
-
-Tensor as3d(const Tensor& t) { return t.reshape({-1, t.size(-2), t.size(-1)}); }
 
 // dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP), on the causal part of each row (zero above it,
 // where P is zero): one pass instead of an addition, the softmax backward and a scaling.
@@ -129,8 +135,9 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({gO, q, k, v, P});
     ctx->saved_data["s"] = s;
-    const auto G = as3d(gO).contiguous(), q3 = as3d(q).contiguous(), k3 = as3d(k).contiguous(),
-               v3 = as3d(v).contiguous();
+    const int64_t g = k.size(1);
+    const auto G = grouped(gO, g).contiguous(), q3 = grouped(q, g).contiguous(), k3 = grouped(k, g).contiguous(),
+               v3 = grouped(v, g).contiguous();
     const auto dP = torch::bmm(G, v3.transpose(1, 2));
     const auto A = dP - (dP * P).sum(-1, true);
     const auto dS = s * P * A;
@@ -143,11 +150,15 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const double s = ctx->saved_data["s"].toDouble();
     const auto saved = ctx->get_saved_variables();
-    auto cot = [&](size_t i, const Tensor& like) { return grad[i].defined() ? as3d(grad[i]) : torch::zeros_like(as3d(like)); };
+    const int64_t ng = saved[2].size(1);
+    auto cot = [&](size_t i, const Tensor& like) {
+      return grad[i].defined() ? grouped(grad[i], ng) : torch::zeros_like(grouped(like, ng));
+    };
     const auto Aq = cot(0, saved[1]), Ak = cot(1, saved[2]), Av = cot(2, saved[3]);
     std::array<Tensor, 5> g;
     if (torch::GradMode::is_enabled()) {  // a third derivative: recompute the pieces differentiably
-      const auto G = as3d(saved[0]), q = as3d(saved[1]), k = as3d(saved[2]), v = as3d(saved[3]), &P = saved[4];
+      const auto G = grouped(saved[0], ng), q = grouped(saved[1], ng), k = grouped(saved[2], ng),
+                 v = grouped(saved[3], ng), &P = saved[4];
       const auto dP = torch::bmm(G, v.transpose(1, 2));
       const auto A = dP - (dP * P).sum(-1, true);
       g = attention_backward_vjp(G, q, k, v, P, dP, A, s * P * A, Aq, Ak, Av, s);
@@ -163,8 +174,9 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
 struct CausalAttention : torch::autograd::Function<CausalAttention> {
   static variable_list forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double s) {
     ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
-    const auto P = causal_scores_softmax(as3d(q), as3d(k), s);
-    auto O = torch::bmm(P, as3d(v));
+    const int64_t g = k.size(1);
+    const auto P = causal_scores_softmax(grouped(q, g), grouped(k, g), s);
+    auto O = torch::bmm(P, grouped(v, g));
     ctx->save_for_backward({q, k, v, P});
     ctx->saved_data["s"] = s;
     return {O.view({q.size(0), q.size(1), q.size(2), v.size(-1)}), P};
@@ -178,7 +190,8 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
       auto g = CausalAttentionBackward::apply(gO, q, k, v, P, s);
       return {g[0], g[1], g[2], Tensor()};
     }
-    auto g = attention_backward(as3d(gO), grad[1], as3d(q), as3d(k), as3d(v), P, s);
+    const int64_t ng = k.size(1);
+    auto g = attention_backward(grouped(gO, ng), grad[1], grouped(q, ng), grouped(k, ng), grouped(v, ng), P, s);
     return {g[0].view(q.sizes()), g[1].view(k.sizes()), g[2].view(v.sizes()), Tensor()};
   }
 };
@@ -186,9 +199,15 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
 }  // namespace
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.size(1) == v.size(1) && q.size(1) % k.size(1) == 0,
+              "causal_attention: q [B, H, T, d] and k, v [B, G, T, d] with H a multiple of G, got ", q.sizes(), ", ",
+              k.sizes(), ", ", v.sizes());
   const double s = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   if (recorded(q) || recorded(k) || recorded(v)) return CausalAttention::apply(q, k, v, s)[0];
-  const auto O = torch::bmm(causal_scores_softmax(as3d(q), as3d(k), s), as3d(v));
+  // LibTorch's ops (the tests' oracle): each key/value head repeated for its queries (Hugging Face's repeat_kv).
+  const int64_t rep = q.size(1) / k.size(1), H = q.size(1);
+  const auto k_full = rep > 1 ? k.repeat_interleave(rep, 1) : k, v_full = rep > 1 ? v.repeat_interleave(rep, 1) : v;
+  const auto O = torch::bmm(causal_scores_softmax(grouped(q, H), grouped(k_full, H), s), grouped(v_full, H));
   return O.view({q.size(0), q.size(1), q.size(2), v.size(-1)});
 }
 

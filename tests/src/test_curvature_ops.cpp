@@ -142,7 +142,13 @@ INSTANTIATE_TEST_SUITE_P(
                [](const Inputs& x) {
                  return ops::causal_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2));
                },
-               [] { return Inputs{leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})}; }}),
+               [] { return Inputs{leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})}; }},
+        // Grouped-query: 6 query heads on 2 key/value heads (oracle: LibTorch's ops on repeated heads).
+        OpCase{"grouped_query_attention",
+               [](const Inputs& x) {
+                 return ops::causal_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2));
+               },
+               [] { return Inputs{leaf({2, 5, 6, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})}; }}),
     [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
 
 TEST(CausalAttention, SeesNoFutureKey) {
