@@ -92,6 +92,9 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
                       std::to_string(c.n_heads) + ")");
     if (c.kv_heads() <= 0 || c.n_heads % c.kv_heads() != 0)
       throw UserError("--set: n_heads must be a multiple of n_kv_heads");
+    if (c.family == "llama" && c.head_dim() % 2 != 0)
+      throw UserError("--set: llama's head dimension dim / n_heads (" + std::to_string(c.head_dim()) +
+                      ") must be even (RoPE rotates pairs of coordinates)");
     if (c.family == "gpt2" && c.n_kv_heads > 0 && c.n_kv_heads != c.n_heads)
       throw UserError("--set n_kv_heads: gpt2 models have no grouped-query attention (use a llama preset)");
     if (c.vocab <= 0 || c.seq_len <= 0 || c.n_layer <= 0)

@@ -55,6 +55,9 @@ struct Rope : torch::autograd::Function<Rope> {
 }  // namespace
 
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  TORCH_CHECK(x.dim() >= 2 && cos.dim() == 2 && cos.sizes() == sin.sizes() && x.size(-2) == cos.size(0) &&
+                  x.size(-1) == 2 * cos.size(1),
+              "rope: x [..., T, 2h] with cos, sin [T, h], got ", x.sizes(), " and ", cos.sizes());
   const auto c = cos.to(x.scalar_type()).contiguous(), s = sin.to(x.scalar_type()).contiguous();
   if (recorded(x)) return Rope::apply(x, c, s, 1.0);
   if (!torch::GradMode::is_enabled() || !x.requires_grad()) return rotate(x, c, s, 1.0);

@@ -89,6 +89,7 @@ TEST(ModelZoo, BadPresetAndSetKeysAreUserErrors) {
   EXPECT_THROW(make("gpt2-tiny", {"n_heads=5"}), UserError);
   EXPECT_THROW(make("gpt2-tiny", {"n_layer"}), UserError);
   EXPECT_THROW(make("llama-tiny", {"n_kv_heads=3"}), UserError);
+  EXPECT_THROW(make("llama-tiny", {"dim=12", "n_heads=4"}), UserError);  // head dimension 3: RoPE needs pairs
 }
 
 TEST(ModelZoo, LanguageModelsAreCausal) {
