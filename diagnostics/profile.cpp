@@ -85,6 +85,8 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   if (opt.block_eigs != "none" && opt.block_eigs != "kinds" && opt.block_eigs != "all")
     throw UserError("--block-eigs '" + opt.block_eigs + "': expected none, kinds or all");
   if (opt.batches < 1) throw UserError("--batches must be at least 1");
+  if (opt.trace_estimator != "hutchinson" && opt.trace_estimator != "hutch++")
+    throw UserError("--trace-estimator '" + opt.trace_estimator + "': expected hutchinson or hutch++");
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Batch> batches;
   for (int64_t b = 0; b < opt.batches; ++b) batches.push_back(s.train_batch(b));
@@ -112,7 +114,9 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   }
 
   // Hutchinson: global and every block from the same products.
-  p.trace = hutchinson(H.as_op(), table, opt.probes, s.opt.seed + 1, H.dtype());
+  p.trace = opt.trace_estimator == "hutch++"
+                ? hutch_plus_plus(H.as_op(), table, opt.probes - opt.probes % 3, s.opt.seed + 1, H.dtype())
+                : hutchinson(H.as_op(), table, opt.probes, s.opt.seed + 1, H.dtype());
 
   // Per-tensor statistics.
   const auto g0 = table.unflatten(H.first_batch_gradient());
@@ -243,6 +247,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
   out.attribute("command_line", command_line());
   out.attribute("seed", std::to_string(s.opt.seed));
+  out.attribute("trace_estimator", opt.trace_estimator);
   out.attribute("model", s.opt.model);
   out.attribute("data", s.data->describe());
   out.attribute("dtype", s.opt.dtype);
@@ -268,8 +273,8 @@ void print_profile(const Profile& p, const Session& s) {
   for (double v : p.global.values) std::printf(" %.6g", v);
   std::printf("\nmax residual ||Hv - lambda v||: %.3g\n",
               p.global.residuals.empty() ? NAN : *std::max_element(p.global.residuals.begin(), p.global.residuals.end()));
-  std::printf("trace %.6g +- %.3g (Hutchinson, %lld probes)\n\n", p.trace.trace, p.trace.stderr_,
-              static_cast<long long>(p.trace.n_products));
+  std::printf("trace %.6g +- %.3g (%s, %lld products)\n\n", p.trace.trace, p.trace.stderr_,
+              p.trace.estimator.c_str(), static_cast<long long>(p.trace.n_products));
   std::printf("%-6s %8s %10s %12s %12s %12s\n", "kind", "tensors", "numel", "trace", "avg_sharp", "lambda_max");
   for (const auto& k : p.kinds)
     std::printf("%-6s %8lld %10lld %12.5g %12.5g %s\n", to_string(k.kind).c_str(), static_cast<long long>(k.n_tensors),

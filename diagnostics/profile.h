@@ -14,6 +14,7 @@ namespace bs {
 struct ProfileOptions {
   int64_t topk = 5;
   int64_t probes = 100;
+  std::string trace_estimator = "hutchinson";  // hutchinson | hutch++ (the largest multiple of 3 <= probes)
   int64_t batches = 1;
   std::string method = "lanczos";     // lanczos | power
   std::string which = "LA";           // LA | SA | LM (Lanczos)

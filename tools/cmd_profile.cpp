@@ -13,7 +13,11 @@ void register_profile(CLI::App& app) {
   auto p = std::make_shared<ProfileOptions>();
   add_common_options(cmd, *common);
   cmd->add_option("--topk", p->topk, "top eigenvalues of the Hessian")->capture_default_str();
-  cmd->add_option("--probes", p->probes, "Hutchinson probes for the traces")->capture_default_str();
+  cmd->add_option("--probes", p->probes, "products for the traces (Hutch++: the largest multiple of 3 below)")
+      ->capture_default_str();
+  cmd->add_option("--trace-estimator", p->trace_estimator,
+                  "hutchinson, or hutch++ (a sketch of the dominant eigenspace, exact on it: lower error)")
+      ->capture_default_str();
   cmd->add_option("--batches", p->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
   cmd->add_option("--method", p->method, "lanczos (Spectra) or power (PyHessian's deflated power iteration)")
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "dense_hessian.h"
+#include "errors.h"
 #include "h5io.h"
 #include "profile.h"
 
@@ -76,4 +77,32 @@ TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
     const double lmax = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(S).eigenvalues()[e.numel - 1];
     EXPECT_NEAR(p.blocks[i].lambda_max, lmax, 1e-7 * std::max(1.0, std::abs(lmax))) << e.name;
   }
+}
+
+// --trace-estimator hutch++: the largest multiple of 3 of --probes products; block traces within 4
+// standard errors of the dense Hessian's diagonal blocks and summing to the global trace.
+TEST(Profile, HutchPlusPlusTraces) {
+  ProfileOptions o;
+  o.topk = 1;
+  o.probes = 100;
+  o.density_runs = 0;
+  o.block_eigs = "none";
+  o.trace_estimator = "hutch++";
+  Session s = tiny_session("gpt2", 2);
+  Profile p = run_profile(s, o);
+  EXPECT_EQ(p.trace.estimator, "Hutch++");
+  EXPECT_EQ(p.trace.n_products, 99);
+  Session d = tiny_session("gpt2", 2);
+  const auto diag = dense_hessian(*d.net, tiny_batch(d, 0), d.loss).diagonal();
+  double sum = 0;
+  int64_t off = 0;
+  for (size_t i = 0; i < p.blocks.size(); ++i) {
+    const double exact = diag.narrow(0, off, p.blocks[i].numel).sum().item<double>();
+    EXPECT_LE(std::abs(p.blocks[i].trace - exact), 4 * p.blocks[i].trace_stderr + 1e-10) << p.blocks[i].name;
+    sum += p.blocks[i].trace;
+    off += p.blocks[i].numel;
+  }
+  EXPECT_NEAR(sum, p.trace.trace, 1e-9 * std::max(1.0, std::abs(p.trace.trace)));
+  o.trace_estimator = "hutch+";
+  EXPECT_THROW(run_profile(s, o), UserError);
 }
