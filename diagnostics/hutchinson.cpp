@@ -9,6 +9,17 @@
 namespace bs {
 
 namespace {
+// Sample j of every block (the sum of x over its coordinates) and, last, of the total.
+void record_sample(std::vector<std::vector<double>>& samples, const ParamTable& table, const torch::Tensor& x, int64_t j) {
+  double total = 0;
+  for (size_t b = 0; b < table.size(); ++b) {
+    const auto& e = table.at(b);
+    samples[b][j] = x.narrow(0, e.offset, e.numel).sum().item<double>();
+    total += samples[b][j];
+  }
+  samples[table.size()][j] = total;
+}
+
 // Per block (and, last, the total): exact part + mean of the samples, standard error of the mean
 // (unbiased sample variance / count).
 TraceResult from_samples(const std::vector<std::vector<double>>& samples, const std::vector<double>& exact) {
@@ -45,14 +56,7 @@ TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t prob
   Progress bar("trace", probes);
   for (int64_t s = 0; s < probes; ++s) {
     auto z = rademacher(table.total_numel(), rng, dtype);
-    auto zhz = (z * op(z).to(dtype)).to(torch::kFloat64);
-    double total = 0;
-    for (size_t b = 0; b < B; ++b) {
-      const auto& e = table.at(b);
-      samples[b][s] = zhz.narrow(0, e.offset, e.numel).sum().item<double>();
-      total += samples[b][s];
-    }
-    samples[B][s] = total;
+    record_sample(samples, table, (z * op(z).to(dtype)).to(torch::kFloat64), s);
     bar.update(s + 1);
   }
   TraceResult r = from_samples(samples, std::vector<double>(B + 1, 0.0));
@@ -90,14 +94,7 @@ TraceResult hutch_plus_plus(const LinearOp& op, const ParamTable& table, int64_t
   for (int64_t j = 0; j < k; ++j) {
     const auto g = rademacher(n, rng, torch::kFloat64);
     const auto w = g - torch::mv(Q, torch::mv(Q.t(), g));
-    const auto ghw = w * apply(w);
-    double total = 0;
-    for (size_t b = 0; b < B; ++b) {
-      const auto& e = table.at(b);
-      samples[b][j] = ghw.narrow(0, e.offset, e.numel).sum().item<double>();
-      total += samples[b][j];
-    }
-    samples[B][j] = total;
+    record_sample(samples, table, w * apply(w), j);
   }
   std::vector<double> exact(B + 1, 0.0);
   for (size_t b = 0; b < B; ++b) {
