@@ -9,6 +9,11 @@ namespace bs::ops {
 namespace {
 using namespace detail;
 
+// A cotangent as a contiguous tensor of `shape` (zeros when undefined: a block product asked for none).
+Tensor cotangent(const Tensor& g, at::IntArrayRef shape, const Tensor& like) {
+  return g.defined() ? g.reshape(shape).contiguous() : torch::zeros(shape, like.options());
+}
+
 // LayerNorm over the last dim, y = xh w + b, xh = (x - mean) rho. Its gradient, per row of D:
 // z = dy w, dx = rho (z - mean(z) - xh mean(z xh)), dw = sum_rows dy xh, db = sum_rows dy. For cotangents
 // (A, Bw, Bb) of (dx, dw, db), with At = rho (A - mean(A) - xh mean(A xh)), c = mean(z xh):
@@ -69,9 +74,8 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
     const auto saved = ctx->get_saved_variables();
     const auto &dy = saved[0], &x = saved[1], &w = saved[2];
     const int64_t D = x.size(-1);
-    const auto A = grad[0].defined() ? grad[0].reshape({-1, D}).contiguous() : torch::zeros({x.numel() / D, D}, x.options());
-    const auto Bw = grad[1].defined() ? grad[1].contiguous() : torch::zeros({D}, x.options());
-    const auto Bb = grad[2].defined() ? grad[2].contiguous() : torch::zeros({D}, x.options());
+    const auto A = cotangent(grad[0], {x.numel() / D, D}, x), Bw = cotangent(grad[1], {D}, x);
+    const auto Bb = cotangent(grad[2], {D}, x);
     if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
       const double eps = ctx->saved_data["eps"].toDouble();
       const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
@@ -184,8 +188,7 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
     const auto saved = ctx->get_saved_variables();
     const auto &dy = saved[0], &x = saved[1], &w = saved[2];
     const int64_t D = x.size(-1);
-    const auto A = grad[0].defined() ? grad[0].reshape({-1, D}).contiguous() : torch::zeros({x.numel() / D, D}, x.options());
-    const auto Bw = grad[1].defined() ? grad[1].contiguous() : torch::zeros({D}, x.options());
+    const auto A = cotangent(grad[0], {x.numel() / D, D}, x), Bw = cotangent(grad[1], {D}, x);
     if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
       const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
       const auto rho = rms_rho(x2, ctx->saved_data["eps"].toDouble());
