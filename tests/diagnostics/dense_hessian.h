@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "h5io.h"
+#include "hvp_operator.h"
 #include "models/curvature_ops.h"
 #include "models/model_zoo.h"
 #include "session.h"
@@ -71,5 +72,24 @@ inline Session tiny_session(const std::string& which, uint64_t seed = 0) {
 }
 
 inline Batch tiny_batch(const Session& s, int64_t i) { return s.train_batch(i); }
+
+// A tiny session, its first batch, the dense Hessian there (the oracle) and the operator under test.
+struct TinyHessian {
+  explicit TinyHessian(const std::string& which)
+      : s(tiny_session(which)), b(tiny_batch(s, 0)), H(dense_hessian(*s.net, b, s.loss)), op(*s.net, {b}, s.loss, "test") {}
+  Session s;
+  Batch b;
+  torch::Tensor H;
+  HvpOperator op;
+};
+
+// The exact trace of each diagonal block of H, the blocks as `table` lays them out.
+inline std::vector<double> block_traces(const torch::Tensor& H, const ParamTable& table) {
+  const auto diag = H.diagonal();
+  std::vector<double> traces;
+  for (size_t i = 0; i < table.size(); ++i)
+    traces.push_back(diag.narrow(0, table.at(i).offset, table.at(i).numel).sum().item<double>());
+  return traces;
+}
 
 }  // namespace bs::testing_support

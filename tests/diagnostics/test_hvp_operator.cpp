@@ -16,10 +16,9 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).norm
 class HvpModels : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HvpModels, ProductEqualsDenseHessianTimesVector) {
-  Session s = tiny_session(GetParam());
-  Batch b = tiny_batch(s, 0);
-  auto H = dense_hessian(*s.net, b, s.loss);
-  HvpOperator op(*s.net, {b}, s.loss, "test");
+  TinyHessian tiny(GetParam());
+  const auto& H = tiny.H;
+  auto& op = tiny.op;
   std::mt19937_64 rng(1);
   for (int k = 0; k < 3; ++k) {
     auto v = gaussian(op.size(), rng, torch::kFloat64);
@@ -29,10 +28,9 @@ TEST_P(HvpModels, ProductEqualsDenseHessianTimesVector) {
 }
 
 TEST_P(HvpModels, BlockViewIsTheDiagonalBlock) {
-  Session s = tiny_session(GetParam());
-  Batch b = tiny_batch(s, 0);
-  auto H = dense_hessian(*s.net, b, s.loss);
-  HvpOperator op(*s.net, {b}, s.loss, "test");
+  TinyHessian tiny(GetParam());
+  const auto& H = tiny.H;
+  auto& op = tiny.op;
   const auto& t = op.table();
   std::vector<size_t> block = {0, t.size() - 1};
   const auto &e0 = t.at(0), &e1 = t.at(t.size() - 1);
@@ -48,10 +46,9 @@ TEST_P(HvpModels, BlockViewIsTheDiagonalBlock) {
 class HvpModelsWithBiases : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HvpModelsWithBiases, WeightAndBiasBlocksAreDiagonalBlocks) {
-  Session s = tiny_session(GetParam());
-  Batch b = tiny_batch(s, 0);
-  auto H = dense_hessian(*s.net, b, s.loss);
-  HvpOperator op(*s.net, {b}, s.loss, "test");
+  TinyHessian tiny(GetParam());
+  const auto& H = tiny.H;
+  auto& op = tiny.op;
   const auto& t = op.table();
   std::mt19937_64 rng(3);
   int blocks = 0;
