@@ -1,8 +1,9 @@
 // What the curvature ops' files share (internal to src/models): whether an op records its own
-// Function, and f', f'' as constants. See curvature_ops.h for what the ops are for.
+// Function, the constants a recorded backward keeps, and f', f'' as constants. See curvature_ops.h for what the ops are for.
 #pragma once
 #include <torch/torch.h>
 
+#include <initializer_list>
 #include <utility>
 
 namespace bs::ops::detail {
@@ -13,6 +14,13 @@ using torch::autograd::variable_list;
 
 // True when x's op is being recorded for a gradient and NativeSecondOrder is not in force.
 bool recorded(const torch::Tensor& x);
+
+// Constants a recorded backward keeps for the products' passes (contiguous: the row kernels read
+// them as arrays), and reading one back.
+inline void keep(AutogradContext* ctx, std::initializer_list<std::pair<const char*, Tensor>> constants) {
+  for (const auto& [name, t] : constants) ctx->saved_data[name] = t.contiguous();
+}
+inline Tensor kept(AutogradContext* ctx, const char* name) { return ctx->saved_data[name].toTensor(); }
 
 // f'(x), f''(x) of a pointwise Spec as constants (no graph): what a recorded backward precomputes
 // for the products.

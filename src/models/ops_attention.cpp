@@ -141,9 +141,7 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
     const auto dP = torch::bmm(G, v3.transpose(1, 2));
     const auto A = dP - (dP * P).sum(-1, true);
     const auto dS = s * P * A;
-    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
-             {"G", G}, {"q", q3}, {"k", k3}, {"v", v3}, {"dP", dP}, {"A", A}, {"dS", dS}})
-      ctx->saved_data[name] = t;
+    keep(ctx, {{"G", G}, {"q", q3}, {"k", k3}, {"v", v3}, {"dP", dP}, {"A", A}, {"dS", dS}});
     return {torch::bmm(dS, k3).view(q.sizes()), torch::bmm(dS.transpose(1, 2), q3).view(k.sizes()),
             torch::bmm(P.transpose(1, 2), G).view(v.sizes())};
   }
@@ -163,7 +161,7 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
       const auto A = dP - (dP * P).sum(-1, true);
       g = attention_backward_vjp(G, q, k, v, P, dP, A, s * P * A, Aq, Ak, Av, s);
     } else {
-      auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+      auto c = [&](const char* name) { return kept(ctx, name); };
       g = attention_backward_vjp(c("G"), c("q"), c("k"), c("v"), saved[4], c("dP"), c("A"), c("dS"), Aq, Ak, Av, s);
     }
     return {g[0].view(saved[0].sizes()), g[1].view(saved[1].sizes()), g[2].view(saved[2].sizes()),

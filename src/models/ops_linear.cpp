@@ -128,9 +128,7 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
     ctx->save_for_backward({dy, h, W});
     const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
     const auto a = GeluTanhSpec::value(h2), da = dy2.mm(W);
-    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
-             {"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}})
-      ctx->saved_data[name] = t.contiguous();
+    keep(ctx, {{"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}});
     return {GeluTanhSpec::backward(da, h2).view(h.sizes()), dy2.t().mm(a), dy2.sum(0)};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -143,7 +141,7 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
       const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
       g = gelu_linear_vjp(dy2, W, GeluTanhSpec::value(h2), d1, dy2.mm(W) * d2, Ah, grad[1], grad[2]);
     } else {
-      auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+      auto c = [&](const char* name) { return kept(ctx, name); };
       g = gelu_linear_vjp(c("dy"), W, c("a"), c("d1"), c("da_d2"), Ah, grad[1], grad[2]);
     }
     return {g[0].view(dy.sizes()), g[2].view(h.sizes()), g[1], Tensor(), Tensor()};
@@ -174,9 +172,11 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
       auto g1 = LinearBackward::apply(g2[0], x, W1);   // (dx, dW1, db1)
       return {g1[0], g1[1], g1[2], g2[1], g2[2]};
     }
-    const auto dy = gy.reshape({-1, W2.size(0)}), h2 = h.reshape({-1, W1.size(0)});
-    const auto da = dy.mm(W2);
-    Tensor dh;
+    const auto h2 = h.reshape({-1, W1.size(0)});
+    const auto a = torch::GradMode::is_enabled() ? GeluTanhSpec::value(h2)  // differentiable for third derivatives
+                                                 : kept(ctx, "a").reshape({-1, W1.size(0)});
+    auto g2 = linear_gradient(gy, a, W2);  // (da, dW2, db2)
+    Tensor dh, &da = g2[0];
     const auto it = ctx->saved_data.find("d1");
     if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {
       dh = GeluTanhSpec::backward(da, h2);
@@ -185,10 +185,8 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
       dh = grad[1].defined() ? torch::addcmul(grad[1].reshape(da.sizes()), da, it->second.toTensor())
                              : da.mul_(it->second.toTensor());
     }
-    const auto a = torch::GradMode::is_enabled() ? GeluTanhSpec::value(h2)  // differentiable for third derivatives
-                                                 : ctx->saved_data["a"].toTensor().reshape({-1, W1.size(0)});
-    auto g = linear_gradient(dh, x, W1);
-    return {g[0], g[1], g[2], dy.t().mm(a), dy.sum(0)};
+    auto g1 = linear_gradient(dh, x, W1);
+    return {g1[0], g1[1], g1[2], g2[1], g2[2]};
   }
 };
 

@@ -64,10 +64,8 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
     const auto xh = (x.reshape({-1, D}) - mean.reshape({-1, 1})) * rho;
     const auto dy2 = dy.reshape({-1, D}).contiguous();
     const auto z = dy2 * w;
-    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
-             {"dy", dy2}, {"xh", xh}, {"z", z}, {"rho", rho}, {"c", (z * xh).mean(-1)}, {"zbar", z.mean(-1)},
-             {"w", w}})
-      ctx->saved_data[name] = t.contiguous();
+    keep(ctx, {{"dy", dy2}, {"xh", xh}, {"z", z}, {"rho", rho}, {"c", (z * xh).mean(-1)}, {"zbar", z.mean(-1)},
+               {"w", w}});
     return {dx, dw, db};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -90,7 +88,7 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
       return {(w * At + xh * Bw + Bb).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor(),
               Tensor(), Tensor()};
     }
-    auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+    auto c = [&](const char* name) { return kept(ctx, name); };
     auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
     AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "layer_norm_second_order_rows", [&] {
       layer_norm_second_order_rows<scalar_t>(
@@ -178,9 +176,7 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
     const int64_t D = x.size(-1);
     const auto xh = (x * rho).reshape({-1, D});
     const auto dy2 = dy.reshape({-1, D}).contiguous();
-    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
-             {"dy", dy2}, {"xh", xh}, {"rho", rho.reshape({-1})}, {"sz", (dy2 * w * xh).sum(-1)}})
-      ctx->saved_data[name] = t.contiguous();
+    keep(ctx, {{"dy", dy2}, {"xh", xh}, {"rho", rho.reshape({-1})}, {"sz", (dy2 * w * xh).sum(-1)}});
     auto g = rms_norm_gradient(dy, x, w, rho);
     return {g[0], g[1]};
   }
@@ -199,7 +195,7 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
       const auto gx = rho * (q - xh * qx / D) - rho * rho / D * (az * xh - 3 * sz * ax * xh / D + ax * z + sz * A);
       return {(w * At + xh * Bw).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor()};
     }
-    auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+    auto c = [&](const char* name) { return kept(ctx, name); };
     auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
     const auto wc = w.contiguous();
     AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "rms_norm_second_order_rows", [&] {

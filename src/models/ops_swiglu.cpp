@@ -49,9 +49,7 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
                                const Tensor& f, const Tensor& uf1, const Tensor& d1, const Tensor& d2) {
     ctx->save_for_backward({dy, g, u});
     const auto dyc = dy.contiguous();
-    for (const auto& [name, t] : std::initializer_list<std::pair<const char*, Tensor>>{
-             {"uf1", uf1}, {"f", f}, {"dyf1", dyc * d1}, {"dyuf2", dyc * u * d2}})
-      ctx->saved_data[name] = t.contiguous();
+    keep(ctx, {{"uf1", uf1}, {"f", f}, {"dyf1", dyc * d1}, {"dyuf2", dyc * u * d2}});
     return {SiluSpec::backward(dy * u, g), dy * f};  // LibTorch's gradient of silu(g) * u
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -63,7 +61,7 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
       return {Ag * u * d1 + Au * SiluSpec::value(g), Ag * dy * u * d2 + Au * dy * d1, Ag * dy * d1,
               Tensor(), Tensor(), Tensor(), Tensor()};
     }
-    auto c = [&](const char* name) { return ctx->saved_data[name].toTensor(); };
+    auto c = [&](const char* name) { return kept(ctx, name); };
     const auto Agc = Ag.contiguous(), Auc = Au.contiguous();
     auto gdy = torch::empty_like(Agc), gu = torch::empty_like(Agc), gg = torch::empty_like(Agc);
     AT_DISPATCH_FLOATING_TYPES(Agc.scalar_type(), "swiglu_second_order", [&] {
@@ -86,16 +84,18 @@ struct Swiglu : torch::autograd::Function<Swiglu> {
     const auto &g = saved[0], &u = saved[1];
     if (torch::GradMode::is_enabled()) {
       const auto [d1, d2] = detail::constant_derivatives<SiluSpec>(g);
-      torch::NoGradGuard constants;
-      const auto f = SiluSpec::value(g).contiguous(), uf1 = (u * d1).contiguous();
-      ctx->saved_data["f"] = f;  // later products pass back through here: one loop
-      ctx->saved_data["uf1"] = uf1;
-      torch::AutoGradMode record(true);
-      return SwigluBackward::apply(grad[0], g, u, f, uf1, d1, d2);
+      Tensor f, uf1;
+      {
+        torch::NoGradGuard constants;
+        f = SiluSpec::value(g);
+        uf1 = u * d1;
+      }
+      keep(ctx, {{"f", f}, {"uf1", uf1}});  // later products pass back through here: one loop
+      return SwigluBackward::apply(grad[0], g, u, kept(ctx, "f"), kept(ctx, "uf1"), d1, d2);
     }
     const auto it = ctx->saved_data.find("f");
     if (it == ctx->saved_data.end()) return {SiluSpec::backward(grad[0] * u, g), grad[0] * SiluSpec::value(g)};
-    const auto dy = grad[0].contiguous(), &f = it->second.toTensor(), uf1 = ctx->saved_data["uf1"].toTensor();
+    const auto dy = grad[0].contiguous(), f = it->second.toTensor(), uf1 = kept(ctx, "uf1");
     auto dg = torch::empty_like(dy), du = torch::empty_like(dy);
     AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "swiglu_first_order", [&] {
       swiglu_first_order<scalar_t>(dy.data_ptr<scalar_t>(), uf1.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(),
