@@ -9,15 +9,21 @@
 namespace bs {
 
 namespace {
-// Sample j of every block (the sum of x over its coordinates) and, last, of the total.
-void record_sample(std::vector<std::vector<double>>& samples, const ParamTable& table, const torch::Tensor& x, int64_t j) {
-  double total = 0;
+// The sum of x over every block's coordinates and, last, over all.
+std::vector<double> block_sums(const ParamTable& table, const torch::Tensor& x) {
+  std::vector<double> sums(table.size() + 1, 0.0);
   for (size_t b = 0; b < table.size(); ++b) {
     const auto& e = table.at(b);
-    samples[b][j] = x.narrow(0, e.offset, e.numel).sum().item<double>();
-    total += samples[b][j];
+    sums[b] = x.narrow(0, e.offset, e.numel).sum().item<double>();
+    sums[table.size()] += sums[b];
   }
-  samples[table.size()][j] = total;
+  return sums;
+}
+
+// Sample j of every block and of the total.
+void record_sample(std::vector<std::vector<double>>& samples, const ParamTable& table, const torch::Tensor& x, int64_t j) {
+  const auto sums = block_sums(table, x);
+  for (size_t b = 0; b < sums.size(); ++b) samples[b][j] = sums[b];
 }
 
 // Per block (and, last, the total): exact part + mean of the samples, standard error of the mean
@@ -96,13 +102,7 @@ TraceResult hutch_plus_plus(const LinearOp& op, const ParamTable& table, int64_t
     const auto w = g - torch::mv(Q, torch::mv(Q.t(), g));
     record_sample(samples, table, w * apply(w), j);
   }
-  std::vector<double> exact(B + 1, 0.0);
-  for (size_t b = 0; b < B; ++b) {
-    const auto& e = table.at(b);
-    exact[b] = sketched.narrow(0, e.offset, e.numel).sum().item<double>();
-    exact[B] += exact[b];
-  }
-  TraceResult r = from_samples(samples, exact);
+  TraceResult r = from_samples(samples, block_sums(table, sketched));
   r.n_products = products;
   r.estimator = "Hutch++";
   return r;

@@ -113,7 +113,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     p.n_hvp_global = p.global.n_products;
   }
 
-  // Hutchinson: global and every block from the same products.
+  // Traces (Hutchinson or Hutch++): global and every block from the same products.
   p.trace = opt.trace_estimator == "hutch++"
                 ? hutch_plus_plus(H.as_op(), table, opt.probes - opt.probes % 3, s.opt.seed + 1, H.dtype())
                 : hutchinson(H.as_op(), table, opt.probes, s.opt.seed + 1, H.dtype());

@@ -65,8 +65,7 @@ double max_rel_err(const std::vector<double>& got, const std::vector<double>& re
 
 // One bench_* per part; each gets the model's operator and its fixed batch.
 struct BenchModel {
-  Session s;
-  CommonOptions c;
+  Session s;  // s.opt: the model's options
   Batch batch;
   std::vector<torch::Tensor> params;
   std::unique_ptr<HvpOperator> H;
@@ -77,14 +76,14 @@ nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
   std::mt19937_64 rng(o.seed);
   auto v = gaussian(m.H->size(), rng, m.H->dtype());
   auto gradient = [&] {
-    auto loss = batch_loss(*m.s.net, m.batch, m.s.loss, m.c.data);
+    auto loss = batch_loss(*m.s.net, m.batch, m.s.loss, m.s.opt.data);
     auto g = torch::autograd::grad({loss}, m.params);
   };
   auto product = [&] { m.H->apply(v); };
   gradient();
   product();  // warm-up of both
   std::vector<double> tg, th, ratios;
-  Progress bar(m.c.model + ": gradient/product repeats", o.repeats);
+  Progress bar(m.s.opt.model + ": gradient/product repeats", o.repeats);
   for (int64_t r = 0; r < o.repeats; ++r) {
     tg.push_back(median_seconds(1, gradient));
     th.push_back(median_seconds(1, product));
@@ -101,7 +100,7 @@ nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
 nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
   HvpOperator& H = *m.H;
   const int64_t n = H.size();
-  Progress bar(m.c.model + ": eigensolver products", 0);
+  Progress bar(m.s.opt.model + ": eigensolver products", 0);
   int64_t calls = 0;
   const LinearOp op = [&](const torch::Tensor& v) {
     bar.update(++calls);
@@ -167,15 +166,16 @@ nlohmann::json bench_trace(BenchModel& m, const BenchOptions& o) {
 }
 
 nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
+  CommonOptions c;
+  c.model = model;
+  c.batch_size = o.batch_size;
+  c.seed = o.seed;
+  c.threads = o.threads;
   BenchModel m;
-  m.c.model = model;
-  m.c.batch_size = o.batch_size;
-  m.c.seed = o.seed;
-  m.c.threads = o.threads;
-  m.s = open_session(m.c);
+  m.s = open_session(c);
   m.batch = m.s.train_batch(0);
   m.params = m.s.net->parameters();
-  m.H = std::make_unique<HvpOperator>(*m.s.net, std::vector<Batch>{m.batch}, m.s.loss, m.c.data);
+  m.H = std::make_unique<HvpOperator>(*m.s.net, std::vector<Batch>{m.batch}, m.s.loss, m.s.opt.data);
   nlohmann::json out = {{"parameters", m.H->size()}, {"batch", {m.batch.inputs.size(0), m.batch.inputs.size(1)}}};
   if (wants(o, "cost")) out.update(bench_cost(m, o));
   if (wants(o, "eigen")) out.update(bench_eigen(m, o));

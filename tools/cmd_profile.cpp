@@ -16,7 +16,7 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--probes", p->probes, "products for the traces (Hutch++: the largest multiple of 3 below)")
       ->capture_default_str();
   cmd->add_option("--trace-estimator", p->trace_estimator,
-                  "hutchinson, or hutch++ (a sketch of the dominant eigenspace, exact on it: lower error)")
+                  "hutchinson, or hutch++ (exact on a sketch of the dominant eigenspace: lower error when a few eigenvalues dominate)")
       ->capture_default_str();
   cmd->add_option("--batches", p->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
   cmd->add_option("--method", p->method, "lanczos (Spectra) or power (PyHessian's deflated power iteration)")
