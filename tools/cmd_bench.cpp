@@ -8,7 +8,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "blas_kernels.h"
+#include "gemm.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
@@ -72,6 +72,8 @@ struct BenchModel {
 };
 
 // A gradient and a product alternate, so both medians see the same machine (a shared one drifts).
+// Where oneDNN runs the matrix products, each repeat also times both on LibTorch's own (its BLAS):
+// the baseline, in the same process.
 nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
   std::mt19937_64 rng(o.seed);
   auto v = gaussian(m.H->size(), rng, m.H->dtype());
@@ -80,21 +82,41 @@ nlohmann::json bench_cost(BenchModel& m, const BenchOptions& o) {
     auto g = torch::autograd::grad({loss}, m.params);
   };
   auto product = [&] { m.H->apply(v); };
-  gradient();
-  product();  // warm-up of both
-  std::vector<double> tg, th, ratios;
+  std::vector<gemm::Backend> backends = {gemm::backend()};
+  if (backends[0] == gemm::Backend::OneDnn) backends.push_back(gemm::Backend::LibTorch);
+  struct Times {
+    std::vector<double> gradient, product, ratio;
+  };
+  std::vector<Times> times(backends.size());
+  for (auto b : backends) {
+    gemm::ScopedBackend scope(b);
+    gradient();
+    product();  // warm-up of both
+  }
   Progress bar(m.s.opt.model + ": gradient/product repeats", o.repeats);
   for (int64_t r = 0; r < o.repeats; ++r) {
-    tg.push_back(median_seconds(1, gradient));
-    th.push_back(median_seconds(1, product));
-    ratios.push_back(th.back() / tg.back());
+    for (size_t i = 0; i < backends.size(); ++i) {
+      gemm::ScopedBackend scope(backends[i]);
+      times[i].gradient.push_back(median_seconds(1, gradient));
+      times[i].product.push_back(median_seconds(1, product));
+      times[i].ratio.push_back(times[i].product.back() / times[i].gradient.back());
+    }
     bar.update(r + 1);
   }
-  const double t_grad = median(tg), t_hvp = median(th);
-  return {{"grad_seconds", t_grad},
-          {"hvp_seconds", t_hvp},
-          {"hvp_over_grad", t_hvp / t_grad},
-          {"hvp_over_grad_each_repeat", ratios}};
+  auto figures = [](const Times& t) {
+    const double t_grad = median(t.gradient), t_hvp = median(t.product);
+    return nlohmann::json{{"grad_seconds", t_grad},
+                          {"hvp_seconds", t_hvp},
+                          {"hvp_over_grad", t_hvp / t_grad},
+                          {"hvp_over_grad_each_repeat", t.ratio}};
+  };
+  auto out = figures(times[0]);
+  if (backends.size() == 2) {
+    out["libtorch_gemm"] = figures(times[1]);
+    out["speedup_over_libtorch_gemm"] = {{"gradient", median(times[1].gradient) / median(times[0].gradient)},
+                                         {"product", median(times[1].product) / median(times[0].product)}};
+  }
+  return out;
 }
 
 nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
@@ -205,8 +227,9 @@ void register_bench(CLI::App& app) {
   register_bench_optim(*bench);
   register_bench_dist(*bench);
   hvp->callback([o] {
-    nlohmann::json out = {{"bench", "hvp"}, {"threads", torch::get_num_threads()}, {"blas_core", blas_core()}};
+    nlohmann::json out = {{"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);
+    out["threads"] = torch::get_num_threads();  // as the models' sessions set them
     std::printf("%s\n", out.dump(2).c_str());
   });
 }

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "distributed.h"
 #include "errors.h"
+#include "gemm.h"
 #include "session.h"
 
 int main(int argc, char** argv) {
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
   std::string error;
   try {
+    bs::gemm::backend();  // a bad BLOCKSHARP_GEMM stops here, before any work
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -92,7 +92,7 @@ torch::Tensor Gpt2Impl::forward(const torch::Tensor& tokens) {
   auto x = wte(tokens) + wpe(pos).unsqueeze(0);
   for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);
   x = through_ops(ln_f, x);
-  return cfg.tied ? torch::matmul(x, wte->weight.t()) : lm_head(x);
+  return ops::linear(x, cfg.tied ? wte->weight : lm_head->weight, {});
 }
 
 }  // namespace bs

@@ -92,7 +92,7 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens) {
   auto x = embed_tokens(tokens);
   for (const auto& layer : *layers) x = layer->as<LlamaLayer>()->forward(x);
   x = norm(x);
-  return cfg.tied ? torch::matmul(x, embed_tokens->weight.t()) : through_ops(lm_head, x);
+  return cfg.tied ? ops::linear(x, embed_tokens->weight, {}) : through_ops(lm_head, x);
 }
 
 }  // namespace bs

@@ -6,6 +6,7 @@
 //     d/d(dP) = P (s U - r),   d/dP = s U A - r dP   (then through dP = gO v^T and dv = P^T gO).
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
+#include "gemm.h"
 
 #include <limits>
 
@@ -26,7 +27,7 @@ Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s) {
   const auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q3.device()))
                         .triu(1)
                         .repeat({q3.size(1) / T, 1});
-  const auto scores = torch::bmm(q3, k3.transpose(1, 2)) * s;
+  const auto scores = gemm::bmm(q3, k3.transpose(1, 2)) * s;
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
 }
 
@@ -57,7 +58,7 @@ void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T*
 // when grad mode is on.
 std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
                                          const Tensor& v, const Tensor& P, double s) {
-  Tensor dP = torch::bmm(gO, v.transpose(1, 2)), dS;
+  Tensor dP = gemm::bmm(gO, v.transpose(1, 2)), dS;
   if (torch::GradMode::is_enabled()) {
     if (gP.defined()) dP = dP + gP;
     dS = s * P * (dP - (dP * P).sum(-1, true));
@@ -70,7 +71,7 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
                                              dP.size(0) * dP.size(1), dP.size(2));
     });
   }
-  return {torch::bmm(dS, k), torch::bmm(dS.transpose(1, 2), q), torch::bmm(P.transpose(1, 2), gO)};
+  return {gemm::bmm(dS, k), gemm::bmm(dS.transpose(1, 2), q), gemm::bmm(P.transpose(1, 2), gO)};
 }
 
 // For a cotangent U (unscaled) of dS = s P A, A = dP - rowsum(dP P): r = s rowsum(U P),
@@ -103,7 +104,8 @@ void softmax_second_order_rows(const T* U, const T* P, const T* A, const T* dP, 
 std::array<Tensor, 5> attention_backward_vjp(const Tensor& G, const Tensor& q, const Tensor& k, const Tensor& v,
                                              const Tensor& P, const Tensor& dP, const Tensor& A, const Tensor& dS,
                                              const Tensor& Aq, const Tensor& Ak, const Tensor& Av, double s) {
-  const auto U = torch::bmm(Aq, k.transpose(1, 2)).baddbmm_(q, Ak.transpose(1, 2));
+  auto U = gemm::bmm(Aq, k.transpose(1, 2));
+  gemm::baddbmm_(U, q, Ak.transpose(1, 2));
   Tensor gdP, gP;
   if (torch::GradMode::is_enabled()) {
     const auto r = s * (U * P).sum(-1, true);
@@ -119,11 +121,12 @@ std::array<Tensor, 5> attention_backward_vjp(const Tensor& G, const Tensor& q, c
     });
   }
   // Accumulating in place (fresh tensors) keeps each sum inside its matrix product.
-  return {torch::bmm(P, Av).baddbmm_(gdP, v),       // gO: from dv = P^T gO and dP = gO v^T
-          torch::bmm(dS, Ak),                       // q: from dk = dS^T q
-          torch::bmm(dS.transpose(1, 2), Aq),       // k: from dq = dS k
-          torch::bmm(gdP.transpose(1, 2), G),       // v: from dP = gO v^T
-          gP.baddbmm_(G, Av.transpose(1, 2))};      // P: through dS, and dv = P^T gO
+  auto gO = gemm::bmm(P, Av);
+  return {gemm::baddbmm_(gO, gdP, v),              // gO: from dv = P^T gO and dP = gO v^T
+          gemm::bmm(dS, Ak),                       // q: from dk = dS^T q
+          gemm::bmm(dS.transpose(1, 2), Aq),       // k: from dq = dS k
+          gemm::bmm(gdP.transpose(1, 2), G),       // v: from dP = gO v^T
+          gemm::baddbmm_(gP, G, Av.transpose(1, 2))};  // P: through dS, and dv = P^T gO
 }
 
 // (dq, dk, dv) as a Function of (gO, q, k, v, P), recorded while a gradient graph is built; P is the
@@ -138,12 +141,12 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
     const int64_t g = k.size(1);
     const auto G = grouped(gO, g).contiguous(), q3 = grouped(q, g).contiguous(), k3 = grouped(k, g).contiguous(),
                v3 = grouped(v, g).contiguous();
-    const auto dP = torch::bmm(G, v3.transpose(1, 2));
+    const auto dP = gemm::bmm(G, v3.transpose(1, 2));
     const auto A = dP - (dP * P).sum(-1, true);
     const auto dS = s * P * A;
     keep(ctx, {{"G", G}, {"q", q3}, {"k", k3}, {"v", v3}, {"dP", dP}, {"A", A}, {"dS", dS}});
-    return {torch::bmm(dS, k3).view(q.sizes()), torch::bmm(dS.transpose(1, 2), q3).view(k.sizes()),
-            torch::bmm(P.transpose(1, 2), G).view(v.sizes())};
+    return {gemm::bmm(dS, k3).view(q.sizes()), gemm::bmm(dS.transpose(1, 2), q3).view(k.sizes()),
+            gemm::bmm(P.transpose(1, 2), G).view(v.sizes())};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const double s = ctx->saved_data["s"].toDouble();
@@ -157,7 +160,7 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
     if (torch::GradMode::is_enabled()) {  // a third derivative: recompute the pieces differentiably
       const auto G = grouped(saved[0], ng), q = grouped(saved[1], ng), k = grouped(saved[2], ng),
                  v = grouped(saved[3], ng), &P = saved[4];
-      const auto dP = torch::bmm(G, v.transpose(1, 2));
+      const auto dP = gemm::bmm(G, v.transpose(1, 2));
       const auto A = dP - (dP * P).sum(-1, true);
       g = attention_backward_vjp(G, q, k, v, P, dP, A, s * P * A, Aq, Ak, Av, s);
     } else {
@@ -174,7 +177,7 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
     const int64_t g = k.size(1);
     const auto P = causal_scores_softmax(grouped(q, g), grouped(k, g), s);
-    auto O = torch::bmm(P, grouped(v, g));
+    auto O = gemm::bmm(P, grouped(v, g));
     ctx->save_for_backward({q, k, v, P});
     ctx->saved_data["s"] = s;
     return {O.view({q.size(0), q.size(1), q.size(2), v.size(-1)}), P};

@@ -3,6 +3,7 @@
 // what the second derivative needs and sums cotangents inside the matrix products.
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
+#include "gemm.h"
 
 #include <cmath>
 
@@ -30,7 +31,7 @@ struct GeluTanhSpec {
 // db undefined without a bias).
 variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W, bool bias = true) {
   const auto dy2 = dy.reshape({-1, W.size(0)});
-  return {dy2.mm(W).view(x.sizes()), dy2.t().mm(x.reshape({-1, W.size(1)})), bias ? dy2.sum(0) : Tensor()};
+  return {gemm::mm(dy2, W).view(x.sizes()), gemm::mm(dy2.t(), x.reshape({-1, W.size(1)})), bias ? dy2.sum(0) : Tensor()};
 }
 
 // Linear y = x W^T + b, gradient as above. For cotangents
@@ -51,21 +52,21 @@ struct LinearBackward : torch::autograd::Function<LinearBackward> {
     // Any of the three may be undefined (a block product asks only for some tensors' cotangents).
     Tensor gdy;
     auto add_product = [&](const Tensor& a, const Tensor& b) {
-      if (gdy.defined()) gdy.addmm_(a, b);
-      else gdy = Bb.defined() ? torch::addmm(Bb, a, b) : a.mm(b);
+      if (gdy.defined()) gemm::addmm_(gdy, a, b);
+      else gdy = Bb.defined() ? gemm::addmm(Bb, a, b) : gemm::mm(a, b);
     };
     if (A.defined()) add_product(A, W.t());
     if (Bw.defined()) add_product(x2, Bw.t());
     if (!gdy.defined() && Bb.defined()) gdy = Bb.expand(dy2.sizes()).contiguous();
-    return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(), Bw.defined() ? dy2.mm(Bw).view(x.sizes()) : Tensor(),
-            A.defined() ? dy2.t().mm(A) : Tensor()};
+    return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(), Bw.defined() ? gemm::mm(dy2, Bw).view(x.sizes()) : Tensor(),
+            A.defined() ? gemm::mm(dy2.t(), A) : Tensor()};
   }
 };
 
 struct Linear : torch::autograd::Function<Linear> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& W, const Tensor& b) {
     ctx->save_for_backward({x, W});
-    return at::linear(x, W, b);
+    return gemm::linear(x, W, b);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -79,7 +80,7 @@ struct Linear : torch::autograd::Function<Linear> {
 struct LinearNoBias : torch::autograd::Function<LinearNoBias> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& W) {
     ctx->save_for_backward({x, W});
-    return at::linear(x, W);
+    return gemm::linear(x, W);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -105,7 +106,7 @@ void gelu_linear_second_order(const T* Ah, const T* d1, const T* da_d2, T* dyBw_
 
 std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const Tensor& a, const Tensor& d1,
                                       const Tensor& da_d2, const Tensor& Ah, const Tensor& Bw, const Tensor& Bb) {
-  Tensor gh = dy.mm(Bw), cda;
+  Tensor gh = gemm::mm(dy, Bw), cda;
   if (torch::GradMode::is_enabled()) {
     cda = Ah * d1;
     gh = gh * d1 + Ah * da_d2;
@@ -117,7 +118,8 @@ std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const T
                                          gh.data_ptr<scalar_t>(), cda.data_ptr<scalar_t>(), gh.numel());
     });
   }
-  return {torch::addmm(Bb, cda, W.t()).addmm_(a, Bw.t()), dy.t().mm(cda), gh};
+  auto gdy = gemm::addmm(Bb, cda, W.t());
+  return {gemm::addmm_(gdy, a, Bw.t()), gemm::mm(dy.t(), cda), gh};
 }
 
 // (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built; d1, d2 are
@@ -127,9 +129,9 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
                                const Tensor& d1, const Tensor& d2) {
     ctx->save_for_backward({dy, h, W});
     const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
-    const auto a = GeluTanhSpec::value(h2), da = dy2.mm(W);
+    const auto a = GeluTanhSpec::value(h2), da = gemm::mm(dy2, W);
     keep(ctx, {{"dy", dy2}, {"a", a}, {"d1", d1}, {"da_d2", da * d2}});
-    return {GeluTanhSpec::backward(da, h2).view(h.sizes()), dy2.t().mm(a), dy2.sum(0)};
+    return {GeluTanhSpec::backward(da, h2).view(h.sizes()), gemm::mm(dy2.t(), a), dy2.sum(0)};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -139,7 +141,7 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
     if (torch::GradMode::is_enabled()) {  // a third derivative: the pieces recomputed differentiably
       const auto dy2 = dy.reshape({-1, W.size(0)}), h2 = h.reshape({-1, W.size(1)});
       const auto [d1, d2] = GeluTanhSpec::derivatives(h2);
-      g = gelu_linear_vjp(dy2, W, GeluTanhSpec::value(h2), d1, dy2.mm(W) * d2, Ah, grad[1], grad[2]);
+      g = gelu_linear_vjp(dy2, W, GeluTanhSpec::value(h2), d1, gemm::mm(dy2, W) * d2, Ah, grad[1], grad[2]);
     } else {
       auto c = [&](const char* name) { return kept(ctx, name); };
       g = gelu_linear_vjp(c("dy"), W, c("a"), c("d1"), c("da_d2"), Ah, grad[1], grad[2]);
@@ -155,11 +157,11 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& W1, const Tensor& b1,
                                const Tensor& W2, const Tensor& b2) {
     ctx->set_materialize_grads(false);
-    auto h = at::linear(x, W1, b1);
+    auto h = gemm::linear(x, W1, b1);
     const auto a = GeluTanhSpec::value(h);
     ctx->save_for_backward({x, W1, W2, h});
     ctx->saved_data["a"] = a;
-    return {at::linear(a, W2, b2), h};
+    return {gemm::linear(a, W2, b2), h};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();

@@ -70,10 +70,11 @@ cases = [
     ("config check: another model", [blocksharp, "config", "check", P("bw_other.json")], "bw_other.json"),
     ("profile: non-finite loss", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("nan.h5"),
                                   "--out", P("o16")], "batch 0"),
+    ("unknown BLOCKSHARP_GEMM", train + ["--out", P("o20")], "BLOCKSHARP_GEMM", {"BLOCKSHARP_GEMM": "mkl"}),
 ]
 failed = 0
-for name, cmd, culprit in cases:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+for name, cmd, culprit, *env in cases:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env[0] if env else {})})
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     problems = []
     if r.returncode == 0:

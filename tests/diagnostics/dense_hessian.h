@@ -49,9 +49,9 @@ inline std::string token_file() {
 }
 
 // Tiny float64 sessions named in issue 3: an MLP, a one-layer attention model, gpt2-tiny cut small.
-inline Session tiny_session(const std::string& which, uint64_t seed = 0) {
+inline Session tiny_session(const std::string& which, uint64_t seed = 0, const std::string& dtype = "float64") {
   CommonOptions o;
-  o.dtype = "float64";
+  o.dtype = dtype;
   o.seed = seed;
   o.batch_size = 3;
   if (which == "mlp") {

@@ -4,6 +4,7 @@
 
 #include "dense_hessian.h"
 #include "errors.h"
+#include "gemm.h"
 #include "hvp_operator.h"
 
 using namespace bs;
@@ -63,6 +64,36 @@ TEST_P(HvpModelsWithBiases, WeightAndBiasBlocksAreDiagonalBlocks) {
     ++blocks;
   }
   EXPECT_GT(blocks, 0) << GetParam();
+}
+
+// Float32 products (the default dtype; their matrix products run on oneDNN where it is loaded) against
+// the float64 dense Hessian at the same, float32-representable, weights: within float32 accuracy,
+// and no less accurate than the same products on LibTorch's own matrix products.
+TEST_P(HvpModels, Float32ProductsOnEitherMatrixBackend) {
+  Session s64 = tiny_session(GetParam()), s32 = tiny_session(GetParam(), 0, "float32");
+  {
+    torch::NoGradGuard g;
+    auto p64 = s64.net->parameters(), p32 = s32.net->parameters();
+    ASSERT_EQ(p64.size(), p32.size());
+    for (size_t i = 0; i < p64.size(); ++i) p64[i].copy_(p32[i]);
+  }
+  const auto b64 = tiny_batch(s64, 0), b32 = tiny_batch(s32, 0);
+  const auto H = dense_hessian(*s64.net, b64, s64.loss);
+  std::mt19937_64 rng(5);
+  const auto v = gaussian(H.size(0), rng, torch::kFloat32);
+  const auto exact = torch::mv(H, v.to(torch::kFloat64));
+  std::map<gemm::Backend, double> err;
+  for (auto backend : {gemm::Backend::OneDnn, gemm::Backend::LibTorch}) {
+    gemm::ScopedBackend scope(backend);
+    HvpOperator op(*s32.net, {b32}, s32.loss, "test");
+    const auto hv = op.apply(v);
+    ASSERT_EQ(hv.scalar_type(), torch::kFloat32);
+    err[backend] = rel(hv.to(torch::kFloat64), exact);
+  }
+  EXPECT_LT(err[gemm::Backend::OneDnn], 1e-5) << GetParam();
+  EXPECT_LT(err[gemm::Backend::OneDnn], 4 * err[gemm::Backend::LibTorch] + 1e-7) << GetParam();
+  std::cout << GetParam() << ": float32 product, relative error oneDNN " << err[gemm::Backend::OneDnn] << ", LibTorch "
+            << err[gemm::Backend::LibTorch] << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, HvpModels, ::testing::Values("mlp", "attention", "gpt2"));

@@ -1,0 +1,172 @@
+// oneDNN and OpenBLAS are looked up at run time (both come with LibTorch's shared libraries), so a
+// LibTorch without them works unchanged, on LibTorch's products.
+#include "gemm.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "errors.h"
+
+namespace bs::gemm {
+
+namespace {
+
+// oneDNN's C API (dnnl.h): row-major C = alpha op(A) op(B) + beta C; returns dnnl_success (0).
+using SgemmFn = int (*)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+struct DnnlVersion {
+  int major, minor, patch;
+  const char* hash;
+  unsigned cpu_runtime, gpu_runtime;
+};
+
+SgemmFn sgemm() {
+  static const SgemmFn f = reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
+  return f;
+}
+
+Backend initial_backend() {
+  const char* env = std::getenv("BLOCKSHARP_GEMM");
+  const std::string choice = env ? env : "onednn";
+  if (choice == "libtorch") return Backend::LibTorch;
+  if (choice != "onednn") throw UserError("BLOCKSHARP_GEMM: expected onednn or libtorch, got '" + choice + "'");
+  return sgemm() ? Backend::OneDnn : Backend::LibTorch;
+}
+
+Backend& current() {
+  static Backend b = initial_backend();
+  return b;
+}
+
+// True where oneDNN computes this product: float32 CPU operands, nothing empty, and no autograd
+// recording (a product autograd must differentiate goes through LibTorch's differentiable ops).
+bool fast(std::initializer_list<const torch::Tensor*> ts) {
+  if (current() != Backend::OneDnn) return false;
+  const bool recording = torch::GradMode::is_enabled();
+  for (const auto* t : ts) {
+    if (!t->defined()) continue;
+    if (t->scalar_type() != torch::kFloat || !t->device().is_cpu() || t->numel() == 0) return false;
+    if (recording && t->requires_grad()) return false;
+  }
+  return true;
+}
+
+// A matrix operand (the last two dimensions of t, which may be transposed): oneDNN's transpose
+// flag and leading dimension, or a contiguous copy where the strides fit neither.
+struct Operand {
+  torch::Tensor t;
+  char trans;
+  int64_t ld;
+};
+Operand operand(const torch::Tensor& t) {
+  const int64_t d = t.dim(), rows = t.size(d - 2), cols = t.size(d - 1);
+  const int64_t s0 = t.stride(d - 2), s1 = t.stride(d - 1);
+  if (s1 == 1 && s0 >= std::max<int64_t>(cols, 1)) return {t, 'N', s0};
+  if (s0 == 1 && s1 >= std::max<int64_t>(rows, 1)) return {t, 'T', s1};
+  const auto c = t.contiguous();
+  return {c, 'N', std::max<int64_t>(cols, 1)};
+}
+
+bool writable_rows(const torch::Tensor& c) {
+  const int64_t d = c.dim();
+  return c.stride(d - 1) == 1 && c.stride(d - 2) >= std::max<int64_t>(c.size(d - 1), 1);
+}
+
+// C[i] = A[i] B[i] + beta C[i] for every leading index i (one call per matrix).
+void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float beta) {
+  const auto A = operand(a), B = operand(b);
+  const int64_t d = c.dim(), M = c.size(d - 2), N = c.size(d - 1), K = a.size(a.dim() - 1);
+  const int64_t batches = d == 3 ? c.size(0) : 1;
+  const int64_t sa = d == 3 ? A.t.stride(0) : 0, sb = d == 3 ? B.t.stride(0) : 0, sc = d == 3 ? c.stride(0) : 0;
+  const float *pa = A.t.data_ptr<float>(), *pb = B.t.data_ptr<float>();
+  float* pc = c.data_ptr<float>();
+  const int64_t ldc = c.stride(d - 2);
+  auto one = [&](int64_t i) {
+    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + i * sa, A.ld, pb + i * sb, B.ld, beta,
+                               pc + i * sc, ldc);
+    TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
+  };
+  if (batches == 1) return one(0);
+  at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) one(i);
+  });
+}
+
+}  // namespace
+
+Backend backend() { return current(); }
+void set_backend(Backend b) { current() = (b == Backend::OneDnn && !sgemm()) ? Backend::LibTorch : b; }
+bool onednn_available() { return sgemm() != nullptr; }
+
+std::string blas_core() {
+  auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return corename ? std::string(corename()) : std::string();
+}
+
+std::string describe(Backend b) {
+  if (b == Backend::OneDnn && sgemm()) {
+    auto version = reinterpret_cast<const DnnlVersion* (*)()>(dlsym(RTLD_DEFAULT, "dnnl_version"));
+    if (!version) return "oneDNN";
+    const auto* v = version();
+    return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  }
+  const auto core = blas_core();
+  return core.empty() ? "LibTorch" : "LibTorch (OpenBLAS " + core + ")";
+}
+
+torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast({&a, &b})) return torch::mm(a, b);
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "mm: shapes ", a.sizes(), " and ", b.sizes());
+  auto c = torch::empty({a.size(0), b.size(1)}, a.options());
+  run(a, b, c, 0.0f);
+  return c;
+}
+
+torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast({&c, &a, &b})) return torch::addmm(c, a, b);
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "addmm: shapes ", a.sizes(), " and ", b.sizes());
+  auto out = torch::empty({a.size(0), b.size(1)}, a.options());
+  out.copy_(c.expand(out.sizes()));  // a fresh result: c itself is never written
+  run(a, b, out, 1.0f);
+  return out;
+}
+
+torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.addmm_(a, b);
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
+                  c.size(1) == b.size(1),
+              "addmm_: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
+  run(a, b, c, 1.0f);
+  return c;
+}
+
+torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast({&a, &b})) return torch::bmm(a, b);
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ",
+              a.sizes(), " and ", b.sizes());
+  auto c = torch::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+  run(a, b, c, 0.0f);
+  return c;
+}
+
+torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.baddbmm_(a, b);
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
+                  c.size(0) == a.size(0) && c.size(1) == a.size(1) && c.size(2) == b.size(2),
+              "baddbmm_: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
+  run(a, b, c, 1.0f);
+  return c;
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
+  if (!fast({&x, &W, &b})) return at::linear(x, W, b);
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = W.size(0);
+  const auto x2 = x.reshape({-1, x.size(-1)});
+  const auto y = b.defined() ? gemm::addmm(b, x2, W.t()) : gemm::mm(x2, W.t());
+  return y.view(out_sizes);
+}
+
+}  // namespace bs::gemm

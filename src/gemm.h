@@ -1,0 +1,46 @@
+// Matrix products for the models' layers and the curvature ops. Float32 products on the CPU go to
+// oneDNN's sgemm (LibTorch loads oneDNN; its kernels pick the widest vector unit at run time),
+// everything else (float64, other devices, products autograd must record) to LibTorch's own, i.e.
+// its BLAS. BLOCKSHARP_GEMM=libtorch (or set_backend) sends every product to LibTorch.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+namespace bs::gemm {
+
+enum class Backend { OneDnn, LibTorch };
+
+// The backend in force: BLOCKSHARP_GEMM's choice ("onednn", the default, or "libtorch") until
+// set_backend; OneDnn only where oneDNN's sgemm was found.
+Backend backend();
+void set_backend(Backend b);
+bool onednn_available();
+// "oneDNN 2.6.3", "LibTorch (OpenBLAS Haswell)": what a benchmark reports.
+std::string describe(Backend b);
+// Which OpenBLAS kernel table LibTorch's products run on ("Haswell", "SkylakeX"; "" for another
+// BLAS). Some machines pin it (OPENBLAS_CORETYPE) for correctness.
+std::string blas_core();
+
+// For a scope (benchmarks comparing backends, tests).
+class ScopedBackend {
+ public:
+  explicit ScopedBackend(Backend b) : m_previous(backend()) { set_backend(b); }
+  ~ScopedBackend() { set_backend(m_previous); }
+  ScopedBackend(const ScopedBackend&) = delete;
+  ScopedBackend& operator=(const ScopedBackend&) = delete;
+
+ private:
+  Backend m_previous;
+};
+
+// As LibTorch's functions of the same names (2-d a, b; 3-d for the batched ones).
+torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);  // c broadcast
+torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
+// x W^T + b over x's last dimension (b may be undefined).
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b = {});
+
+}  // namespace bs::gemm

@@ -1,0 +1,128 @@
+// gemm: oneDNN's float32 products against the float64 product of the same operands, within the
+// rounding bound of any float32 summation order, |C - C64| <= (K + 2) u (|A| |B| + |C0|), u = 2^-24
+// (Higham, Accuracy and Stability of Numerical Algorithms, 3.5); LibTorch's backend, float64 and
+// recorded products against LibTorch's own functions, exactly.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "gemm.h"
+
+namespace bs {
+namespace {
+
+using torch::Tensor;
+
+// Checks c (float32) against the float64 product c0 + a b: elementwise within the bound above.
+void expect_within_rounding(const Tensor& c, const Tensor& a, const Tensor& b, const Tensor& c0 = {}) {
+  const auto a64 = a.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  auto exact = torch::matmul(a64, b64), bound = torch::matmul(a64.abs(), b64.abs());
+  if (c0.defined()) {
+    exact = exact + c0.to(torch::kFloat64);
+    bound = bound + c0.to(torch::kFloat64).abs();
+  }
+  const double u = std::ldexp(1.0, -24);
+  const int64_t K = a.size(-1);
+  ASSERT_EQ(c.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(c.sizes(), exact.sizes());
+  const auto excess = (c.to(torch::kFloat64) - exact).abs() - (K + 2) * u * bound;
+  EXPECT_LE(excess.max().item<double>(), 0.0);
+}
+
+class Gemm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!gemm::onednn_available()) GTEST_SKIP() << "oneDNN's sgemm is not loaded with this LibTorch";
+  }
+  gemm::ScopedBackend onednn{gemm::Backend::OneDnn};
+  torch::Tensor randn(std::vector<int64_t> shape) { return torch::randn(shape, torch::kFloat32); }
+};
+
+TEST_F(Gemm, ChoosesOneDnnForFloat32) {
+  EXPECT_EQ(gemm::backend(), gemm::Backend::OneDnn);
+  EXPECT_EQ(gemm::describe(gemm::Backend::OneDnn).rfind("oneDNN", 0), 0u);
+}
+
+// Every layout of the two operands: plain, transposed views, rows with a padded leading dimension,
+// a strided slice that fits neither (copied), and single rows and columns.
+TEST_F(Gemm, MatrixProductOfEveryOperandLayout) {
+  const int64_t M = 37, K = 53, N = 29;
+  const std::vector<std::pair<const char*, std::function<Tensor(int64_t, int64_t)>>> layouts = {
+      {"contiguous", [&](int64_t r, int64_t c) { return randn({r, c}); }},
+      {"transposed", [&](int64_t r, int64_t c) { return randn({c, r}).t(); }},
+      {"padded rows", [&](int64_t r, int64_t c) { return randn({r, c + 7}).narrow(1, 3, c); }},
+      {"padded transposed", [&](int64_t r, int64_t c) { return randn({c, r + 5}).narrow(1, 2, r).t(); }},
+      {"strided", [&](int64_t r, int64_t c) { return randn({2 * r, 2 * c}).slice(0, 0, 2 * r, 2).slice(1, 0, 2 * c, 2); }},
+  };
+  for (const auto& [la, make_a] : layouts) {
+    for (const auto& [lb, make_b] : layouts) {
+      SCOPED_TRACE(std::string(la) + " x " + lb);
+      const auto a = make_a(M, K), b = make_b(K, N);
+      expect_within_rounding(gemm::mm(a, b), a, b);
+    }
+  }
+  for (auto [m, k, n] : {std::array<int64_t, 3>{1, K, N}, {M, 1, N}, {M, K, 1}, {1, 1, 1}}) {
+    const auto a = randn({m, k}), b = randn({n, k}).t();
+    expect_within_rounding(gemm::mm(a, b), a, b);
+  }
+}
+
+TEST_F(Gemm, AccumulatingProducts) {
+  const auto a = randn({31, 40}), b = randn({24, 40}).t(), bias = randn({24}), c0 = randn({31, 24});
+  SCOPED_TRACE("addmm, bias");
+  expect_within_rounding(gemm::addmm(bias, a, b), a, b, bias.expand({31, 24}));
+  SCOPED_TRACE("addmm, matrix");
+  const auto c0_before = c0.clone();
+  expect_within_rounding(gemm::addmm(c0, a, b), a, b, c0);
+  EXPECT_TRUE(torch::equal(c0, c0_before));  // out of place
+  SCOPED_TRACE("addmm_");
+  auto c = c0.clone();
+  EXPECT_EQ(gemm::addmm_(c, a, b).data_ptr(), c.data_ptr());  // in place
+  expect_within_rounding(c, a, b, c0);
+  auto ct = c0.t().contiguous().t();  // column-major: not writable row by row, LibTorch's addmm_
+  gemm::addmm_(ct, a, b);
+  expect_within_rounding(ct, a, b, c0);
+}
+
+TEST_F(Gemm, BatchedProducts) {
+  const int64_t B = 6, M = 17, K = 9, N = 13;
+  const auto a = randn({B, K, M}).transpose(1, 2), b = randn({B, K, N});
+  expect_within_rounding(gemm::bmm(a, b), a, b);
+  const auto shared = randn({1, K, N}).expand({B, K, N});  // one matrix for every batch (stride 0)
+  expect_within_rounding(gemm::bmm(a, shared), a, shared);
+  const auto c0 = randn({B, M, N});
+  auto c = c0.clone();
+  gemm::baddbmm_(c, a, b.transpose(1, 2).contiguous().transpose(1, 2));
+  expect_within_rounding(c, a, b, c0);
+}
+
+TEST_F(Gemm, LinearOverLeadingDimensions) {
+  const auto x = randn({3, 5, 16}), W = randn({8, 16}), b = randn({8});
+  const auto y = gemm::linear(x, W, b);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{3, 5, 8}));
+  expect_within_rounding(y.reshape({15, 8}), x.reshape({15, 16}), W.t(), b.expand({15, 8}));
+  expect_within_rounding(gemm::linear(x, W).reshape({15, 8}), x.reshape({15, 16}), W.t());
+}
+
+// Oracle: LibTorch's functions themselves, bit for bit, wherever gemm hands the product to them.
+TEST_F(Gemm, HandsOtherProductsToLibTorch) {
+  const auto a = torch::randn({12, 7}, torch::kFloat64), b = torch::randn({7, 5}, torch::kFloat64);
+  EXPECT_TRUE(torch::equal(gemm::mm(a, b), torch::mm(a, b)));  // float64
+  const auto af = a.to(torch::kFloat32), bf = b.to(torch::kFloat32);
+  {
+    gemm::ScopedBackend libtorch(gemm::Backend::LibTorch);
+    EXPECT_TRUE(torch::equal(gemm::mm(af, bf), torch::mm(af, bf)));
+    EXPECT_TRUE(torch::equal(gemm::linear(af, bf.t()), at::linear(af, bf.t())));
+  }
+  EXPECT_EQ(gemm::backend(), gemm::Backend::OneDnn);  // the scope restored it
+  // A product autograd records stays differentiable: d/da sum(a b) = 1 b^T.
+  const auto ag = af.clone().requires_grad_(true);
+  auto y = gemm::mm(ag, bf);
+  ASSERT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_TRUE(torch::allclose(ag.grad(), torch::ones({12, 5}).mm(bf.t())));
+}
+
+}  // namespace
+}  // namespace bs
