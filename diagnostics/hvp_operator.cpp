@@ -1,7 +1,10 @@
 // Double-backprop HVP: Hv = d/dw (g(w) . v), with g built with create_graph=true once per batch.
 #include "hvp_operator.h"
 
+#include <ATen/VmapMode.h>
+
 #include <cmath>
+#include <optional>
 
 #include "distributed.h"
 #include "errors.h"
@@ -33,6 +36,13 @@ namespace {
 bool all_finite(const torch::Tensor& t) {
   return std::isfinite(t.sum().item<double>()) || torch::isfinite(t).all().item<bool>();
 }
+
+// A vmap level for the scope: tensors given a batch dimension at it (at::_add_batch_dim) flow through
+// autograd's backward as single logical tensors.
+struct VmapLevel {
+  const int64_t level = at::impl::VmapMode::increment_nesting();
+  ~VmapLevel() { at::impl::VmapMode::decrement_nesting(); }
+};
 }  // namespace
 
 HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name,
@@ -89,6 +99,14 @@ int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
 }
 
 torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const {
+  const bool rows = v_b.dim() == 2;  // several directions, one pass
+  const int64_t m = rows ? v_b.size(0) : 1;
+  std::optional<VmapLevel> vmap;
+  if (rows) vmap.emplace();
+  auto shaped = [&](std::vector<int64_t> shape) {
+    if (rows) shape.insert(shape.begin(), m);
+    return shape;
+  };
   std::vector<torch::Tensor> outs, ins, vs;
   std::vector<size_t> used;
   int64_t off = 0;
@@ -97,22 +115,28 @@ torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& bl
     if (g.grads[i].defined() && g.grads[i].requires_grad()) {
       outs.push_back(g.grads[i]);
       ins.push_back(m_params[i]);
-      vs.push_back(v_b.narrow(0, off, e.numel).view(e.shape));
+      const auto part = v_b.narrow(-1, off, e.numel).reshape(shaped(e.shape));
+      vs.push_back(rows ? at::_add_batch_dim(part, 0, vmap->level) : part);
       used.push_back(i);
     }
     off += e.numel;
   }
-  if (outs.empty()) return torch::zeros({off}, m_dtype);  // parameters with no (or a constant) gradient: a zero block
+  if (outs.empty()) return torch::zeros(shaped({off}), m_dtype);  // no (or a constant) gradient: a zero block
   auto hv = torch::autograd::grad(outs, ins, vs, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
   std::vector<torch::Tensor> pieces;  // concatenated: each entry written once
   size_t u = 0;
   for (size_t i : block) {
     const auto& e = m_table.at(i);
     const bool has = u < used.size() && used[u] == i;
-    pieces.push_back(has && hv[u].defined() ? hv[u].reshape({-1}) : torch::zeros({e.numel}, m_dtype));
+    if (has && hv[u].defined()) {
+      const auto h = rows ? at::_remove_batch_dim(hv[u], vmap->level, m, 0) : hv[u];
+      pieces.push_back(h.reshape(shaped({e.numel})));
+    } else {
+      pieces.push_back(torch::zeros(shaped({e.numel}), m_dtype));
+    }
     if (has) ++u;
   }
-  return torch::cat(pieces);
+  return torch::cat(pieces, -1);
 }
 
 torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const torch::Tensor& v_in) {
@@ -124,7 +148,7 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
     if (bad < 0 && !all_finite(hv)) bad = static_cast<int64_t>(b);
     sum = sum.defined() ? sum + hv : hv;
   }
-  ++m_n_hvp;
+  m_n_hvp += v.dim() == 2 ? v.size(0) : 1;
   if (m_batches.size() > 1) sum = sum / static_cast<double>(m_batches.size());
   dist::all_reduce_mean_(sum);  // a NaN on any rank reaches every rank, so all stop together
   if (bad >= 0 || (dist::active() && !all_finite(sum)))

@@ -31,6 +31,8 @@ class HvpOperator {
 
   torch::Tensor apply(const torch::Tensor& v);  // H v, flat in, flat out (operator dtype)
   // H_bb v_b for the parameter tensors `block` (indices into table()); v_b is their concatenation.
+  // A matrix v_b [m, n_b] holds m directions as rows: all m products in one pass through the graph,
+  // the directions a batch dimension (LibTorch's vmap); rows out, m products counted.
   torch::Tensor apply_block(const std::vector<size_t>& block, const torch::Tensor& v_b);
   int64_t block_size(const std::vector<size_t>& block) const;
   LinearOp as_op() { return [this](const torch::Tensor& v) { return apply(v); }; }

@@ -127,12 +127,14 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   return r;
 }
 
-torch::Tensor dense_matrix(const LinearOp& op, int64_t n) {
+torch::Tensor dense_matrix(const LinearOp& op, int64_t n, int64_t per_pass) {
   auto H = torch::empty({n, n}, torch::kFloat64);
-  for (int64_t j = 0; j < n; ++j) {
-    auto e = torch::zeros({n}, torch::kFloat64);
-    e[j] = 1.0;
-    H.select(1, j).copy_(op(e).to(torch::kFloat64));
+  for (int64_t j = 0; j < n; j += per_pass) {
+    const int64_t m = std::min(per_pass, n - j);
+    auto E = torch::zeros({m, n}, torch::kFloat64);
+    E.narrow(1, j, m).fill_diagonal_(1.0);  // basis vectors e_j .. e_{j+m-1} as rows
+    const auto Y = per_pass == 1 ? op(E[0]).unsqueeze(0) : op(E);
+    H.narrow(1, j, m).copy_(Y.to(torch::kFloat64).t());
   }
   return 0.5 * (H + H.t());
 }

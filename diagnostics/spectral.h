@@ -33,7 +33,9 @@ EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
 EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
 // All eigenpairs via n products with basis vectors (n small); values descending.
 EigResult dense_eigs(const LinearOp& op, int64_t n);
-// The dense matrix itself, symmetrised: columns A e_j, batched into one product per column.
-torch::Tensor dense_matrix(const LinearOp& op, int64_t n);
+// The dense matrix itself, symmetrised, from the images A e_j of the basis vectors. per_pass > 1 hands
+// op that many at once, as the rows of a matrix (for an op that takes several directions, such as
+// HvpOperator's products).
+torch::Tensor dense_matrix(const LinearOp& op, int64_t n, int64_t per_pass = 1);
 
 }  // namespace bs

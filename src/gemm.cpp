@@ -1,6 +1,7 @@
 // oneDNN and OpenBLAS are looked up at run time (both come with LibTorch's shared libraries), so a
 // LibTorch without them works unchanged, on LibTorch's products.
 #include "gemm.h"
+#include <ATen/BatchedTensorImpl.h>
 
 #include <dlfcn.h>
 
@@ -44,6 +45,7 @@ Backend& current() {
 // recording (a product autograd must differentiate goes through LibTorch's differentiable ops).
 bool fast(std::initializer_list<const torch::Tensor*> ts) {
   if (current() != Backend::OneDnn) return false;
+  for (const auto* t : ts) if (t->defined() && at::isBatchedTensor(*t)) return false;
   const bool recording = torch::GradMode::is_enabled();
   for (const auto* t : ts) {
     if (!t->defined()) continue;
@@ -133,7 +135,14 @@ torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch:
   return out;
 }
 
+// A batched operand (several products at once) cannot accumulate into an unbatched c in place: c
+// becomes the out-of-place sum instead (the callers' c are fresh temporaries).
+bool widens(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  return !at::isBatchedTensor(c) && (at::isBatchedTensor(a) || at::isBatchedTensor(b));
+}
+
 torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  if (widens(c, a, b)) return c = torch::addmm(c, a, b);
   if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.addmm_(a, b);
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
                   c.size(1) == b.size(1),
@@ -152,6 +161,7 @@ torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  if (widens(c, a, b)) return c = torch::baddbmm(c, a, b);
   if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.baddbmm_(a, b);
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
                   c.size(0) == a.size(0) && c.size(1) == a.size(1) && c.size(2) == b.size(2),

@@ -37,6 +37,8 @@ class ScopedBackend {
 // As LibTorch's functions of the same names (2-d a, b; 3-d for the batched ones).
 torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);  // c broadcast
+// In place; where a or b carries a vmap batch dimension and c does not, c is assigned the
+// out-of-place result instead (a batched sum does not fit in c).
 torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "h5io.h"
+#include "progress.h"
 #include "spectral.h"
 #include "structure.h"
 
@@ -17,6 +18,7 @@ struct StructureOptions {
   std::vector<std::string> params;
   double threshold = 0.9;
   int64_t max_dense = 4096;
+  int64_t per_pass = 1;
   int64_t probes = 30;
   int64_t batches = 1;
 };
@@ -24,6 +26,7 @@ struct StructureOptions {
 void run_structure(Session& s, const StructureOptions& o) {
   if (o.params.empty()) throw UserError("--param is required");
   if (!(o.threshold > 0 && o.threshold <= 1)) throw UserError("--threshold must be in (0, 1]");
+  if (o.per_pass < 1) throw UserError("--per-pass must be at least 1");
   std::vector<Batch> batches;
   for (int64_t b = 0; b < o.batches; ++b) batches.push_back(s.train_batch(b));
   HvpOperator H(*s.net, batches, s.loss, s.opt.data);
@@ -50,7 +53,14 @@ void run_structure(Session& s, const StructureOptions& o) {
   const bool dense = n <= o.max_dense;
   torch::Tensor Hd;
   if (dense) {
-    Hd = dense_matrix(H.block_op(idx), n);
+    Progress bar("dense Hessian: products", n);
+    const LinearOp columns = [&](const torch::Tensor& E) {
+      auto Y = H.apply_block(idx, E);
+      bar.update(H.n_hvp());
+      return Y;
+    };
+    Hd = dense_matrix(columns, n, o.per_pass);
+    bar.finish();
     score_dense(Hd, cands);
   } else {
     score_randomized(H.block_op(idx), n, o.probes, s.opt.seed, cands);
@@ -106,6 +116,10 @@ void register_structure(CLI::App& app) {
   cmd->add_option("--threshold", o->threshold, "mass the recommended partition's diagonal blocks must hold")
       ->capture_default_str();
   cmd->add_option("--max-dense", o->max_dense, "largest tensor formed densely; above it a randomized estimate")
+      ->capture_default_str();
+  cmd->add_option("--per-pass", o->per_pass,
+                  "basis vectors per pass through the graph (a vmap batch; memory grows with it, and on CPU one "
+                  "at a time measured fastest)")
       ->capture_default_str();
   cmd->add_option("--probes", o->probes, "probes of the randomized estimate")->capture_default_str();
   cmd->add_option("--batches", o->batches, "fixed batches the Hessian is averaged over")->capture_default_str();

@@ -5,6 +5,8 @@
 
 #include "curvature_ops_detail.h"
 
+#include <ATen/BatchedTensorImpl.h>
+
 namespace bs::ops {
 
 namespace {
@@ -13,6 +15,13 @@ thread_local bool g_native = false;
 
 bool detail::recorded(const torch::Tensor& x) {
   return !g_native && torch::GradMode::is_enabled() && x.requires_grad();
+}
+
+bool detail::generic(std::initializer_list<torch::Tensor> tensors) {
+  if (torch::GradMode::is_enabled()) return true;
+  for (const auto& t : tensors)
+    if (t.defined() && at::isBatchedTensor(t)) return true;
+  return false;
 }
 
 NativeSecondOrder::NativeSecondOrder() : m_previous(g_native) { g_native = true; }

@@ -15,6 +15,10 @@ using torch::autograd::variable_list;
 // True when x's op is being recorded for a gradient and NativeSecondOrder is not in force.
 bool recorded(const torch::Tensor& x);
 
+// True where a pass must run as LibTorch's ops instead of a row kernel over raw arrays: grad mode is
+// on (a third derivative) or a tensor is batched (several products at once, HvpOperator::apply_columns).
+bool generic(std::initializer_list<Tensor> tensors);
+
 // Constants a recorded backward keeps for the products' passes (contiguous: the row kernels read
 // them as arrays), and reading one back.
 inline void keep(AutogradContext* ctx, std::initializer_list<std::pair<const char*, Tensor>> constants) {

@@ -59,7 +59,7 @@ void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T*
 std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
                                          const Tensor& v, const Tensor& P, double s) {
   Tensor dP = gemm::bmm(gO, v.transpose(1, 2)), dS;
-  if (torch::GradMode::is_enabled()) {
+  if (generic({gO, gP})) {
     if (gP.defined()) dP = dP + gP;
     dS = s * P * (dP - (dP * P).sum(-1, true));
   } else {
@@ -107,7 +107,7 @@ std::array<Tensor, 5> attention_backward_vjp(const Tensor& G, const Tensor& q, c
   auto U = gemm::bmm(Aq, k.transpose(1, 2));
   gemm::baddbmm_(U, q, Ak.transpose(1, 2));
   Tensor gdP, gP;
-  if (torch::GradMode::is_enabled()) {
+  if (generic({U})) {
     const auto r = s * (U * P).sum(-1, true);
     gdP = P * (s * U - r);
     gP = s * U * A - r * dP;

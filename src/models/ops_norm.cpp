@@ -74,7 +74,7 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
     const int64_t D = x.size(-1);
     const auto A = cotangent(grad[0], {x.numel() / D, D}, x), Bw = cotangent(grad[1], {D}, x);
     const auto Bb = cotangent(grad[2], {D}, x);
-    if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
+    if (generic({A, Bw, Bb})) {  // a third derivative or batched products: the same formulas in LibTorch's ops
       const double eps = ctx->saved_data["eps"].toDouble();
       const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
       const auto mu = x2.mean(-1, true);
@@ -117,6 +117,12 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
     if (torch::GradMode::is_enabled()) {
       auto g = LayerNormBackward::apply(grad[0], x, w, b, mean, rstd, ctx->saved_data["eps"].toDouble());
       return {g[0], g[1], g[2], Tensor()};
+    }
+    if (generic({grad[0]})) {  // batched products: the gradient in LibTorch's elementwise ops
+      const int64_t D = x.size(-1);
+      const auto xh = (x - mean) * rstd, z = grad[0] * w;
+      const auto dx = rstd * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));
+      return {dx, (grad[0] * xh).reshape({-1, D}).sum(0), grad[0].reshape({-1, D}).sum(0), Tensor()};
     }
     auto [dx, dw, db] = at::native_layer_norm_backward(grad[0], x, {x.size(-1)}, mean, rstd, w, b, {true, true, true});
     return {dx, dw, db, Tensor()};
@@ -185,7 +191,7 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
     const auto &dy = saved[0], &x = saved[1], &w = saved[2];
     const int64_t D = x.size(-1);
     const auto A = cotangent(grad[0], {x.numel() / D, D}, x), Bw = cotangent(grad[1], {D}, x);
-    if (torch::GradMode::is_enabled()) {  // a third derivative: the same formulas in LibTorch's ops
+    if (generic({A, Bw})) {  // a third derivative or batched products: the same formulas in LibTorch's ops
       const auto x2 = x.reshape({-1, D}), dy2 = dy.reshape({-1, D});
       const auto rho = rms_rho(x2, ctx->saved_data["eps"].toDouble());
       const auto xh = x2 * rho, z = dy2 * w, q = dy2 * Bw;

@@ -26,6 +26,11 @@ void rotate_rows(const T* x, const T* c, const T* s, T sigma, T* y, int64_t rows
 }
 
 Tensor rotate(const Tensor& x, const Tensor& c, const Tensor& s, double sigma) {
+  if (generic({x}) && !torch::GradMode::is_enabled()) {  // batched products: the same map in LibTorch's ops
+    const int64_t h = c.size(1);
+    const auto x1 = x.narrow(-1, 0, h), x2 = x.narrow(-1, h, h);
+    return torch::cat({x1 * c - sigma * x2 * s, x2 * c + sigma * x1 * s}, -1);
+  }
   const auto xc = x.contiguous();
   auto y = torch::empty_like(xc);
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "rotate_rows", [&] {

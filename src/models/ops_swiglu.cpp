@@ -54,7 +54,7 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto& Ag = grad[0], &Au = grad[1];
-    if (torch::GradMode::is_enabled()) {
+    if (generic({Ag, Au})) {
       const auto saved = ctx->get_saved_variables();
       const auto &dy = saved[0], &g = saved[1], &u = saved[2];
       const auto [d1, d2] = SiluSpec::derivatives(g);
@@ -95,7 +95,9 @@ struct Swiglu : torch::autograd::Function<Swiglu> {
     }
     const auto it = ctx->saved_data.find("f");
     if (it == ctx->saved_data.end()) return {SiluSpec::backward(grad[0] * u, g), grad[0] * SiluSpec::value(g)};
-    const auto dy = grad[0].contiguous(), f = it->second.toTensor(), uf1 = kept(ctx, "uf1");
+    const auto f = it->second.toTensor(), uf1 = kept(ctx, "uf1");
+    if (generic({grad[0]})) return {(grad[0] * uf1).view(g.sizes()), (grad[0] * f).view(u.sizes())};  // batched
+    const auto dy = grad[0].contiguous();
     auto dg = torch::empty_like(dy), du = torch::empty_like(dy);
     AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "swiglu_first_order", [&] {
       swiglu_first_order<scalar_t>(dy.data_ptr<scalar_t>(), uf1.data_ptr<scalar_t>(), f.data_ptr<scalar_t>(),

@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "gemm.h"
 #include "hvp_operator.h"
+#include "spectral.h"
 
 using namespace bs;
 using namespace bs::testing_support;
@@ -64,6 +65,27 @@ TEST_P(HvpModelsWithBiases, WeightAndBiasBlocksAreDiagonalBlocks) {
     ++blocks;
   }
   EXPECT_GT(blocks, 0) << GetParam();
+}
+
+// Several directions in one pass (the rows of a matrix, a vmap batch dimension through every op's
+// product pass): the whole dense Hessian in passes of 7 and 64 columns, and one block's in passes of 5.
+TEST_P(HvpModels, BatchedDirectionsGiveTheDenseHessian) {
+  TinyHessian tiny(GetParam());
+  auto& op = tiny.op;
+  const int64_t n = op.size();
+  for (int64_t per_pass : {7, 64}) {
+    const int64_t before = op.n_hvp();
+    EXPECT_LT(rel(dense_matrix(op.as_op(), n, per_pass), tiny.H), 1e-10) << GetParam() << ", " << per_pass << " per pass";
+    EXPECT_EQ(op.n_hvp() - before, n);
+  }
+  // Blocks whose products leave some of an op's cotangents undefined (a query projection alone).
+  const auto& t = op.table();
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (i != t.size() - 1 && t.at(i).name.find("q_proj.weight") == std::string::npos) continue;
+    const auto idx = torch::arange(t.at(i).offset, t.at(i).offset + t.at(i).numel);
+    const auto Hbb = tiny.H.index_select(0, idx).index_select(1, idx);
+    EXPECT_LT(rel(dense_matrix(op.block_op({i}), t.at(i).numel, 5), Hbb), 1e-10) << GetParam() << ", " << t.at(i).name;
+  }
 }
 
 // Float32 products (the default dtype; their matrix products run on oneDNN where it is loaded) against
