@@ -128,6 +128,7 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
 }
 
 torch::Tensor dense_matrix(const LinearOp& op, int64_t n, int64_t per_pass) {
+  TORCH_CHECK(per_pass >= 1, "dense_matrix: per_pass must be at least 1, got ", per_pass);
   auto H = torch::empty({n, n}, torch::kFloat64);
   for (int64_t j = 0; j < n; j += per_pass) {
     const int64_t m = std::min(per_pass, n - j);

@@ -1,8 +1,8 @@
 // oneDNN and OpenBLAS are looked up at run time (both come with LibTorch's shared libraries), so a
 // LibTorch without them works unchanged, on LibTorch's products.
 #include "gemm.h"
-#include <ATen/BatchedTensorImpl.h>
 
+#include <ATen/BatchedTensorImpl.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -41,14 +41,15 @@ Backend& current() {
   return b;
 }
 
-// True where oneDNN computes this product: float32 CPU operands, nothing empty, and no autograd
-// recording (a product autograd must differentiate goes through LibTorch's differentiable ops).
+// True where oneDNN computes this product: float32 CPU operands with storage (not vmap-batched),
+// nothing empty, and no autograd recording (a product autograd must differentiate goes through
+// LibTorch's differentiable ops).
 bool fast(std::initializer_list<const torch::Tensor*> ts) {
   if (current() != Backend::OneDnn) return false;
-  for (const auto* t : ts) if (t->defined() && at::isBatchedTensor(*t)) return false;
   const bool recording = torch::GradMode::is_enabled();
   for (const auto* t : ts) {
     if (!t->defined()) continue;
+    if (at::isBatchedTensor(*t)) return false;
     if (t->scalar_type() != torch::kFloat || !t->device().is_cpu() || t->numel() == 0) return false;
     if (recording && t->requires_grad()) return false;
   }

@@ -7,6 +7,8 @@
 
 #include <ATen/BatchedTensorImpl.h>
 
+#include <algorithm>
+
 namespace bs::ops {
 
 namespace {
@@ -17,11 +19,10 @@ bool detail::recorded(const torch::Tensor& x) {
   return !g_native && torch::GradMode::is_enabled() && x.requires_grad();
 }
 
+bool detail::batched(const torch::Tensor& t) { return t.defined() && at::isBatchedTensor(t); }
+
 bool detail::generic(std::initializer_list<torch::Tensor> tensors) {
-  if (torch::GradMode::is_enabled()) return true;
-  for (const auto& t : tensors)
-    if (t.defined() && at::isBatchedTensor(t)) return true;
-  return false;
+  return torch::GradMode::is_enabled() || std::any_of(tensors.begin(), tensors.end(), batched);
 }
 
 NativeSecondOrder::NativeSecondOrder() : m_previous(g_native) { g_native = true; }

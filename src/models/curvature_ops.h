@@ -4,7 +4,8 @@
 // ten elementwise passes) and adds up attention's cotangents in separate passes. These ops compute
 // the derivatives' coefficients once, when the gradient graph is built (create_graph=true), and
 // accumulate inside the matrix products, so each product costs a few passes (measured in
-// `blocksharp bench hvp`: 2.36 -> ~1.8 gradients per product on gpt2-small-cpu).
+// `blocksharp bench hvp`: 2.36 -> 1.8 gradients per product on gpt2-small-cpu with LibTorch's matrix
+// products, 1.67 with src/gemm.h's oneDNN ones).
 // Values and gradients are LibTorch's; third and higher derivatives stay exact (they recompute the
 // same formulas in LibTorch's ops from the saved inputs; checked against finite differences).
 // NativeSecondOrder switches back to LibTorch's ops: the tests' oracle for values and products.

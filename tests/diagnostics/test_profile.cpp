@@ -14,6 +14,18 @@
 using namespace bs;
 using namespace bs::testing_support;
 
+namespace {
+// A profile without the spectral density (the tests that check eigenvalues and traces).
+ProfileOptions without_density(int64_t topk, int64_t probes, const std::string& block_eigs) {
+  ProfileOptions o;
+  o.topk = topk;
+  o.probes = probes;
+  o.density_runs = 0;
+  o.block_eigs = block_eigs;
+  return o;
+}
+}  // namespace
+
 TEST(Gsnr, PublishedFormulaAndOneElementEdgeCase) {
   auto g = torch::tensor({1.0, -2.0, 3.0, 0.5}, torch::kFloat64);
   const double mean = 2.5 / 4;
@@ -57,11 +69,7 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
 }
 
 TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
-  ProfileOptions o;
-  o.topk = 2;
-  o.probes = 4;
-  o.density_runs = 0;
-  o.block_eigs = "all";
+  const ProfileOptions o = without_density(2, 4, "all");
   Session s = tiny_session("attention", 2);
   Profile p = run_profile(s, o);
   auto H = dense_hessian(*s.net, s.train_batch(0), s.loss);
@@ -82,11 +90,7 @@ TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
 // --trace-estimator hutch++: the largest multiple of 3 of --probes products; block traces within 4
 // standard errors of the dense Hessian's diagonal blocks and summing to the global trace.
 TEST(Profile, HutchPlusPlusTraces) {
-  ProfileOptions o;
-  o.topk = 1;
-  o.probes = 100;
-  o.density_runs = 0;
-  o.block_eigs = "none";
+  ProfileOptions o = without_density(1, 100, "none");
   o.trace_estimator = "hutch++";
   Session s = tiny_session("gpt2", 2);
   Profile p = run_profile(s, o);
