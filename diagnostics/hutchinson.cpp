@@ -9,14 +9,13 @@
 namespace bs {
 
 namespace {
-// The sum of x over every block's coordinates and, last, over all.
+// The sum of x over every block's coordinates (ParamTable::blocks(): tensors, fused tensors' slices)
+// and, last, over all.
 std::vector<double> block_sums(const ParamTable& table, const torch::Tensor& x) {
-  std::vector<double> sums(table.size() + 1, 0.0);
-  for (size_t b = 0; b < table.size(); ++b) {
-    const auto& e = table.at(b);
-    sums[b] = x.narrow(0, e.offset, e.numel).sum().item<double>();
-    sums[table.size()] += sums[b];
-  }
+  auto sums = table.block_sums(x);
+  double total = 0;
+  for (double v : sums) total += v;
+  sums.push_back(total);
   return sums;
 }
 
@@ -56,7 +55,7 @@ TraceResult from_samples(const std::vector<std::vector<double>>& samples, const 
 TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed,
                        torch::Dtype dtype) {
   if (probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
-  const size_t B = table.size();
+  const size_t B = table.blocks().size();
   std::vector<std::vector<double>> samples(B + 1, std::vector<double>(probes));
   std::mt19937_64 rng(seed);
   Progress bar("trace", probes);
@@ -76,7 +75,7 @@ TraceResult hutch_plus_plus(const LinearOp& op, const ParamTable& table, int64_t
   if (products < 6 || products % 3 != 0)
     throw UserError("--probes " + std::to_string(products) + ": Hutch++ needs a multiple of 3, at least 6");
   const int64_t n = table.total_numel(), k = products / 3;
-  const size_t B = table.size();
+  const size_t B = table.blocks().size();
   std::mt19937_64 rng(seed);
   Progress bar("trace (Hutch++)", products);
   int64_t done = 0;

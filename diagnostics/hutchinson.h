@@ -10,7 +10,7 @@ namespace bs {
 
 struct TraceResult {
   double trace = 0, stderr_ = 0;              // global estimate and its standard error
-  std::vector<double> block_trace, block_stderr;  // per parameter tensor, table order
+  std::vector<double> block_trace, block_stderr;  // per ParamTable::blocks() entry, in order
   int64_t n_products = 0;
   std::string estimator;  // "Hutchinson" or "Hutch++"
 };

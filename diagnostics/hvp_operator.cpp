@@ -3,6 +3,7 @@
 
 #include <ATen/VmapMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -159,6 +160,40 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
 }
 
 torch::Tensor HvpOperator::apply(const torch::Tensor& v) { return apply_block(m_all, v); }
+
+LinearOp HvpOperator::table_block_op(const std::vector<size_t>& blocks, int64_t* n) {
+  std::vector<size_t> tensors;
+  bool whole = true;
+  for (size_t b : blocks) {
+    const auto& blk = m_table.blocks().at(b);
+    whole = whole && blk.slice < 0;
+    if (std::find(tensors.begin(), tensors.end(), blk.entry) == tensors.end()) tensors.push_back(blk.entry);
+  }
+  if (whole) {
+    std::vector<size_t> in_order;  // the blocks' own order
+    for (size_t b : blocks) in_order.push_back(m_table.blocks()[b].entry);
+    *n = block_size(in_order);
+    return block_op(in_order);
+  }
+  // Positions of the blocks' coordinates inside the concatenation of their tensors.
+  std::vector<torch::Tensor> pos;
+  for (size_t b : blocks) {
+    const auto& blk = m_table.blocks()[b];
+    int64_t base = 0;
+    for (size_t t : tensors) {
+      if (t == blk.entry) break;
+      base += m_table.at(t).numel;
+    }
+    pos.push_back(m_table.block_index(b) + base);
+  }
+  auto idx = torch::cat(pos);
+  *n = idx.numel();
+  const int64_t full = block_size(tensors);
+  return [this, tensors, idx, full](const torch::Tensor& v) {
+    auto x = torch::zeros({full}, v.options()).index_copy_(0, idx, v);
+    return apply_block(tensors, x).index_select(0, idx);
+  };
+}
 
 double directional_sharpness(HvpOperator& H, const torch::Tensor& u) {
   const auto ud = u.to(torch::kFloat64);

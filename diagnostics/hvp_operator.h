@@ -39,6 +39,10 @@ class HvpOperator {
   LinearOp block_op(std::vector<size_t> block) {
     return [this, block](const torch::Tensor& v) { return apply_block(block, v); };
   }
+  // H restricted to ParamTable blocks (indices into table().blocks(): whole tensors or fused tensors'
+  // slices), acting on the concatenation of their coordinates; *n receives that dimension. Whole
+  // tensors alone are block_op of those tensors; a slice goes through its tensor's block.
+  LinearOp table_block_op(const std::vector<size_t>& blocks, int64_t* n);
 
  private:
   struct Graph {

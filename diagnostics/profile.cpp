@@ -2,6 +2,7 @@
 // block / kind lambda_max -> SLQ density -> g-SNR and Gauss-Newton diagonal -> Profile.
 #include "profile.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "memory.h"
 #include "progress.h"
 
 namespace bs {
@@ -36,22 +38,10 @@ std::vector<double> gsnr_over_batches(Session& s, int64_t batches) {
 
 namespace {
 
-// Largest eigenvalue of a block: exact (dense) for small blocks, Lanczos otherwise.
-double block_lambda_max(HvpOperator& H, const std::vector<size_t>& block, const ProfileOptions& opt, uint64_t seed) {
-  const int64_t n = H.block_size(block);
-  auto op = H.block_op(block);
-  if (n <= 64) return dense_eigs(op, n).values.front();
-  EigOptions eo;
-  eo.k = 1;
-  eo.tol = std::max(opt.tol, 1e-8);
-  eo.seed = seed;
-  auto r = lanczos_eigs(op, n, eo);
-  return r.values.empty() ? NAN : r.values.front();
-}
-
-// Sophia's Gauss-Newton-Bartlett estimate of diag(GN): N * g_hat^2 with labels sampled from the model.
+// Sophia's Gauss-Newton-Bartlett estimate of diag(GN): N * g_hat^2 with labels sampled from the model;
+// its mean over each ParamTable block.
 std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable& table, int64_t samples, uint64_t seed) {
-  std::vector<double> out(table.size(), NAN);
+  std::vector<double> out(table.blocks().size(), NAN);
   if (s.loss != LossKind::CrossEntropy || samples <= 0) return out;
   auto params = s.net->parameters();
   auto gen = at::detail::createCPUGenerator(seed + static_cast<uint64_t>(dist::rank()));
@@ -74,8 +64,55 @@ std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable
       acc[i] = acc[i].defined() ? acc[i] + sq : sq;
     }
   }
-  for (size_t i = 0; i < params.size(); ++i) out[i] = acc[i].mean().item<double>() / static_cast<double>(samples);
+  for (size_t b = 0; b < out.size(); ++b) {
+    const auto& blk = table.blocks()[b];
+    const auto a = acc[blk.entry].reshape({-1});
+    out[b] = (blk.slice < 0 ? a : a.index_select(0, table.block_index(b))).mean().item<double>() / static_cast<double>(samples);
+  }
   return out;
+}
+
+// What the solvers will hold beyond the model and its graphs (which exist by now, so the machine's
+// available memory already excludes them): the Lanczos basis (ncv float64 vectors), the SLQ basis when
+// reorthogonalising (steps vectors), and about 8 float64 work vectors (gradient, products, conversions).
+// Too little memory first shrinks the basis (more restarts, same answer), then drops SLQ's
+// reorthogonalisation (Ghorbani et al. 2019 run SLQ without it), and refuses only when neither fits.
+struct MemoryPlan {
+  int64_t ncv = 0;  // 0: lanczos_eigs' default
+  bool reorth = true;
+};
+
+MemoryPlan plan_memory(int64_t n, const ProfileOptions& opt) {
+  MemoryPlan plan;
+  plan.reorth = opt.reorth;
+  const double vec = 8.0 * static_cast<double>(n), work = 8 * vec;
+  const int64_t avail = available_memory_bytes();
+  if (avail < 0) return plan;  // unknown (not Linux): trust the user
+  const double budget = 0.85 * static_cast<double>(avail);
+  if (opt.method == "lanczos") {
+    const int64_t ncv = default_ncv(n, opt.topk);
+    const int64_t fit = static_cast<int64_t>((budget - work) / vec);
+    if (ncv > fit) {
+      if (fit < opt.topk + 2)
+        throw UserError("profile: " + std::to_string(n) + " parameters need about " +
+                        format_bytes(work + vec * (opt.topk + 2)) + " for the eigensolver (at least --topk + 2 = " +
+                        std::to_string(opt.topk + 2) + " float64 vectors of " + format_bytes(vec) + ", plus work vectors) but " +
+                        format_bytes(avail) + " is available; use a smaller --topk, --batch-size or model");
+      plan.ncv = fit;
+      std::fprintf(stderr, "blocksharp: note: eigensolver basis cut from %lld to %lld vectors to fit %s of memory\n",
+                   static_cast<long long>(ncv), static_cast<long long>(fit), format_bytes(avail).c_str());
+    }
+  }
+  if (opt.density_runs > 0 && plan.reorth && work + vec * static_cast<double>(opt.density_steps) > budget) {
+    plan.reorth = false;
+    std::fprintf(stderr, "blocksharp: note: density without reorthogonalisation (%lld basis vectors need %s, %s available)\n",
+                 static_cast<long long>(opt.density_steps), format_bytes(vec * static_cast<double>(opt.density_steps)).c_str(),
+                 format_bytes(avail).c_str());
+  }
+  if (work > budget)
+    throw UserError("profile: " + std::to_string(n) + " parameters need about " + format_bytes(work) +
+                    " of float64 work vectors but " + format_bytes(avail) + " is available");
+  return plan;
 }
 
 }  // namespace
@@ -87,12 +124,29 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   if (opt.batches < 1) throw UserError("--batches must be at least 1");
   if (opt.trace_estimator != "hutchinson" && opt.trace_estimator != "hutch++")
     throw UserError("--trace-estimator '" + opt.trace_estimator + "': expected hutchinson or hutch++");
+  // Every option is checked here, before any product: nothing runs on options refused later.
+  if (opt.topk < 1) throw UserError("--topk must be at least 1");
+  if (opt.trace_estimator == "hutch++" && opt.probes < 3)
+    throw UserError("--probes " + std::to_string(opt.probes) + ": --trace-estimator hutch++ needs at least 3");
+  if (opt.probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
+  if (opt.density_runs < 0) throw UserError("--density-runs must be >= 0");
+  if (opt.density_runs > 0 && opt.density_steps < 2) throw UserError("--density-steps must be >= 2");
+  if (!(opt.tol > 0)) throw UserError("--tol must be positive");
+  if (opt.gn_samples < 0) throw UserError("--gn-samples must be >= 0");
+  {
+    int64_t n = 0;
+    for (const auto& [name, t] : s.net->named_parameters()) n += t.numel();
+    if (opt.topk >= n)
+      throw UserError("--topk " + std::to_string(opt.topk) + " must be smaller than the number of parameters (" +
+                      std::to_string(n) + ")");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Batch> batches;
   for (int64_t b = 0; b < opt.batches; ++b) batches.push_back(s.train_batch(b));
   HvpOperator H(*s.net, batches, s.loss, s.opt.data, opt.keep_graphs);
   const ParamTable& table = H.table();
   const int64_t n = H.size();
+  const MemoryPlan plan = plan_memory(n, opt);
   Profile p;
   p.loss = H.loss();
 
@@ -103,6 +157,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     eo.which = opt.which;
     eo.seed = s.opt.seed;
     eo.tol = opt.method == "power" && opt.tol == 1e-10 ? 1e-3 : opt.tol;
+    eo.ncv = plan.ncv;
     Progress bar("eigenvalues (products)", 0);
     int64_t calls = 0;
     LinearOp op = [&](const torch::Tensor& v) {
@@ -121,46 +176,52 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   // Per-tensor statistics.
   const auto g0 = table.unflatten(H.first_batch_gradient());
   const auto gn = gn_diag_avg(s, batches.front(), table, opt.gn_samples, s.opt.seed + 2);
-  for (size_t i = 0; i < table.size(); ++i) {
-    const auto& e = table.at(i);
+  const auto& blocks = table.blocks();
+  const double block_tol = std::max(opt.tol, 1e-8);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const auto& blk = blocks[i];
     BlockStats b;
-    b.name = e.name;
-    b.kind = e.kind;
-    b.numel = e.numel;
+    b.name = blk.name;
+    b.tensor = table.at(blk.entry).name;
+    b.kind = blk.kind;
+    b.numel = blk.numel;
     b.trace = p.trace.block_trace[i];
     b.trace_stderr = p.trace.block_stderr[i];
-    b.avg_sharpness = b.trace / static_cast<double>(e.numel);
-    b.gsnr = gsnr(g0[i]);
+    b.avg_sharpness = b.trace / static_cast<double>(blk.numel);
+    const auto g = g0[blk.entry].reshape({-1});
+    b.gsnr = gsnr(blk.slice < 0 ? g : g.index_select(0, table.block_index(i)));
     b.gn_diag_avg = gn[i];
     p.blocks.push_back(b);
   }
   if (opt.block_eigs == "all") {
-    Progress bar("block eigs", static_cast<int64_t>(table.size()));
-    for (size_t i = 0; i < table.size(); ++i) {
-      p.blocks[i].lambda_max = block_lambda_max(H, {i}, opt, s.opt.seed + 10 + i);
+    Progress bar("block eigs", static_cast<int64_t>(blocks.size()));
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      p.blocks[i].lambda_max = block_lambda_max(H, {i}, block_tol, s.opt.seed + 10 + i);
       bar.update(static_cast<int64_t>(i + 1));
     }
   }
 
-  // Per kind: trace sums (independent estimates per tensor, so variances add), lambda_max of the
-  // kind's diagonal block H_kk.
+  // Per kind: trace sums (independent estimates per block, so variances add), lambda_max of the
+  // kind's diagonal block H_kk (a fused projection's q and k slices are QK, its v slice VO).
   std::map<BlockKind, std::vector<size_t>> members;
-  for (size_t i = 0; i < table.size(); ++i) members[table.at(i).kind].push_back(i);
+  for (size_t i = 0; i < blocks.size(); ++i) members[blocks[i].kind].push_back(i);
   Progress bar("kind eigs", static_cast<int64_t>(members.size()));
   int64_t done = 0;
   for (auto& [kind, idx] : members) {
     KindStats k;
     k.kind = kind;
-    k.n_tensors = static_cast<int64_t>(idx.size());
+    std::vector<size_t> tensors;
     double var = 0;
     for (size_t i : idx) {
-      k.numel += table.at(i).numel;
+      if (std::find(tensors.begin(), tensors.end(), blocks[i].entry) == tensors.end()) tensors.push_back(blocks[i].entry);
+      k.numel += blocks[i].numel;
       k.trace += p.blocks[i].trace;
       var += p.blocks[i].trace_stderr * p.blocks[i].trace_stderr;
     }
+    k.n_tensors = static_cast<int64_t>(tensors.size());
     k.trace_stderr = std::sqrt(var);
     k.avg_sharpness = k.trace / static_cast<double>(k.numel);
-    if (opt.block_eigs != "none") k.lambda_max = block_lambda_max(H, idx, opt, s.opt.seed + 100 + static_cast<uint64_t>(kind));
+    if (opt.block_eigs != "none") k.lambda_max = block_lambda_max(H, idx, block_tol, s.opt.seed + 100 + static_cast<uint64_t>(kind));
     p.kinds.push_back(k);
     bar.update(++done);
   }
@@ -168,7 +229,8 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
 
   // Spectral density.
   if (opt.density_runs > 0)
-    p.density = slq_density(H.as_op(), n, opt.density_runs, opt.density_steps, opt.reorth, s.opt.seed + 3, H.dtype());
+    p.density = slq_density(H.as_op(), n, opt.density_runs, opt.density_steps, plan.reorth, s.opt.seed + 3, H.dtype());
+  p.density_reorth = plan.reorth;
   p.n_hvp_total = H.n_hvp();
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
@@ -188,11 +250,19 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   int64_t total = 0;
   for (const auto& b : p.blocks) total += b.numel;
   out.write("/global/numel", total);
-  std::vector<std::string> names, kinds;
+  // What PyTorch's named_parameters() leaves out: later names of shared tensors, and frozen tensors.
+  const ModelInfo& info = s.net->info();
+  std::vector<std::string> alias, alias_of;
+  for (const auto& [a, of] : info.aliases) alias.push_back(a), alias_of.push_back(of);
+  out.write("/model/aliases", alias);
+  out.write("/model/alias_of", alias_of);
+  out.write("/model/frozen", info.frozen);
+  std::vector<std::string> names, tensors, kinds;
   std::vector<int64_t> numel;
   std::vector<double> tr, tr_se, avg, lmax, gs, gn;
   for (const auto& b : p.blocks) {
     names.push_back(b.name);
+    tensors.push_back(b.tensor);
     kinds.push_back(to_string(b.kind));
     numel.push_back(b.numel);
     tr.push_back(b.trace);
@@ -203,6 +273,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
     gn.push_back(b.gn_diag_avg);
   }
   out.write("/blocks/name", names);
+  out.write("/blocks/tensor", tensors);  // the tensor a block belongs to (a fused q/k/v weight has three)
   out.write("/blocks/kind", kinds);
   out.write("/blocks/numel", numel);
   out.write("/blocks/trace", tr);
@@ -252,7 +323,8 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("data", s.data->describe());
   out.attribute("dtype", s.opt.dtype);
   out.attribute("method", opt.method);
-  out.attribute("which", opt.which);
+  out.attribute("density_reorth", p.density_reorth ? "true" : "false");
+  out.attribute("which", opt.method == "power" ? std::string("LM") : opt.which);  // power: largest magnitude
   out.commit();
 }
 
@@ -268,6 +340,13 @@ void print_profile(const Profile& p, const Session& s) {
   for (const auto& b : p.blocks) numel += b.numel;
   std::printf("model %s (%lld parameters) on %s, loss %.6f\n", s.opt.model.c_str(), static_cast<long long>(numel),
               s.data->describe().c_str(), p.loss);
+  for (const auto& [alias, of] : s.net->info().aliases)
+    std::printf("shared: %s is %s (counted once)\n", alias.c_str(), of.c_str());
+  if (!s.net->info().frozen.empty()) {
+    std::printf("frozen (requires_grad false, left out):");
+    for (const auto& f : s.net->info().frozen) std::printf(" %s", f.c_str());
+    std::printf("\n");
+  }
   std::printf("top-%zu eigenvalues (%s, %lld products):", p.global.values.size(), p.global.status.c_str(),
               static_cast<long long>(p.n_hvp_global));
   for (double v : p.global.values) std::printf(" %.6g", v);

@@ -34,7 +34,8 @@ double gsnr(const torch::Tensor& g, double eps = 1e-8);
 std::vector<double> gsnr_over_batches(Session& s, int64_t batches);
 
 struct BlockStats {
-  std::string name;
+  std::string name;    // the tensor's name; a fused tensor's slices add [q], [k], [v]
+  std::string tensor;  // the tensor's name
   BlockKind kind = BlockKind::Other;
   int64_t numel = 0;
   double trace = 0, trace_stderr = 0, avg_sharpness = 0, lambda_max = NAN, gsnr = 0, gn_diag_avg = NAN;
@@ -55,6 +56,7 @@ struct Profile {
   std::vector<KindStats> kinds;
   int64_t n_hvp_global = 0, n_hvp_total = 0;
   double seconds = 0;
+  bool density_reorth = true;  // false when memory forced SLQ without reorthogonalisation
 };
 
 Profile run_profile(Session& s, const ProfileOptions& opt);

@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 #include <Spectra/SymEigsSolver.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "errors.h"
@@ -22,13 +23,36 @@ class SpectraAdapter {
   void perform_op(const double* x, double* y) const {
     auto in = torch::from_blob(const_cast<double*>(x), {m_n}, torch::kFloat64);
     auto out = m_op(in).to(torch::kFloat64).contiguous();
+    // An operator that is exactly zero (a loss that does not depend on the parameters) breaks Lanczos
+    // down on its first product. The start is random, and a random vector lies in a proper null space
+    // with probability zero, so a zero first product means the operator is zero.
+    if (m_first && out.abs().max().item<double>() == 0.0) throw ZeroOperator{};
+    m_first = false;
     std::memcpy(y, out.data_ptr<double>(), sizeof(double) * m_n);
   }
+  struct ZeroOperator {};
 
  private:
   const LinearOp& m_op;
   int64_t m_n;
+  mutable bool m_first = true;
 };
+
+// The answer for the zero operator: eigenvalues 0, any orthonormal vectors, residuals 0.
+EigResult zero_operator_result(int64_t n, int64_t k, int64_t products) {
+  EigResult z;
+  z.n_products = products;
+  z.status = "converged";
+  for (int64_t i = 0; i < k; ++i) {
+    auto e = torch::zeros({n}, torch::kFloat64);
+    e[i] = 1.0;
+    z.values.push_back(0.0);
+    z.vectors.push_back(e);
+    z.converged.push_back(true);
+    z.residuals.push_back(0.0);
+  }
+  return z;
+}
 
 Spectra::SortRule rule(const std::string& which) {
   if (which == "LA") return Spectra::SortRule::LargestAlge;
@@ -54,9 +78,23 @@ void measure_residuals(const LinearOp& op, EigResult& r) {
 
 }  // namespace
 
+double block_lambda_max(HvpOperator& H, const std::vector<size_t>& blocks, double tol, uint64_t seed) {
+  int64_t n = 0;
+  const LinearOp op = H.table_block_op(blocks, &n);
+  if (n <= 64) return dense_eigs(op, n).values.front();
+  EigOptions eo;
+  eo.k = 1;
+  eo.tol = tol;
+  eo.seed = seed;
+  const auto r = lanczos_eigs(op, n, eo);
+  return r.values.empty() ? NAN : r.values.front();
+}
+
+int64_t default_ncv(int64_t n, int64_t k) { return std::min(n, std::max<int64_t>(2 * k + 1, 20)); }
+
 EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   check_k(opt.k, n);
-  const int64_t ncv = opt.ncv > 0 ? std::min(n, opt.ncv) : std::min(n, std::max<int64_t>(2 * opt.k + 1, 20));
+  const int64_t ncv = opt.ncv > 0 ? std::min(n, opt.ncv) : default_ncv(n, opt.k);
   if (ncv <= opt.k) throw UserError("--ncv must exceed --topk");
   SpectraAdapter adapter(op, n);
   Spectra::SymEigsSolver<SpectraAdapter> solver(adapter, opt.k, ncv);
@@ -69,9 +107,14 @@ EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
     auto s = gaussian(n, rng, torch::kFloat64);
     std::memcpy(start.data(), s.data_ptr<double>(), sizeof(double) * n);
   }
-  solver.init(start.data());
   const auto sel = rule(opt.which);
-  const Eigen::Index nconv = solver.compute(sel, opt.maxit, opt.tol, sel);
+  Eigen::Index nconv = 0;
+  try {
+    solver.init(start.data());  // runs the first product
+    nconv = solver.compute(sel, opt.maxit, opt.tol, sel);
+  } catch (const SpectraAdapter::ZeroOperator&) {
+    return zero_operator_result(n, opt.k, 1);
+  }
   EigResult r;
   r.n_products = solver.num_operations();
   r.status = solver.info() == Spectra::CompInfo::Successful ? "converged"
@@ -108,7 +151,12 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
       auto hv = op(v).to(torch::kFloat64);
       ++r.n_products;
       lambda = hv.dot(v).item<double>();
-      v = hv / (hv.norm() + 1e-6);
+      const double hn = hv.norm().item<double>();
+      if (hn == 0.0) {  // v is in the null space: an eigenpair with eigenvalue 0, not a breakdown
+        conv = true;
+        break;
+      }
+      v = hv / (hn + 1e-6);
       if (it > 0 && std::abs(lambda - prev) / (std::abs(prev) + 1e-6) < opt.tol) {
         conv = true;
         break;
@@ -122,8 +170,13 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
     r.vectors.push_back(v);
     r.converged.push_back(conv);
   }
-  r.status = all ? "converged" : "not converged";
   measure_residuals(op, r);
+  // PyHessian's test (the eigenvalue stopped moving) is necessary, not sufficient: a pair also needs
+  // a residual below sqrt(tol) |lambda|, which bounds the eigenvalue's error by about tol |lambda|^2 / gap.
+  for (size_t i = 0; i < r.values.size(); ++i)
+    if (!(r.residuals[i] <= std::sqrt(opt.tol) * std::abs(r.values[i]) || r.residuals[i] == 0.0)) r.converged[i] = false;
+  all = std::all_of(r.converged.begin(), r.converged.end(), [](bool c) { return c; });
+  r.status = all ? "converged" : "not converged";
   return r;
 }
 

@@ -29,6 +29,14 @@ struct EigResult {
   std::string status;                // "converged" or what went wrong
 };
 
+// lambda_max of H's diagonal block over ParamTable blocks (HvpOperator::table_block_op): dense when
+// the block has at most 64 coordinates, else Lanczos (k = 1) at `tol`. The one rule profile and the
+// tracer share.
+double block_lambda_max(HvpOperator& H, const std::vector<size_t>& blocks, double tol, uint64_t seed);
+
+// Lanczos basis size when EigOptions::ncv is 0: min(n, max(2k+1, 20)).
+int64_t default_ncv(int64_t n, int64_t k);
+
 EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
 EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt);
 // All eigenpairs via n products with basis vectors (n small); values descending.

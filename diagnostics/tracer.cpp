@@ -46,28 +46,16 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   if (!eig.vectors.empty()) m_warm = eig.vectors.front();
   const auto tr = hutchinson(H.as_op(), H.table(), m_o.probes, m_s.opt.seed + static_cast<uint64_t>(step), H.dtype());
   std::map<std::string, std::pair<double, int64_t>> kinds;
-  for (size_t i = 0; i < H.table().size(); ++i) {
-    auto& k = kinds[to_string(H.table().at(i).kind)];
+  const auto& blocks = H.table().blocks();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    auto& k = kinds[to_string(blocks[i].kind)];
     k.first += tr.block_trace[i];
-    k.second += H.table().at(i).numel;
+    k.second += blocks[i].numel;
   }
   for (const auto& [kind, v] : kinds) r.kind_sharpness[kind] = v.first / static_cast<double>(v.second);
   if (update.defined() && update.norm().item<double>() > 0) r.directional = directional_sharpness(H, update);
   if (m_o.block_eigs)
-    for (size_t i = 0; i < H.table().size(); ++i) {
-      const int64_t n = H.table().at(i).numel;
-      auto op = H.block_op({i});
-      if (n <= 64) {
-        r.block_lambda_max.push_back(dense_eigs(op, n).values.front());
-      } else {
-        EigOptions b;
-        b.k = 1;
-        b.tol = m_o.tol;
-        b.seed = m_s.opt.seed + i;
-        auto e = lanczos_eigs(op, n, b);
-        r.block_lambda_max.push_back(e.values.empty() ? NAN : e.values.front());
-      }
-    }
+    for (size_t i = 0; i < blocks.size(); ++i) r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_s.opt.seed + i));
   m_s.net->set_train(true);  // the tracer runs inside the training loop
   return r;
 }

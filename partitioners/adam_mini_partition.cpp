@@ -60,10 +60,12 @@ Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
     if (ev.recommended == "per-head") g = Granularity::PerHead;
     else if (ev.recommended == "per-row") g = Granularity::PerRow;
     else if (ev.recommended == "per-element") g = Granularity::PerElement;
-    std::string rules_g;
+    std::string rules_g;  // the rules' granularity of the tensor the evidence was measured on
+    json switched = json::array();  // tensors whose granularity the evidence changed: name, from, to
     for (size_t i = 0; i < table.size(); ++i) {
       if (table.at(i).kind != kind) continue;
-      rules_g = to_string(p.params[i].granularity);
+      const std::string before = to_string(p.params[i].granularity);
+      if (table.at(i).name == ev.sampled_param) rules_g = before;
       const bool heads_fit = g != Granularity::PerHead || (head_numel(info) > 0 && table.at(i).numel % head_numel(info) == 0);
       const bool rows_fit = g != Granularity::PerRow || table.at(i).shape.size() >= 2;
       if (heads_fit && rows_fit) {
@@ -71,6 +73,8 @@ Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
         p.params[i] = make_block(table.at(i), g, head_numel(info));
         p.params[i].weight_decay = wd;
       }
+      const std::string after = to_string(p.params[i].granularity);
+      if (after != before) switched.push_back({{"name", table.at(i).name}, {"from", before}, {"to", after}});
     }
     const std::string used = to_string(g);
     report[to_string(kind)] = {{"sampled_param", ev.sampled_param},
@@ -82,7 +86,8 @@ Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
                                {"recommended", ev.recommended},
                                {"used", used},
                                {"rules_granularity", rules_g},
-                               {"agrees_with_rules", used == rules_g}};
+                               {"switched", switched},
+                               {"agrees_with_rules", switched.empty()}};
   }
   return p;
 }

@@ -14,6 +14,8 @@ namespace bs {
 std::string config_format(const std::string& kind) { return "blocksharp." + kind + "/" + std::to_string(kConfigVersion); }
 
 json config_header(const std::string& kind, const ModelInfo& info) {
+  json aliases = json::object();
+  for (const auto& [a, of] : info.aliases) aliases[a] = of;
   return {{"format", config_format(kind)},
           {"blocksharp_version", BLOCKSHARP_VERSION},
           {"command_line", command_line()},
@@ -25,7 +27,9 @@ json config_header(const std::string& kind, const ModelInfo& info) {
             {"n_kv_heads", info.n_kv_heads},
             {"n_layer", info.n_layer},
             {"vocab", info.vocab},
-            {"tied", info.tied}}}};
+            {"tied", info.tied},
+            {"aliases", aliases},  // a shared tensor's later names -> the name it is listed under
+            {"frozen", info.frozen}}}};
 }
 
 const json& require_key(const json& j, const std::string& key, const std::string& where) {

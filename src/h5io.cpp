@@ -93,7 +93,9 @@ void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
   auto t = t_in.detach().cpu().contiguous();
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
   H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
-  if (t.scalar_type() == torch::kFloat64) {
+  if (t.numel() == 0) {  // an empty dataset: shape only (HDF5 refuses a write from no buffer)
+    create(*m_file, path, t.is_floating_point() ? H5::PredType::NATIVE_DOUBLE : H5::PredType::NATIVE_INT64, space);
+  } else if (t.scalar_type() == torch::kFloat64) {
     create(*m_file, path, H5::PredType::NATIVE_DOUBLE, space)
         .write(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
   } else if (t.scalar_type() == torch::kFloat32) {
@@ -124,7 +126,8 @@ void H5Output::write(const std::string& path, const std::vector<std::string>& v)
   H5::DataSpace space(1, &n);
   std::vector<const char*> ptrs;
   for (const auto& s : v) ptrs.push_back(s.c_str());
-  create(*m_file, path, type, space).write(ptrs.data(), type);
+  auto ds = create(*m_file, path, type, space);
+  if (!v.empty()) ds.write(ptrs.data(), type);
 }
 
 void H5Output::write(const std::string& path, double v) {

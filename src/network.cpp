@@ -1,6 +1,7 @@
 // Network helpers and the TorchScript adapter.
 #include "network.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "errors.h"
@@ -11,6 +12,33 @@ std::vector<torch::Tensor> Network::parameters() const {
   std::vector<torch::Tensor> out;
   for (auto& [name, t] : named_parameters()) out.push_back(t);
   return out;
+}
+
+ParameterIndex index_parameters(const NamedTensors& all) {
+  ParameterIndex ix;
+  std::vector<std::pair<const void*, std::string>> seen;  // TensorImpl -> first name
+  for (const auto& [name, t] : all) {
+    const void* id = t.unsafeGetTensorImpl();
+    auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == id; });
+    if (it != seen.end()) {
+      ix.aliases.emplace_back(name, it->second);
+      continue;
+    }
+    seen.emplace_back(id, name);
+    if (t.requires_grad())
+      ix.kept.emplace_back(name, t);
+    else
+      ix.frozen.push_back(name);
+  }
+  return ix;
+}
+
+NamedTensors Network::named_parameters() const { return bs::index_parameters(all_named_parameters()).kept; }
+
+void Network::index_parameters() {
+  auto ix = bs::index_parameters(all_named_parameters());
+  m_info.aliases = std::move(ix.aliases);
+  m_info.frozen = std::move(ix.frozen);
 }
 
 torch::Dtype Network::dtype() const {
@@ -40,14 +68,17 @@ namespace {
 
 class ScriptNetwork : public Network {
  public:
-  ScriptNetwork(torch::jit::Module m, ModelInfo info) : m_module(std::move(m)) { m_info = std::move(info); }
+  ScriptNetwork(torch::jit::Module m, ModelInfo info) : m_module(std::move(m)) {
+    m_info = std::move(info);
+    index_parameters();
+  }
   torch::Tensor forward(const torch::Tensor& inputs) override {
     auto out = m_module.forward({inputs});
     if (!out.isTensor()) throw UserError("model '" + m_info.name + "': forward() must return one tensor");
     return out.toTensor();
   }
-  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const override {
-    std::vector<std::pair<std::string, torch::Tensor>> out;
+  NamedTensors all_named_parameters() const override {
+    NamedTensors out;
     for (const auto& item : m_module.named_parameters(true)) out.emplace_back(item.name, item.value);
     return out;
   }
@@ -68,11 +99,15 @@ std::unique_ptr<Network> load_torchscript(const std::string& path) {
   } catch (const std::exception& e) {
     throw UserError("--model '" + path + "': not a TorchScript module (" + torch_error_line(e) + ")");
   }
-  for (const auto& p : m.parameters()) p.requires_grad_(true);
+  // requires_grad is kept as saved: a frozen tensor stays frozen, as in PyTorch.
   ModelInfo info;
   info.name = path;
   info.family = "torchscript";
-  return std::make_unique<ScriptNetwork>(std::move(m), std::move(info));
+  auto net = std::make_unique<ScriptNetwork>(std::move(m), std::move(info));
+  net->info().tied = !net->info().aliases.empty();
+  if (net->named_parameters().empty())
+    throw UserError("--model '" + path + "': the model has no trainable parameters (none with requires_grad)");
+  return net;
 }
 
 }  // namespace bs

@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "errors.h"
 #include "h5io.h"
+#include "models/hf_checkpoint.h"
 #include "models/model_zoo.h"
 #include "tokenizer.h"
 
@@ -80,7 +82,21 @@ Session open_session(const CommonOptions& opt) {
   d.batch_size = opt.batch_size;
   d.seed = opt.seed;
   d.shuffle = opt.shuffle;
-  if (is_torchscript_path(opt.model)) {
+  std::optional<HfCheckpoint> hf;
+  if (is_hf_spec(opt.model)) {
+    if (!opt.sets.empty()) throw UserError("--set applies to built-in presets only, not to '" + opt.model + "'");
+    hf = read_hf_checkpoint(opt.model);
+    const ModelConfig& cfg = hf->config;
+    const int64_t tok_vocab = tokenizer_vocab_size(opt.tokenizer);
+    if (tok_vocab > cfg.vocab)
+      throw UserError("--tokenizer " + opt.tokenizer + " has " + std::to_string(tok_vocab) + " tokens, more than the vocab_size " +
+                      std::to_string(cfg.vocab) + " of '" + opt.model + "'");
+    if (opt.seq_len > cfg.seq_len)
+      throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of '" + opt.model + "' (" +
+                      std::to_string(cfg.seq_len) + ")");
+    d.seq_len = opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(cfg.seq_len, 1024);
+    s.net = build_network(opt.model, cfg, opt.seed);
+  } else if (is_torchscript_path(opt.model)) {
     s.net = load_torchscript(opt.model);
     auto& info = s.net->info();
     info.dim = opt.dim;
@@ -89,13 +105,18 @@ Session open_session(const CommonOptions& opt) {
     d.seq_len = opt.seq_len > 0 ? opt.seq_len : 64;
     if (!opt.sets.empty()) throw UserError("--set applies to built-in models only, not to '" + opt.model + "'");
   } else {
-    const ModelConfig cfg =
-        resolve_model_config(opt.model, opt.sets, tokenizer_vocab_size(opt.tokenizer), opt.seq_len);
-    d.seq_len = cfg.seq_len > 0 ? cfg.seq_len : 64;
+    // --seq-len is the data's sequence length; the model's context stays the preset's (or --set seq_len=).
+    const ModelConfig cfg = resolve_model_config(opt.model, opt.sets, tokenizer_vocab_size(opt.tokenizer), 0);
+    if (cfg.seq_len > 0 && opt.seq_len > cfg.seq_len)
+      throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of model '" + opt.model +
+                      "' (" + std::to_string(cfg.seq_len) + "); give --set seq_len=" + std::to_string(opt.seq_len) +
+                      " to build the model with a longer context");
+    d.seq_len = opt.seq_len > 0 ? opt.seq_len : cfg.seq_len > 0 ? cfg.seq_len : 64;
     s.net = build_network(opt.model, cfg, opt.seed);
   }
   s.data = make_data(d);
   s.net->to(s.dtype);
+  if (hf) load_hf_params(*s.net, *hf);  // after the dtype change, so float64 checkpoints keep every digit
   if (!opt.params_file.empty()) load_params(*s.net, opt.params_file);
   s.net->set_train(false);  // no dropout or batch norm in the zoo; eval() for TorchScript modules
   return s;

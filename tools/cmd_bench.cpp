@@ -12,6 +12,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
+#include "memory.h"
 #include "hutchinson.h"
 #include "progress.h"
 #include "spectral.h"
@@ -23,6 +24,8 @@ namespace {
 struct BenchOptions {
   std::vector<std::string> models = {"gpt2-tiny", "gpt2-small-cpu"};
   int64_t batch_size = 4;
+  int64_t seq_len = 0;  // 0: the preset's context
+  std::string tokenizer = "byte";
   int64_t repeats = 9;
   int64_t probes = 10;
   double power_tol = 1e-3;
@@ -191,6 +194,8 @@ nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
   CommonOptions c;
   c.model = model;
   c.batch_size = o.batch_size;
+  c.seq_len = o.seq_len;
+  c.tokenizer = o.tokenizer;
   c.seed = o.seed;
   c.threads = o.threads;
   BenchModel m;
@@ -202,6 +207,7 @@ nlohmann::json bench_model(const std::string& model, const BenchOptions& o) {
   if (wants(o, "cost")) out.update(bench_cost(m, o));
   if (wants(o, "eigen")) out.update(bench_eigen(m, o));
   if (wants(o, "trace")) out.update(bench_trace(m, o));
+  out["peak_resident_bytes_so_far"] = peak_resident_bytes();  // the process's peak (VmHWM) after this model
   return out;
 }
 
@@ -214,6 +220,8 @@ void register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   hvp->add_option("--models", o->models, "built-in models to measure")->delimiter(',')->capture_default_str();
   hvp->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
+  hvp->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();
+  hvp->add_option("--tokenizer", o->tokenizer, "byte or gpt2 (the presets' vocabulary follows)")->capture_default_str();
   hvp->add_option("--repeats", o->repeats, "timing repeats (median)")->capture_default_str();
   hvp->add_option("--probes", o->probes, "Hutchinson probes for the trace timing")->capture_default_str();
   hvp->add_option("--power-tol", o->power_tol, "tolerance of both eigensolvers (PyHessian's default 1e-3)")

@@ -1,5 +1,6 @@
 // `blocksharp config show FILE` summarizes a config; `config check FILE --model ...` validates it
-// against a model (names, shapes, block sizes), exactly as an optimizer would on load.
+// against a model (names, shapes, block sizes), exactly as an optimizer would on load; `config rules`
+// prints the name -> block-kind table.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -59,6 +60,19 @@ void check(const std::string& path, const CommonOptions& common) {
   std::printf("%s: valid %s config for %s\n", path.c_str(), kind.c_str(), common.model.c_str());
 }
 
+// The name -> kind table, in the order it is tried (first match wins).
+void rules() {
+  std::printf("Block kinds from parameter names: the lower-cased name is tried against each rule in order;\n"
+              "the first rule with a pattern inside the name decides (else Other). --group-pattern overrides.\n\n");
+  std::printf("%-4s %-6s %s\n", "rule", "kind", "patterns (any)  -- why");
+  int i = 1;
+  for (const auto& r : kind_rules()) {
+    std::string pats;
+    for (const auto& p : r.patterns) pats += (pats.empty() ? "" : ", ") + p;
+    std::printf("%-4d %-6s %s  -- %s\n", i++, to_string(r.kind).c_str(), pats.c_str(), r.why.c_str());
+  }
+}
+
 }  // namespace
 
 void register_config(CLI::App& app) {
@@ -73,6 +87,8 @@ void register_config(CLI::App& app) {
   ck->add_option("FILE", *file, "config file")->required();
   add_common_options(ck, *common);
   ck->callback([file, common] { check(*file, *common); });
+  cmd->add_subcommand("rules", "print the parameter-name -> block-kind rules, in the order they are tried")
+      ->callback([] { rules(); });
 }
 
 }  // namespace bs

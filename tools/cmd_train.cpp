@@ -36,6 +36,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", t->configs,
                   "configs from `profile`: blockwise_lr.json (adamw, adam-mini), adam_mini.json, sgd_sai.json");
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
+  cmd->add_option("--export-hf", t->export_hf,
+                  "also write the final parameters as a Hugging Face checkpoint (config.json + model.safetensors) in DIR");
   cmd->add_option("--no-decay", t->no_decay, "no weight decay for names containing these substrings (e.g. norm ln bias)")
       ->delimiter(',');
   cmd->add_option("--trace-every", t->trace.every, "every K steps record sharpness on a fixed probe batch to DIR/trace.h5")

@@ -69,21 +69,24 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   if (o.adam_mini == "measured") {
     part = adam_mini_measured(table, info, structure_evidence(s, o), evidence);
     for (auto& [kind, ev] : evidence.items())
-      if (!ev["agrees_with_rules"].get<bool>())
-        std::printf("adam-mini: %s measured as %s, the official rules use %s (evidence in adam_mini.json)\n",
-                    kind.c_str(), ev["used"].get<std::string>().c_str(), ev["rules_granularity"].get<std::string>().c_str());
+      for (const auto& sw : ev["switched"])
+        std::printf("adam-mini: %s (%s) measured as %s, the official rules use %s (evidence in adam_mini.json)\n",
+                    sw["name"].get<std::string>().c_str(), kind.c_str(), sw["to"].get<std::string>().c_str(),
+                    sw["from"].get<std::string>().c_str());
   } else {
     part = adam_mini_rules(table, info);
     evidence = {{"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
   }
   const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
 
-  std::vector<double> traces;
-  for (const auto& b : p.blocks) traces.push_back(b.trace);
+  // Configs are per tensor: a fused tensor's slices add up to its trace.
+  std::vector<double> traces(table.size(), 0.0);
+  for (size_t i = 0; i < p.blocks.size(); ++i) traces[table.blocks()[i].entry] += p.blocks[i].trace;
+  const bool sliced = table.blocks().size() != table.size();
   const json bw = blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns));
 
   std::vector<double> g;
-  if (o.gsnr_batches == 1)
+  if (o.gsnr_batches == 1 && !sliced)
     for (const auto& b : p.blocks) g.push_back(b.gsnr);
   else
     g = gsnr_over_batches(s, o.gsnr_batches);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <map>
 
+#include "models/hf_checkpoint.h"
 #include "adam_mini_partition.h"
 #include "blockwise_lr.h"
 #include "errors.h"
@@ -153,6 +154,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
     throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
   validate(t.schedule);
+  if (!t.export_hf.empty() && s.net->info().family != "gpt2" && s.net->info().family != "llama")
+    throw UserError("--export-hf: model '" + s.net->info().name + "' is not a gpt2 or llama architecture");
   auto params = s.net->parameters();
   Schedule base = t.schedule;
   base.lr = t.optim.lr;
@@ -178,8 +181,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
   if (t.trace.every > 0) {
     tracer = std::make_unique<Tracer>(s, t.trace);
-    std::vector<std::string> names;
-    for (const auto& [name, p] : s.net->named_parameters()) names.push_back(name);
+    std::vector<std::string> names;  // measured blocks: tensors, and fused tensors' q/k/v slices
+    for (const auto& b : ParamTable(s.net->named_parameters()).blocks()) names.push_back(b.name);
     if (dist::is_main()) trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
   }
   const ParamTable flat_table(s.net->named_parameters());
@@ -263,6 +266,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
   r.final_val_loss = validation_loss(s, t.eval_batches);
   const double entropy = s.data->unigram_entropy();
   write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model);
+  if (!t.export_hf.empty() && dist::is_main()) export_hf(*s.net, t.export_hf);
   // State bytes of every rank (ZeRO-1: each holds its share) and the payload each rank communicated.
   auto per_rank = torch::zeros({dist::world_size()}, torch::kInt64);
   per_rank[dist::rank()] = opt->state_bytes();

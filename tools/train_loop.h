@@ -30,6 +30,7 @@ struct TrainOptions {
   std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
   bool zero1 = false;                 // data parallel: shard optimizer state by tensor across ranks
   int64_t dist_check_every = 1;       // data parallel: check parameters are identical on all ranks every N steps
+  std::string export_hf;              // --export-hf DIR: final parameters as a Hugging Face checkpoint
 };
 
 struct TrainResult {

@@ -1,4 +1,5 @@
-// Presets: "tiny" (0.1-0.5M parameters, for tests) and "small-cpu" (5-10M, for CPU experiments).
+// Presets: "tiny" (0.1-0.5M parameters, for tests), "small-cpu" (5-10M, for CPU experiments) and
+// "gpt2-124m" (GPT-2 small: 12 layers, dim 768, 12 heads, context 1024; 124M with --tokenizer gpt2).
 #include "model_zoo.h"
 
 #include <map>
@@ -18,6 +19,9 @@ static const std::map<std::string, ModelConfig>& presets() {
     m["gpt2-tiny"] = c;
     c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.seq_len = 128;
     m["gpt2-small-cpu"] = c;
+    c = ModelConfig{};
+    c.n_layer = 12; c.dim = 768; c.n_heads = 12; c.vocab = 50257; c.seq_len = 1024;  // GPT-2 small's shape
+    m["gpt2-124m"] = c;
     c = ModelConfig{};
     c.family = "llama"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.n_kv_heads = 2; c.vocab = 256; c.seq_len = 64;
     c.tied = false;

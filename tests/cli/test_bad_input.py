@@ -71,6 +71,14 @@ cases = [
     ("profile: non-finite loss", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("nan.h5"),
                                   "--out", P("o16")], "batch 0"),
     ("unknown BLOCKSHARP_GEMM", train + ["--out", P("o20")], "BLOCKSHARP_GEMM", {"BLOCKSHARP_GEMM": "mkl"}),
+    # Refused before any product: a run that cannot fit in memory, with the estimate.
+    ("profile: does not fit memory", [blocksharp, "profile", "--out", P("o21")], "available",
+     {"BLOCKSHARP_MEMORY_BUDGET": "1000000"}),
+    ("profile: --probes 0", [blocksharp, "profile", "--probes", "0", "--out", P("o22")], "--probes"),
+    ("profile: hutch++ probes", [blocksharp, "profile", "--probes", "2", "--trace-estimator", "hutch++", "--out", P("o23")],
+     "hutch++"),
+    ("--seq-len beyond the context", train + ["--seq-len", "65", "--out", P("o24")], "--set seq_len=65"),
+    ("hf: folder without config", train + ["--model", "hf:" + P("o1"), "--out", P("o25")], "config.json"),
 ]
 failed = 0
 for name, cmd, culprit, *env in cases:

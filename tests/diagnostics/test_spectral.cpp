@@ -106,3 +106,35 @@ TEST(Lanczos, TopkNotBelowParameterCountIsAUserError) {
   EXPECT_THROW(lanczos_eigs(diagonal_op(d), 4, o), UserError);
   EXPECT_THROW(power_eigs(diagonal_op(d), 4, o), UserError);
 }
+
+// A loss that does not depend on the parameters has the zero Hessian: eigenvalues 0 (a result), with
+// residual 0, from either solver, and no breakdown or non-finite product.
+TEST(ZeroOperator, EigenvaluesAreZeroNotAnError) {
+  LinearOp zero = [](const torch::Tensor& v) { return torch::zeros_like(v); };
+  EigOptions o;
+  o.k = 3;
+  for (const auto& r : {lanczos_eigs(zero, 50, o), power_eigs(zero, 50, o)}) {
+    ASSERT_EQ(r.values.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(r.values[i], 0.0);
+      EXPECT_EQ(r.residuals[i], 0.0);
+      EXPECT_TRUE(r.converged[i]);
+      EXPECT_NEAR(r.vectors[i].norm().item<double>(), 1.0, 1e-12);
+    }
+    EXPECT_EQ(r.status, "converged");
+  }
+}
+
+// PyHessian's stopping test alone calls a stalled Rayleigh quotient converged: with eigenvalues +5 and
+// -5 the iterate flips between them and the quotient does not move, yet the residual is large. The
+// residual test reports it as not converged.
+TEST(PowerIteration, StalledQuotientWithLargeResidualIsNotConverged) {
+  auto d = torch::cat({torch::tensor({5.0, -5.0}, torch::kFloat64), torch::linspace(0.0, 1.0, 50, torch::kFloat64)});
+  EigOptions o;
+  o.k = 1;
+  o.tol = 1e-3;
+  auto r = power_eigs(diagonal_op(d), d.numel(), o);
+  EXPECT_GT(r.residuals[0], 0.5);
+  EXPECT_FALSE(r.converged[0]);
+  EXPECT_EQ(r.status, "not converged");
+}

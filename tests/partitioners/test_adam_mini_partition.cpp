@@ -59,6 +59,32 @@ TEST(AdamMiniRules, Gpt2TiedAndUntied) {
   }
 }
 
+// Measured mode reports the rules' granularity of the tensor it sampled (not of the kind's last tensor),
+// and lists each tensor it switched: Emb holds wte (per row under the rules) and wpe (whole).
+TEST(AdamMiniMeasured, ReportNamesTheSampledTensorAndEverySwitch) {
+  auto b = build("gpt2-tiny", {"tied=true"});
+  KindEvidence ev;
+  ev.sampled_param = "wte.weight";
+  ev.recommended = "whole";
+  json report;
+  Partition p = adam_mini_measured(b.table, b.net->info(), {{BlockKind::Emb, ev}}, report);
+  const json& r = report.at("Emb");
+  EXPECT_EQ(r.at("rules_granularity"), "per-row");
+  EXPECT_EQ(r.at("used"), "whole");
+  EXPECT_FALSE(r.at("agrees_with_rules").get<bool>());
+  ASSERT_EQ(r.at("switched").size(), 1u);  // wpe was whole already
+  EXPECT_EQ(r.at("switched")[0].at("name"), "wte.weight");
+  EXPECT_EQ(r.at("switched")[0].at("from"), "per-row");
+  EXPECT_EQ(find(p, "wte.weight").n_blocks, 1);
+  // Sampling wpe (whole under the rules) and keeping whole changes nothing: agreement.
+  ev.sampled_param = "wpe.weight";
+  ev.recommended = "whole";
+  b.table.set_kind(b.table.index_of("wte.weight"), BlockKind::Other);
+  adam_mini_measured(b.table, b.net->info(), {{BlockKind::Emb, ev}}, report);
+  EXPECT_EQ(report.at("Emb").at("rules_granularity"), "whole");
+  EXPECT_TRUE(report.at("Emb").at("agrees_with_rules").get<bool>());
+}
+
 TEST(AdamMiniRules, LlamaWithGroupedQueryAttention) {
   // dim 64, 4 heads, 2 KV heads: k_proj has 2*16 rows x 64 = 2048 = 2 heads of 1024.
   auto b = build("llama-tiny", {});

@@ -1,0 +1,70 @@
+// /proc and cgroup readers behind memory.h.
+#include "memory.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "errors.h"
+
+namespace bs {
+
+namespace {
+
+int64_t proc_field_kib(const char* file, const std::string& key) {
+  std::ifstream f(file);
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) {
+      std::istringstream ss(line.substr(key.size() + 1));
+      int64_t kib = -1;
+      ss >> kib;
+      return kib;
+    }
+  return -1;
+}
+
+int64_t read_int(const char* path) {
+  std::ifstream f(path);
+  std::string s;
+  if (!(f >> s) || s == "max") return -1;
+  try {
+    return std::stoll(s);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+int64_t available_memory_bytes() {
+  const int64_t kib = proc_field_kib("/proc/meminfo", "MemAvailable");
+  int64_t avail = kib < 0 ? -1 : kib * 1024;
+  const int64_t limit = read_int("/sys/fs/cgroup/memory.max"), used = read_int("/sys/fs/cgroup/memory.current");
+  if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail)) avail = limit - used;
+  // A user's cap (and the tests' way to play a small machine): BLOCKSHARP_MEMORY_BUDGET=bytes.
+  if (const char* cap = std::getenv("BLOCKSHARP_MEMORY_BUDGET")) {
+    char* end = nullptr;
+    const long long v = std::strtoll(cap, &end, 10);
+    if (end == cap || *end != '\0' || v <= 0)
+      throw UserError("BLOCKSHARP_MEMORY_BUDGET='" + std::string(cap) + "': expected a positive number of bytes");
+    if (avail < 0 || v < avail) avail = v;
+  }
+  return avail;
+}
+
+int64_t peak_resident_bytes() {
+  const int64_t kib = proc_field_kib("/proc/self/status", "VmHWM");
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+std::string format_bytes(double bytes) {
+  char buf[32];
+  if (bytes >= 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024.0 * 1024 * 1024));
+  else if (bytes >= 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.0f MiB", bytes / (1024.0 * 1024));
+  else std::snprintf(buf, sizeof buf, "%.0f KiB", bytes / 1024.0);
+  return buf;
+}
+
+}  // namespace bs

@@ -1,0 +1,18 @@
+// Memory facts for planning work before it starts: what the machine (or its cgroup) still has, and
+// this process's peak resident size. A run that cannot fit is refused up front with the estimate,
+// not killed by the kernel halfway.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace bs {
+
+// MemAvailable from /proc/meminfo, lowered to the cgroup's remaining limit when one is set and to
+// BLOCKSHARP_MEMORY_BUDGET (bytes) when given; -1 if unknown.
+int64_t available_memory_bytes();
+// Peak resident set size of this process (VmHWM); -1 if unknown.
+int64_t peak_resident_bytes();
+// "12.3 GiB"
+std::string format_bytes(double bytes);
+
+}  // namespace bs
