@@ -99,7 +99,7 @@ void TraceFile::append(const TraceRecord& r) {
 
 void TraceFile::write() const {
   const std::string tmp = m_path + ".tmp";
-  {
+  h5_write_or_fail(m_path, tmp, [&] {
     H5::H5File f(tmp, H5F_ACC_TRUNC);
     const hsize_t n = m_records.size();
     auto column = [&](const std::string& name, auto get, const H5::PredType& type, auto zero) {
@@ -150,8 +150,12 @@ void TraceFile::write() const {
       f.createDataSet("blocks", type, space).write(ptrs.data(), type);
     }
     f.flush(H5F_SCOPE_GLOBAL);
+    f.close();
+  });
+  if (std::rename(tmp.c_str(), m_path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw UserError("cannot write '" + m_path + "'");
   }
-  if (std::rename(tmp.c_str(), m_path.c_str()) != 0) throw UserError("cannot write '" + m_path + "'");
 }
 
 }  // namespace bs

@@ -4,7 +4,10 @@
 #include <H5Cpp.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 
 #include "distributed.h"
 #include "errors.h"
@@ -26,6 +29,19 @@ H5::H5File open_for_reading(const std::string& path, const std::string& option) 
     throw UserError(option + " '" + path + "': not a readable HDF5 file");
   }
 }
+
+// std::cerr discarded while alive: HDF5's C++ destructors print their close failures there.
+class MuteCerr {
+ public:
+  MuteCerr() : m_old(std::cerr.rdbuf(nullptr)) {}
+  ~MuteCerr() {
+    std::cerr.rdbuf(m_old);
+    std::cerr.clear();
+  }
+
+ private:
+  std::streambuf* m_old;
+};
 
 // A new dataset at `path`, creating the groups on the way.
 H5::DataSet create(H5::H5File& f, const std::string& path, const H5::DataType& type, const H5::DataSpace& space) {
@@ -71,41 +87,80 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
   }
 }
 
+void h5_write_or_fail(const std::string& path, const std::string& tmp, const std::function<void()>& body) {
+  errno = 0;
+  std::string why;
+  {
+    MuteCerr mute;
+    try {
+      body();
+      return;
+    } catch (const H5::Exception& e) {
+      why = e.getDetailMsg();
+    }
+  }
+  const int err = errno;
+  std::remove(tmp.c_str());
+  throw UserError("cannot write '" + path + "' (" + (err ? std::string(std::strerror(err)) + "; " : "") + why + ")");
+}
+
 H5Output::H5Output(std::string path) : m_path(std::move(path)), m_discard(!dist::is_main()) {
   if (m_discard) return;  // only rank 0 writes files
   m_tmp = m_path + ".tmp." + std::to_string(getpid());
   try {
+    MuteCerr mute;
     m_file = std::make_unique<H5::H5File>(m_tmp, H5F_ACC_TRUNC);
   } catch (const H5::Exception&) {
+    std::remove(m_tmp.c_str());
     throw UserError("cannot create '" + m_path + "' (is the output folder writable?)");
   }
 }
 
 H5Output::~H5Output() {
-  if (!m_committed) {
-    m_file.reset();
+  if (!m_committed && !m_discard) {
+    MuteCerr mute;
+    try {
+      m_file.reset();
+    } catch (...) {  // a destructor never throws: the file is removed whatever happened
+    }
     std::remove(m_tmp.c_str());
+  }
+}
+
+void H5Output::guarded(const std::function<void()>& body) {
+  if (m_discard) return;
+  try {
+    h5_write_or_fail(m_path, m_tmp, body);
+  } catch (const UserError&) {
+    // HDF5 crashes on a second close of a file whose close failed (a full disk at flush): the handle
+    // is abandoned, not closed (main() leaves by _Exit after an error, so no exit handler closes it).
+    (void)m_file.release();
+    std::remove(m_tmp.c_str());
+    m_committed = true;  // nothing left for the destructor
+    throw;
   }
 }
 
 void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
   if (m_discard) return;
-  auto t = t_in.detach().cpu().contiguous();
-  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
-  if (t.numel() == 0) {  // an empty dataset: shape only (HDF5 refuses a write from no buffer)
-    create(*m_file, path, t.is_floating_point() ? H5::PredType::NATIVE_DOUBLE : H5::PredType::NATIVE_INT64, space);
-  } else if (t.scalar_type() == torch::kFloat64) {
-    create(*m_file, path, H5::PredType::NATIVE_DOUBLE, space)
-        .write(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
-  } else if (t.scalar_type() == torch::kFloat32) {
-    create(*m_file, path, H5::PredType::NATIVE_FLOAT, space)
-        .write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-  } else {
-    auto l = t.to(torch::kInt64);
-    create(*m_file, path, H5::PredType::NATIVE_INT64, space)
-        .write(l.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
-  }
+  guarded([&] {
+    auto t = t_in.detach().cpu().contiguous();
+    std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+    H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+    if (t.numel() == 0) {  // an empty dataset: shape only (HDF5 refuses a write from no buffer)
+      create(*m_file, path, t.is_floating_point() ? H5::PredType::NATIVE_DOUBLE : H5::PredType::NATIVE_INT64, space);
+    } else if (t.scalar_type() == torch::kFloat64) {
+      create(*m_file, path, H5::PredType::NATIVE_DOUBLE, space)
+          .write(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
+    } else if (t.scalar_type() == torch::kFloat32) {
+      create(*m_file, path, H5::PredType::NATIVE_FLOAT, space)
+          .write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+    } else {
+      auto l = t.to(torch::kInt64);
+      create(*m_file, path, H5::PredType::NATIVE_INT64, space)
+          .write(l.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+    }
+  });
 }
 
 void H5Output::write(const std::string& path, const std::vector<double>& v) {
@@ -120,45 +175,59 @@ void H5Output::write(const std::string& path, const std::vector<int64_t>& v) {
 
 void H5Output::write(const std::string& path, const std::vector<std::string>& v) {
   if (m_discard) return;
-  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
-  type.setCset(H5T_CSET_UTF8);
-  hsize_t n = v.size();
-  H5::DataSpace space(1, &n);
-  std::vector<const char*> ptrs;
-  for (const auto& s : v) ptrs.push_back(s.c_str());
-  auto ds = create(*m_file, path, type, space);
-  if (!v.empty()) ds.write(ptrs.data(), type);
+  guarded([&] {
+    H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    type.setCset(H5T_CSET_UTF8);
+    hsize_t n = v.size();
+    H5::DataSpace space(1, &n);
+    std::vector<const char*> ptrs;
+    for (const auto& s : v) ptrs.push_back(s.c_str());
+    auto ds = create(*m_file, path, type, space);
+    if (!v.empty()) ds.write(ptrs.data(), type);
+  });
 }
 
 void H5Output::write(const std::string& path, double v) {
   if (m_discard) return;
-  H5::DataSpace scalar;
-  create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar)
-      .write(&v, H5::PredType::NATIVE_DOUBLE);
+  guarded([&] {
+    H5::DataSpace scalar;
+    create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar)
+        .write(&v, H5::PredType::NATIVE_DOUBLE);
+  });
 }
 
 void H5Output::write(const std::string& path, int64_t v) {
   if (m_discard) return;
-  H5::DataSpace scalar;
-  create(*m_file, path, H5::PredType::NATIVE_INT64, scalar)
-      .write(&v, H5::PredType::NATIVE_INT64);
+  guarded([&] {
+    H5::DataSpace scalar;
+    create(*m_file, path, H5::PredType::NATIVE_INT64, scalar)
+        .write(&v, H5::PredType::NATIVE_INT64);
+  });
 }
 
 void H5Output::attribute(const std::string& name, const std::string& value) {
   if (m_discard) return;
-  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
-  type.setCset(H5T_CSET_UTF8);
-  H5::DataSpace scalar;
-  const char* p = value.c_str();
-  m_file->openGroup("/").createAttribute(name, type, scalar).write(type, &p);
+  guarded([&] {
+    H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    type.setCset(H5T_CSET_UTF8);
+    H5::DataSpace scalar;
+    const char* p = value.c_str();
+    m_file->openGroup("/").createAttribute(name, type, scalar).write(type, &p);
+  });
 }
 
 void H5Output::commit() {
   if (m_discard) return;
-  m_file->close();
-  m_file.reset();
-  if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0)
-    throw UserError("cannot move '" + m_tmp + "' to '" + m_path + "'");
+  guarded([&] {
+    m_file->close();  // flushes: a full disk shows here at the latest
+    m_file.reset();
+  });
+  if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(m_tmp.c_str());
+    m_committed = true;
+    throw UserError("cannot move '" + m_tmp + "' to '" + m_path + "' (" + std::strerror(err) + ")");
+  }
   m_committed = true;
 }
 

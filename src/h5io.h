@@ -3,6 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,11 @@ namespace bs {
 // `option` (e.g. "--data") and the file.
 torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option);
 bool h5_has_dataset(const std::string& path, const std::string& name);
+
+// Runs `body`, which writes HDF5 file `tmp` on its way to `path`, so that any HDF5 failure (a full
+// disk, an I/O error) becomes one UserError naming `path`, with `tmp` removed, and HDF5's C++
+// destructors (which report close failures on std::cerr, one line per dataset) stay quiet.
+void h5_write_or_fail(const std::string& path, const std::string& tmp, const std::function<void()>& body);
 
 class H5Output {
  public:
@@ -36,6 +42,7 @@ class H5Output {
   void commit();  // close and atomically rename into place (on rank 0 only when distributed)
 
  private:
+  void guarded(const std::function<void()>& body);  // h5_write_or_fail, then forget the file on failure
   std::string m_path, m_tmp;
   std::unique_ptr<H5::H5File> m_file;
   bool m_committed = false;

@@ -32,12 +32,23 @@ int main(int argc, char** argv) {
   try {
     bs::gemm::backend();  // a bad BLOCKSHARP_GEMM stops here, before any work
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {  // one line, like every other error
+    std::fprintf(stderr, "blocksharp: error: %s (see --help)\n", e.what());
+    return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
   } catch (const bs::ExitCode& e) {
     return e.code;
   } catch (const bs::UserError& e) {
     error = e.what();
+  } catch (const std::bad_alloc&) {
+    error = "out of memory (try a smaller --batch-size or --seq-len, or a smaller model)";
   } catch (const std::exception& e) {
     error = bs::torch_error_line(e);
   }
@@ -54,5 +65,8 @@ int main(int argc, char** argv) {
     std::_Exit(1);  // no static destructors: a process group that lost a peer must not hang the exit
   }
   std::fprintf(stderr, "blocksharp: error: %s\n", error.c_str());
-  return 1;
+  // Outputs are already cleaned up by the unwinding; skip the libraries' exit handlers, which may
+  // touch a file handle HDF5 could not close (a full disk) and crash after the one-line message.
+  std::fflush(nullptr);
+  std::_Exit(1);
 }

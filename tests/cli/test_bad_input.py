@@ -79,6 +79,8 @@ cases = [
      "hutch++"),
     ("--seq-len beyond the context", train + ["--seq-len", "65", "--out", P("o24")], "--set seq_len=65"),
     ("hf: folder without config", train + ["--model", "hf:" + P("o1"), "--out", P("o25")], "config.json"),
+    ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
+    ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
 failed = 0
 for name, cmd, culprit, *env in cases:
@@ -99,5 +101,24 @@ for name, cmd, culprit, *env in cases:
     status = "ok" if not problems else "FAIL: " + "; ".join(problems)
     print(f"{name:28s} rc={r.returncode:<3d} {status}\n    {r.stderr.strip()[:300]}")
     failed += bool(problems)
+
+# A write that fails (here: the file-size limit, as a full disk would) is one line naming the file, and
+# leaves no temporary file behind.
+def small_files():
+    import resource
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+out = P("o_full")
+r = subprocess.run(train + ["--out", out], capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+lines = [l for l in r.stderr.splitlines() if l.strip()]
+left = [f for f in os.listdir(out) if ".tmp" in f] if os.path.isdir(out) else []
+ok = r.returncode == 1 and len(lines) == 1 and "final_params.h5" in lines[0] and lines[0].startswith("blocksharp: error:") \
+    and not left and not os.path.exists(os.path.join(out, "final_params.h5"))
+print(f"{'write failure':28s} rc={r.returncode:<3d} {'ok' if ok else 'FAIL'} {left}\n    {r.stderr.strip()[:300]}")
+cases.append(("write failure",))
+failed += not ok
 print(f"{len(cases) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

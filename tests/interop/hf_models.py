@@ -112,3 +112,38 @@ def hf_gpt2_functional(p, tokens, heads: int, n_layer: int, frozen=None):
         h = F.gelu(h @ p[pre + "mlp.c_fc.weight"] + p[pre + "mlp.c_fc.bias"], approximate="tanh")
         x = x + h @ p[pre + "mlp.c_proj.weight"] + p[pre + "mlp.c_proj.bias"]
     return ln(x, "transformer.ln_f") @ p["transformer.wte.weight"].t()
+
+
+def rotate_half(x):
+    h = x.size(-1) // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+def hf_llama_logits(p, tokens, heads: int, kv_heads: int, n_layer: int, eps: float = 1e-6, theta: float = 10000.0):
+    """LlamaForCausalLM's forward from its state dict (HF names): RMSNorm, rotate_half RoPE,
+    grouped-query attention (repeat_kv), SwiGLU, untied or tied head."""
+    def rms(x, w):
+        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    x = F.embedding(tokens, p["model.embed_tokens.weight"])
+    B, T, D = x.shape
+    hd = D // heads
+    inv = theta ** (-torch.arange(0, hd, 2, dtype=x.dtype) / hd)
+    ang = torch.outer(torch.arange(T, dtype=x.dtype), inv)
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for i in range(n_layer):
+        pre = f"model.layers.{i}."
+        h = rms(x, p[pre + "input_layernorm.weight"])
+        q = (h @ p[pre + "self_attn.q_proj.weight"].t()).view(B, T, heads, hd).transpose(1, 2)
+        k = (h @ p[pre + "self_attn.k_proj.weight"].t()).view(B, T, kv_heads, hd).transpose(1, 2)
+        v = (h @ p[pre + "self_attn.v_proj.weight"].t()).view(B, T, kv_heads, hd).transpose(1, 2)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1)
+        att = (q @ k.transpose(-2, -1) / math.sqrt(hd)).masked_fill(mask, float("-inf")).softmax(-1)
+        x = x + (att @ v).transpose(1, 2).reshape(B, T, D) @ p[pre + "self_attn.o_proj.weight"].t()
+        h = rms(x, p[pre + "post_attention_layernorm.weight"])
+        g = F.silu(h @ p[pre + "mlp.gate_proj.weight"].t()) * (h @ p[pre + "mlp.up_proj.weight"].t())
+        x = x + g @ p[pre + "mlp.down_proj.weight"].t()
+    head = p.get("lm_head.weight", p["model.embed_tokens.weight"])
+    return rms(x, p["model.norm.weight"]) @ head.t()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hf_models import HfGpt2  # noqa: E402
+from hf_models import HfGpt2, hf_llama_logits  # noqa: E402
 
 blocksharp, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
@@ -126,17 +126,18 @@ for tag, shards in (("whole", 1), ("sharded", 3)):
     got = blocksharp_loss("hf:" + d)
     check(abs(got - ref) <= 1e-6 * abs(ref), f"hf:{tag} float32 loss {got:.8f} vs PyTorch {ref:.8f}")
 
-# 2. float16 storage: converted on load; the oracle is PyTorch on the float16-rounded weights.
-half = {n: t.half() for n, t in state.items()}
-d16 = os.path.join(work, "gpt2-f16")
-write_checkpoint(d16, half)
-rounded = HfGpt2(vocab=256, n_positions=32, dim=16, heads=2, n_layer=2).float()
-with torch.no_grad():
-    for n, p in rounded.named_parameters():
-        p.copy_(half[n].float())
-ref16 = loss_of(rounded)
-got16 = blocksharp_loss("hf:" + d16)
-check(abs(got16 - ref16) <= 1e-6 * abs(ref16), f"hf: float16 loss {got16:.8f} vs PyTorch {ref16:.8f}")
+# 2. float16 and bfloat16 storage: converted on load; the oracle is PyTorch on the rounded weights.
+for low in (torch.float16, torch.bfloat16):
+    rounded_state = {n: t.to(low) for n, t in state.items()}
+    dlow = os.path.join(work, f"gpt2-{str(low).split('.')[-1]}")
+    write_checkpoint(dlow, rounded_state)
+    rounded = HfGpt2(vocab=256, n_positions=32, dim=16, heads=2, n_layer=2).float()
+    with torch.no_grad():
+        for n, p in rounded.named_parameters():
+            p.copy_(rounded_state[n].float())
+    ref_low = loss_of(rounded)
+    got_low = blocksharp_loss("hf:" + dlow)
+    check(abs(got_low - ref_low) <= 1e-6 * abs(ref_low), f"hf: {low} loss {got_low:.8f} vs PyTorch {ref_low:.8f}")
 
 # 3. Export: a 1e-30 lr step leaves float32 weights as they are (below half an ulp); --export-hf writes them back in HF's layout, exactly.
 exp = os.path.join(work, "exported")
@@ -162,6 +163,34 @@ check(lcfg["model_type"] == "llama" and "model.layers.0.self_attn.q_proj.weight"
 l_direct = blocksharp_loss("llama-tiny", ["--set", "n_layer=1", "--params", os.path.join(work, "train-llama", "final_params.h5")])
 l_hf = blocksharp_loss("hf:" + lexp)
 check(abs(l_direct - l_hf) <= 1e-7 * abs(l_direct), f"llama hf round trip loss {l_hf:.8f} vs {l_direct:.8f}")
+
+# 4b. LLaMA in HF's layout written here (GQA 4 / 2 heads, untied head, random RMSNorm weights):
+# the loss of PyTorch's LlamaForCausalLM forward on the same weights.
+torch.manual_seed(12)
+LC = {"model_type": "llama", "hidden_size": 16, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "num_hidden_layers": 2, "intermediate_size": 40, "vocab_size": 256, "max_position_embeddings": 32,
+      "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False}
+lw = {"model.embed_tokens.weight": torch.randn(256, 16) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(16),
+      "lm_head.weight": torch.randn(256, 16) * 0.3}
+for i in range(2):
+    pre = f"model.layers.{i}."
+    for n, shape in (("self_attn.q_proj", (16, 16)), ("self_attn.k_proj", (8, 16)), ("self_attn.v_proj", (8, 16)),
+                     ("self_attn.o_proj", (16, 16)), ("mlp.gate_proj", (40, 16)), ("mlp.up_proj", (40, 16)),
+                     ("mlp.down_proj", (16, 40))):
+        lw[pre + n + ".weight"] = torch.randn(*shape) * 0.3
+    lw[pre + "input_layernorm.weight"] = 1 + 0.1 * torch.randn(16)
+    lw[pre + "post_attention_layernorm.weight"] = 1 + 0.1 * torch.randn(16)
+dl = os.path.join(work, "llama-hf")
+write_checkpoint(dl, lw, cfg=LC, shards=2)
+with torch.no_grad():
+    out = hf_llama_logits(lw, x[:B], 4, 2, 2)
+    lref = F.cross_entropy(out.reshape(-1, 256), y[:B].reshape(-1)).item()
+lgot = blocksharp_loss("hf:" + dl)
+check(abs(lgot - lref) <= 1e-6 * abs(lref), f"hf: llama (GQA, sharded) loss {lgot:.8f} vs PyTorch {lref:.8f}")
+bad_theta = os.path.join(work, "llama-theta")
+write_checkpoint(bad_theta, lw, cfg={**LC, "rope_theta": 500000.0})
+r = run(["profile", "--model", "hf:" + bad_theta, "--data", data, "--out", bad_theta + "-out"], expect_ok=False)
+check(r.returncode == 1 and "rope_theta" in r.stderr, f"an unimplemented config value is refused: {r.stderr.strip()}")
 
 # 5. Malformed files: one line, blocksharp: error:, naming the file; never a crash.
 good_header, good_buffer = header_and_buffer({"a": torch.zeros(2, 2), "b": torch.zeros(3)})
