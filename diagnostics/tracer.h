@@ -35,6 +35,10 @@ class Tracer {
  public:
   Tracer(Session& s, TraceOptions o);
   TraceRecord measure(int64_t step, double train_loss, double lr, const torch::Tensor& update);
+  // The warm start (the last top eigenvector, undefined before the first record): checkpointed, so a
+  // resumed run measures its records exactly as the uninterrupted one does.
+  const torch::Tensor& warm_start() const { return m_warm; }
+  void set_warm_start(torch::Tensor v) { m_warm = std::move(v); }
 
  private:
   Session& m_s;

@@ -2,7 +2,9 @@
 // code does (warmup_g = warmup * alpha_g).
 #include "blockwise_lr.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "errors.h"
 
@@ -46,18 +48,31 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
     throw UserError("--lr-policy '" + policy.name + "': expected paper or inverse-sharpness");
   if (!(policy.exponent > 0) || !(policy.min_multiplier > 0) || !(policy.max_multiplier >= policy.min_multiplier))
     throw UserError("--lr-exponent must be > 0 and 0 < --lr-min-multiplier <= --lr-max-multiplier");
-  std::map<BlockKind, std::vector<size_t>> groups;
-  for (size_t i = 0; i < table.size(); ++i) groups[lr_group(table.at(i).name, patterns)].push_back(i);
-  // A group's sharpness is that of its weight tensors: biases take their module's multiplier but stay out
+  // Groups of measured blocks: a whole tensor by its name, a fused tensor's slice by its own kind unless
+  // a user pattern names the tensor.
+  const auto& blocks = table.blocks();
+  auto user_group = [&](const std::string& name) -> std::optional<BlockKind> {
+    for (const auto& [kind, pat] : patterns)
+      if (name.find(pat) != std::string::npos) return kind;
+    return std::nullopt;
+  };
+  std::vector<BlockKind> group_of(blocks.size());
+  std::map<BlockKind, std::vector<size_t>> groups;  // group -> blocks
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const auto& name = table.at(blocks[b].entry).name;
+    group_of[b] = blocks[b].slice < 0 || user_group(name) ? lr_group(name, patterns) : blocks[b].kind;
+    groups[group_of[b]].push_back(b);
+  }
+  // A group's sharpness is that of its weight blocks: biases take their module's multiplier but stay out
   // of its average, since a bias element is shared by every token position and its curvature is orders of
   // magnitude above any weight element's (measured: it would make VO the sharpest group of GPT-2).
   std::map<BlockKind, double> sharp, sharp_all;
   double sharpest = 0;
   for (const auto& [g, idx] : groups) {
     double tr = 0, numel = 0, tr_all = 0, numel_all = 0;
-    for (size_t i : idx) {
-      tr_all += block_trace[i], numel_all += static_cast<double>(table.at(i).numel);
-      if (table.at(i).kind != BlockKind::Bias) tr += block_trace[i], numel += static_cast<double>(table.at(i).numel);
+    for (size_t b : idx) {
+      tr_all += block_trace[b], numel_all += static_cast<double>(blocks[b].numel);
+      if (blocks[b].kind != BlockKind::Bias) tr += block_trace[b], numel += static_cast<double>(blocks[b].numel);
     }
     sharp_all[g] = tr_all / numel_all;
     sharp[g] = numel > 0 ? tr / numel : sharp_all[g];
@@ -69,7 +84,7 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
                  {"min_multiplier", policy.min_multiplier},
                  {"max_multiplier", policy.max_multiplier}};
   j["warmup_stretch_rule"] = "warmup_g = warmup * multiplier_g (Sharpness Disparity code)";
-  json gl = json::array(), pl = json::array();
+  std::map<BlockKind, double> mult;
   for (const auto& [g, idx] : groups) {
     double m;
     if (policy.name == "paper") {
@@ -79,26 +94,44 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
       m = (std::isfinite(s) && s > 0 && sharpest > 0) ? std::pow(sharpest / s, policy.exponent) : policy.max_multiplier;
       m = std::clamp(m, policy.min_multiplier, policy.max_multiplier);
     }
-    json names = json::array();
-    for (size_t i : idx) {
-      names.push_back(table.at(i).name);
-      pl.push_back({{"name", table.at(i).name}, {"shape", table.at(i).shape}, {"group", to_string(g)}});
-    }
-    int64_t numel = 0;
-    for (size_t i : idx) numel += table.at(i).numel;
+    mult[g] = m;
+  }
+  // params[]: one entry per tensor, in table order, with its slices when they fall in different groups.
+  json pl = json::array();
+  std::map<BlockKind, json> names;
+  std::map<BlockKind, int64_t> numel;
+  for (size_t b = 0; b < blocks.size(); ++b) numel[group_of[b]] += blocks[b].numel;
+  for (size_t b = 0; b < blocks.size();) {
+    const size_t i = blocks[b].entry;
+    const auto& e = table.at(i);
+    json entry = {{"name", e.name}, {"shape", e.shape}, {"group", to_string(group_of[b])}};
+    names[group_of[b]].push_back(e.name);
+    json slices = json::array();
+    bool differ = false;
+    for (; b < blocks.size() && blocks[b].entry == i; ++b)
+      if (blocks[b].slice >= 0) {
+        const auto& sl = e.slices[static_cast<size_t>(blocks[b].slice)];
+        slices.push_back({{"label", sl.label}, {"dim", sl.dim}, {"begin", sl.begin}, {"length", sl.length},
+                          {"group", to_string(group_of[b])}});
+        differ = differ || group_of[b] != block_kind_from_string(entry["group"].get<std::string>());
+      }
+    if (differ) entry["slices"] = slices;
+    pl.push_back(entry);
+  }
+  json gl = json::array();
+  for (const auto& [g, idx] : groups)
     gl.push_back({{"group", to_string(g)},
-                  {"multiplier", m},
-                  {"warmup_stretch", m},
+                  {"multiplier", mult[g]},
+                  {"warmup_stretch", mult[g]},
                   {"avg_sharpness", std::isfinite(sharp[g]) ? json(sharp[g]) : json()},
                   {"avg_sharpness_with_biases", std::isfinite(sharp_all[g]) ? json(sharp_all[g]) : json()},
                   {"paper_multiplier", paper_multiplier(g)},
-                  {"numel", numel},
-                  {"params", names}});
-  }
+                  {"numel", numel[g]},
+                  {"params", names.count(g) ? names[g] : json::array()}});
   j["groups"] = gl;
   j["params"] = pl;
-  j["evidence"] = {{"quantity", "average sharpness Tr(H_bb)/numel of each group's non-bias tensors (Hutchinson, "
-                                "profile.h5 /blocks/trace)"},
+  j["evidence"] = {{"quantity", "average sharpness Tr(H_bb)/numel of each group's non-bias blocks (Hutchinson, "
+                                "profile.h5 /blocks/trace; a fused q/k/v weight's slices count in their own groups)"},
                    {"sharpest_group_sharpness", sharpest}};
   return j;
 }
@@ -120,6 +153,7 @@ BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const
   BlockwiseLr r;
   r.multiplier.assign(table.size(), 1.0);
   r.warmup_stretch.assign(table.size(), 1.0);
+  r.slices.assign(table.size(), {});
   for (const auto& item : j.at("params")) {
     const size_t i = table.index_of(item.at("name").get<std::string>());
     const std::string g = require_key(item, "group", where + ": params entry '" + table.at(i).name + "'").get<std::string>();
@@ -127,6 +161,37 @@ BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const
     if (it == by_group.end()) throw UserError(where + ": params entry '" + table.at(i).name + "' names unknown group '" + g + "'");
     r.multiplier[i] = it->second.first;
     r.warmup_stretch[i] = it->second.second;
+    if (!item.contains("slices")) continue;
+    const std::string at = where + ": params entry '" + table.at(i).name + "' key \"slices\"";
+    const auto& e = table.at(i);
+    if (!item["slices"].is_array()) throw UserError(at + " must be an array");
+    for (const auto& sl : item["slices"]) {
+      SliceLr x;
+      try {
+        x.dim = sl.at("dim").get<int64_t>();
+        x.begin = sl.at("begin").get<int64_t>();
+        x.length = sl.at("length").get<int64_t>();
+      } catch (const json::exception&) {
+        throw UserError(at + ": each slice needs integer \"dim\", \"begin\" and \"length\"");
+      }
+      if (x.dim < 0 || x.dim >= static_cast<int64_t>(e.shape.size()) || x.begin < 0 || x.length <= 0 ||
+          x.begin + x.length > e.shape[static_cast<size_t>(x.dim)])
+        throw UserError(at + ": a slice lies outside the parameter's shape");
+      const std::string sg = sl.contains("group") && sl["group"].is_string() ? sl["group"].get<std::string>() : "";
+      auto sit = by_group.find(sg);
+      if (sit == by_group.end()) throw UserError(at + ": a slice names unknown group '" + sg + "'");
+      x.multiplier = sit->second.first;
+      x.warmup_stretch = sit->second.second;
+      r.slices[i].push_back(x);
+    }
+    // The slices cut one dimension into consecutive ranges that cover it: every element has one rate.
+    int64_t at_dim = 0;
+    for (const auto& x : r.slices[i]) {
+      if (x.dim != r.slices[i].front().dim || x.begin != at_dim) throw UserError(at + ": slices must be consecutive ranges of one dimension");
+      at_dim += x.length;
+    }
+    if (!r.slices[i].empty() && at_dim != e.shape[static_cast<size_t>(r.slices[i].front().dim)])
+      throw UserError(at + ": slices must cover the parameter's dimension " + std::to_string(r.slices[i].front().dim));
   }
   return r;
 }

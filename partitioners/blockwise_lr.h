@@ -25,13 +25,23 @@ double paper_multiplier(BlockKind group);
 BlockKind lr_group(const std::string& name, const std::vector<std::pair<BlockKind, std::string>>& patterns);
 std::vector<std::pair<BlockKind, std::string>> parse_group_patterns(const std::vector<std::string>& specs);
 
-// `block_trace` holds each parameter's measured Tr(H_bb) in table order (NaN when not measured).
+// `block_trace` holds each measured block's Tr(H_bb) in table.blocks() order (NaN when not measured). A
+// fused q/k/v weight's slices join their own groups ([q], [k] QK, [v] VO) unless a --group-pattern
+// names the tensor: its params entry carries "slices" with each slice's group, and groups[].params
+// lists the tensor once, under its first slice's group (PyTorch param groups cannot hold a slice).
 json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const std::vector<double>& block_trace,
                          const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns);
+
+// A row (dim 0) or column (dim 1) range of one tensor with its own multiplier.
+struct SliceLr {
+  int64_t dim = 0, begin = 0, length = 0;
+  double multiplier = 1, warmup_stretch = 1;
+};
 
 struct BlockwiseLr {
   std::vector<double> multiplier;     // per parameter, table order
   std::vector<double> warmup_stretch;  // per parameter
+  std::vector<std::vector<SliceLr>> slices;  // per parameter; empty unless the tensor's slices differ
 };
 BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path);
 

@@ -7,6 +7,7 @@
 
 #include "distributed.h"
 #include "errors.h"
+#include "json_file.h"
 #include "session.h"
 
 namespace bs {
@@ -37,17 +38,7 @@ const json& require_key(const json& j, const std::string& key, const std::string
   return j.at(key);
 }
 
-json read_config_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw UserError("config '" + path + "': file not found or not readable");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw UserError("config '" + path + "': malformed JSON at byte " + std::to_string(e.byte));
-  }
-}
+json read_config_file(const std::string& path) { return read_json_file(path, "config"); }
 
 std::string config_kind(const json& j, const std::string& path) {
   const json& f = require_key(j, "format", "config '" + path + "'");

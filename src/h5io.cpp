@@ -52,6 +52,8 @@ H5::DataSet create(H5::H5File& f, const std::string& path, const H5::DataType& t
 
 }  // namespace
 
+void require_h5_file(const std::string& path, const std::string& option) { open_for_reading(path, option).close(); }
+
 bool h5_has_dataset(const std::string& path, const std::string& name) {
   try {
     H5::H5File f(path, H5F_ACC_RDONLY);

@@ -18,6 +18,8 @@ namespace bs {
 // `option` (e.g. "--data") and the file.
 torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option);
 bool h5_has_dataset(const std::string& path, const std::string& name);
+// UserError naming `option` unless `path` is a readable HDF5 file (missing, empty, garbage, truncated).
+void require_h5_file(const std::string& path, const std::string& option);
 
 // Runs `body`, which writes HDF5 file `tmp` on its way to `path`, so that any HDF5 failure (a full
 // disk, an I/O error) becomes one UserError naming `path`, with `tmp` removed, and HDF5's C++

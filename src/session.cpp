@@ -1,13 +1,19 @@
 // Building a Session; dtype and thread settings are applied here once.
 #include "session.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <climits>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "errors.h"
@@ -45,18 +51,47 @@ void prepare_out_dir(const std::string& dir) {
     throw UserError("--out '" + dir + "': folder is not writable");
   }
   std::remove(probe.c_str());
+  // One writer per folder: an advisory lock held until the process ends (the kernel drops it even on
+  // kill -9). Under torchrun / launch only rank 0 writes, so only it locks.
+  const char* rank = std::getenv("RANK");
+  if (rank && std::string(rank) != "0") return;
+  // flock conflicts between two opens in one process too: a folder this process holds stays held.
+  static std::set<std::string> held;
+  char resolved[PATH_MAX];
+  const std::string key = realpath(dir.c_str(), resolved) ? std::string(resolved) : dir;
+  if (held.count(key)) return;
+  const std::string lock = dir + "/.blocksharp.lock";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw UserError("--out '" + dir + "': cannot create its lock file (" + std::strerror(errno) + ")");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {0};
+    const ssize_t got = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    throw UserError("--out '" + dir + "' is in use by another blocksharp process" +
+                    (got > 0 ? " (pid " + std::string(pid, static_cast<size_t>(got)) + ")" : std::string()) +
+                    "; wait for it or choose another --out");
+  }
+  held.insert(key);
+  const std::string me = std::to_string(getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+    // the pid is only for the message above; the lock holds without it
+  }
 }
 
 void load_params(Network& net, const std::string& path) {
-  torch::NoGradGuard g;
+  require_h5_file(path, "--params");
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // all checked before any is copied
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, name))
       throw UserError("--params '" + path + "': no dataset for parameter '" + name + "' (saved from another model?)");
     auto v = read_h5_dataset(path, name, "--params");
     if (v.sizes() != t.sizes())
       throw UserError("--params '" + path + "': parameter '" + name + "' has another shape than the model's");
-    t.copy_(v.to(t.scalar_type()));
+    if (!torch::isfinite(v).all().item<bool>()) throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
+    copies.emplace_back(t, v);
   }
+  torch::NoGradGuard g;
+  for (auto& [t, v] : copies) t.copy_(v.to(t.scalar_type()));
 }
 
 Session open_session(const CommonOptions& opt) {
@@ -74,7 +109,13 @@ Session open_session(const CommonOptions& opt) {
   }
   dist::init_from_env(opt.dist);
   if (opt.threads < 0) throw UserError("--threads must be >= 0");
-  if (opt.threads > 0) torch::set_num_threads(opt.threads);
+  if (opt.threads > 0) {
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && opt.threads > cores)
+      std::fprintf(stderr, "blocksharp: warning: --threads %d is more than the %ld cores here; threads beyond them only wait for each other\n",
+                   opt.threads, cores);
+    torch::set_num_threads(opt.threads);
+  }
 
   DataOptions d;
   d.name = opt.data;
@@ -107,6 +148,10 @@ Session open_session(const CommonOptions& opt) {
   } else {
     // --seq-len is the data's sequence length; the model's context stays the preset's (or --set seq_len=).
     const ModelConfig cfg = resolve_model_config(opt.model, opt.sets, tokenizer_vocab_size(opt.tokenizer), 0);
+    const bool text = opt.data == "brown" || opt.data == "pydocs";
+    if (text && cfg.vocab > 0 && cfg.vocab < tokenizer_vocab_size(opt.tokenizer))  // ids past the embedding
+      throw UserError("--set vocab=" + std::to_string(cfg.vocab) + " is smaller than --tokenizer " + opt.tokenizer + "'s " +
+                      std::to_string(tokenizer_vocab_size(opt.tokenizer)) + " tokens");
     if (cfg.seq_len > 0 && opt.seq_len > cfg.seq_len)
       throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of model '" + opt.model +
                       "' (" + std::to_string(cfg.seq_len) + "); give --set seq_len=" + std::to_string(opt.seq_len) +

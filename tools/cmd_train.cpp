@@ -1,6 +1,7 @@
 // `blocksharp train`: trains a model with the chosen optimizer (see train_loop.h).
 #include "cli_common.h"
 #include "commands.h"
+#include "errors.h"
 #include "train_loop.h"
 
 namespace bs {
@@ -71,6 +72,8 @@ void register_train(CLI::App& app) {
     if (o_b1->count()) t->optim.beta1 = given->beta1;
     if (o_b2->count()) t->optim.beta2 = given->beta2;
     if (o_eps->count()) t->optim.eps = given->eps;
+    if (t->resume && !common->params_file.empty())  // before the session loads --params
+      throw UserError("--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
     Session s = open_session(*common);
     train(s, *t);
   });

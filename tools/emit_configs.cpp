@@ -79,10 +79,9 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   }
   const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
 
-  // Configs are per tensor: a fused tensor's slices add up to its trace.
-  std::vector<double> traces(table.size(), 0.0);
-  for (size_t i = 0; i < p.blocks.size(); ++i) traces[table.blocks()[i].entry] += p.blocks[i].trace;
-  const bool sliced = table.blocks().size() != table.size();
+  std::vector<double> traces;  // per measured block: a fused q/k/v weight's slices join their own groups
+  for (const auto& b : p.blocks) traces.push_back(b.trace);
+  const bool sliced = table.blocks().size() != table.size();  // g-SNR is per tensor: recomputed below
   const json bw = blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns));
 
   std::vector<double> g;

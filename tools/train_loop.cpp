@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,16 +19,40 @@
 #include "sgd_sai_config.h"
 #include "h5io.h"
 #include "progress.h"
+#include "slice_lr.h"
 #include "zero_optimizer.h"
 
 namespace bs {
 
 namespace {
+// SIGINT / SIGTERM during training: the flag is read at the next step boundary, which checkpoints and
+// leaves with 128 + the signal; a second signal takes the default action (stop at once).
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  std::signal(sig, SIG_DFL);
+}
+struct StopSignals {
+  StopSignals() {
+    g_stop_signal = 0;
+    m_int = std::signal(SIGINT, on_stop_signal);
+    m_term = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, m_int);
+    std::signal(SIGTERM, m_term);
+  }
+  using Handler = void (*)(int);
+  Handler m_int, m_term;
+};
 
 // Checkpoint: one HDF5 file keyed by name: /step, /params/<name>, /optimizer/<name>/<state>.
-void save_checkpoint(const std::string& path, int64_t step, const Network& net, const Optimizer& opt) {
+void save_checkpoint(const std::string& path, int64_t step, const Network& net, const Optimizer& opt, double train_loss,
+                     const torch::Tensor& tracer_warm) {
   H5Output out(path);
   out.write("/step", step);
+  out.write("/train_loss", train_loss);  // the last finite training loss, for a resume that has no step left
+  if (tracer_warm.defined()) out.write("/tracer/warm", tracer_warm);
   for (const auto& [name, t] : net.named_parameters()) out.write("/params/" + name, t);
   for (const auto& [key, t] : opt.state_dict()) out.write("/optimizer/" + key, t);
   out.attribute("optimizer", opt.name());
@@ -35,23 +60,45 @@ void save_checkpoint(const std::string& path, int64_t step, const Network& net, 
   out.commit();
 }
 
-int64_t load_checkpoint(const std::string& path, Network& net, Optimizer& opt) {
+struct Checkpoint {
+  int64_t step = 0;
+  double train_loss = NAN;
+};
+
+// Validates before it changes anything: a readable checkpoint, a step within the run, every parameter
+// present, of the model's shape and finite; each failure is one line naming the checkpoint.
+Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt, int64_t total_steps) {
   if (!std::ifstream(path).good()) throw UserError("--resume: no checkpoint at '" + path + "'");
-  torch::NoGradGuard g;
+  if (!h5_has_dataset(path, "step"))
+    throw UserError("--resume: checkpoint '" + path + "' is unreadable or truncated (no /step)");
+  Checkpoint c;
+  c.step = read_h5_dataset(path, "step", "--resume checkpoint").item<int64_t>();
+  if (c.step < 0 || c.step > total_steps)
+    throw UserError("--resume: checkpoint '" + path + "' has /step " + std::to_string(c.step) + ", outside [0, --steps " +
+                    std::to_string(total_steps) + "]");
+  if (h5_has_dataset(path, "train_loss")) c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint").item<double>();
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, "params/" + name))
       throw UserError("--resume: checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
-    auto saved = read_h5_dataset(path, "params/" + name, "--resume");
+    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint");
     if (saved.sizes() != t.sizes())
       throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape");
-    t.copy_(saved.to(t.scalar_type()));
+    if (!torch::isfinite(saved).all().item<bool>())
+      throw UserError("--resume: parameter '" + name + "' in checkpoint '" + path + "' holds NaN or Inf");
+    copies.emplace_back(t, saved);
   }
+  torch::NoGradGuard g;
+  for (auto& [t, saved] : copies) t.copy_(saved.to(t.scalar_type()));
   opt.load_state_dict([&](const std::string& key) {
     if (!h5_has_dataset(path, "optimizer/" + key))
       throw UserError("--resume: checkpoint '" + path + "' has no optimizer state '" + key + "' (another optimizer?)");
-    return read_h5_dataset(path, "optimizer/" + key, "--resume");
+    auto v = read_h5_dataset(path, "optimizer/" + key, "--resume checkpoint");
+    if (v.is_floating_point() && !torch::isfinite(v).all().item<bool>())
+      throw UserError("--resume: optimizer state '" + key + "' in checkpoint '" + path + "' holds NaN or Inf");
+    return v;
   });
-  return read_h5_dataset(path, "step", "--resume").item<int64_t>();
+  return c;
 }
 
 double validation_loss(Session& s, int64_t max_batches) {
@@ -129,16 +176,29 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
 // One schedule per parameter: the base schedule, or with blockwise_lr.json each group's
 // max lr = lr * multiplier and warmup = warmup * stretch, all decaying to the base floor (the
 // Sharpness Disparity code's get_lr).
-std::vector<Schedule> param_schedules(const Session& s, const std::string& blockwise, const Schedule& base) {
+struct ParamSchedules {
+  std::vector<Schedule> tensor;  // per parameter
+  SliceSchedules slices;         // fused tensors whose slices have their own groups
+};
+
+ParamSchedules param_schedules(const Session& s, const std::string& blockwise, const Schedule& base) {
   const ParamTable table(s.net->named_parameters());
-  std::vector<Schedule> out(table.size(), base);
+  ParamSchedules out;
+  out.tensor.assign(table.size(), base);
   if (!blockwise.empty()) {
     const std::string& path = blockwise;
     const BlockwiseLr bw = blockwise_lr_from_json(read_config(path, "blockwise_lr"), table, path);
-    for (size_t i = 0; i < out.size(); ++i) {
-      out[i].lr = base.lr * bw.multiplier[i];
-      out[i].warmup = static_cast<int64_t>(std::llround(static_cast<double>(base.warmup) * bw.warmup_stretch[i]));
-      out[i].min_lr = base.lr * base.min_lr_ratio;
+    auto scaled = [&](double multiplier, double stretch) {
+      Schedule g = base;
+      g.lr = base.lr * multiplier;
+      g.warmup = static_cast<int64_t>(std::llround(static_cast<double>(base.warmup) * stretch));
+      g.min_lr = base.lr * base.min_lr_ratio;
+      return g;
+    };
+    for (size_t i = 0; i < table.size(); ++i) {
+      out.tensor[i] = scaled(bw.multiplier[i], bw.warmup_stretch[i]);
+      for (const auto& sl : bw.slices[i])
+        out.slices.add(i, sl.dim, sl.begin, sl.length, scaled(sl.multiplier, sl.warmup_stretch));
     }
   }
   return out;
@@ -161,8 +221,12 @@ TrainResult train(Session& s, const TrainOptions& t) {
   base.lr = t.optim.lr;
   base.total = t.steps;
   TrainResult r;
+  r.final_train_loss = NAN;  // until a step succeeds
+  if (t.resume && !s.opt.params_file.empty())  // the CLI refuses this before the session; the library too
+    throw UserError("--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
   const TrainConfigs configs = load_train_configs(s, t);
-  const std::vector<Schedule> scheds = param_schedules(s, configs.blockwise, base);
+  ParamSchedules all_scheds = param_schedules(s, configs.blockwise, base);
+  const std::vector<Schedule>& scheds = all_scheds.tensor;
   if (t.zero1 && !dist::active()) throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
   if (t.dist_check_every < 0) throw UserError("--dist-check-every must be >= 0");
   auto opt = t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
@@ -171,7 +235,18 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const std::string ckpt = s.opt.out + "/checkpoint.h5";
   int64_t start = 0;
   if (t.resume) {
-    start = load_checkpoint(ckpt, *s.net, *opt);
+    const std::string summary = s.opt.out + "/train_summary.json", final_params = s.opt.out + "/final_params.h5";
+    const Checkpoint c = load_checkpoint(ckpt, *s.net, *opt, t.steps);
+    start = c.step;
+    if (t.stop_at > 0 && t.stop_at <= start)
+      throw UserError("--stop-at " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " + std::to_string(start));
+    if (start == t.steps && std::ifstream(summary).good() && std::ifstream(final_params).good()) {
+      std::printf("already finished: %lld steps (%s, %s); nothing changed\n", static_cast<long long>(t.steps),
+                  summary.c_str(), final_params.c_str());
+      r.steps_done = t.steps;
+      return r;
+    }
+    r.final_train_loss = c.train_loss;
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start));
   }
   const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
@@ -181,8 +256,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
   if (t.trace.every > 0) {
     tracer = std::make_unique<Tracer>(s, t.trace);
+    if (t.resume && h5_has_dataset(ckpt, "tracer/warm")) tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", "--resume checkpoint"));
     std::vector<std::string> names;  // measured blocks: tensors, and fused tensors' q/k/v slices
-    for (const auto& b : ParamTable(s.net->named_parameters()).blocks()) names.push_back(b.name);
+    const ParamTable table(s.net->named_parameters());
+    for (const auto& b : table.blocks()) names.push_back(b.name);
     if (dist::is_main()) trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
   }
   const ParamTable flat_table(s.net->named_parameters());
@@ -196,9 +273,15 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar("train", end);
   double ema = std::nan("");
+  StopSignals signals;
+  // --on-nonfinite skip: every skipped step is said (the first 10, then every 100th), and a run whose
+  // last tenth was skipped throughout stops: it is not training any more.
+  int64_t skipped_in_a_row = 0;
+  const int64_t give_up_after = std::max<int64_t>(3, (t.steps + 9) / 10);  // a tenth, and never a lone step
   for (int64_t step = start; step < end; ++step) {
     std::vector<double> lrs(scheds.size());
     for (size_t i = 0; i < scheds.size(); ++i) lrs[i] = scheds[i].lr_at(step);
+    all_scheds.slices.set_tensor_lrs(step, lrs);  // a fused tensor runs at its fastest slice's lr
     opt->set_lrs(lrs);
     const double lr = base.lr_at(step);
     // One step; a non-finite loss or gradient skips it (counted) or aborts. Evaluation and
@@ -225,7 +308,9 @@ TrainResult train(Session& s, const TrainOptions& t) {
         return false;
       }
       if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
+      all_scheds.slices.before_step(params);
       opt->step();
+      all_scheds.slices.after_step(params, step, lrs);
       if (t.dist_check_every > 0 && (step + 1) % t.dist_check_every == 0) dist::check_identical(params, "parameters");
       r.final_train_loss = lv;
       ema = std::isnan(ema) ? lv : 0.95 * ema + 0.05 * lv;
@@ -233,7 +318,20 @@ TrainResult train(Session& s, const TrainOptions& t) {
     };
     const bool traced = tracer && (step + 1) % t.trace.every == 0;
     const torch::Tensor before = traced ? flat_params() : torch::Tensor();
-    if (!apply_step()) ++r.skipped_steps;
+    if (!apply_step()) {
+      ++r.skipped_steps;
+      ++skipped_in_a_row;
+      if (r.skipped_steps <= 10 || r.skipped_steps % 100 == 0) {
+        bar.finish();
+        std::fprintf(stderr, "blocksharp: warning: step %lld skipped: non-finite loss or gradient (%lld skipped so far)\n",
+                     static_cast<long long>(step + 1), static_cast<long long>(r.skipped_steps));
+      }
+      if (skipped_in_a_row >= give_up_after)
+        throw UserError("the last " + std::to_string(skipped_in_a_row) + " steps were all skipped (non-finite loss or gradient, " +
+                        std::to_string(r.skipped_steps) + " in all): the run diverged; lower --lr or use --grad-clip");
+    } else {
+      skipped_in_a_row = 0;
+    }
     if (traced) {
       bar.finish();
       const TraceRecord rec = tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before);
@@ -248,11 +346,24 @@ TrainResult train(Session& s, const TrainOptions& t) {
       const double vl = validation_loss(s, t.eval_batches);
       s.net->set_train(true);
       bar.finish();
-      std::printf("step %6lld  train_loss %.4f  val_loss %.4f  lr %.3e\n", static_cast<long long>(done), ema, vl, lr);
+      if (std::isnan(vl))  // no validation split (an .h5 file): no validation loss to show
+        std::printf("step %6lld  train_loss %.4f  lr %.3e\n", static_cast<long long>(done), ema, lr);
+      else
+        std::printf("step %6lld  train_loss %.4f  val_loss %.4f  lr %.3e\n", static_cast<long long>(done), ema, vl, lr);
       std::fflush(stdout);
     }
     if ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || done == end)
-      if (t.checkpoint_every > 0 || t.stop_at > 0) save_checkpoint(ckpt, done, *s.net, *opt);
+      if (t.checkpoint_every > 0 || t.stop_at > 0) save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
+    // Every rank stops at the same boundary when any of them was signalled.
+    int sig = g_stop_signal;
+    if (dist::active() && dist::all_reduce_mean(static_cast<double>(sig)) > 0 && sig == 0) sig = SIGTERM;
+    if (sig != 0 && done < end) {
+      bar.finish();
+      save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
+      std::printf("interrupted at step %lld; continue with --resume\n", static_cast<long long>(done));
+      std::fflush(stdout);
+      throw ExitCode{128 + sig};
+    }
   }
   bar.finish();
   s.net->set_train(false);
@@ -294,8 +405,11 @@ TrainResult train(Session& s, const TrainOptions& t) {
     f.close();
     if (!f || std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write '" + path + "'");
   }
-  std::printf("done: %lld steps in %.1f s  final train_loss %.4f  val_loss %.4f", static_cast<long long>(t.steps),
-              r.seconds, r.final_train_loss, r.final_val_loss);
+  std::printf("done: %lld steps in %.1f s  final train_loss %.4f", static_cast<long long>(t.steps), r.seconds,
+              r.final_train_loss);
+  if (r.skipped_steps > 0)
+    std::printf(" (the last finite one; %lld steps skipped)", static_cast<long long>(r.skipped_steps));
+  if (!std::isnan(r.final_val_loss)) std::printf("  val_loss %.4f", r.final_val_loss);
   if (!std::isnan(entropy)) std::printf("  (unigram entropy %.4f nats)", entropy);
   if (dist::active()) {
     std::printf("\n%d ranks%s: optimizer state bytes per rank", dist::world_size(), t.zero1 ? " (ZeRO-1)" : "");

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "../errors.h"
+#include "../json_file.h"
 #include "../safetensors.h"
 
 namespace bs {
@@ -66,18 +67,6 @@ std::vector<Mapping> llama_mappings(const ModelConfig& c) {
 }
 
 std::vector<Mapping> mappings(const ModelConfig& c) { return c.family == "gpt2" ? gpt2_mappings(c) : llama_mappings(c); }
-
-json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw UserError("--model 'hf:...': cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw UserError("'" + path + "': malformed JSON (" + std::string(e.what()).substr(0, 80) + ")");
-  }
-}
 
 int64_t get_int(const json& j, const std::string& key, const std::string& path, int64_t fallback = -1) {
   if (!j.contains(key) || j[key].is_null()) {
@@ -170,14 +159,14 @@ HfCheckpoint read_hf_checkpoint(const std::string& spec) {
   if (ck.dir.empty()) throw UserError("--model 'hf:': give the checkpoint folder, as hf:DIR");
   const std::string cfg_path = ck.dir + "/config.json";
   if (!exists(cfg_path)) throw UserError("--model '" + spec + "': no config.json in '" + ck.dir + "'");
-  ck.config = config_from_json(read_json(cfg_path), cfg_path);
+  ck.config = config_from_json(read_json_file(cfg_path, "--model hf:" + ck.dir + ":"), cfg_path);
 
   // The files: one model.safetensors, or the shards of model.safetensors.index.json.
   std::map<std::string, std::string> file_of;  // HF name -> file
   std::vector<std::string> files;
   const std::string single = ck.dir + "/model.safetensors", index = ck.dir + "/model.safetensors.index.json";
   if (exists(index)) {
-    const json j = read_json(index);
+    const json j = read_json_file(index, "--model hf:" + ck.dir + ":");
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw UserError("'" + index + "': missing object \"weight_map\"");
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

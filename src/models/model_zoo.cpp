@@ -20,7 +20,7 @@ static const std::map<std::string, ModelConfig>& presets() {
     c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.seq_len = 128;
     m["gpt2-small-cpu"] = c;
     c = ModelConfig{};
-    c.n_layer = 12; c.dim = 768; c.n_heads = 12; c.vocab = 50257; c.seq_len = 1024;  // GPT-2 small's shape
+    c.family = "gpt2"; c.tied = true; c.n_layer = 12; c.dim = 768; c.n_heads = 12; c.vocab = 50257; c.seq_len = 1024;  // GPT-2 small's shape
     m["gpt2-124m"] = c;
     c = ModelConfig{};
     c.family = "llama"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.n_kv_heads = 2; c.vocab = 256; c.seq_len = 64;

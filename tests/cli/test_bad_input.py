@@ -4,6 +4,7 @@ Usage: test_bad_input.py BLOCKSHARP WORKDIR"""
 import os
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -36,6 +37,15 @@ with open(P("a_file"), "w") as f:
     f.write("x")
 
 train = [blocksharp, "train", "--steps", "2"]
+
+# Checkpoints to spoil: a run stopped at step 1 of 2, then copies with /step -1 and a NaN parameter.
+import shutil  # noqa: E402
+subprocess.run(train + ["--stop-at", "1", "--out", P("ck")], capture_output=True, check=True)
+for tag, spoil in (("ck_step", lambda f: f["step"].write_direct(np.array(-1, dtype=np.int64))),
+                   ("ck_nan", lambda f: f["params/wte.weight"].write_direct(np.full(f["params/wte.weight"].shape, np.nan, dtype=np.float32)))):
+    shutil.copytree(P("ck"), P(tag), dirs_exist_ok=True)
+    with h5py.File(os.path.join(P(tag), "checkpoint.h5"), "r+") as f:
+        spoil(f)
 
 # Configs: one from a smaller gpt2-tiny (another model for the default gpt2-tiny), one of the wrong kind.
 r = subprocess.run([blocksharp, "profile", "--set", "dim=32", "--topk", "2", "--probes", "2", "--density-runs", "0",
@@ -79,6 +89,12 @@ cases = [
      "hutch++"),
     ("--seq-len beyond the context", train + ["--seq-len", "65", "--out", P("o24")], "--set seq_len=65"),
     ("hf: folder without config", train + ["--model", "hf:" + P("o1"), "--out", P("o25")], "config.json"),
+    ("--resume with --params", train + ["--resume", "--params", P("a_file"), "--out", P("ck")], "--params would be ignored"),
+    ("garbage --params", train + ["--params", P("a_file"), "--out", P("o28")], "a_file"),
+    ("checkpoint /step -1", train + ["--resume", "--out", P("ck_step")], "/step -1"),
+    ("checkpoint with NaN", train + ["--resume", "--out", P("ck_nan")], "NaN"),
+    ("--stop-at below the checkpoint", train + ["--resume", "--stop-at", "1", "--out", P("ck")], "--stop-at 1"),
+    ("vocab below the tokenizer's", train + ["--set", "vocab=10", "--out", P("o29")], "vocab=10"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
@@ -119,6 +135,33 @@ ok = r.returncode == 1 and len(lines) == 1 and "final_params.h5" in lines[0] and
     and not left and not os.path.exists(os.path.join(out, "final_params.h5"))
 print(f"{'write failure':28s} rc={r.returncode:<3d} {'ok' if ok else 'FAIL'} {left}\n    {r.stderr.strip()[:300]}")
 cases.append(("write failure",))
+failed += not ok
+
+# A second process writing the same --out is refused while the first holds it.
+busy = P("busy")
+first = subprocess.Popen(train[:2] + ["--steps", "100000", "--out", busy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(100):  # until the first holds the lock
+    if os.path.exists(os.path.join(busy, ".blocksharp.lock")) and os.path.getsize(os.path.join(busy, ".blocksharp.lock")) > 0:
+        break
+    time.sleep(0.1)
+r = subprocess.run(train + ["--out", busy], capture_output=True, text=True, timeout=120)
+first.kill()
+first.wait()
+lines = [l for l in r.stderr.splitlines() if l.strip()]
+ok = r.returncode == 1 and len(lines) == 1 and "in use by another blocksharp process" in lines[0]
+print(f"{'second writer of one --out':28s} rc={r.returncode:<3d} {'ok' if ok else 'FAIL'}\n    {r.stderr.strip()[:200]}")
+cases.append(("second writer",))
+failed += not ok
+
+# Resuming a finished run changes nothing and says so.
+fin = P("finished")
+subprocess.run(train + ["--checkpoint-every", "1", "--out", fin], capture_output=True, check=True)
+before = {n: open(os.path.join(fin, n), "rb").read() for n in ("train_summary.json", "final_params.h5")}
+r = subprocess.run(train + ["--checkpoint-every", "1", "--resume", "--out", fin], capture_output=True, text=True)
+after = {n: open(os.path.join(fin, n), "rb").read() for n in before}
+ok = r.returncode == 0 and "already finished" in r.stdout and before == after
+print(f"{'resume of a finished run':28s} rc={r.returncode:<3d} {'ok' if ok else 'FAIL'}\n    {r.stdout.strip()[:200]}")
+cases.append(("resume of a finished run",))
 failed += not ok
 print(f"{len(cases) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -83,6 +83,13 @@ TEST(ModelZoo, PresetSizes) {
   EXPECT_GE(numel_of(*make("gpt2-tiny")), 100'000);
 }
 
+// GPT-2 small as Hugging Face counts GPT2LMHeadModel's parameters (tied head): 124,439,808.
+TEST(ModelZoo, Gpt2_124mHasGpt2SmallsParameterCount) {
+  auto net = build_network("gpt2-124m", resolve_model_config("gpt2-124m", {}, 50257, 0), 0);
+  EXPECT_EQ(numel_of(*net), 124'439'808);
+  EXPECT_EQ(net->info().seq_len, 1024);
+}
+
 TEST(ModelZoo, BadPresetAndSetKeysAreUserErrors) {
   EXPECT_THROW(make("gpt3-huge"), UserError);
   EXPECT_THROW(make("gpt2-tiny", {"depth=3"}), UserError);
