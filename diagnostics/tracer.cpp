@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "json_file.h"
 
 namespace bs {
 
@@ -98,7 +99,7 @@ void TraceFile::append(const TraceRecord& r) {
 }
 
 void TraceFile::write() const {
-  const std::string tmp = m_path + ".tmp";
+  const std::string tmp = temp_name(m_path);
   h5_write_or_fail(m_path, tmp, [&] {
     H5::H5File f(tmp, H5F_ACC_TRUNC);
     const hsize_t n = m_records.size();

@@ -100,16 +100,7 @@ void check_params(const json& j, const ParamTable& table, const std::string& pat
 
 void write_json_atomic(const std::string& path, const json& j) {
   if (!dist::is_main()) return;  // only rank 0 writes files
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw UserError("cannot write '" + path + "'");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write '" + path + "'");
+  write_text_atomic(path, j.dump(2) + "\n");
 }
 
 }  // namespace bs

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "json_file.h"
 #include "h5io.h"
 #include "tokenizer.h"
 
@@ -91,11 +92,11 @@ class TextCorpus : public DataSource {
         in.read(reinterpret_cast<char*>(tokens.data()), tokens.size() * sizeof(int32_t));
       } else {
         tokens = make_tokenizer(opt.tokenizer)->encode(read_file(text_path, name));
-        const std::string tmp = cache + ".tmp";
+        const std::string tmp = temp_name(cache);
         std::ofstream out(tmp, std::ios::binary);
         out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
         out.close();
-        if (out) std::rename(tmp.c_str(), cache.c_str());
+        if (!out || std::rename(tmp.c_str(), cache.c_str()) != 0) std::remove(tmp.c_str());  // a cache: best effort
       }
     }
     m_vocab = tokenizer_vocab_size(opt.tokenizer);

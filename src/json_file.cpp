@@ -1,6 +1,11 @@
 // read_json_file.
 #include "json_file.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +22,24 @@ nlohmann::json read_json_file(const std::string& path, const std::string& what) 
     return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(what + " '" + path + "': malformed JSON at byte " + std::to_string(e.byte));
+  }
+}
+
+std::string temp_name(const std::string& path) { return path + ".tmp." + std::to_string(getpid()); }
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = temp_name(path);
+  bool ok;
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f << text;
+    f.flush();
+    ok = static_cast<bool>(f);
+  }
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw UserError("cannot write '" + path + "' (" + std::strerror(err ? err : EIO) + ")");
   }
 }
 

@@ -1,5 +1,6 @@
-// Reading a JSON file with errors that name it: the one reader behind configs and Hugging Face
-// config.json / index files.
+// Reading a JSON file with errors that name it (the one reader behind configs and Hugging Face
+// config.json / index files), and the one atomic text write (a temporary name unique to the process,
+// renamed into place; removed on failure) behind every JSON output.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -9,5 +10,10 @@ namespace bs {
 // The parsed file; UserError "<what> '<path>': file not found or not readable" or "...: malformed JSON
 // at byte N".
 nlohmann::json read_json_file(const std::string& path, const std::string& what);
+
+// Writes `text` to `path` through `path.tmp.<pid>`; UserError naming `path` on any failure.
+void write_text_atomic(const std::string& path, const std::string& text);
+// A temporary name next to `path`, unique to this process.
+std::string temp_name(const std::string& path);
 
 }  // namespace bs

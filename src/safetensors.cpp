@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "errors.h"
+#include "json_file.h"
 
 namespace bs {
 
@@ -213,7 +214,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  const std::string tmp = temp_name(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw UserError("cannot create '" + path + "' (" + std::strerror(errno) + ")");
   unsigned char len[8];

@@ -18,6 +18,7 @@
 #include "errors.h"
 #include "sgd_sai_config.h"
 #include "h5io.h"
+#include "json_file.h"
 #include "progress.h"
 #include "slice_lr.h"
 #include "zero_optimizer.h"
@@ -398,13 +399,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
                             {"model", s.opt.model},
                             {"data", s.data->describe()},
                             {"command_line", command_line()}};
-  if (dist::is_main()) {
-    const std::string path = s.opt.out + "/train_summary.json", tmp = path + ".tmp";
-    std::ofstream f(tmp);
-    f << summary.dump(2) << "\n";
-    f.close();
-    if (!f || std::rename(tmp.c_str(), path.c_str()) != 0) throw UserError("cannot write '" + path + "'");
-  }
+  if (dist::is_main()) write_text_atomic(s.opt.out + "/train_summary.json", summary.dump(2) + "\n");
   std::printf("done: %lld steps in %.1f s  final train_loss %.4f", static_cast<long long>(t.steps), r.seconds,
               r.final_train_loss);
   if (r.skipped_steps > 0)

@@ -277,13 +277,7 @@ void export_hf(const Network& net, const std::string& dir) {
   cfg["torch_dtype"] = "float32";
   ::mkdir(dir.c_str(), 0755);
   write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
-  const std::string cfg_path = dir + "/config.json", tmp = cfg_path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << cfg.dump(2) << "\n";
-    if (!f.flush()) throw UserError("cannot write '" + cfg_path + "'");
-  }
-  if (std::rename(tmp.c_str(), cfg_path.c_str()) != 0) throw UserError("cannot write '" + cfg_path + "'");
+  write_text_atomic(dir + "/config.json", cfg.dump(2) + "\n");
 }
 
 }  // namespace bs

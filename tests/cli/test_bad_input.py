@@ -139,9 +139,11 @@ failed += not ok
 
 # A second process writing the same --out is refused while the first holds it.
 busy = P("busy")
+shutil.rmtree(busy, ignore_errors=True)
 first = subprocess.Popen(train[:2] + ["--steps", "100000", "--out", busy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-for _ in range(100):  # until the first holds the lock
-    if os.path.exists(os.path.join(busy, ".blocksharp.lock")) and os.path.getsize(os.path.join(busy, ".blocksharp.lock")) > 0:
+lock = os.path.join(busy, ".blocksharp.lock")
+for _ in range(300):  # until the first holds the lock (it writes its pid there)
+    if os.path.exists(lock) and open(lock).read() == str(first.pid):
         break
     time.sleep(0.1)
 r = subprocess.run(train + ["--out", busy], capture_output=True, text=True, timeout=120)
