@@ -231,6 +231,15 @@ class H5Data : public DataSource {
     return s.str();
   }
   double unigram_entropy() const override { return std::numeric_limits<double>::quiet_NaN(); }
+  std::pair<int64_t, int64_t> input_id_range() const override {
+    if (m_x.is_floating_point()) return {0, -1};
+    int64_t lo = m_x.min().item<int64_t>(), hi = m_x.max().item<int64_t>();
+    if (m_vx.defined() && !m_vx.is_floating_point() && m_vx.numel() > 0) {
+      lo = std::min(lo, m_vx.min().item<int64_t>());
+      hi = std::max(hi, m_vx.max().item<int64_t>());
+    }
+    return {lo, hi};
+  }
 
  private:
   DataOptions m_opt;

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bs {
@@ -33,6 +34,9 @@ class DataSource {
   virtual std::string describe() const = 0;
   // Unigram entropy (nats) of the training tokens; NaN for non-token data. Baseline for LM losses.
   virtual double unigram_entropy() const { return std::numeric_limits<double>::quiet_NaN(); }
+  // The smallest and largest integer input (token ids), for a check against the model's vocabulary
+  // before any forward; {0, -1} when the inputs are not integers or not known.
+  virtual std::pair<int64_t, int64_t> input_id_range() const { return {0, -1}; }
 };
 
 // $BLOCKSHARP_CACHE, else $XDG_CACHE_HOME/blocksharp, else ~/.cache/blocksharp (scripts/setup.sh).

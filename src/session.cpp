@@ -160,6 +160,12 @@ Session open_session(const CommonOptions& opt) {
     s.net = build_network(opt.model, cfg, opt.seed);
   }
   s.data = make_data(d);
+  // Token ids outside the embedding would fail deep inside the first forward: refuse them here.
+  if (const auto [lo, hi] = s.data->input_id_range(); s.net->info().vocab > 0 && hi >= lo &&
+                                                      (lo < 0 || hi >= s.net->info().vocab))
+    throw UserError("--data '" + opt.data + "': token id " + std::to_string(lo < 0 ? lo : hi) +
+                    " is outside the vocabulary of model '" + opt.model + "' (" + std::to_string(s.net->info().vocab) +
+                    " tokens)");
   s.net->to(s.dtype);
   if (hf) load_hf_params(*s.net, *hf);  // after the dtype change, so float64 checkpoints keep every digit
   if (!opt.params_file.empty()) load_params(*s.net, opt.params_file);

@@ -63,7 +63,8 @@ void check(const std::string& path, const CommonOptions& common) {
 // The name -> kind table, in the order it is tried (first match wins).
 void rules() {
   std::printf("Block kinds from parameter names: the lower-cased name is tried against each rule in order;\n"
-              "the first rule with a pattern inside the name decides (else Other). --group-pattern overrides.\n\n");
+              "the first rule with a pattern inside the name decides (else Other). profile --group-pattern\n"
+              "KIND=substring overrides the groups of blockwise_lr.json.\n\n");
   std::printf("%-4s %-6s %s\n", "rule", "kind", "patterns (any)  -- why");
   int i = 1;
   for (const auto& r : kind_rules()) {

@@ -35,6 +35,9 @@ with h5py.File(P("nan.h5"), "w") as f:
     f["targets"] = np.zeros(8, dtype=np.int64)
 with open(P("a_file"), "w") as f:
     f.write("x")
+with h5py.File(P("big_ids.h5"), "w") as f:  # token 300 for gpt2-tiny's 256-token vocabulary
+    f["inputs"] = np.full((8, 16), 300, dtype=np.int64)
+    f["targets"] = np.zeros((8, 16), dtype=np.int64)
 
 train = [blocksharp, "train", "--steps", "2"]
 
@@ -95,6 +98,7 @@ cases = [
     ("checkpoint with NaN", train + ["--resume", "--out", P("ck_nan")], "NaN"),
     ("--stop-at below the checkpoint", train + ["--resume", "--stop-at", "1", "--out", P("ck")], "--stop-at 1"),
     ("vocab below the tokenizer's", train + ["--set", "vocab=10", "--out", P("o29")], "vocab=10"),
+    ("token id past the vocabulary", train + ["--data", P("big_ids.h5"), "--out", P("o30")], "token id 300"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
