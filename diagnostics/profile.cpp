@@ -236,7 +236,8 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   return p;
 }
 
-void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt) {
+void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt,
+                      OutputSet* set) {
   H5Output out(path);
   out.write("/global/eigenvalues", p.global.values);
   out.write("/global/residuals", p.global.residuals);
@@ -325,7 +326,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("method", opt.method);
   out.attribute("density_reorth", p.density_reorth ? "true" : "false");
   out.attribute("which", opt.method == "power" ? std::string("LM") : opt.which);  // power: largest magnitude
-  out.commit();
+  out.commit(set);
 }
 
 static std::string num(double v, int width, int prec) {

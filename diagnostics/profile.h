@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "hutchinson.h"
+#include "output_set.h"
 #include "session.h"
 #include "slq_density.h"
 #include "spectral.h"
@@ -60,7 +61,9 @@ struct Profile {
 };
 
 Profile run_profile(Session& s, const ProfileOptions& opt);
-void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt);
+// With a set, the file is staged into it (renamed by OutputSet::commit with the configs).
+void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt,
+                      OutputSet* set = nullptr);
 void print_profile(const Profile& p, const Session& s);
 
 }  // namespace bs

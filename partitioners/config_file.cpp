@@ -8,6 +8,7 @@
 #include "distributed.h"
 #include "errors.h"
 #include "json_file.h"
+#include "output_set.h"
 #include "session.h"
 
 namespace bs {
@@ -38,7 +39,12 @@ const json& require_key(const json& j, const std::string& key, const std::string
   return j.at(key);
 }
 
-json read_config_file(const std::string& path) { return read_json_file(path, "config"); }
+json read_config_file(const std::string& path) {
+  json j = read_json_file(path, "config");
+  if (j.is_object() && j.contains("set_id") && j["set_id"].is_string())  // written by profile with others
+    check_output_set(path, j["set_id"].get<std::string>());
+  return j;
+}
 
 std::string config_kind(const json& j, const std::string& path) {
   const json& f = require_key(j, "format", "config '" + path + "'");

@@ -18,7 +18,8 @@ std::string config_format(const std::string& kind);  // "blocksharp.<kind>/1"
 // "format", tool version, command line and the model description (name, family, sizes).
 json config_header(const std::string& kind, const ModelInfo& info);
 
-// Parses `path` (any kind); a missing or malformed file is a UserError naming it.
+// Parses `path` (any kind); a missing or malformed file is a UserError naming it, and so is a config
+// written by profile whose output set beside it is incomplete or from another run (check_output_set).
 json read_config_file(const std::string& path);
 // Parses `path` and checks "format" is blocksharp.<kind>/1; any other kind or a malformed file is a
 // UserError naming the file (and the key).

@@ -211,9 +211,15 @@ class H5Data : public DataSource {
     if (m_x.dim() == 0 || m_y.dim() == 0 || m_x.size(0) != m_y.size(0))
       throw UserError("--data '" + opt.name + "': /inputs and /targets must have the same number of rows");
     if (m_x.size(0) == 0) throw UserError("--data '" + opt.name + "': /inputs has no rows");
-    if (h5_has_dataset(opt.name, "val_inputs")) {
+    if (!opt.val_data.empty()) {
+      require_h5_file(opt.val_data, "--val-data");
+      m_vx = read_h5_dataset(opt.val_data, "inputs", "--val-data");
+      m_vy = read_h5_dataset(opt.val_data, "targets", "--val-data");
+      check_val("--val-data '" + opt.val_data + "': /inputs and /targets");
+    } else if (h5_has_dataset(opt.name, "val_inputs")) {
       m_vx = read_h5_dataset(opt.name, "val_inputs", "--data");
       m_vy = read_h5_dataset(opt.name, "val_targets", "--data");
+      check_val("--data '" + opt.name + "': /val_inputs and /val_targets");
     }
   }
   Batch train_batch(int64_t index) const override {
@@ -228,9 +234,27 @@ class H5Data : public DataSource {
   std::string describe() const override {
     std::ostringstream s;
     s << m_opt.name << " (" << m_x.size(0) << " rows, inputs " << m_x.sizes() << ")";
+    if (!m_opt.val_data.empty()) s << ", validation " << m_opt.val_data << " (" << m_vx.size(0) << " rows)";
     return s.str();
   }
   double unigram_entropy() const override { return std::numeric_limits<double>::quiet_NaN(); }
+  // Validation rows shaped like the training rows, equal in number for inputs and targets, and at
+  // least one batch of them (else no validation loss could be computed).
+  void check_val(const std::string& what) const {
+    if (m_vx.dim() == 0 || m_vy.dim() == 0 || m_vx.size(0) != m_vy.size(0))
+      throw UserError(what + " must have the same number of rows");
+    if (m_vx.sizes().slice(1) != m_x.sizes().slice(1) || m_vy.sizes().slice(1) != m_y.sizes().slice(1) ||
+        m_vx.is_floating_point() != m_x.is_floating_point() || m_vy.is_floating_point() != m_y.is_floating_point()) {
+      std::ostringstream s;
+      s << what << " have rows of shape " << m_vx.sizes().slice(1) << " and " << m_vy.sizes().slice(1)
+        << " where the training data's are " << m_x.sizes().slice(1) << " and " << m_y.sizes().slice(1)
+        << " (or their types differ: integer vs floating)";
+      throw UserError(s.str());
+    }
+    if (m_vx.size(0) < m_opt.batch_size)
+      throw UserError(what + " have " + std::to_string(m_vx.size(0)) + " rows, fewer than one --batch-size (" +
+                      std::to_string(m_opt.batch_size) + ")");
+  }
   std::pair<int64_t, int64_t> input_id_range() const override {
     if (m_x.is_floating_point()) return {0, -1};
     int64_t lo = m_x.min().item<int64_t>(), hi = m_x.max().item<int64_t>();
@@ -250,6 +274,9 @@ class H5Data : public DataSource {
 
 std::unique_ptr<DataSource> make_data(const DataOptions& opt) {
   if (opt.batch_size <= 0) throw UserError("--batch-size must be positive");
+  const bool builtin = opt.name == "brown" || opt.name == "pydocs" || opt.name == "mnist" || opt.name == "fashion-mnist";
+  if (builtin && !opt.val_data.empty())
+    throw UserError("--val-data applies to .h5 --data; built-in data set '" + opt.name + "' has its own validation split");
   if (opt.name == "brown" || opt.name == "pydocs") return std::make_unique<TextCorpus>(opt.name, opt);
   if (opt.name == "mnist" || opt.name == "fashion-mnist") return std::make_unique<ImageData>(opt.name, opt);
   if (opt.name.size() > 3 && (opt.name.compare(opt.name.size() - 3, 3, ".h5") == 0 ||

@@ -22,6 +22,7 @@ struct DataOptions {
   int64_t seq_len = 64;  // token windows (text corpora only)
   uint64_t seed = 0;
   bool shuffle = false;  // .h5 only; built-ins always sample by seed
+  std::string val_data;  // .h5 only: validation rows from this file's /inputs and /targets
   double val_fraction = 0.05;
 };
 

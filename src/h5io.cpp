@@ -11,6 +11,8 @@
 
 #include "distributed.h"
 #include "errors.h"
+#include "json_file.h"
+#include "output_set.h"
 
 namespace bs {
 
@@ -108,7 +110,7 @@ void h5_write_or_fail(const std::string& path, const std::string& tmp, const std
 
 H5Output::H5Output(std::string path) : m_path(std::move(path)), m_discard(!dist::is_main()) {
   if (m_discard) return;  // only rank 0 writes files
-  m_tmp = m_path + ".tmp." + std::to_string(getpid());
+  m_tmp = temp_name(m_path);
   try {
     MuteCerr mute;
     m_file = std::make_unique<H5::H5File>(m_tmp, H5F_ACC_TRUNC);
@@ -218,12 +220,18 @@ void H5Output::attribute(const std::string& name, const std::string& value) {
   });
 }
 
-void H5Output::commit() {
+void H5Output::commit(OutputSet* set) {
   if (m_discard) return;
+  if (set) attribute("set_id", set->id());
   guarded([&] {
     m_file->close();  // flushes: a full disk shows here at the latest
     m_file.reset();
   });
+  if (set) {  // the set renames it, with the others
+    set->stage(m_path, m_tmp);
+    m_committed = true;
+    return;
+  }
   if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
     const int err = errno;
     std::remove(m_tmp.c_str());

@@ -13,6 +13,7 @@ class H5File;
 }
 
 namespace bs {
+class OutputSet;
 
 // Dataset `name` of `path` as a tensor: floating data as float64, integer data as int64. Errors name
 // `option` (e.g. "--data") and the file.
@@ -41,7 +42,9 @@ class H5Output {
   void write(const std::string& path, double v);
   void write(const std::string& path, int64_t v);
   void attribute(const std::string& name, const std::string& value);  // on the root group
-  void commit();  // close and atomically rename into place (on rank 0 only when distributed)
+  // Close and atomically rename into place (on rank 0 only when distributed); with a set, write its
+  // id as attribute `set_id` and leave the rename to OutputSet::commit.
+  void commit(OutputSet* set = nullptr);
 
  private:
   void guarded(const std::function<void()>& body);  // h5_write_or_fail, then forget the file on failure

@@ -27,16 +27,25 @@ nlohmann::json read_json_file(const std::string& path, const std::string& what) 
 
 std::string temp_name(const std::string& path) { return path + ".tmp." + std::to_string(getpid()); }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = temp_name(path);
+void write_text_file(const std::string& file, const std::string& text, const std::string& path) {
   bool ok;
   {
-    std::ofstream f(tmp, std::ios::binary);
+    std::ofstream f(file, std::ios::binary);
     f << text;
     f.flush();
     ok = static_cast<bool>(f);
   }
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!ok) {
+    const int err = errno;
+    std::remove(file.c_str());
+    throw UserError("cannot write '" + path + "' (" + std::strerror(err ? err : EIO) + ")");
+  }
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = temp_name(path);
+  write_text_file(tmp, text, path);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
     throw UserError("cannot write '" + path + "' (" + std::strerror(err ? err : EIO) + ")");

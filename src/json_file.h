@@ -13,6 +13,9 @@ nlohmann::json read_json_file(const std::string& path, const std::string& what);
 
 // Writes `text` to `path` through `path.tmp.<pid>`; UserError naming `path` on any failure.
 void write_text_atomic(const std::string& path, const std::string& text);
+// Writes `text` to `file`; on failure removes it and throws UserError naming `path` (the file's
+// final name).
+void write_text_file(const std::string& file, const std::string& text, const std::string& path);
 // A temporary name next to `path`, unique to this process.
 std::string temp_name(const std::string& path);
 

@@ -1,6 +1,8 @@
 // Network helpers and the TorchScript adapter.
 #include "network.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <algorithm>
 #include <fstream>
 
@@ -93,6 +95,12 @@ class ScriptNetwork : public Network {
 
 std::unique_ptr<Network> load_torchscript(const std::string& path) {
   if (!std::ifstream(path).good()) throw UserError("--model '" + path + "': file not found or not readable");
+  // TorchScript's graph executor profiles the first calls, then switches to an optimised graph with
+  // autodiff subgraphs (TorchScript's own derivative formulas). The switch happens after a fixed number
+  // of calls per process, so a resumed run would take other rounding than the uninterrupted one, and
+  // the symbolic formulas are not PyTorch eager's (the interop oracle) either. Run every call as the
+  // unoptimised graph under eager autograd: deterministic across resumes, equal to eager PyTorch.
+  torch::jit::setGraphExecutorOptimize(false);
   torch::jit::Module m;
   try {
     m = torch::jit::load(path);

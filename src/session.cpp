@@ -1,6 +1,7 @@
 // Building a Session; dtype and thread settings are applied here once.
 #include "session.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -28,6 +29,29 @@ std::string& command_line() {
   static std::string line;
   return line;
 }
+
+namespace {
+
+// Temporary files (NAME.tmp.PID, json_file.h's temp_name) that another process left in `dir`: with the
+// folder's lock held, no live writer owns them, so they are debris of a killed run (kill -9, power
+// loss) and would otherwise keep their disk space for ever.
+void remove_stale_temps(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  const std::string mine = ".tmp." + std::to_string(getpid());
+  std::vector<std::string> stale;
+  while (const dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    const auto at = name.rfind(".tmp.");
+    if (at == std::string::npos || at == 0 || name.size() == at + 5) continue;
+    if (name.find_first_not_of("0123456789", at + 5) != std::string::npos) continue;
+    if (name.compare(at, std::string::npos, mine) != 0) stale.push_back(dir + "/" + name);
+  }
+  closedir(d);
+  for (const auto& p : stale) std::remove(p.c_str());
+}
+
+}  // namespace
 
 void prepare_out_dir(const std::string& dir) {
   std::string partial;
@@ -76,6 +100,7 @@ void prepare_out_dir(const std::string& dir) {
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) < 0) {
     // the pid is only for the message above; the lock holds without it
   }
+  remove_stale_temps(dir);
 }
 
 void load_params(Network& net, const std::string& path) {
@@ -119,6 +144,7 @@ Session open_session(const CommonOptions& opt) {
 
   DataOptions d;
   d.name = opt.data;
+  d.val_data = opt.val_data;
   d.tokenizer = opt.tokenizer;
   d.batch_size = opt.batch_size;
   d.seed = opt.seed;

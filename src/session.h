@@ -16,6 +16,7 @@ struct CommonOptions {
   std::string model = "gpt2-tiny";
   std::vector<std::string> sets;  // --set key=value
   std::string data = "brown";
+  std::string val_data;  // --val-data: an .h5 validation set for .h5 --data
   std::string tokenizer = "byte";
   std::string loss = "ce";
   int64_t batch_size = 8;
@@ -51,7 +52,9 @@ torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const 
 // Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
 void load_params(Network& net, const std::string& path);
 
-// Creates --out if needed and proves it writable; throws UserError naming the folder otherwise.
+// Creates --out if needed and proves it writable; throws UserError naming the folder otherwise. Takes
+// the folder's advisory lock (one writer per folder) and then removes temporary files left there by
+// killed runs.
 void prepare_out_dir(const std::string& dir);
 
 // The full command line, for provenance attributes in output files.

@@ -12,6 +12,8 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--data", o.data, "built-in data (brown, pydocs, mnist, fashion-mnist) or an .h5 file with "
                                      "/inputs and /targets")
       ->capture_default_str();
+  cmd->add_option("--val-data", o.val_data, ".h5 --data: validation rows from this .h5 file's /inputs and /targets "
+                                             "(instead of the data file's own /val_inputs and /val_targets)");
   cmd->add_option("--tokenizer", o.tokenizer, "text corpora: byte or gpt2")->capture_default_str();
   cmd->add_option("--loss", o.loss, "ce or mse")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();

@@ -3,6 +3,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "emit_configs.h"
+#include "output_set.h"
 #include "profile.h"
 
 namespace bs {
@@ -51,9 +52,11 @@ void register_profile(CLI::App& app) {
     prepare_out_dir(common->out);
     Session s = open_session(*common);
     Profile prof = run_profile(s, *p);
-    write_profile_h5(common->out + "/profile.h5", prof, s, *p);
+    OutputSet set(common->out, "profile");  // profile.h5 and the three configs appear together
+    write_profile_h5(common->out + "/profile.h5", prof, s, *p, &set);
     print_profile(prof, s);
-    emit_configs(s, prof, *e, common->out);
+    emit_configs(s, prof, *e, common->out, set);
+    set.commit();
     std::printf("wrote %s/profile.h5\n", common->out.c_str());
   });
 }

@@ -61,7 +61,7 @@ void validate(const EmitOptions& o) {
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
 }
 
-void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir) {
+void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set) {
   const ParamTable table(s.net->named_parameters());
   const ModelInfo& info = s.net->info();
   json evidence = json::object();
@@ -91,10 +91,13 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
     g = gsnr_over_batches(s, o.gsnr_batches);
   const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.opt.batch_size, 1e-8);
 
-  write_json_atomic(dir + "/adam_mini.json", am);
-  write_json_atomic(dir + "/blockwise_lr.json", bw);
-  write_json_atomic(dir + "/sgd_sai.json", sai);
-  std::printf("adam-mini state: %.4f of AdamW's; wrote %s/adam_mini.json, blockwise_lr.json, sgd_sai.json\n",
+  for (const auto& [name, j] : {std::pair<const char*, const json*>{"adam_mini.json", &am}, {"blockwise_lr.json", &bw},
+                                {"sgd_sai.json", &sai}}) {
+    json with_id = *j;
+    with_id["set_id"] = set.id();  // the profile run these came from (DIR/manifest.json)
+    set.write_text(dir + "/" + name, with_id.dump(2) + "\n");
+  }
+  std::printf("adam-mini state: %.4f of AdamW's; writing %s/adam_mini.json, blockwise_lr.json, sgd_sai.json\n",
               am["state"]["adam_mini_over_adamw"].get<double>(), dir.c_str());
 }
 

@@ -2,6 +2,7 @@
 // measured from structure evidence), blockwise_lr.json and sgd_sai.json.
 #pragma once
 #include "blockwise_lr.h"
+#include "output_set.h"
 #include "profile.h"
 
 namespace bs {
@@ -17,6 +18,7 @@ struct EmitOptions {
 
 // Rejects bad options before any measurement runs.
 void validate(const EmitOptions& o);
-void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir);
+// Writes DIR/adam_mini.json, blockwise_lr.json and sgd_sai.json into `set` (each with its id).
+void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set);
 
 }  // namespace bs

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <map>
 
+#include "checkpoint.h"
 #include "models/hf_checkpoint.h"
 #include "adam_mini_partition.h"
 #include "blockwise_lr.h"
@@ -19,6 +20,7 @@
 #include "sgd_sai_config.h"
 #include "h5io.h"
 #include "json_file.h"
+#include "output_set.h"
 #include "progress.h"
 #include "slice_lr.h"
 #include "zero_optimizer.h"
@@ -47,61 +49,6 @@ struct StopSignals {
   Handler m_int, m_term;
 };
 
-// Checkpoint: one HDF5 file keyed by name: /step, /params/<name>, /optimizer/<name>/<state>.
-void save_checkpoint(const std::string& path, int64_t step, const Network& net, const Optimizer& opt, double train_loss,
-                     const torch::Tensor& tracer_warm) {
-  H5Output out(path);
-  out.write("/step", step);
-  out.write("/train_loss", train_loss);  // the last finite training loss, for a resume that has no step left
-  if (tracer_warm.defined()) out.write("/tracer/warm", tracer_warm);
-  for (const auto& [name, t] : net.named_parameters()) out.write("/params/" + name, t);
-  for (const auto& [key, t] : opt.state_dict()) out.write("/optimizer/" + key, t);
-  out.attribute("optimizer", opt.name());
-  out.attribute("command_line", command_line());
-  out.commit();
-}
-
-struct Checkpoint {
-  int64_t step = 0;
-  double train_loss = NAN;
-};
-
-// Validates before it changes anything: a readable checkpoint, a step within the run, every parameter
-// present, of the model's shape and finite; each failure is one line naming the checkpoint.
-Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt, int64_t total_steps) {
-  if (!std::ifstream(path).good()) throw UserError("--resume: no checkpoint at '" + path + "'");
-  if (!h5_has_dataset(path, "step"))
-    throw UserError("--resume: checkpoint '" + path + "' is unreadable or truncated (no /step)");
-  Checkpoint c;
-  c.step = read_h5_dataset(path, "step", "--resume checkpoint").item<int64_t>();
-  if (c.step < 0 || c.step > total_steps)
-    throw UserError("--resume: checkpoint '" + path + "' has /step " + std::to_string(c.step) + ", outside [0, --steps " +
-                    std::to_string(total_steps) + "]");
-  if (h5_has_dataset(path, "train_loss")) c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint").item<double>();
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
-  for (auto& [name, t] : net.named_parameters()) {
-    if (!h5_has_dataset(path, "params/" + name))
-      throw UserError("--resume: checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
-    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint");
-    if (saved.sizes() != t.sizes())
-      throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape");
-    if (!torch::isfinite(saved).all().item<bool>())
-      throw UserError("--resume: parameter '" + name + "' in checkpoint '" + path + "' holds NaN or Inf");
-    copies.emplace_back(t, saved);
-  }
-  torch::NoGradGuard g;
-  for (auto& [t, saved] : copies) t.copy_(saved.to(t.scalar_type()));
-  opt.load_state_dict([&](const std::string& key) {
-    if (!h5_has_dataset(path, "optimizer/" + key))
-      throw UserError("--resume: checkpoint '" + path + "' has no optimizer state '" + key + "' (another optimizer?)");
-    auto v = read_h5_dataset(path, "optimizer/" + key, "--resume checkpoint");
-    if (v.is_floating_point() && !torch::isfinite(v).all().item<bool>())
-      throw UserError("--resume: optimizer state '" + key + "' in checkpoint '" + path + "' holds NaN or Inf");
-    return v;
-  });
-  return c;
-}
-
 double validation_loss(Session& s, int64_t max_batches) {
   const int64_t n = std::min(max_batches, s.data->n_val_batches());
   if (n <= 0) return std::nan("");
@@ -117,13 +64,13 @@ std::string first_nonfinite_grad(const Network& net) {
   return "";
 }
 
-void write_final_params(const std::string& path, const Network& net, const std::string& model) {
+void write_final_params(const std::string& path, const Network& net, const std::string& model, OutputSet& set) {
   H5Output out(path);
   for (const auto& [name, t] : net.named_parameters()) out.write(name, t);
   out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
   out.attribute("command_line", command_line());
   out.attribute("model", model);
-  out.commit();
+  out.commit(&set);
 }
 
 // The configs given with --config, checked against the optimizer (which kinds it takes) and the model.
@@ -241,7 +188,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
     start = c.step;
     if (t.stop_at > 0 && t.stop_at <= start)
       throw UserError("--stop-at " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " + std::to_string(start));
-    if (start == t.steps && std::ifstream(summary).good() && std::ifstream(final_params).good()) {
+    if (start == t.steps && OutputSet::complete(s.opt.out, "train")) {
       std::printf("already finished: %lld steps (%s, %s); nothing changed\n", static_cast<long long>(t.steps),
                   summary.c_str(), final_params.c_str());
       r.steps_done = t.steps;
@@ -377,7 +324,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
   }
   r.final_val_loss = validation_loss(s, t.eval_batches);
   const double entropy = s.data->unigram_entropy();
-  write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model);
+  OutputSet final_set(s.opt.out, "train");  // final_params.h5 and train_summary.json appear together
+  write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model, final_set);
   if (!t.export_hf.empty() && dist::is_main()) export_hf(*s.net, t.export_hf);
   // State bytes of every rank (ZeRO-1: each holds its share) and the payload each rank communicated.
   auto per_rank = torch::zeros({dist::world_size()}, torch::kInt64);
@@ -398,8 +346,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
                             {"bytes_communicated_per_rank", dist::bytes_communicated()},
                             {"model", s.opt.model},
                             {"data", s.data->describe()},
-                            {"command_line", command_line()}};
-  if (dist::is_main()) write_text_atomic(s.opt.out + "/train_summary.json", summary.dump(2) + "\n");
+                            {"command_line", command_line()},
+                            {"set_id", final_set.id()}};
+  final_set.write_text(s.opt.out + "/train_summary.json", summary.dump(2) + "\n");
+  final_set.commit();
   std::printf("done: %lld steps in %.1f s  final train_loss %.4f", static_cast<long long>(t.steps), r.seconds,
               r.final_train_loss);
   if (r.skipped_steps > 0)

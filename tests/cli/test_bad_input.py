@@ -1,6 +1,7 @@
 """Bad input to the CLI: each case must exit non-zero with exactly one line on stderr that names the
 culprit, and never crash (no signal, no 'terminate called', no backtrace).
 Usage: test_bad_input.py BLOCKSHARP WORKDIR"""
+import json
 import os
 import subprocess
 import sys
@@ -99,6 +100,11 @@ cases = [
     ("--stop-at below the checkpoint", train + ["--resume", "--stop-at", "1", "--out", P("ck")], "--stop-at 1"),
     ("vocab below the tokenizer's", train + ["--set", "vocab=10", "--out", P("o29")], "vocab=10"),
     ("token id past the vocabulary", train + ["--data", P("big_ids.h5"), "--out", P("o30")], "token id 300"),
+    ("--val-data with built-in data", train + ["--val-data", P("no_targets_ok.h5"), "--out", P("o31")], "--val-data"),
+    ("--val-data rows of another shape", train + ["--model", P("linear.pt"), "--data", P("no_targets_ok.h5"),
+                                                  "--val-data", P("wrong_shape.h5"), "--out", P("o32")], "wrong_shape.h5"),
+    ("--val-data missing", train + ["--model", P("linear.pt"), "--data", P("no_targets_ok.h5"),
+                                    "--val-data", P("missing.h5"), "--out", P("o33")], "missing.h5"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
@@ -168,6 +174,27 @@ after = {n: open(os.path.join(fin, n), "rb").read() for n in before}
 ok = r.returncode == 0 and "already finished" in r.stdout and before == after
 print(f"{'resume of a finished run':28s} rc={r.returncode:<3d} {'ok' if ok else 'FAIL'}\n    {r.stdout.strip()[:200]}")
 cases.append(("resume of a finished run",))
+failed += not ok
+
+# --val-data: the validation loss of .h5 training is the loss of the final parameters on those rows
+# (oracle: PyTorch's cross-entropy of the same Linear); without it no validation loss is claimed.
+with h5py.File(P("val.h5"), "w") as f:
+    f["inputs"] = np.random.RandomState(3).randn(16, 3)
+    f["targets"] = np.random.RandomState(4).randint(0, 2, 16)
+lin = [blocksharp, "train", "--model", P("linear.pt"), "--data", P("no_targets_ok.h5"), "--steps", "3", "--dtype", "float64"]
+r = subprocess.run(lin + ["--val-data", P("val.h5"), "--out", P("val")], capture_output=True, text=True)
+ok = r.returncode == 0
+if ok:
+    summary = json.load(open(P("val/train_summary.json")))
+    with h5py.File(P("val/final_params.h5")) as f, h5py.File(P("val.h5")) as v:
+        w, b = torch.tensor(f["weight"][()]), torch.tensor(f["bias"][()])
+        x, y = torch.tensor(v["inputs"][()]), torch.tensor(v["targets"][()])
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b, y).item()  # two batches of 8: equal weights
+    ok = abs(summary["final_val_loss"] - ref) < 1e-9 and "val_loss" in r.stdout
+r2 = subprocess.run(lin + ["--out", P("noval")], capture_output=True, text=True)
+ok = ok and r2.returncode == 0 and "val_loss" not in r2.stdout and json.load(open(P("noval/train_summary.json")))["final_val_loss"] is None
+print(f"{'--val-data loss':28s} {'ok' if ok else 'FAIL'}\n    {r.stdout.strip()[-120:]} {r.stderr.strip()[:200]}")
+cases.append(("--val-data loss",))
 failed += not ok
 print(f"{len(cases) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
