@@ -22,6 +22,10 @@ nlohmann::json read_json_file(const std::string& path, const std::string& what) 
     return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(what + " '" + path + "': malformed JSON at byte " + std::to_string(e.byte));
+  } catch (const nlohmann::json::out_of_range&) {  // e.g. a number beyond double's range (1e999)
+    throw UserError(what + " '" + path + "': a number is out of range (beyond a double or a 64-bit integer)");
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(what + " '" + path + "': unreadable JSON (" + e.what() + ")");
   }
 }
 

@@ -20,6 +20,9 @@ static std::string shape(const torch::Tensor& t) {
 }
 
 torch::Tensor compute_loss(const torch::Tensor& out, const torch::Tensor& targets, LossKind kind) {
+  if (!out.is_floating_point())
+    throw UserError(std::string("the model's forward() returned a ") + c10::toString(out.scalar_type()) + " tensor " +
+                    shape(out) + "; the loss needs floating-point outputs (logits or predictions)");
   if (kind == LossKind::Mse) {
     if (out.sizes() != targets.sizes())
       throw UserError("--loss mse: model outputs " + shape(out) + " do not match targets " + shape(targets));

@@ -36,6 +36,18 @@ with h5py.File(P("nan.h5"), "w") as f:
     f["targets"] = np.zeros(8, dtype=np.int64)
 with open(P("a_file"), "w") as f:
     f.write("x")
+class IntOut(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.l(x).long()
+
+
+torch.jit.script(IntOut()).save(P("int_out.pt"))
+with open(P("overflow.json"), "w") as f:
+    f.write('{"format": "blocksharp.sgd_sai/1", "params": [{"name": "weight", "gsnr": 1e999}]}')
 with h5py.File(P("big_ids.h5"), "w") as f:  # token 300 for gpt2-tiny's 256-token vocabulary
     f["inputs"] = np.full((8, 16), 300, dtype=np.int64)
     f["targets"] = np.zeros((8, 16), dtype=np.int64)
@@ -105,6 +117,9 @@ cases = [
                                                   "--val-data", P("wrong_shape.h5"), "--out", P("o32")], "wrong_shape.h5"),
     ("--val-data missing", train + ["--model", P("linear.pt"), "--data", P("no_targets_ok.h5"),
                                     "--val-data", P("missing.h5"), "--out", P("o33")], "missing.h5"),
+    ("model returns integers", train + ["--model", P("int_out.pt"), "--data", P("no_targets_ok.h5"),
+                                        "--out", P("o34")], "Long"),
+    ("JSON number overflow", [blocksharp, "config", "show", P("overflow.json")], "overflow.json"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
