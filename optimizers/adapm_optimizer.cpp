@@ -43,6 +43,10 @@ class AdaPM : public Optimizer {
       : m_params(in.params), m_names(in.names), m_o(o), m_part(in.partition), m_proj(in.projection), m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
     if (m_part.params.size() != m_params.size()) throw UserError("adapm: the partition does not match the model");
+    for (const auto& b : m_part.params)
+      if (!b.regions.empty())
+        throw UserError("adapm: '" + b.name + "' has a sliced Adam-mini partition (--adam-mini slices); adapm takes "
+                        "contiguous blocks: use an adam_mini.json from --adam-mini rules or measured");
     if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     for (size_t i = 0; i < m_params.size(); ++i) {
       Slot s;

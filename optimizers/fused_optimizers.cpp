@@ -78,9 +78,16 @@ class AdamMini : public FusedBase {
  public:
   AdamMini(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"exp_avg", "v_block"}), m_part(in.partition) {
     if (m_part.params.size() != m_params.size()) throw UserError("adam-mini: the partition does not match the model");
-    for (size_t i = 0; i < m_params.size(); ++i)
-      if (m_part.params[i].block_size * m_part.params[i].n_blocks != m_params[i].numel())
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      const ParamBlock& b = m_part.params[i];
+      int64_t covered = b.block_size * b.n_blocks;
+      if (!b.regions.empty()) {
+        covered = 0;
+        for (const auto& r : b.regions) covered += r.count * r.block_numel();
+      }
+      if (covered != m_params[i].numel())
         throw UserError("adam-mini: the partition's blocks of '" + m_names[i] + "' do not cover the tensor");
+    }
   }
   std::string name() const override { return "adam-mini"; }
 
@@ -98,6 +105,27 @@ class AdamMini : public FusedBase {
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();
     T* vb = m_state[i][1].data_ptr<T>();
+    if (!m_part.params[i].regions.empty()) {  // a fused q/k/v weight cut per slice: strided blocks
+      int64_t base = 0;
+      for (const BlockRegion& r : m_part.params[i].regions) {
+        at::parallel_for(0, r.count, 1, [&](int64_t s, int64_t e) {
+          for (int64_t b = s; b < e; ++b) {
+            const int64_t start = r.offset + b * r.step;
+            T sq = 0;
+            for (int64_t q = 0; q < r.runs; ++q) sq += sum_squares(gp + start + q * r.stride, r.run);
+            T& v = vb[base + b];
+            v = v * beta2 + (sq / T(r.block_numel())) * one_minus_beta2;
+            const T inv_h = T(1) / (std::sqrt(v) * inv_sqrt_bc2 + eps);
+            for (int64_t q = 0; q < r.runs; ++q) {
+              const int64_t o = start + q * r.stride;
+              for (int64_t k = 0; k < r.run; ++k) f(p[o + k], gp[o + k], m[o + k], inv_h);
+            }
+          }
+        });
+        base += r.count;
+      }
+      return;
+    }
     auto block = [=](int64_t b) {
       const int64_t off = b * bs;
       const T mean = sum_squares(gp + off, bs) / T(bs);

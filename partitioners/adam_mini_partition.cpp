@@ -51,6 +51,19 @@ Partition adam_mini_rules(const ParamTable& table, const ModelInfo& info) {
   return p;
 }
 
+Partition adam_mini_slices(const ParamTable& table, const ModelInfo& info) {
+  Partition p = adam_mini_rules(table, info);
+  for (size_t i = 0; i < table.size(); ++i) {
+    if (table.at(i).slices.empty()) continue;
+    if (info.n_heads <= 0 || info.dim % info.n_heads != 0)
+      throw UserError("--adam-mini slices needs the attention sizes for '" + table.at(i).name + "': give --dim and --n-heads");
+    const bool wd = p.params[i].weight_decay;
+    p.params[i] = make_sliced_block(table.at(i), info.dim / info.n_heads);
+    p.params[i].weight_decay = wd;
+  }
+  return p;
+}
+
 Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
                              const std::map<BlockKind, KindEvidence>& evidence, json& report) {
   Partition p = adam_mini_rules(table, info);
@@ -103,13 +116,24 @@ json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::str
     int64_t numel = 1;
     for (int64_t d : b.shape) numel *= d;
     params += numel;
-    list.push_back({{"name", b.name},
-                    {"shape", b.shape},
-                    {"kind", to_string(b.kind)},
-                    {"granularity", to_string(b.granularity)},
-                    {"block_size", b.block_size},
-                    {"n_blocks", b.n_blocks},
-                    {"weight_decay", b.weight_decay}});
+    json item = {{"name", b.name},
+                 {"shape", b.shape},
+                 {"kind", to_string(b.kind)},
+                 {"granularity", to_string(b.granularity)},
+                 {"block_size", b.block_size},
+                 {"n_blocks", b.n_blocks},
+                 {"weight_decay", b.weight_decay}};
+    if (!b.regions.empty()) {  // sliced: each slice's blocks (per head of head_dim output units, or per unit)
+      json slices = json::array();
+      for (const auto& r : b.regions) {
+        slices.push_back({{"label", r.label}, {"kind", to_string(r.kind)}, {"granularity", to_string(r.granularity)},
+                          {"dim", r.dim}, {"begin", r.begin}, {"length", r.length}, {"n_blocks", r.count},
+                          {"block_numel", r.block_numel()}});
+      }
+      item["head_dim"] = b.regions.front().kind == BlockKind::QK ? b.regions.front().length / b.regions.front().count : 0;
+      item["slices"] = slices;
+    }
+    list.push_back(item);
   }
   j["params"] = list;
   j["state"] = {{"parameters", params},
@@ -133,8 +157,17 @@ Partition adam_mini_from_json(const json& j, const ParamTable& table, const std:
     for (const char* key : {"name", "shape", "kind", "granularity", "block_size", "n_blocks"}) require_key(item, key, at);
     ParamBlock b;
     try {
-      b = make_block(table.at(i), granularity_from_string(item.at("granularity").get<std::string>(), at + " key \"granularity\""),
-                     item.at("block_size").get<int64_t>());
+      const Granularity g = granularity_from_string(item.at("granularity").get<std::string>(), at + " key \"granularity\"");
+      if (g == Granularity::Sliced) {  // rebuilt from the model's slices; the file's counts must agree
+        if (table.at(i).slices.empty()) throw UserError(at + ": granularity \"sliced\" for a tensor without q/k/v slices");
+        b = make_sliced_block(table.at(i), require_key(item, "head_dim", at).get<int64_t>());
+        if (item.contains("slices") && item["slices"].size() == b.regions.size())
+          for (size_t r = 0; r < b.regions.size(); ++r)
+            if (item["slices"][r].value("n_blocks", int64_t(-1)) != b.regions[r].count)
+              throw UserError(at + ": slice " + b.regions[r].label + " key \"n_blocks\" does not fit head_dim");
+      } else {
+        b = make_block(table.at(i), g, item.at("block_size").get<int64_t>());
+      }
       b.kind = block_kind_from_string(item.at("kind").get<std::string>());
       b.weight_decay = item.value("weight_decay", true);
     } catch (const json::exception&) {

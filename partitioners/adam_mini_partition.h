@@ -30,6 +30,11 @@ struct KindEvidence {
 Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
                              const std::map<BlockKind, KindEvidence>& evidence, json& report);
 
+// Rules partition, except that each fused q/k/v weight (c_attn, in_proj_weight, qkv_proj, Wqkv) is cut
+// per slice: q and k per head, v per output unit, as the rules treat separate q_proj / k_proj / v_proj
+// (Adam-mini issue #30). Needs the head count.
+Partition adam_mini_slices(const ParamTable& table, const ModelInfo& info);
+
 json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::string& mode, const json& evidence);
 // Validates against the model (names, shapes, block sizes) and returns the Partition.
 Partition adam_mini_from_json(const json& j, const ParamTable& table, const std::string& path);

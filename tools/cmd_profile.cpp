@@ -34,7 +34,7 @@ void register_profile(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
   auto e = std::make_shared<EmitOptions>();
-  cmd->add_option("--adam-mini", e->adam_mini, "adam_mini.json from the official rules or measured structure")
+  cmd->add_option("--adam-mini", e->adam_mini, "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused q/k/v cut per slice)")
       ->capture_default_str();
   cmd->add_option("--structure-threshold", e->structure_threshold, "measured Adam-mini: diagonal mass to hold")
       ->capture_default_str();

@@ -51,11 +51,60 @@ std::map<BlockKind, KindEvidence> structure_evidence(Session& s, const EmitOptio
   return out;
 }
 
+Candidate candidate(const std::string& name, const torch::Tensor& ids) {
+  Candidate c;
+  c.name = name;
+  const auto flat = ids.reshape({-1}).contiguous();
+  c.block_of.assign(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  c.n_blocks = flat.numel() ? flat.max().item<int64_t>() + 1 : 0;
+  return c;
+}
+
+// --adam-mini slices: the first fused q/k/v weight's Hessian block scored against cuts of it: whole, one
+// block per slice, the sliced partition (q/k per head, v per output unit), per output unit, per element.
+json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
+  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.opt.data);
+  const ParamTable& t = H.table();
+  for (size_t i = 0; i < t.size(); ++i) {
+    const auto& e = t.at(i);
+    if (e.slices.empty()) continue;
+    const ParamBlock& sliced = part.params[i];
+    const torch::Tensor ids = block_ids(sliced);
+    auto per_slice = ids.clone();  // block id -> its slice's index
+    int64_t base = 0, r = 0;
+    for (const auto& reg : sliced.regions) {
+      per_slice.masked_fill_((ids >= base) & (ids < base + reg.count), r++);
+      base += reg.count;
+    }
+    std::vector<Candidate> cands = {candidate("whole", torch::zeros_like(ids)), candidate("per-slice", per_slice),
+                                    candidate("sliced", ids), candidate("per-output-unit", block_ids(make_sliced_block(e, 1))),
+                                    candidate("per-element", torch::arange(e.numel).view(e.shape))};
+    std::string method = "dense";
+    if (e.numel <= o.structure_max_dense) {
+      score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
+    } else {
+      score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.opt.seed, cands);
+      method = "randomized";
+    }
+    json names = json::array(), blocks = json::array(), fractions = json::array();
+    for (const auto& c : cands) {
+      names.push_back(c.name);
+      blocks.push_back(c.n_blocks);
+      fractions.push_back(c.fraction);
+    }
+    return {{"sampled_param", e.name}, {"method", method}, {"candidates", names}, {"n_blocks", blocks},
+            {"diagonal_mass_fraction", fractions}, {"used", "sliced"},
+            {"note", "fused q/k/v weights cut per slice: q and k per head, v per output unit, as the official rules "
+                     "cut separate q_proj/k_proj/v_proj; every other tensor as the official v1.1.1 rules"}};
+  }
+  return {{"note", "no fused q/k/v weight in this model: the partition equals the official v1.1.1 rules"}};
+}
+
 }  // namespace
 
 void validate(const EmitOptions& o) {
-  if (o.adam_mini != "rules" && o.adam_mini != "measured")
-    throw UserError("--adam-mini '" + o.adam_mini + "': expected rules or measured");
+  if (o.adam_mini != "rules" && o.adam_mini != "measured" && o.adam_mini != "slices")
+    throw UserError("--adam-mini '" + o.adam_mini + "': expected rules, measured or slices");
   if (!(o.structure_threshold > 0 && o.structure_threshold <= 1)) throw UserError("--structure-threshold must be in (0, 1]");
   if (o.gsnr_batches < 1) throw UserError("--gsnr-batches must be at least 1");
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
@@ -73,6 +122,9 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
         std::printf("adam-mini: %s (%s) measured as %s, the official rules use %s (evidence in adam_mini.json)\n",
                     sw["name"].get<std::string>().c_str(), kind.c_str(), sw["to"].get<std::string>().c_str(),
                     sw["from"].get<std::string>().c_str());
+  } else if (o.adam_mini == "slices") {
+    part = adam_mini_slices(table, info);
+    evidence = slice_evidence(s, o, part);
   } else {
     part = adam_mini_rules(table, info);
     evidence = {{"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};

@@ -8,7 +8,7 @@
 namespace bs {
 
 struct EmitOptions {
-  std::string adam_mini = "rules";  // rules | measured
+  std::string adam_mini = "rules";  // rules | measured | slices
   double structure_threshold = 0.9;
   int64_t structure_max_dense = 4096, structure_probes = 10;
   LrPolicy lr_policy;

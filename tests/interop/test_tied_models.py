@@ -263,5 +263,69 @@ with h5py.File(os.path.join(tout, "final_params.h5")) as f:
     worst = max(((torch.from_numpy(f[n][()]) - p.detach()).norm() / p.detach().norm()).item() for n, p in params.items())
 check(worst <= 1e-10, f"AdamW with per-slice blockwise rates vs a per-element-lr AdamW: worst relative difference {worst:.2g}")
 
+# 5. Adam-mini with the fused weight cut per slice (--adam-mini slices). Oracle: the official v1.1.1
+# partition of separate q_proj / k_proj / v_proj Linear layers ([out, in]: q and k per head of
+# DIM/HEADS rows, v per row), written here on the transposed column slices of the Conv1D weight.
+sout = os.path.join(work, "slices")
+run(["profile", "--model", pt, "--data", data, "--dtype", "float64", "--batch-size", str(B), "--dim", str(DIM),
+     "--n-heads", str(HEADS), "--topk", "1", "--probes", "3", "--density-runs", "0", "--block-eigs", "none",
+     "--adam-mini", "slices", "--out", sout])
+scfg = json.load(open(os.path.join(sout, "adam_mini.json")))
+sentry = {p["name"]: p for p in scfg["params"]}
+hd = DIM // HEADS
+check(sentry[ca]["granularity"] == "sliced" and [(sl["label"], sl["granularity"], sl["n_blocks"]) for sl in sentry[ca]["slices"]]
+      == [("q", "per-head", HEADS), ("k", "per-head", HEADS), ("v", "per-row", DIM)],
+      f"adam_mini.json cuts {ca}: q, k per head, v per output unit")
+ev = scfg["evidence"]
+check(ev.get("sampled_param") == ca and len(ev["diagonal_mass_fraction"]) == 5,
+      f"slice evidence from the Hessian: {dict(zip(ev.get('candidates', []), ev.get('diagonal_mass_fraction', [])))}")
+others = {n: p for n, p in sentry.items() if n != ca}
+check(all(p == {q["name"]: q for q in cfg["params"]}[n] for n, p in others.items()),
+      "every other tensor as the official rules")
+tout = os.path.join(work, "train-adam-mini-slices")
+run(["train", "--model", pt, "--data", data, "--dtype", "float64", "--batch-size", str(B), "--steps", str(STEPS),
+     "--optimizer", "adam-mini", "--lr", str(LR), "--beta1", "0.9", "--beta2", "0.95", "--eps", str(EPS),
+     "--weight-decay", str(WD), "--schedule", "constant", "--warmup", "0", "--grad-clip", "0",
+     "--config", os.path.join(sout, "adam_mini.json"), "--out", tout])
+
+
+def unfused_mean_sq(g):
+    """Per-element mean of g^2 over its block, the blocks of separate q/k/v Linear weights."""
+    out = torch.empty_like(g)
+    for s in range(3):
+        lin = g[:, s * DIM:(s + 1) * DIM].T  # this slice as a Linear weight [out, in]
+        rows = hd if s < 2 else 1  # q, k: a head's rows; v: one row
+        blocks = lin.reshape(DIM // rows, -1).pow(2).mean(1)
+        out[:, s * DIM:(s + 1) * DIM] = blocks.repeat_interleave(rows * DIM).view(DIM, DIM).T
+    return out
+
+
+m = make_model()
+params = dict(m.named_parameters())
+st = {n: {} for n in params}
+for t, (xb, yb) in enumerate(batches(), start=1):
+    m.zero_grad()
+    ce(m(xb), yb).backward()
+    with torch.no_grad():
+        for n, p in params.items():
+            g, s = p.grad, st[n]
+            s.setdefault("m", torch.zeros_like(p))
+            if n == ca:
+                s.setdefault("v", torch.zeros_like(p))  # the block's value at each of its elements
+                s["v"].mul_(0.95).add_(0.05 * unfused_mean_sq(g))
+                denom = s["v"].sqrt() / (1 - 0.95 ** t) ** 0.5 + EPS
+            else:
+                size = sentry[n]["block_size"]
+                s.setdefault("v", torch.zeros(p.numel() // size, dtype=p.dtype))
+                s["v"].mul_(0.95).add_(0.05 * g.reshape(-1, size).pow(2).mean(1))
+                denom = (s["v"].sqrt() / (1 - 0.95 ** t) ** 0.5 + EPS).repeat_interleave(size).view_as(p)
+            if sentry[n]["weight_decay"]:
+                p.mul_(1 - LR * WD)
+            s["m"].mul_(0.9).add_(0.1 * g)
+            p.sub_(LR * (s["m"] / (1 - 0.9 ** t)) / denom)
+with h5py.File(os.path.join(tout, "final_params.h5")) as f:
+    worst = max(((torch.from_numpy(f[n][()]) - p.detach()).norm() / p.detach().norm()).item() for n, p in params.items())
+check(worst <= 1e-10, f"Adam-mini sliced vs separate q/k/v under the official rules: worst relative difference {worst:.2g}")
+
 print(f"{0 if failures else 1} passed, {1 if failures else 0} failed")
 sys.exit(1 if failures else 0)

@@ -130,6 +130,64 @@ TEST(AdamMini, MatchesPublishedFormulaOnBlocks) {
   EXPECT_EQ(opt->state_bytes(), 8 * (numel + 1023 + 1 + 5 + 1));
 }
 
+TEST(AdamMini, SlicedFusedWeightsMatchPerBlockReference) {
+  // A fused q/k/v weight in both layouts (nn.MultiheadAttention's in_proj_weight [3d, d] and HF
+  // GPT-2's Conv1D c_attn [d, 3d]), d = 12, 4 heads of 3: q and k one block per head, v one per
+  // output unit. Oracle for the layout: the block of element (r, c) by formula; for the update:
+  // the scalar Adam-mini reference run on each block's elements alone.
+  const int64_t d = 12, heads = 4, hd = 3;
+  for (const bool conv1d : {false, true}) {
+    const std::string name = conv1d ? "h.0.attn.c_attn.weight" : "layers.0.self_attn.in_proj_weight";
+    const std::vector<int64_t> shape = conv1d ? std::vector<int64_t>{d, 3 * d} : std::vector<int64_t>{3 * d, d};
+    ParamEntry e;
+    e.name = name;
+    e.shape = shape;
+    e.numel = 3 * d * d;
+    e.slices = fused_qkv_slices(name, shape);
+    ASSERT_EQ(e.slices.size(), 3u);
+    Partition part;
+    part.params.push_back(make_sliced_block(e, hd));
+    ASSERT_EQ(part.params[0].n_blocks, 2 * heads + d);
+    const auto ids = block_ids(part.params[0]);
+    for (int64_t r = 0; r < shape[0]; ++r)
+      for (int64_t c = 0; c < shape[1]; ++c) {
+        const int64_t out = conv1d ? c : r, s = out / d, u = out % d;
+        ASSERT_EQ(ids[r][c].item<int64_t>(), s < 2 ? s * heads + u / hd : 2 * heads + u) << r << "," << c;
+      }
+    torch::manual_seed(4);
+    auto param = torch::randn(shape, torch::kFloat64);
+    std::vector<double> flat = to_vec(param);
+    OptimizerOptions o = default_options("adam-mini");
+    o.weight_decay = 0.1;
+    auto opt = make_optimizer("adam-mini", {{name}, {param}, part, {}}, o);
+    const auto flat_ids = ids.reshape({-1});
+    std::vector<std::vector<int64_t>> members(part.params[0].n_blocks);
+    for (int64_t k = 0; k < e.numel; ++k) members[flat_ids[k].item<int64_t>()].push_back(k);
+    std::vector<std::vector<double>> p(members.size()), m(members.size()), v(members.size(), std::vector<double>(1, 0.0));
+    for (size_t b = 0; b < members.size(); ++b) {
+      for (int64_t k : members[b]) p[b].push_back(flat[k]);
+      m[b].assign(members[b].size(), 0.0);
+    }
+    for (int t = 1; t <= 20; ++t) {
+      const auto lr = lrs(1, t);
+      opt->set_lrs(lr);
+      param.mutable_grad() = grad_at(e.numel, t, 0).view(shape);
+      const auto g = to_vec(param.grad());
+      for (size_t b = 0; b < members.size(); ++b) {
+        std::vector<double> gb;
+        for (int64_t k : members[b]) gb.push_back(g[k]);
+        reference::adam_mini(p[b], gb, m[b], v[b], static_cast<int64_t>(members[b].size()), t,
+                             {lr[0], o.weight_decay, o.beta1, o.beta2, o.eps});
+      }
+      opt->step();
+    }
+    std::vector<double> want(e.numel);
+    for (size_t b = 0; b < members.size(); ++b)
+      for (size_t j = 0; j < members[b].size(); ++j) want[members[b][j]] = p[b][j];
+    EXPECT_LT(rel_err(param, want), 1e-12) << name;
+  }
+}
+
 TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
   auto pr = problem(kSizes, 4);
   OptimizerOptions o = default_options("sgd-sai");

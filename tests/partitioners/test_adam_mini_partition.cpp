@@ -118,6 +118,38 @@ TEST(AdamMiniConfig, RoundTripsExactly) {
   EXPECT_EQ(adam_mini_to_json(q, b.net->info(), "rules", json::object()), j);
 }
 
+TEST(AdamMiniSlices, FusedWeightsCutPerSliceAndRoundTrip) {
+  // HF GPT-2's fused c_attn (Conv1D [8, 24]) and nn.MultiheadAttention's in_proj_weight ([24, 8]),
+  // dim 8, 2 heads of 4 output units: q, k -> 2 blocks each, v -> 8; the biases stay per element as the
+  // official rules have them; the rest of the table is the rules' partition.
+  const ParamTable table({{"h.0.attn.c_attn.weight", torch::zeros({8, 24})}, {"h.0.attn.c_attn.bias", torch::zeros({24})},
+                          {"mha.in_proj_weight", torch::zeros({24, 8})}, {"h.0.mlp.c_fc.weight", torch::zeros({8, 32})}});
+  ModelInfo info;
+  info.dim = 8;
+  info.n_heads = 2;
+  const Partition rules = adam_mini_rules(table, info);
+  const Partition p = adam_mini_slices(table, info);
+  for (size_t i : {size_t(0), size_t(2)}) {
+    EXPECT_EQ(p.params[i].granularity, Granularity::Sliced);
+    ASSERT_EQ(p.params[i].regions.size(), 3u);
+    EXPECT_EQ(p.params[i].n_blocks, 2 + 2 + 8);
+    EXPECT_EQ(p.params[i].regions[0].block_numel(), 4 * 8);  // a head: 4 output units of 8 inputs
+    EXPECT_EQ(p.params[i].regions[2].block_numel(), 8);      // an output unit
+  }
+  EXPECT_EQ(p.params[0].regions[0].runs, 8);  // Conv1D: a head's columns in every row
+  EXPECT_EQ(p.params[2].regions[0].runs, 1);  // [3d, d]: a head's rows, contiguous
+  EXPECT_EQ(p.params[1].granularity, rules.params[1].granularity);
+  EXPECT_EQ(p.params[3].n_blocks, rules.params[3].n_blocks);
+  EXPECT_EQ(p.state_elements(), rules.state_elements() - rules.params[0].n_blocks - rules.params[2].n_blocks + 24);
+  const json j = adam_mini_to_json(p, info, "slices", json::object());
+  const Partition q = adam_mini_from_json(j, table, "am.json");
+  EXPECT_EQ(adam_mini_to_json(q, info, "slices", json::object()), j);
+  EXPECT_TRUE(torch::equal(block_ids(q.params[0]), block_ids(p.params[0])));
+  json bad = j;
+  bad["params"][0]["head_dim"] = 3;  // 8 output units do not split into heads of 3
+  EXPECT_THROW(adam_mini_from_json(bad, table, "am.json"), UserError);
+}
+
 TEST(AdamMiniConfig, ErrorsNameTheKey) {
   auto b = build("gpt2-tiny", {"n_layer=1"});
   auto other = build("gpt2-tiny", {"n_layer=1", "dim=32"});
