@@ -126,11 +126,13 @@ json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::str
     if (!b.regions.empty()) {  // sliced: each slice's blocks (per head of head_dim output units, or per unit)
       json slices = json::array();
       for (const auto& r : b.regions) {
-        slices.push_back({{"label", r.label}, {"kind", to_string(r.kind)}, {"granularity", to_string(r.granularity)},
-                          {"dim", r.dim}, {"begin", r.begin}, {"length", r.length}, {"n_blocks", r.count},
+        const Slice& sl = r.slice;
+        slices.push_back({{"label", sl.label}, {"kind", to_string(sl.kind)}, {"granularity", to_string(r.granularity)},
+                          {"dim", sl.dim}, {"begin", sl.begin}, {"length", sl.length}, {"n_blocks", r.count},
                           {"block_numel", r.block_numel()}});
       }
-      item["head_dim"] = b.regions.front().kind == BlockKind::QK ? b.regions.front().length / b.regions.front().count : 0;
+      const BlockRegion& q = b.regions.front();  // q: head_dim output units per block
+      item["head_dim"] = q.slice.kind == BlockKind::QK ? q.slice.length / q.count : 0;
       item["slices"] = slices;
     }
     list.push_back(item);
@@ -164,7 +166,7 @@ Partition adam_mini_from_json(const json& j, const ParamTable& table, const std:
         if (item.contains("slices") && item["slices"].size() == b.regions.size())
           for (size_t r = 0; r < b.regions.size(); ++r)
             if (item["slices"][r].value("n_blocks", int64_t(-1)) != b.regions[r].count)
-              throw UserError(at + ": slice " + b.regions[r].label + " key \"n_blocks\" does not fit head_dim");
+              throw UserError(at + ": slice " + b.regions[r].slice.label + " key \"n_blocks\" does not fit head_dim");
       } else {
         b = make_block(table.at(i), g, item.at("block_size").get<int64_t>());
       }

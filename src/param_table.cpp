@@ -47,7 +47,7 @@ const std::vector<KindRule>& kind_rules() {
       {{"mlp.c_proj", "mlp.c_fc", "mlp.fc", "mlp.dense"}, BlockKind::FFN, "GPT-2's MLP projections (context before the bare c_proj)"},
       {{"attn.c_proj", "attention.output", "out_proj", "attn.proj"}, BlockKind::VO, "attention output projections"},
       {{"c_attn", "in_proj_weight", "qkv_proj", "wqkv", "attn.qkv", "query_key_value"}, BlockKind::QK,
-       "fused q/k/v: profiled as slices [q] [k] (QK) and [v] (VO); configs keep the tensor whole as QK"},
+       "fused q/k/v: profiled as slices [q] [k] (QK) and [v] (VO); per-slice rates; --adam-mini slices"},
       {{"patch_embed", "patch_embedding", "embeddings", "embed", "embd", "wte", "wpe"}, BlockKind::Emb,
        "token, position and patch embeddings"},
       {{"q_proj", "k_proj", "wq.", "wk.", "query", "key"}, BlockKind::QK, "query and key projections"},

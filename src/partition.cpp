@@ -71,11 +71,7 @@ ParamBlock make_sliced_block(const ParamEntry& e, int64_t head_dim) {
   const int64_t rows = e.shape[0], cols = e.shape[1];
   for (const auto& sl : e.slices) {
     BlockRegion r;
-    r.label = sl.label;
-    r.kind = sl.kind;
-    r.dim = sl.dim;
-    r.begin = sl.begin;
-    r.length = sl.length;
+    r.slice = sl;
     const bool heads = sl.kind == BlockKind::QK;
     r.granularity = heads ? Granularity::PerHead : Granularity::PerRow;
     const int64_t units = heads ? head_dim : 1;  // output units per block

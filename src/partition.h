@@ -22,10 +22,8 @@ Granularity granularity_from_string(const std::string& s, const std::string& whe
 // [3d, in] weight has contiguous blocks (runs = 1); along columns of a Conv1D [in, 3d] weight a head
 // is `in` runs of head_dim elements, an output unit `in` runs of 1.
 struct BlockRegion {
-  std::string label;  // q, k, v
-  BlockKind kind = BlockKind::Other;
+  Slice slice;                                   // label q/k/v, kind, dim, begin, length
   Granularity granularity = Granularity::Whole;  // per-head (q, k) or per-row: one block per output unit (v)
-  int64_t dim = 0, begin = 0, length = 0;        // the slice (ParamTable's Slice)
   int64_t offset = 0, run = 0, runs = 1, stride = 0, count = 0, step = 0;
   int64_t block_numel() const { return run * runs; }
 };
