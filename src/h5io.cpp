@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <numeric>
 
 #include "distributed.h"
 #include "errors.h"
 #include "json_file.h"
+#include "memory.h"
 #include "output_set.h"
 
 namespace bs {
@@ -67,13 +69,19 @@ bool h5_has_dataset(const std::string& path, const std::string& name) {
 
 torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option) {
   H5::H5File f = open_for_reading(path, option);
-  if (!f.nameExists(name)) throw UserError(option + " '" + path + "': no dataset /" + name);
   try {
+    MuteCerr mute;
+    if (!f.nameExists(name)) throw UserError(option + " '" + path + "': no dataset /" + name);
     H5::DataSet ds = f.openDataSet(name);
     H5::DataSpace space = ds.getSpace();
     std::vector<hsize_t> dims(space.getSimpleExtentNdims());
     space.getSimpleExtentDims(dims.data());
     std::vector<int64_t> shape(dims.begin(), dims.end());
+    // A damaged header can claim any extent: refuse what could not fit in memory before allocating.
+    const double bytes = 8.0 * std::accumulate(dims.begin(), dims.end(), 1.0, [](double a, hsize_t d) { return a * d; });
+    if (bytes > static_cast<double>(available_memory_bytes()))
+      throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(bytes) +
+                      ", more than the memory available (a damaged file?)");
     const H5T_class_t cls = ds.getTypeClass();
     if (cls == H5T_FLOAT) {
       auto t = torch::empty(shape, torch::kFloat64);

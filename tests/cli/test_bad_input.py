@@ -120,6 +120,10 @@ cases = [
     ("model returns integers", train + ["--model", P("int_out.pt"), "--data", P("no_targets_ok.h5"),
                                         "--out", P("o34")], "Long"),
     ("JSON number overflow", [blocksharp, "config", "show", P("overflow.json")], "overflow.json"),
+    # found by fuzz_h5: HDF5 threw from a name lookup in a damaged file, outside any handler
+    ("damaged .h5 (fuzzer finding)", train + ["--data", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz",
+                                              "corpus", "fuzz_h5", "regress-name-exists-throws.h5"), "--out", P("o35")],
+     "regress-name-exists-throws.h5"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
