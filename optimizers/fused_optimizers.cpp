@@ -105,6 +105,11 @@ class AdamMini : public FusedBase {
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();
     T* vb = m_state[i][1].data_ptr<T>();
+    // A block's second moment from the mean of g^2 over it, and the 1/h its elements are scaled by.
+    auto update_v = [=](T& v, T mean_sq) {
+      v = v * beta2 + mean_sq * one_minus_beta2;
+      return T(1) / (std::sqrt(v) * inv_sqrt_bc2 + eps);
+    };
     if (!m_part.params[i].regions.empty()) {  // a fused q/k/v weight cut per slice: strided blocks
       int64_t base = 0;
       for (const BlockRegion& r : m_part.params[i].regions) {
@@ -113,9 +118,7 @@ class AdamMini : public FusedBase {
             const int64_t start = r.offset + b * r.step;
             T sq = 0;
             for (int64_t q = 0; q < r.runs; ++q) sq += sum_squares(gp + start + q * r.stride, r.run);
-            T& v = vb[base + b];
-            v = v * beta2 + (sq / T(r.block_numel())) * one_minus_beta2;
-            const T inv_h = T(1) / (std::sqrt(v) * inv_sqrt_bc2 + eps);
+            const T inv_h = update_v(vb[base + b], sq / T(r.block_numel()));
             for (int64_t q = 0; q < r.runs; ++q) {
               const int64_t o = start + q * r.stride;
               for (int64_t k = 0; k < r.run; ++k) f(p[o + k], gp[o + k], m[o + k], inv_h);
@@ -128,9 +131,7 @@ class AdamMini : public FusedBase {
     }
     auto block = [=](int64_t b) {
       const int64_t off = b * bs;
-      const T mean = sum_squares(gp + off, bs) / T(bs);
-      vb[b] = vb[b] * beta2 + mean * one_minus_beta2;
-      const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
+      const T inv_h = update_v(vb[b], sum_squares(gp + off, bs) / T(bs));
       for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], inv_h);
     };
     if (bs >= kGrain) {
@@ -139,8 +140,7 @@ class AdamMini : public FusedBase {
         const T sq = at::parallel_reduce(0, bs, kGrain, T(0), [&](int64_t s, int64_t e, T acc) {
           return acc + sum_squares(gp + off + s, e - s);
         }, std::plus<T>());
-        vb[b] = vb[b] * beta2 + (sq / T(bs)) * one_minus_beta2;
-        const T inv_h = T(1) / (std::sqrt(vb[b]) * inv_sqrt_bc2 + eps);
+        const T inv_h = update_v(vb[b], sq / T(bs));
         parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
       }
     } else {
