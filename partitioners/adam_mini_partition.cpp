@@ -147,7 +147,7 @@ json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::str
   return j;
 }
 
-Partition adam_mini_from_json(const json& j, const ParamTable& table, const std::string& path) {
+static Partition adam_mini_from_json_unguarded(const json& j, const ParamTable& table, const std::string& path) {
   check_params(j, table, path, /*require_all=*/true);
   Partition p;
   const json& list = j.at("params");
@@ -175,11 +175,15 @@ Partition adam_mini_from_json(const json& j, const ParamTable& table, const std:
     } catch (const json::exception&) {
       throw UserError(at + ": keys \"granularity\", \"kind\" must be strings and \"block_size\" an integer");
     }
-    if (b.block_size != item.at("block_size").get<int64_t>() || b.n_blocks != item.at("n_blocks").get<int64_t>())
+    if (b.block_size != require_as<int64_t>(item, "block_size", at) || b.n_blocks != require_as<int64_t>(item, "n_blocks", at))
       throw UserError(at + ": key \"n_blocks\" / \"block_size\" do not fit the parameter's shape");
     p.params.push_back(b);
   }
   return p;
+}
+
+Partition adam_mini_from_json(const json& j, const ParamTable& table, const std::string& path) {
+  return with_config_errors(path, [&] { return adam_mini_from_json_unguarded(j, table, path); });
 }
 
 }  // namespace bs

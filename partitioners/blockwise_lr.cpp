@@ -136,7 +136,7 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
   return j;
 }
 
-BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path) {
+static BlockwiseLr blockwise_lr_from_json_unguarded(const json& j, const ParamTable& table, const std::string& path) {
   check_params(j, table, path, /*require_all=*/true);
   const std::string where = "config '" + path + "'";
   const json& groups = require_key(j, "groups", where);
@@ -148,7 +148,7 @@ BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const
     const json& w = require_key(groups[i], "warmup_stretch", at);
     if (!m.is_number() || !(m.get<double>() > 0)) throw UserError(at + ".multiplier must be a positive number");
     if (!w.is_number() || !(w.get<double>() > 0)) throw UserError(at + ".warmup_stretch must be a positive number");
-    by_group[require_key(groups[i], "group", at).get<std::string>()] = {m.get<double>(), w.get<double>()};
+    by_group[require_as<std::string>(groups[i], "group", at)] = {m.get<double>(), w.get<double>()};
   }
   BlockwiseLr r;
   r.multiplier.assign(table.size(), 1.0);
@@ -156,7 +156,7 @@ BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const
   r.slices.assign(table.size(), {});
   for (const auto& item : j.at("params")) {
     const size_t i = table.index_of(item.at("name").get<std::string>());
-    const std::string g = require_key(item, "group", where + ": params entry '" + table.at(i).name + "'").get<std::string>();
+    const std::string g = require_as<std::string>(item, "group", where + ": params entry '" + table.at(i).name + "'");
     auto it = by_group.find(g);
     if (it == by_group.end()) throw UserError(where + ": params entry '" + table.at(i).name + "' names unknown group '" + g + "'");
     r.multiplier[i] = it->second.first;
@@ -194,6 +194,10 @@ BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const
       throw UserError(at + ": slices must cover the parameter's dimension " + std::to_string(r.slices[i].front().dim));
   }
   return r;
+}
+
+BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path) {
+  return with_config_errors(path, [&] { return blockwise_lr_from_json_unguarded(j, table, path); });
 }
 
 }  // namespace bs

@@ -4,6 +4,9 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
+
+#include "errors.h"
 
 #include "network.h"
 #include "param_table.h"
@@ -36,5 +39,34 @@ void write_json_atomic(const std::string& path, const json& j);
 
 // Typed access with errors naming path and key.
 const json& require_key(const json& j, const std::string& key, const std::string& where);
+
+// j[key] as T (std::string, an integer, double): a missing key or a value of another JSON type is a
+// UserError naming `where` and the key, never nlohmann's own exception.
+template <class T>
+T require_as(const json& j, const std::string& key, const std::string& where) {
+  const json& v = require_key(j, key, where);
+  const bool ok = std::is_same<T, std::string>::value ? v.is_string()
+                  : std::is_integral<T>::value        ? v.is_number_integer()
+                                                      : v.is_number();
+  if (!ok) {
+    const char* want = std::is_same<T, std::string>::value ? "a string" : std::is_integral<T>::value ? "an integer" : "a number";
+    throw UserError(where + ": key \"" + key + "\" must be " + want + ", not " + v.type_name());
+  }
+  return v.get<T>();
+}
+
+// Runs a config reader; a JSON type error it did not name itself (a value of an unexpected type deep
+// in the file) becomes one UserError naming the file, so no reader lets nlohmann's exception escape.
+template <class F>
+auto with_config_errors(const std::string& path, F&& read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const json::exception& e) {
+    std::string what = e.what();
+    const auto close = what.find("] ");
+    if (close != std::string::npos) what = what.substr(close + 2);
+    throw UserError("config '" + path + "': a value has the wrong JSON type (" + what + ")");
+  }
+}
 
 }  // namespace bs

@@ -23,7 +23,7 @@ json sgd_sai_config(const ParamTable& table, const ModelInfo& info, const std::v
   return j;
 }
 
-std::vector<double> sgd_sai_from_json(const json& j, const ParamTable& table, const std::string& path) {
+static std::vector<double> sgd_sai_from_json_unguarded(const json& j, const ParamTable& table, const std::string& path) {
   check_params(j, table, path, /*require_all=*/true);
   std::vector<double> g(table.size(), NAN);
   for (const auto& item : j.at("params")) {
@@ -34,6 +34,10 @@ std::vector<double> sgd_sai_from_json(const json& j, const ParamTable& table, co
     g[i] = v.get<double>();
   }
   return g;
+}
+
+std::vector<double> sgd_sai_from_json(const json& j, const ParamTable& table, const std::string& path) {
+  return with_config_errors(path, [&] { return sgd_sai_from_json_unguarded(j, table, path); });
 }
 
 }  // namespace bs

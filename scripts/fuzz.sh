@@ -19,6 +19,8 @@ cmake --build build-fuzz -j "$(nproc)" --target "${harnesses[@]}"
 # but only for what an input leaves behind (libFuzzer's -detect_leaks compares before and after).
 export ASAN_OPTIONS="detect_container_overflow=0:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+# One suppression, for a leak inside libhdf5's own failed H5Fopen (see the file).
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp"
 export OMP_NUM_THREADS=1 HDF5_USE_FILE_LOCKING=FALSE
 status=0
 for h in "${harnesses[@]}"; do

@@ -127,7 +127,12 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& encoder_json, const std::string&
   } catch (const std::exception& e) {
     throw UserError("tokenizer file '" + encoder_json + "': invalid JSON");
   }
-  for (auto it = j.begin(); it != j.end(); ++it) m_encoder[it.key()] = it.value().get<int32_t>();
+  if (!j.is_object()) throw UserError("tokenizer file '" + encoder_json + "': not a JSON object of token ids");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_number_integer())
+      throw UserError("tokenizer file '" + encoder_json + "': the id of token '" + it.key() + "' is not an integer");
+    m_encoder[it.key()] = it.value().get<int32_t>();
+  }
   std::ifstream vb(vocab_bpe);
   if (!vb) throw UserError("tokenizer file '" + vocab_bpe + "' not found (run scripts/setup.sh)");
   std::string line;

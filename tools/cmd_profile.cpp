@@ -51,6 +51,7 @@ void register_profile(CLI::App& app) {
     validate(*e);
     prepare_out_dir(common->out);
     Session s = open_session(*common);
+    validate(*e, s);  // before any product
     Profile prof = run_profile(s, *p);
     OutputSet set(common->out, "profile");  // profile.h5 and the three configs appear together
     write_profile_h5(common->out + "/profile.h5", prof, s, *p, &set);

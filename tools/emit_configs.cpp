@@ -110,6 +110,10 @@ void validate(const EmitOptions& o) {
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
 }
 
+void validate(const EmitOptions& o, Session& s) {
+  if (o.adam_mini == "slices") adam_mini_slices(ParamTable(s.net->named_parameters()), s.net->info());
+}
+
 void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set) {
   const ParamTable table(s.net->named_parameters());
   const ModelInfo& info = s.net->info();

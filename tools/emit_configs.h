@@ -18,6 +18,9 @@ struct EmitOptions {
 
 // Rejects bad options before any measurement runs.
 void validate(const EmitOptions& o);
+// The checks that need the model, run after the session opens and before any product: --adam-mini
+// slices needs the attention sizes (--dim, --n-heads) of a TorchScript model with fused q/k/v.
+void validate(const EmitOptions& o, Session& s);
 // Writes DIR/adam_mini.json, blockwise_lr.json and sgd_sai.json into `set` (each with its id).
 void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set);
 

@@ -46,6 +46,21 @@ class IntOut(torch.nn.Module):
 
 
 torch.jit.script(IntOut()).save(P("int_out.pt"))
+
+
+class Mha(torch.nn.Module):  # a fused in_proj_weight: --adam-mini slices needs --dim/--n-heads for it
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.Linear(3, 4)
+        self.attn = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.up(x).unsqueeze(1)
+        return self.head(self.attn(h, h, h, need_weights=False)[0].squeeze(1))
+
+
+torch.jit.script(Mha()).save(P("mha.pt"))
 with open(P("overflow.json"), "w") as f:
     f.write('{"format": "blocksharp.sgd_sai/1", "params": [{"name": "weight", "gsnr": 1e999}]}')
 with h5py.File(P("big_ids.h5"), "w") as f:  # token 300 for gpt2-tiny's 256-token vocabulary
@@ -71,6 +86,11 @@ os.replace(P("cfg/blockwise_lr.json"), P("bw_other.json"))
 os.replace(P("cfg/sgd_sai.json"), P("sgd_sai.json"))
 with open(P("bw_other.json")) as f, open(P("truncated.json"), "w") as g:
     g.write(f.read()[:200])
+with open(P("bw_other.json")) as f:  # found by fuzz_config: a value of the wrong JSON type escaped as nlohmann's
+    bw = json.load(f)
+bw["params"][0]["group"] = ["not", "a", "string"]
+with open(P("bw_type.json"), "w") as g:
+    json.dump(bw, g)
 cases = [
     ("unknown model", train + ["--model", "gpt5", "--out", P("o1")], "gpt5"),
     ("missing .pt", train + ["--model", P("missing.pt"), "--data", P("no_inputs.h5"), "--out", P("o2")], "missing.pt"),
@@ -119,6 +139,10 @@ cases = [
                                     "--val-data", P("missing.h5"), "--out", P("o33")], "missing.h5"),
     ("model returns integers", train + ["--model", P("int_out.pt"), "--data", P("no_targets_ok.h5"),
                                         "--out", P("o34")], "Long"),
+    ("config value of the wrong JSON type", [blocksharp, "config", "check", "--set", "dim=32", P("bw_type.json")],
+     'bw_type.json\': params entry \'%s\': key "group" must be a string' % bw["params"][0]["name"]),
+    ("--adam-mini slices without head sizes", [blocksharp, "profile", "--model", P("mha.pt"), "--data", P("no_targets_ok.h5"),
+                                              "--adam-mini", "slices", "--out", P("o36")], "--n-heads"),
     ("JSON number overflow", [blocksharp, "config", "show", P("overflow.json")], "overflow.json"),
     # found by fuzz_h5: HDF5 threw from a name lookup in a damaged file, outside any handler
     ("damaged .h5 (fuzzer finding)", train + ["--data", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz",
