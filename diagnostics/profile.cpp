@@ -326,6 +326,15 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("method", opt.method);
   out.attribute("density_reorth", p.density_reorth ? "true" : "false");
   out.attribute("which", opt.method == "power" ? std::string("LM") : opt.which);  // power: largest magnitude
+  // The options the measurement ran with (the command line omits defaults, which depend on the model's size).
+  char tol[32];
+  std::snprintf(tol, sizeof tol, "%.17g", opt.tol);
+  out.attribute("topk", std::to_string(opt.topk));
+  out.attribute("probes", std::to_string(opt.probes));
+  out.attribute("tol", tol);
+  out.attribute("block_eigs", opt.block_eigs);
+  out.attribute("density_runs", std::to_string(opt.density_runs));
+  out.attribute("density_steps", std::to_string(opt.density_steps));
   out.commit(set);
 }
 

@@ -1,12 +1,48 @@
 // `blocksharp profile`: the main job. Measures the Hessian of the model on fixed batches and writes
 // DIR/profile.h5 (paths in DESIGN.md); prints a per-kind and per-block table.
+#include <cstdlib>
+
 #include "cli_common.h"
+#include "errors.h"
 #include "commands.h"
 #include "emit_configs.h"
 #include "output_set.h"
 #include "profile.h"
 
 namespace bs {
+
+namespace {
+
+// From this many parameters on, a product costs seconds on a CPU and the small-model defaults (100
+// probes, 3 SLQ runs, a Lanczos per kind, tol 1e-10) add up to hours: gpt2-124m needs ~750 products.
+// BLOCKSHARP_LARGE_MODEL=N moves the threshold (tests use it on a tiny model).
+int64_t large_model_params() {
+  const char* v = std::getenv("BLOCKSHARP_LARGE_MODEL");
+  if (!v || !*v) return 50'000'000;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  if (*end || n <= 0) throw UserError("BLOCKSHARP_LARGE_MODEL='" + std::string(v) + "': expected a positive parameter count");
+  return n;
+}
+
+// The options the user did not give take cheaper values for a large model; stderr names each one, so
+// the run says what it measured and how to ask for more. Values: no per-kind Lanczos (the dominant
+// cost), one SLQ run, 30 probes (Hutchinson's stderr is in profile.h5) and Lanczos tol 1e-4 (a residual
+// of 1e-4 |lambda| bounds the Ritz value's error by ~1e-8 relative for a gap of 10 %).
+void large_model_defaults(const CLI::App* cmd, ProfileOptions& p, int64_t n_params) {
+  if (n_params < large_model_params()) return;
+  std::string changed;
+  auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
+  if (unset("--block-eigs")) p.block_eigs = "none", changed += " --block-eigs none";
+  if (unset("--density-runs")) p.density_runs = 1, changed += " --density-runs 1";
+  if (unset("--probes")) p.probes = 30, changed += " --probes 30";
+  if (unset("--tol") && p.method == "lanczos") p.tol = 1e-4, changed += " --tol 1e-4";
+  if (!changed.empty())
+    std::fprintf(stderr, "blocksharp: note: %lld parameters: large-model defaults%s (give an option to choose it)\n",
+                 static_cast<long long>(n_params), changed.c_str());
+}
+
+}  // namespace
 
 void register_profile(CLI::App& app) {
   auto* cmd = app.add_subcommand("profile", "Hessian eigenvalues, traces, density and per-block sharpness -> DIR/profile.h5");
@@ -47,11 +83,12 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--group-pattern", e->group_patterns, "KIND=substring: put matching parameters in a group");
   cmd->add_option("--gsnr-batches", e->gsnr_batches, "SGD-SaI g-SNR averaged over N batches (1 = official)")
       ->capture_default_str();
-  cmd->callback([common, p, e] {
+  cmd->callback([cmd, common, p, e] {
     validate(*e);
     prepare_out_dir(common->out);
     Session s = open_session(*common);
     validate(*e, s);  // before any product
+    large_model_defaults(cmd, *p, ParamTable(s.net->named_parameters()).total_numel());
     Profile prof = run_profile(s, *p);
     OutputSet set(common->out, "profile");  // profile.h5 and the three configs appear together
     write_profile_h5(common->out + "/profile.h5", prof, s, *p, &set);
