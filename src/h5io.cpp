@@ -83,6 +83,14 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
       throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(bytes) +
                       ", more than the memory available (a damaged file?)");
     const H5T_class_t cls = ds.getTypeClass();
+    // Only the element sizes a writer produces: a damaged type's size sets HDF5's conversion buffer
+    // (found by fuzz_h5: a float of ~4 GB per element made H5Dread allocate 4 GB for 8 values).
+    const size_t esize = ds.getDataType().getSize();
+    const bool float_ok = cls == H5T_FLOAT && (esize == 2 || esize == 4 || esize == 8);
+    const bool int_ok = cls == H5T_INTEGER && (esize == 1 || esize == 2 || esize == 4 || esize == 8);
+    if ((cls == H5T_FLOAT || cls == H5T_INTEGER) && !float_ok && !int_ok)
+      throw UserError(option + " '" + path + "': dataset /" + name + " has " + std::to_string(esize) + "-byte " +
+                      (cls == H5T_FLOAT ? "floats" : "integers") + " (a damaged file?)");
     if (cls == H5T_FLOAT) {
       auto t = torch::empty(shape, torch::kFloat64);
       ds.read(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);

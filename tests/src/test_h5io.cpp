@@ -1,8 +1,12 @@
 // HDF5 output. Oracle: values read back equal values written; the target path appears only on
-// commit() and an abandoned writer leaves no file behind.
+// commit() and an abandoned writer leaves no file behind. A dataset whose element type has a size no
+// writer produces is refused in one UserError before HDF5 sizes a conversion buffer from it.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <H5Cpp.h>
+
+#include "errors.h"
 #include "h5io.h"
 
 using namespace bs;
@@ -32,4 +36,26 @@ TEST(H5Output, WritesAtomicallyAndReadsBack) {
     abandoned.write("x", 1.0);
   }
   EXPECT_NE(access(path.c_str(), F_OK), 0) << "abandoned output must leave nothing";
+}
+
+TEST(ReadH5Dataset, RefusesElementSizesNoWriterProduces) {
+  const std::string path = testing::TempDir() + "/h5io_odd_type.h5";
+  {
+    H5::H5File f(path, H5F_ACC_TRUNC);
+    H5::FloatType wide(H5::PredType::IEEE_F32LE);
+    wide.setSize(16);  // an IEEE float32 layout padded to 16 bytes (fuzz_h5 found one of ~4 GB)
+    const hsize_t n = 4;
+    H5::DataSpace space(1, &n);
+    f.createDataSet("odd", wide, space);
+    f.createDataSet("fine", H5::PredType::IEEE_F32LE, space);
+  }
+  try {
+    read_h5_dataset(path, "odd", "--data");
+    FAIL() << "a 16-byte float was read";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("dataset /odd has 16-byte floats"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_h5_dataset(path, "fine", "--data").numel(), 4);
+  std::remove(path.c_str());
 }
