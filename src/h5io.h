@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,11 @@ class OutputSet;
 
 // Dataset `name` of `path` as a tensor: floating data as float64, integer data as int64. Errors name
 // `option` (e.g. "--data") and the file.
-torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option);
+// With `expect`, a dataset of another shape is refused before anything is read or allocated (the
+// reader of parameters and checkpoints knows the shape). Any contiguous dataset whose stored bytes fall
+// short of its claimed extent is refused too: a damaged header, not data.
+torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option,
+                              const std::optional<std::vector<int64_t>>& expect = std::nullopt);
 bool h5_has_dataset(const std::string& path, const std::string& name);
 // UserError naming `option` unless `path` is a readable HDF5 file (missing, empty, garbage, truncated).
 void require_h5_file(const std::string& path, const std::string& option);

@@ -27,16 +27,17 @@ Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt
   if (!h5_has_dataset(path, "step"))
     throw UserError("--resume: checkpoint '" + path + "' is unreadable or truncated (no /step)");
   Checkpoint c;
-  c.step = read_h5_dataset(path, "step", "--resume checkpoint").item<int64_t>();
+  const std::vector<int64_t> scalar;  // /step and /train_loss are HDF5 scalars
+  c.step = read_h5_dataset(path, "step", "--resume checkpoint", scalar).item<int64_t>();
   if (c.step < 0 || c.step > total_steps)
     throw UserError("--resume: checkpoint '" + path + "' has /step " + std::to_string(c.step) + ", outside [0, --steps " +
                     std::to_string(total_steps) + "]");
-  if (h5_has_dataset(path, "train_loss")) c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint").item<double>();
+  if (h5_has_dataset(path, "train_loss")) c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint", scalar).item<double>();
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, "params/" + name))
       throw UserError("--resume: checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
-    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint");
+    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint", t.sizes().vec());
     if (saved.sizes() != t.sizes())
       throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape");
     if (!torch::isfinite(saved).all().item<bool>())

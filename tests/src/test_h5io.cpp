@@ -47,7 +47,8 @@ TEST(ReadH5Dataset, RefusesElementSizesNoWriterProduces) {
     const hsize_t n = 4;
     H5::DataSpace space(1, &n);
     f.createDataSet("odd", wide, space);
-    f.createDataSet("fine", H5::PredType::IEEE_F32LE, space);
+    const float four[4] = {1, 2, 3, 4};
+    f.createDataSet("fine", H5::PredType::IEEE_F32LE, space).write(four, H5::PredType::NATIVE_FLOAT);
   }
   try {
     read_h5_dataset(path, "odd", "--data");
@@ -58,4 +59,35 @@ TEST(ReadH5Dataset, RefusesElementSizesNoWriterProduces) {
   }
   EXPECT_EQ(read_h5_dataset(path, "fine", "--data").numel(), 4);
   std::remove(path.c_str());
+}
+
+// Inputs fuzz_h5 found, kept in its corpus: each is one UserError naming the file, read without
+// allocating what the damaged header claims.
+TEST(ReadH5Dataset, FuzzRegressionsAreOneLineErrors) {
+  const std::string dir = BLOCKSHARP_FUZZ_H5_CORPUS;
+  const struct {
+    const char* file;
+    const char* dataset;
+    const char* says;
+  } cases[] = {
+      {"regress-extent-beyond-storage.h5", "h.0.mlp.fc_out.weight", "claims 3.0 GiB but stores 1 KiB"},
+      {"regress-huge-element-type.h5", "params/h.0.attn.v_proj.bias", "-byte floats"},
+  };
+  for (const auto& c : cases) {
+    try {
+      read_h5_dataset(dir + "/" + c.file, c.dataset, "--resume checkpoint");
+      ADD_FAILURE() << c.file << " was read";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.file), std::string::npos) << e.what();
+    }
+  }
+  // The same reader with the shape the model expects refuses before looking at the storage.
+  try {
+    read_h5_dataset(dir + "/regress-extent-beyond-storage.h5", "h.0.mlp.fc_out.weight", "--params",
+                    std::vector<int64_t>{8, 32});
+    ADD_FAILURE() << "read with the wrong shape";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("has shape [8, 100663328], expected [8, 32]"), std::string::npos) << e.what();
+  }
 }
