@@ -18,9 +18,11 @@ tmp = tempfile.mkdtemp()
 model = ["--model", "gpt2-tiny", "--set", "n_layer=1", "--set", "dim=8", "--set", "n_heads=2", "--set", "seq_len=4",
          "--set", "vocab=16", "--batch-size", "2", "--threads", "1"]
 corpus = {k: os.path.join(here, "corpus", k) for k in ("fuzz_safetensors", "fuzz_config", "fuzz_h5")}
-for d in corpus.values():
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+for d in corpus.values():  # regenerate the seeds; keep the fuzzers' regression inputs (regress-*)
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        if not name.startswith("regress-"):
+            os.remove(os.path.join(d, name))
 
 data = os.path.join(corpus["fuzz_h5"], "data.h5")
 rng = np.random.RandomState(0)
