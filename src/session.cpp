@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "memory.h"
 #include "h5io.h"
 #include "models/hf_checkpoint.h"
 #include "models/model_zoo.h"
@@ -53,7 +54,7 @@ void remove_stale_temps(const std::string& dir) {
 
 }  // namespace
 
-void prepare_out_dir(const std::string& dir) {
+void ensure_writable_dir(const std::string& dir, const std::string& option) {
   std::string partial;
   std::stringstream ss(dir);
   std::string part;
@@ -62,19 +63,23 @@ void prepare_out_dir(const std::string& dir) {
     if (part.empty()) continue;
     partial += part + "/";
     if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
-      throw UserError("--out '" + dir + "': cannot create folder (" + std::strerror(errno) + ")");
+      throw UserError(option + " '" + dir + "': cannot create folder (" + std::strerror(errno) + ")");
   }
   struct stat st {};
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw UserError("--out '" + dir + "': not a folder");
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw UserError(option + " '" + dir + "': not a folder");
   const std::string probe = dir + "/.blocksharp-write-test." + std::to_string(getpid());
   std::ofstream f(probe);
   f << "x";
   f.close();
   if (!f) {
     std::remove(probe.c_str());
-    throw UserError("--out '" + dir + "': folder is not writable");
+    throw UserError(option + " '" + dir + "': folder is not writable");
   }
   std::remove(probe.c_str());
+}
+
+void prepare_out_dir(const std::string& dir) {
+  ensure_writable_dir(dir, "--out");
   // One writer per folder: an advisory lock held until the process ends (the kernel drops it even on
   // kill -9). Under torchrun / launch only rank 0 writes, so only it locks.
   const char* rank = std::getenv("RANK");
@@ -120,6 +125,7 @@ void load_params(Network& net, const std::string& path) {
 }
 
 Session open_session(const CommonOptions& opt) {
+  available_memory_bytes();  // a malformed BLOCKSHARP_MEMORY_BUDGET is one line now, not after the model is built
   Session s;
   s.opt = opt;
   s.loss = loss_kind_from_string(opt.loss);

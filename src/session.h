@@ -56,6 +56,8 @@ void load_params(Network& net, const std::string& path);
 // the folder's advisory lock (one writer per folder) and then removes temporary files left there by
 // killed runs.
 void prepare_out_dir(const std::string& dir);
+// Creates `dir` if needed and proves it writable; the UserError names `option` (e.g. "--export-hf").
+void ensure_writable_dir(const std::string& dir, const std::string& option);
 
 // The full command line, for provenance attributes in output files.
 std::string& command_line();

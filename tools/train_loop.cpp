@@ -164,6 +164,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
   validate(t.schedule);
   if (!t.export_hf.empty() && s.net->info().family != "gpt2" && s.net->info().family != "llama")
     throw UserError("--export-hf: model '" + s.net->info().name + "' is not a gpt2 or llama architecture");
+  if (!t.export_hf.empty() && dist::is_main()) ensure_writable_dir(t.export_hf, "--export-hf");  // before step 1
   auto params = s.net->parameters();
   Schedule base = t.schedule;
   base.lr = t.optim.lr;

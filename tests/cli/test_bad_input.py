@@ -102,6 +102,7 @@ cases = [
     ("unknown --set key", train + ["--set", "depth=4", "--out", P("o8")], "depth"),
     ("bad --set value", train + ["--set", "n_layer=two", "--out", P("o9")], "n_layer"),
     ("non-writable --out", train + ["--out", P("a_file") + "/sub"], "--out"),
+    ("non-writable --export-hf", train + ["--export-hf", P("a_file") + "/hf", "--out", P("o37")], "--export-hf"),
     ("unknown data", train + ["--data", "imagenet", "--out", P("o10")], "imagenet"),
     ("invalid hyperparameter", train + ["--lr", "-1", "--out", P("o11")], "--lr"),
     ("unknown optimizer", train + ["--optimizer", "lion", "--out", P("o12")], "lion"),
@@ -120,6 +121,7 @@ cases = [
     # Refused before any product: a run that cannot fit in memory, with the estimate.
     ("profile: does not fit memory", [blocksharp, "profile", "--out", P("o21")], "available",
      {"BLOCKSHARP_MEMORY_BUDGET": "1000000"}),
+    ("malformed BLOCKSHARP_MEMORY_BUDGET", train + ["--out", P("o38")], "BLOCKSHARP_MEMORY_BUDGET", {"BLOCKSHARP_MEMORY_BUDGET": "lots"}),
     ("profile: --probes 0", [blocksharp, "profile", "--probes", "0", "--out", P("o22")], "--probes"),
     ("profile: hutch++ probes", [blocksharp, "profile", "--probes", "2", "--trace-estimator", "hutch++", "--out", P("o23")],
      "hutch++"),
