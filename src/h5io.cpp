@@ -82,7 +82,8 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
       throw UserError(option + " '" + path + "': dataset /" + name + " has shape " + c10::str(c10::IntArrayRef(shape)) +
                       ", expected " + c10::str(c10::IntArrayRef(*expect)));
     // A damaged header can claim any extent: refuse what could not fit in memory before allocating.
-    const double bytes = 8.0 * std::accumulate(dims.begin(), dims.end(), 1.0, [](double a, hsize_t d) { return a * d; });
+    const double numel = std::accumulate(dims.begin(), dims.end(), 1.0, [](double a, hsize_t d) { return a * d; });
+    const double bytes = 8.0 * numel;  // read as float64 or int64
     if (bytes > static_cast<double>(available_memory_bytes()))
       throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(bytes) +
                       ", more than the memory available (a damaged file?)");
@@ -97,7 +98,7 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
                       (cls == H5T_FLOAT ? "floats" : "integers") + " (a damaged file?)");
     // Contiguous data is stored whole: fewer stored bytes than the extent needs means the header lies
     // (found by fuzz_h5: a 1 KB tensor claiming 3.2 GB). Chunked data may be compressed; not checked.
-    const double claimed = bytes / 8.0 * static_cast<double>(esize);
+    const double claimed = numel * static_cast<double>(esize);
     if (ds.getCreatePlist().getLayout() == H5D_CONTIGUOUS && static_cast<double>(ds.getStorageSize()) < claimed)
       throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(claimed) + " but stores " +
                       format_bytes(static_cast<double>(ds.getStorageSize())) + " (a damaged file?)");

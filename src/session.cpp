@@ -114,9 +114,7 @@ void load_params(Network& net, const std::string& path) {
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, name))
       throw UserError("--params '" + path + "': no dataset for parameter '" + name + "' (saved from another model?)");
-    auto v = read_h5_dataset(path, name, "--params", t.sizes().vec());
-    if (v.sizes() != t.sizes())
-      throw UserError("--params '" + path + "': parameter '" + name + "' has another shape than the model's");
+    auto v = read_h5_dataset(path, name, "--params", t.sizes().vec());  // refuses another shape, naming it
     if (!torch::isfinite(v).all().item<bool>()) throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
     copies.emplace_back(t, v);
   }

@@ -37,9 +37,7 @@ Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, "params/" + name))
       throw UserError("--resume: checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
-    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint", t.sizes().vec());
-    if (saved.sizes() != t.sizes())
-      throw UserError("--resume: parameter '" + name + "' in '" + path + "' has another shape");
+    auto saved = read_h5_dataset(path, "params/" + name, "--resume checkpoint", t.sizes().vec());  // shape checked
     if (!torch::isfinite(saved).all().item<bool>())
       throw UserError("--resume: parameter '" + name + "' in checkpoint '" + path + "' holds NaN or Inf");
     copies.emplace_back(t, saved);
