@@ -19,6 +19,7 @@
 
 #include "commands.h"
 #include "errors.h"
+#include "stop_signals.h"
 
 namespace bs {
 
@@ -39,9 +40,6 @@ int free_port(const std::string& addr) {
   if (fd >= 0) close(fd);
   return port;
 }
-
-volatile sig_atomic_t g_signal = 0;  // SIGINT / SIGTERM received by the launcher, forwarded to the ranks
-void on_signal(int sig) { g_signal = sig; }
 
 struct LaunchOptions {
   int n = 2;
@@ -71,6 +69,7 @@ int launch(const LaunchOptions& o) {
     const pid_t pid = fork();
     if (pid < 0) throw UserError("launch: fork failed for rank " + std::to_string(r));
     if (pid == 0) {
+      stop_signals::restore_mask();
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // a launcher killed outright takes its ranks with it
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
@@ -84,34 +83,30 @@ int launch(const LaunchOptions& o) {
     }
     pids.push_back(pid);
   }
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;  // no SA_RESTART: waitpid returns EINTR and the signal is forwarded
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  stop_signals::Scope signals(/*second_ends_process=*/false);  // every SIGINT / SIGTERM is forwarded
   int result = 0;
   size_t running = pids.size();
   bool stopping = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   while (running > 0) {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, stopping ? WNOHANG : 0);
-    if (pid == 0) {  // stopping: poll until the grace period ends, then kill what is left
-      if (std::chrono::steady_clock::now() > deadline)
-        for (pid_t p : pids)
-          if (p > 0) kill(p, SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
-    }
-    if (pid < 0 && errno == EINTR && g_signal != 0) {
-      std::fprintf(stderr, "blocksharp: error: launch: got signal %d; stopping the ranks\n", static_cast<int>(g_signal));
+    if (const int sig = signals.take()) {
+      std::fprintf(stderr, "blocksharp: error: launch: got signal %d; stopping the ranks\n", sig);
       for (pid_t p : pids)
-        if (p > 0) kill(p, g_signal);
-      if (!stopping) result = 128 + g_signal;
+        if (p > 0) kill(p, sig);
+      if (!stopping) result = 128 + sig;
       stopping = true;
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000));
-      g_signal = 0;
+    }
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid == 0) {  // poll: a signal to forward, or (stopping) the end of the grace period
+      if (stopping && std::chrono::steady_clock::now() > deadline)
+        for (pid_t p : pids)
+          if (p > 0) kill(p, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
+    if (pid < 0 && errno == EINTR) continue;
     if (pid < 0) break;
     int rank = -1;
     for (size_t i = 0; i < pids.size(); ++i)

@@ -10,8 +10,10 @@
 #include "errors.h"
 #include "gemm.h"
 #include "session.h"
+#include "stop_signals.h"
 
 int main(int argc, char** argv) {
+  bs::stop_signals::start();  // before any thread exists: SIGINT / SIGTERM go to one waiting thread
   // LibTorch's CPU tensors come from malloc, and glibc gives blocks above its mmap threshold back to
   // the kernel when they are freed, so each large temporary page-faults anew: measured, ~8 % of a
   // Hessian-vector product and its run-to-run spread. Keep blocks up to 32 MB in the heap and trim

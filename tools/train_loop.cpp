@@ -23,32 +23,12 @@
 #include "output_set.h"
 #include "progress.h"
 #include "slice_lr.h"
+#include "stop_signals.h"
 #include "zero_optimizer.h"
 
 namespace bs {
 
 namespace {
-// SIGINT / SIGTERM during training: the flag is read at the next step boundary, which checkpoints and
-// leaves with 128 + the signal; a second signal takes the default action (stop at once).
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-  std::signal(sig, SIG_DFL);
-}
-struct StopSignals {
-  StopSignals() {
-    g_stop_signal = 0;
-    m_int = std::signal(SIGINT, on_stop_signal);
-    m_term = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGINT, m_int);
-    std::signal(SIGTERM, m_term);
-  }
-  using Handler = void (*)(int);
-  Handler m_int, m_term;
-};
-
 double validation_loss(Session& s, int64_t max_batches) {
   const int64_t n = std::min(max_batches, s.data->n_val_batches());
   if (n <= 0) return std::nan("");
@@ -222,7 +202,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const auto t0 = std::chrono::steady_clock::now();
   Progress bar("train", end);
   double ema = std::nan("");
-  StopSignals signals;
+  stop_signals::Scope signals(/*second_ends_process=*/true);  // read at each step boundary
   // --on-nonfinite skip: every skipped step is said (the first 10, then every 100th), and a run whose
   // last tenth was skipped throughout stops: it is not training any more.
   int64_t skipped_in_a_row = 0;
@@ -304,7 +284,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     if ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || done == end)
       if (t.checkpoint_every > 0 || t.stop_at > 0) save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
     // Every rank stops at the same boundary when any of them was signalled.
-    int sig = g_stop_signal;
+    // A signal stops the run at the next boundary, with a checkpoint; a second one ends it at once.
+    int sig = signals.pending();
     if (dist::active() && dist::all_reduce_mean(static_cast<double>(sig)) > 0 && sig == 0) sig = SIGTERM;
     if (sig != 0 && done < end) {
       bar.finish();
