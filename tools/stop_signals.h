@@ -2,7 +2,8 @@
 // thread the kernel picks, below that thread's stack pointer; oneDNN's JIT GEMM kernels run with the
 // stack pointer inside a heap buffer, so a handler frame (AVX-512 and AMX register state, ~20 KB)
 // landing there overwrote the heap: 1 SIGTERM in ~40 during `train`'s first steps aborted with
-// "corrupted size vs. prev_size" (issue #15). start() blocks both signals before any other thread
+// "corrupted size vs. prev_size" (issue #15; upstream oneDNN issue #4845, fixed in oneDNN 3.11 by PR
+// #4855; Debian's LibTorch 1.13 links an older libdnnl). start() blocks both signals before any other thread
 // exists (every later thread inherits the mask) and one thread, "bs-signals", takes them with
 // sigwait: no signal is ever delivered asynchronously to a thread that runs a kernel.
 #pragma once
