@@ -20,7 +20,8 @@ std::vector<double> block_sums(const ParamTable& table, const torch::Tensor& x) 
 }
 
 // Sample j of every block and of the total.
-void record_sample(std::vector<std::vector<double>>& samples, const ParamTable& table, const torch::Tensor& x, int64_t j) {
+void record_sample(std::vector<std::vector<double>>& samples, const ParamTable& table, const torch::Tensor& x,
+                   int64_t j) {
   const auto sums = block_sums(table, x);
   for (size_t b = 0; b < sums.size(); ++b) samples[b][j] = sums[b];
 }
@@ -47,13 +48,12 @@ TraceResult from_samples(const std::vector<std::vector<double>>& samples, const 
   }
   auto [m, se] = mean_se(samples[B]);
   r.trace = exact[B] + m;
-  r.stderr_ = se;
+  r.std_error = se;
   return r;
 }
 }  // namespace
 
-TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed,
-                       torch::Dtype dtype) {
+TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed, torch::Dtype dtype) {
   if (probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
   const size_t B = table.blocks().size();
   std::vector<std::vector<double>> samples(B + 1, std::vector<double>(probes));

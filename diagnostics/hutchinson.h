@@ -9,14 +9,13 @@
 namespace bs {
 
 struct TraceResult {
-  double trace = 0, stderr_ = 0;              // global estimate and its standard error
+  double trace = 0, std_error = 0;                // global estimate and its standard error
   std::vector<double> block_trace, block_stderr;  // per ParamTable::blocks() entry, in order
   int64_t n_products = 0;
   std::string estimator;  // "Hutchinson" or "Hutch++"
 };
 
-TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed,
-                       torch::Dtype dtype);
+TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed, torch::Dtype dtype);
 
 // Hutch++ with `products` products (a multiple of 3, at least 6): k = products/3 for the sketch
 // Y = H S (S Rademacher), k for H Q (Q an orthonormal basis of Y), k for H W, W = (I - Q Q^T) G (G

@@ -65,7 +65,8 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
     Graph g = build(b);
     std::vector<torch::Tensor> flat;
     for (size_t i = 0; i < m_params.size(); ++i)
-      flat.push_back(g.grads[i].defined() ? g.grads[i].detach().reshape({-1}) : torch::zeros({m_params[i].numel()}, m_dtype));
+      flat.push_back(g.grads[i].defined() ? g.grads[i].detach().reshape({-1})
+                                          : torch::zeros({m_params[i].numel()}, m_dtype));
     auto gflat = torch::cat(flat);
     if (b == 0) m_grad0 = gflat;
     m_grad += gflat / static_cast<double>(m_batches.size());

@@ -26,7 +26,7 @@ class HvpOperator {
   torch::Dtype dtype() const { return m_dtype; }
   int64_t n_hvp() const { return m_n_hvp; }
   double loss() const { return m_loss; }
-  const torch::Tensor& gradient() const { return m_grad; }             // flat, mean over batches
+  const torch::Tensor& gradient() const { return m_grad; }               // flat, mean over batches
   const torch::Tensor& first_batch_gradient() const { return m_grad0; }  // flat, batch 0 only
 
   torch::Tensor apply(const torch::Tensor& v);  // H v, flat in, flat out (operator dtype)
@@ -35,7 +35,9 @@ class HvpOperator {
   // the directions a batch dimension (LibTorch's vmap); rows out, m products counted.
   torch::Tensor apply_block(const std::vector<size_t>& block, const torch::Tensor& v_b);
   int64_t block_size(const std::vector<size_t>& block) const;
-  LinearOp as_op() { return [this](const torch::Tensor& v) { return apply(v); }; }
+  LinearOp as_op() {
+    return [this](const torch::Tensor& v) { return apply(v); };
+  }
   LinearOp block_op(std::vector<size_t> block) {
     return [this, block](const torch::Tensor& v) { return apply_block(block, v); };
   }

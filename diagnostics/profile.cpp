@@ -15,13 +15,6 @@
 
 namespace bs {
 
-double gsnr(const torch::Tensor& g, double eps) {
-  const auto gd = g.to(torch::kFloat64).reshape({-1});
-  double sd = gd.numel() > 1 ? gd.std(/*unbiased=*/true).item<double>() : 0.0;
-  if (std::isnan(sd)) sd = 0.0;
-  return gd.norm().item<double>() / (sd + eps);
-}
-
 std::vector<double> gsnr_over_batches(Session& s, int64_t batches) {
   if (batches < 1) throw UserError("--gsnr-batches must be at least 1");
   auto params = s.net->parameters();
@@ -40,7 +33,8 @@ namespace {
 
 // Sophia's Gauss-Newton-Bartlett estimate of diag(GN): N * g_hat^2 with labels sampled from the model;
 // its mean over each ParamTable block.
-std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable& table, int64_t samples, uint64_t seed) {
+std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable& table, int64_t samples,
+                                uint64_t seed) {
   std::vector<double> out(table.blocks().size(), NAN);
   if (s.loss != LossKind::CrossEntropy || samples <= 0) return out;
   auto params = s.net->parameters();
@@ -60,14 +54,16 @@ std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable
     dist::all_reduce_mean_buckets_(grads);
     const double N = static_cast<double>(flat.size(0) * dist::world_size());
     for (size_t i = 0; i < params.size(); ++i) {
-      auto sq = grads[i].defined() ? (N * grads[i].to(torch::kFloat64).pow(2)) : torch::zeros_like(params[i], torch::kFloat64);
+      auto sq = grads[i].defined() ? (N * grads[i].to(torch::kFloat64).pow(2))
+                                   : torch::zeros_like(params[i], torch::kFloat64);
       acc[i] = acc[i].defined() ? acc[i] + sq : sq;
     }
   }
   for (size_t b = 0; b < out.size(); ++b) {
     const auto& blk = table.blocks()[b];
     const auto a = acc[blk.entry].reshape({-1});
-    out[b] = (blk.slice < 0 ? a : a.index_select(0, table.block_index(b))).mean().item<double>() / static_cast<double>(samples);
+    out[b] = (blk.slice < 0 ? a : a.index_select(0, table.block_index(b))).mean().item<double>() /
+             static_cast<double>(samples);
   }
   return out;
 }
@@ -89,15 +85,16 @@ MemoryPlan plan_memory(int64_t n, const ProfileOptions& opt) {
   const int64_t avail = available_memory_bytes();
   if (avail < 0) return plan;  // unknown (not Linux): trust the user
   const double budget = 0.85 * static_cast<double>(avail);
-  if (opt.method == "lanczos") {
+  if (opt.method == EigMethod::Lanczos) {
     const int64_t ncv = default_ncv(n, opt.topk);
     const int64_t fit = static_cast<int64_t>((budget - work) / vec);
     if (ncv > fit) {
       if (fit < opt.topk + 2)
         throw UserError("profile: " + std::to_string(n) + " parameters need about " +
-                        format_bytes(work + vec * (opt.topk + 2)) + " for the eigensolver (at least --topk + 2 = " +
-                        std::to_string(opt.topk + 2) + " float64 vectors of " + format_bytes(vec) + ", plus work vectors) but " +
-                        format_bytes(avail) + " is available; use a smaller --topk, --batch-size or model");
+                        format_bytes(work + vec * (opt.topk + 2)) +
+                        " for the eigensolver (at least --topk + 2 = " + std::to_string(opt.topk + 2) +
+                        " float64 vectors of " + format_bytes(vec) + ", plus work vectors) but " + format_bytes(avail) +
+                        " is available; use a smaller --topk, --batch-size or model");
       plan.ncv = fit;
       std::fprintf(stderr, "blocksharp: note: eigensolver basis cut from %lld to %lld vectors to fit %s of memory\n",
                    static_cast<long long>(ncv), static_cast<long long>(fit), format_bytes(avail).c_str());
@@ -105,9 +102,10 @@ MemoryPlan plan_memory(int64_t n, const ProfileOptions& opt) {
   }
   if (opt.density_runs > 0 && plan.reorth && work + vec * static_cast<double>(opt.density_steps) > budget) {
     plan.reorth = false;
-    std::fprintf(stderr, "blocksharp: note: density without reorthogonalisation (%lld basis vectors need %s, %s available)\n",
-                 static_cast<long long>(opt.density_steps), format_bytes(vec * static_cast<double>(opt.density_steps)).c_str(),
-                 format_bytes(avail).c_str());
+    std::fprintf(stderr,
+                 "blocksharp: note: density without reorthogonalisation (%lld basis vectors need %s, %s available)\n",
+                 static_cast<long long>(opt.density_steps),
+                 format_bytes(vec * static_cast<double>(opt.density_steps)).c_str(), format_bytes(avail).c_str());
   }
   if (work > budget)
     throw UserError("profile: " + std::to_string(n) + " parameters need about " + format_bytes(work) +
@@ -117,21 +115,20 @@ MemoryPlan plan_memory(int64_t n, const ProfileOptions& opt) {
 
 }  // namespace
 
+const char* to_string(EigMethod m) { return m == EigMethod::Power ? "power" : "lanczos"; }
+const char* to_string(BlockEigs b) { return b == BlockEigs::None ? "none" : b == BlockEigs::Kinds ? "kinds" : "all"; }
+const char* to_string(TraceEstimator t) { return t == TraceEstimator::HutchPlusPlus ? "hutch++" : "hutchinson"; }
+
 Profile run_profile(Session& s, const ProfileOptions& opt) {
-  if (opt.method != "lanczos" && opt.method != "power") throw UserError("--method '" + opt.method + "': expected lanczos or power");
-  if (opt.block_eigs != "none" && opt.block_eigs != "kinds" && opt.block_eigs != "all")
-    throw UserError("--block-eigs '" + opt.block_eigs + "': expected none, kinds or all");
   if (opt.batches < 1) throw UserError("--batches must be at least 1");
-  if (opt.trace_estimator != "hutchinson" && opt.trace_estimator != "hutch++")
-    throw UserError("--trace-estimator '" + opt.trace_estimator + "': expected hutchinson or hutch++");
   // Every option is checked here, before any product: nothing runs on options refused later.
   if (opt.topk < 1) throw UserError("--topk must be at least 1");
-  if (opt.trace_estimator == "hutch++" && opt.probes < 3)
+  if (opt.trace_estimator == TraceEstimator::HutchPlusPlus && opt.probes < 3)
     throw UserError("--probes " + std::to_string(opt.probes) + ": --trace-estimator hutch++ needs at least 3");
   if (opt.probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
   if (opt.density_runs < 0) throw UserError("--density-runs must be >= 0");
   if (opt.density_runs > 0 && opt.density_steps < 2) throw UserError("--density-steps must be >= 2");
-  if (!(opt.tol > 0)) throw UserError("--tol must be positive");
+  if (!(opt.eig_tol() > 0)) throw UserError("--tol must be positive");
   if (opt.gn_samples < 0) throw UserError("--gn-samples must be >= 0");
   {
     int64_t n = 0;
@@ -156,7 +153,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     eo.k = opt.topk;
     eo.which = opt.which;
     eo.seed = s.opt.seed;
-    eo.tol = opt.method == "power" && opt.tol == 1e-10 ? 1e-3 : opt.tol;
+    eo.tol = opt.eig_tol();
     eo.ncv = plan.ncv;
     Progress bar("eigenvalues (products)", 0);
     int64_t calls = 0;
@@ -164,12 +161,12 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
       bar.update(++calls);
       return H.apply(v);
     };
-    p.global = opt.method == "lanczos" ? lanczos_eigs(op, n, eo) : power_eigs(op, n, eo);
+    p.global = opt.method == EigMethod::Lanczos ? lanczos_eigs(op, n, eo) : power_eigs(op, n, eo);
     p.n_hvp_global = p.global.n_products;
   }
 
   // Traces (Hutchinson or Hutch++): global and every block from the same products.
-  p.trace = opt.trace_estimator == "hutch++"
+  p.trace = opt.trace_estimator == TraceEstimator::HutchPlusPlus
                 ? hutch_plus_plus(H.as_op(), table, opt.probes - opt.probes % 3, s.opt.seed + 1, H.dtype())
                 : hutchinson(H.as_op(), table, opt.probes, s.opt.seed + 1, H.dtype());
 
@@ -177,7 +174,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   const auto g0 = table.unflatten(H.first_batch_gradient());
   const auto gn = gn_diag_avg(s, batches.front(), table, opt.gn_samples, s.opt.seed + 2);
   const auto& blocks = table.blocks();
-  const double block_tol = std::max(opt.tol, 1e-8);
+  const double block_tol = std::max(opt.tol.value_or(1e-10), 1e-8);  // blocks always use Lanczos
   for (size_t i = 0; i < blocks.size(); ++i) {
     const auto& blk = blocks[i];
     BlockStats b;
@@ -193,7 +190,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     b.gn_diag_avg = gn[i];
     p.blocks.push_back(b);
   }
-  if (opt.block_eigs == "all") {
+  if (opt.block_eigs == BlockEigs::All) {
     Progress bar("block eigs", static_cast<int64_t>(blocks.size()));
     for (size_t i = 0; i < blocks.size(); ++i) {
       p.blocks[i].lambda_max = block_lambda_max(H, {i}, block_tol, s.opt.seed + 10 + i);
@@ -213,7 +210,8 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     std::vector<size_t> tensors;
     double var = 0;
     for (size_t i : idx) {
-      if (std::find(tensors.begin(), tensors.end(), blocks[i].entry) == tensors.end()) tensors.push_back(blocks[i].entry);
+      if (std::find(tensors.begin(), tensors.end(), blocks[i].entry) == tensors.end())
+        tensors.push_back(blocks[i].entry);
       k.numel += blocks[i].numel;
       k.trace += p.blocks[i].trace;
       var += p.blocks[i].trace_stderr * p.blocks[i].trace_stderr;
@@ -221,7 +219,8 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     k.n_tensors = static_cast<int64_t>(tensors.size());
     k.trace_stderr = std::sqrt(var);
     k.avg_sharpness = k.trace / static_cast<double>(k.numel);
-    if (opt.block_eigs != "none") k.lambda_max = block_lambda_max(H, idx, block_tol, s.opt.seed + 100 + static_cast<uint64_t>(kind));
+    if (opt.block_eigs != BlockEigs::None)
+      k.lambda_max = block_lambda_max(H, idx, block_tol, s.opt.seed + 100 + static_cast<uint64_t>(kind));
     p.kinds.push_back(k);
     bar.update(++done);
   }
@@ -246,7 +245,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.write("/global/n_hvp", p.n_hvp_global);
   out.write("/global/n_hvp_total", p.n_hvp_total);
   out.write("/global/trace", p.trace.trace);
-  out.write("/global/trace_stderr", p.trace.stderr_);
+  out.write("/global/trace_stderr", p.trace.std_error);
   out.write("/global/loss", p.loss);
   int64_t total = 0;
   for (const auto& b : p.blocks) total += b.numel;
@@ -316,23 +315,22 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
     out.write("/density/weights", weights);
     out.write("/density/run", run_of);
   }
-  out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
-  out.attribute("command_line", command_line());
+  out.provenance();
   out.attribute("seed", std::to_string(s.opt.seed));
-  out.attribute("trace_estimator", opt.trace_estimator);
+  out.attribute("trace_estimator", to_string(opt.trace_estimator));
   out.attribute("model", s.opt.model);
   out.attribute("data", s.data->describe());
   out.attribute("dtype", s.opt.dtype);
-  out.attribute("method", opt.method);
+  out.attribute("method", to_string(opt.method));
   out.attribute("density_reorth", p.density_reorth ? "true" : "false");
-  out.attribute("which", opt.method == "power" ? std::string("LM") : opt.which);  // power: largest magnitude
+  out.attribute("which", to_string(opt.method == EigMethod::Power ? EigWhich::LM : opt.which));  // power: magnitude
   // The options the measurement ran with (the command line omits defaults, which depend on the model's size).
   char tol[32];
-  std::snprintf(tol, sizeof tol, "%.17g", opt.tol);
+  std::snprintf(tol, sizeof tol, "%.17g", opt.eig_tol());
   out.attribute("topk", std::to_string(opt.topk));
   out.attribute("probes", std::to_string(opt.probes));
   out.attribute("tol", tol);
-  out.attribute("block_eigs", opt.block_eigs);
+  out.attribute("block_eigs", to_string(opt.block_eigs));
   out.attribute("density_runs", std::to_string(opt.density_runs));
   out.attribute("density_steps", std::to_string(opt.density_steps));
   out.commit(set);
@@ -340,8 +338,10 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
 
 static std::string num(double v, int width, int prec) {
   char buf[64];
-  if (std::isnan(v)) std::snprintf(buf, sizeof buf, "%*s", width, "-");
-  else std::snprintf(buf, sizeof buf, "%*.*g", width, prec, v);
+  if (std::isnan(v))
+    std::snprintf(buf, sizeof buf, "%*s", width, "-");
+  else
+    std::snprintf(buf, sizeof buf, "%*.*g", width, prec, v);
   return buf;
 }
 
@@ -357,18 +357,20 @@ void print_profile(const Profile& p, const Session& s) {
     for (const auto& f : s.net->info().frozen) std::printf(" %s", f.c_str());
     std::printf("\n");
   }
-  std::printf("top-%zu eigenvalues (%s, %lld products):", p.global.values.size(), p.global.status.c_str(),
+  std::printf("top-%zu eigenvalues (%s, %lld products):", p.global.values.size(), describe_status(p.global).c_str(),
               static_cast<long long>(p.n_hvp_global));
   for (double v : p.global.values) std::printf(" %.6g", v);
-  std::printf("\nmax residual ||Hv - lambda v||: %.3g\n",
-              p.global.residuals.empty() ? NAN : *std::max_element(p.global.residuals.begin(), p.global.residuals.end()));
-  std::printf("trace %.6g +- %.3g (%s, %lld products)\n\n", p.trace.trace, p.trace.stderr_,
-              p.trace.estimator.c_str(), static_cast<long long>(p.trace.n_products));
+  std::printf(
+      "\nmax residual ||Hv - lambda v||: %.3g\n",
+      p.global.residuals.empty() ? NAN : *std::max_element(p.global.residuals.begin(), p.global.residuals.end()));
+  std::printf("trace %.6g +- %.3g (%s, %lld products)\n\n", p.trace.trace, p.trace.std_error, p.trace.estimator.c_str(),
+              static_cast<long long>(p.trace.n_products));
   std::printf("%-6s %8s %10s %12s %12s %12s\n", "kind", "tensors", "numel", "trace", "avg_sharp", "lambda_max");
   for (const auto& k : p.kinds)
     std::printf("%-6s %8lld %10lld %12.5g %12.5g %s\n", to_string(k.kind).c_str(), static_cast<long long>(k.n_tensors),
                 static_cast<long long>(k.numel), k.trace, k.avg_sharpness, num(k.lambda_max, 12, 5).c_str());
-  std::printf("\n%-36s %-5s %9s %11s %11s %11s %10s\n", "block", "kind", "numel", "trace", "avg_sharp", "lambda_max", "gsnr");
+  std::printf("\n%-36s %-5s %9s %11s %11s %11s %10s\n", "block", "kind", "numel", "trace", "avg_sharp", "lambda_max",
+              "gsnr");
   for (const auto& b : p.blocks)
     std::printf("%-36s %-5s %9lld %11.4g %11.4g %s %10.4g\n", b.name.c_str(), to_string(b.kind).c_str(),
                 static_cast<long long>(b.numel), b.trace, b.avg_sharpness, num(b.lambda_max, 11, 4).c_str(), b.gsnr);

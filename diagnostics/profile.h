@@ -1,6 +1,7 @@
 // Profile: every curvature number blocksharp measures for one model on fixed batches, global and
 // per block (parameter tensor) and per block kind; written to profile.h5 (DESIGN.md paths).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,27 +10,32 @@
 #include "session.h"
 #include "slq_density.h"
 #include "spectral.h"
+#include "gsnr.h"
 
 namespace bs {
+
+enum class EigMethod { Lanczos, Power };    // Spectra's Lanczos | PyHessian's deflated power iteration
+enum class BlockEigs { None, Kinds, All };  // lambda_max of no block, of each kind's, of every tensor's too
+enum class TraceEstimator { Hutchinson, HutchPlusPlus };  // hutch++: the largest multiple of 3 <= probes
+const char* to_string(EigMethod m);                       // "lanczos", "power"
+const char* to_string(BlockEigs b);                       // "none", "kinds", "all"
+const char* to_string(TraceEstimator t);                  // "hutchinson", "hutch++"
 
 struct ProfileOptions {
   int64_t topk = 5;
   int64_t probes = 100;
-  std::string trace_estimator = "hutchinson";  // hutchinson | hutch++ (the largest multiple of 3 <= probes)
+  TraceEstimator trace_estimator = TraceEstimator::Hutchinson;
   int64_t batches = 1;
-  std::string method = "lanczos";     // lanczos | power
-  std::string which = "LA";           // LA | SA | LM (Lanczos)
-  std::string block_eigs = "kinds";   // none | kinds | all
+  EigMethod method = EigMethod::Lanczos;
+  EigWhich which = EigWhich::LA;  // Lanczos; power iteration finds the largest magnitudes
+  BlockEigs block_eigs = BlockEigs::Kinds;
   int64_t density_runs = 3, density_steps = 80;
   bool reorth = true;
-  double tol = 1e-10;                 // Lanczos; power iteration uses PyHessian's 1e-3 unless set
+  std::optional<double> tol;  // unset: Lanczos 1e-10, power iteration PyHessian's 1e-3
+  double eig_tol() const { return tol ? *tol : method == EigMethod::Power ? 1e-3 : 1e-10; }
   int64_t gn_samples = 1;
   bool keep_graphs = true;
 };
-
-// SGD-SaI's g-SNR of one tensor's gradient: ||g|| / (std(g) + eps), std unbiased (N-1) and NaN -> 0
-// for one-element tensors (ALGORITHMS.md 3).
-double gsnr(const torch::Tensor& g, double eps = 1e-8);
 
 // Per-parameter g-SNR averaged over the gradients of batches 0..batches-1 (1 = SGD-SaI's first step).
 std::vector<double> gsnr_over_batches(Session& s, int64_t batches);

@@ -42,7 +42,8 @@ class SpectraAdapter {
 EigResult zero_operator_result(int64_t n, int64_t k, int64_t products) {
   EigResult z;
   z.n_products = products;
-  z.status = "converged";
+  z.status = EigStatus::Converged;
+  z.requested = k;
   for (int64_t i = 0; i < k; ++i) {
     auto e = torch::zeros({n}, torch::kFloat64);
     e[i] = 1.0;
@@ -54,11 +55,16 @@ EigResult zero_operator_result(int64_t n, int64_t k, int64_t products) {
   return z;
 }
 
-Spectra::SortRule rule(const std::string& which) {
-  if (which == "LA") return Spectra::SortRule::LargestAlge;
-  if (which == "SA") return Spectra::SortRule::SmallestAlge;
-  if (which == "LM") return Spectra::SortRule::LargestMagn;
-  throw UserError("--which '" + which + "': expected LA, SA or LM");
+Spectra::SortRule rule(EigWhich which) {
+  switch (which) {
+    case EigWhich::LA:
+      return Spectra::SortRule::LargestAlge;
+    case EigWhich::SA:
+      return Spectra::SortRule::SmallestAlge;
+    case EigWhich::LM:
+      return Spectra::SortRule::LargestMagn;
+  }
+  return Spectra::SortRule::LargestAlge;
 }
 
 void check_k(int64_t k, int64_t n) {
@@ -90,12 +96,41 @@ double block_lambda_max(HvpOperator& H, const std::vector<size_t>& blocks, doubl
   return r.values.empty() ? NAN : r.values.front();
 }
 
+const char* to_string(EigWhich w) {
+  switch (w) {
+    case EigWhich::LA:
+      return "LA";
+    case EigWhich::SA:
+      return "SA";
+    case EigWhich::LM:
+      return "LM";
+  }
+  return "?";
+}
+
+std::string describe_status(const EigResult& r) {
+  switch (r.status) {
+    case EigStatus::Converged:
+      return "converged";
+    case EigStatus::PartiallyConverged: {
+      int64_t n = 0;
+      for (bool c : r.converged) n += c;
+      return "partially converged (" + std::to_string(n) + " of " + std::to_string(r.requested) + ")";
+    }
+    case EigStatus::NotConverged:
+      return "not converged";
+  }
+  return "?";
+}
+
 int64_t default_ncv(int64_t n, int64_t k) { return std::min(n, std::max<int64_t>(2 * k + 1, 20)); }
 
 EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   check_k(opt.k, n);
   const int64_t ncv = opt.ncv > 0 ? std::min(n, opt.ncv) : default_ncv(n, opt.k);
-  if (ncv <= opt.k) throw UserError("--ncv must exceed --topk");
+  if (ncv <= opt.k)
+    throw UserError("Lanczos basis of " + std::to_string(ncv) + " vectors for " + std::to_string(opt.k) +
+                    " eigenvalues: the basis must hold more vectors than the eigenvalues asked for");
   SpectraAdapter adapter(op, n);
   Spectra::SymEigsSolver<SpectraAdapter> solver(adapter, opt.k, ncv);
   Eigen::VectorXd start(n);
@@ -117,9 +152,10 @@ EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   }
   EigResult r;
   r.n_products = solver.num_operations();
-  r.status = solver.info() == Spectra::CompInfo::Successful ? "converged"
-             : nconv > 0 ? "partially converged (" + std::to_string(nconv) + " of " + std::to_string(opt.k) + ")"
-                         : "not converged";
+  r.requested = opt.k;
+  r.status = solver.info() == Spectra::CompInfo::Successful ? EigStatus::Converged
+             : nconv > 0                                    ? EigStatus::PartiallyConverged
+                                                            : EigStatus::NotConverged;
   if (nconv > 0) {
     Eigen::VectorXd vals = solver.eigenvalues();
     Eigen::MatrixXd vecs = solver.eigenvectors();
@@ -141,7 +177,8 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   for (int64_t j = 0; j < opt.k; ++j) {
     // PyHessian: v ~ N(0,1) (here: the warm start for the first pair), deflate by Gram-Schmidt against
     // the pairs found, stop when |lambda - lambda_prev| / (|lambda_prev| + 1e-6) < tol.
-    torch::Tensor v = (j == 0 && opt.start.defined()) ? opt.start.to(torch::kFloat64).clone() : gaussian(n, rng, torch::kFloat64);
+    torch::Tensor v =
+        (j == 0 && opt.start.defined()) ? opt.start.to(torch::kFloat64).clone() : gaussian(n, rng, torch::kFloat64);
     v /= v.norm() + 1e-6;
     double lambda = 0, prev = 0;
     bool conv = false;
@@ -174,9 +211,11 @@ EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   // PyHessian's test (the eigenvalue stopped moving) is necessary, not sufficient: a pair also needs
   // a residual below sqrt(tol) |lambda|, which bounds the eigenvalue's error by about tol |lambda|^2 / gap.
   for (size_t i = 0; i < r.values.size(); ++i)
-    if (!(r.residuals[i] <= std::sqrt(opt.tol) * std::abs(r.values[i]) || r.residuals[i] == 0.0)) r.converged[i] = false;
+    if (!(r.residuals[i] <= std::sqrt(opt.tol) * std::abs(r.values[i]) || r.residuals[i] == 0.0))
+      r.converged[i] = false;
   all = std::all_of(r.converged.begin(), r.converged.end(), [](bool c) { return c; });
-  r.status = all ? "converged" : "not converged";
+  r.status = all ? EigStatus::Converged : EigStatus::NotConverged;
+  r.requested = opt.k;
   return r;
 }
 
@@ -199,7 +238,8 @@ EigResult dense_eigs(const LinearOp& op, int64_t n) {
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(M);
   EigResult r;
   r.n_products = n;
-  r.status = "converged";
+  r.status = EigStatus::Converged;
+  r.requested = n;
   for (int64_t i = n - 1; i >= 0; --i) {
     r.values.push_back(es.eigenvalues()[i]);
     Eigen::VectorXd col = es.eigenvectors().col(i);

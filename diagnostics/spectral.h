@@ -10,24 +10,34 @@
 
 namespace bs {
 
+// Which end of the spectrum: largest algebraic, smallest algebraic, largest magnitude (Spectra's rules).
+enum class EigWhich { LA, SA, LM };
+const char* to_string(EigWhich w);  // "LA", "SA", "LM"
+
+// Spectra's CompInfo for our solvers: all k pairs converged, some of them, or none.
+enum class EigStatus { Converged, PartiallyConverged, NotConverged };
+
 struct EigOptions {
   int64_t k = 5;
-  std::string which = "LA";  // LA largest algebraic, SA smallest algebraic, LM largest magnitude
-  int64_t ncv = 0;           // Lanczos basis size; 0: min(n, max(2k+1, 20))
+  EigWhich which = EigWhich::LA;
+  int64_t ncv = 0;  // Lanczos basis size; 0: min(n, max(2k+1, 20))
   int64_t maxit = 1000;
-  double tol = 1e-10;        // Spectra's relative Ritz tolerance; power iteration: PyHessian's 1e-3
-  torch::Tensor start;       // warm start (flat); random when undefined
+  double tol = 1e-10;   // Spectra's relative Ritz tolerance; power iteration: PyHessian's 1e-3
+  torch::Tensor start;  // warm start (flat); random when undefined
   uint64_t seed = 0;
 };
 
 struct EigResult {
-  std::vector<double> values;        // sorted by `which`: descending (LA), ascending (SA), by magnitude (LM)
+  std::vector<double> values;          // sorted by `which`: descending (LA), ascending (SA), by magnitude (LM)
   std::vector<torch::Tensor> vectors;  // flat float64, unit norm
-  std::vector<double> residuals;     // ||A v - lambda v|| (measured with one extra product each)
+  std::vector<double> residuals;       // ||A v - lambda v|| (measured with one extra product each)
   std::vector<bool> converged;
-  int64_t n_products = 0;            // products used by the solver (residual checks excluded)
-  std::string status;                // "converged" or what went wrong
+  int64_t n_products = 0;  // products used by the solver (residual checks excluded)
+  EigStatus status = EigStatus::NotConverged;
+  int64_t requested = 0;  // the pairs asked for
 };
+// "converged", "partially converged (2 of 5)" or "not converged".
+std::string describe_status(const EigResult& r);
 
 // lambda_max of H's diagonal block over ParamTable blocks (HvpOperator::table_block_op): dense when
 // the block has at most 64 coordinates, else Lanczos (k = 1) at `tol`. The one rule profile and the

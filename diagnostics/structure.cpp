@@ -17,7 +17,8 @@ std::vector<Candidate> candidate_partitions(const std::vector<int64_t>& shape, i
     Candidate c;
     c.name = name;
     c.block_of.resize(n);
-    for (int64_t i = 0; i < n; ++i) c.block_of[i] = block(i / std::max<int64_t>(cols, 1), i % std::max<int64_t>(cols, 1), i);
+    for (int64_t i = 0; i < n; ++i)
+      c.block_of[i] = block(i / std::max<int64_t>(cols, 1), i % std::max<int64_t>(cols, 1), i);
     c.n_blocks = *std::max_element(c.block_of.begin(), c.block_of.end()) + 1;
     return c;
   };

@@ -11,7 +11,7 @@
 namespace bs {
 
 struct Candidate {
-  std::string name;     // whole | per-head | per-row | per-column | per-element
+  std::string name;  // whole | per-head | per-row | per-column | per-element
   int64_t n_blocks = 0;
   std::vector<int64_t> block_of;  // block id of every flat index (row-major)
   double fraction = 0;            // diagonal-block share of ||H||_F^2

@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "atomic_file.h"
 #include "json_file.h"
 
 namespace bs {
@@ -56,7 +57,8 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   for (const auto& [kind, v] : kinds) r.kind_sharpness[kind] = v.first / static_cast<double>(v.second);
   if (update.defined() && update.norm().item<double>() > 0) r.directional = directional_sharpness(H, update);
   if (m_o.block_eigs)
-    for (size_t i = 0; i < blocks.size(); ++i) r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_s.opt.seed + i));
+    for (size_t i = 0; i < blocks.size(); ++i)
+      r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_s.opt.seed + i));
   m_s.net->set_train(true);  // the tracer runs inside the training loop
   return r;
 }
@@ -116,20 +118,30 @@ void TraceFile::write() const {
       auto ds = f.createDataSet(name, type, space, plist, H5::DSetAccPropList::DEFAULT, lcpl);
       if (n > 0) ds.write(v.data(), type);
     };
-    column("step", [](const TraceRecord& r) { return r.step; }, H5::PredType::NATIVE_INT64, int64_t{0});
-    column("loss", [](const TraceRecord& r) { return r.loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("probe_loss", [](const TraceRecord& r) { return r.probe_loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("lr", [](const TraceRecord& r) { return r.lr; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("grad_norm", [](const TraceRecord& r) { return r.grad_norm; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("sharpness/lambda_max", [](const TraceRecord& r) { return r.lambda_max; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("sharpness/directional", [](const TraceRecord& r) { return r.directional; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column("sharpness/lanczos_products", [](const TraceRecord& r) { return r.lanczos_products; },
-           H5::PredType::NATIVE_INT64, int64_t{0});
+    column(
+        "step", [](const TraceRecord& r) { return r.step; }, H5::PredType::NATIVE_INT64, int64_t{0});
+    column(
+        "loss", [](const TraceRecord& r) { return r.loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "probe_loss", [](const TraceRecord& r) { return r.probe_loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "lr", [](const TraceRecord& r) { return r.lr; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "grad_norm", [](const TraceRecord& r) { return r.grad_norm; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "sharpness/lambda_max", [](const TraceRecord& r) { return r.lambda_max; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "sharpness/directional", [](const TraceRecord& r) { return r.directional; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
+        "sharpness/lanczos_products", [](const TraceRecord& r) { return r.lanczos_products; },
+        H5::PredType::NATIVE_INT64, int64_t{0});
     if (!m_records.empty())
       for (const auto& [kind, v] : m_records.front().kind_sharpness) {
         const std::string k = kind;
-        column("sharpness/kind/" + k, [k](const TraceRecord& r) { return r.kind_sharpness.count(k) ? r.kind_sharpness.at(k) : NAN; },
-               H5::PredType::NATIVE_DOUBLE, 0.0);
+        column(
+            "sharpness/kind/" + k,
+            [k](const TraceRecord& r) { return r.kind_sharpness.count(k) ? r.kind_sharpness.at(k) : NAN; },
+            H5::PredType::NATIVE_DOUBLE, 0.0);
       }
     if (!m_records.empty() && !m_records.front().block_lambda_max.empty()) {
       const hsize_t B = m_records.front().block_lambda_max.size();
@@ -139,7 +151,8 @@ void TraceFile::write() const {
       H5::DataSpace space(2, dims, maxdims);
       H5::DSetCreatPropList plist;
       plist.setChunk(2, chunk);
-      f.openGroup("sharpness").createDataSet("block_lambda_max", H5::PredType::NATIVE_DOUBLE, space, plist)
+      f.openGroup("sharpness")
+          .createDataSet("block_lambda_max", H5::PredType::NATIVE_DOUBLE, space, plist)
           .write(v.data(), H5::PredType::NATIVE_DOUBLE);
     }
     if (!m_blocks.empty()) {
@@ -153,10 +166,7 @@ void TraceFile::write() const {
     f.flush(H5F_SCOPE_GLOBAL);
     f.close();
   });
-  if (std::rename(tmp.c_str(), m_path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw UserError("cannot write '" + m_path + "'");
-  }
+  publish(tmp, m_path);
 }
 
 }  // namespace bs

@@ -14,10 +14,10 @@
 namespace bs {
 
 struct TraceOptions {
-  int64_t every = 0;     // 0: off
-  int64_t probes = 4;    // Hutchinson probes per record
-  int64_t batch_size = 2;  // probe batch rows (the first rows of the first validation batch); 0: all
-  double tol = 1e-4;     // Lanczos tolerance of the tracked lambda_max
+  int64_t every = 0;        // 0: off
+  int64_t probes = 4;       // Hutchinson probes per record
+  int64_t batch_size = 2;   // probe batch rows (the first rows of the first validation batch); 0: all
+  double tol = 1e-4;        // Lanczos tolerance of the tracked lambda_max
   bool block_eigs = false;  // per-tensor lambda_max too (costly)
 };
 

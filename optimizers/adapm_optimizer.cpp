@@ -31,7 +31,7 @@ std::string adapm_policy(const std::string& name, const torch::Tensor& p) {
 torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype) {
   auto g = apollo_projection(m, n, r, seed, torch::kFloat64);  // Gaussian, r x n or m x r
   const bool right = m >= n;
-  auto q = std::get<0>(torch::linalg_qr(right ? g.t() : g));   // orthonormal columns
+  auto q = std::get<0>(torch::linalg_qr(right ? g.t() : g));  // orthonormal columns
   return (right ? q.t() : q).contiguous().to(dtype);
 }
 
@@ -40,12 +40,18 @@ namespace {
 class AdaPM : public Optimizer {
  public:
   AdaPM(const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_params(in.params), m_names(in.names), m_o(o), m_part(in.partition), m_proj(in.projection), m_lr(in.params.size(), o.lr),
+      : m_params(in.params),
+        m_names(in.names),
+        m_o(o),
+        m_part(in.partition),
+        m_proj(in.projection),
+        m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
     if (m_part.params.size() != m_params.size()) throw UserError("adapm: the partition does not match the model");
     for (const auto& b : m_part.params)
       if (!b.regions.empty())
-        throw UserError("adapm: '" + b.name + "' has a sliced Adam-mini partition (--adam-mini slices); adapm takes "
+        throw UserError("adapm: '" + b.name +
+                        "' has a sliced Adam-mini partition (--adam-mini slices); adapm takes "
                         "contiguous blocks: use an adam_mini.json from --adam-mini rules or measured");
     if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     for (size_t i = 0; i < m_params.size(); ++i) {

@@ -85,8 +85,9 @@ class AdamClip : public FusedBase {
   template <class T>
   void run(size_t i, const torch::Tensor& g) {
     const double bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
-    const AdamClipUpdate<T> f{T(m_tau), T(m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
-                              T(1 / std::sqrt(bc2)), T(m_o.eps), T(m_lr[i] / bc1)};
+    const AdamClipUpdate<T> f{T(m_tau),        T(m_wd[i]),       T(m_o.beta1),          T(1 - m_o.beta1),
+                              T(m_o.beta2),    T(1 - m_o.beta2), T(1 / std::sqrt(bc2)), T(m_o.eps),
+                              T(m_lr[i] / bc1)};
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();

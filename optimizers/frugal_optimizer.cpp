@@ -27,7 +27,11 @@ namespace {
 class Frugal : public Optimizer {
  public:
   Frugal(const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_params(in.params), m_names(in.names), m_o(o), m_f(in.frugal), m_lr(in.params.size(), o.lr),
+      : m_params(in.params),
+        m_names(in.names),
+        m_o(o),
+        m_f(in.frugal),
+        m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
     const auto& s = m_f.selection;
     if (s != "randk" && s != "columns" && s != "rows" && s != "block")
@@ -35,7 +39,8 @@ class Frugal : public Optimizer {
     if (!(m_f.density >= 0 && m_f.density <= 1)) throw UserError("--density must be in [0, 1]");
     if (m_f.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     m_slots.resize(m_params.size());
-    for (size_t i = 0; i < m_params.size(); ++i) m_slots[i].projectable = is_frugal_projectable(m_names[i], m_params[i]);
+    for (size_t i = 0; i < m_params.size(); ++i)
+      m_slots[i].projectable = is_frugal_projectable(m_names[i], m_params[i]);
   }
   std::string name() const override { return "frugal"; }
   void set_lrs(const std::vector<double>& lr) override { m_lr = lr; }
@@ -58,8 +63,9 @@ class Frugal : public Optimizer {
       AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "frugal", [&] {
         using T = scalar_t;
         const double bc1 = 1 - std::pow(m_o.beta1, s.t), bc2 = 1 - std::pow(m_o.beta2, s.t);
-        const AdamWUpdate<T> adam{T(1), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
-                                  T(1 / std::sqrt(bc2)), T(m_o.eps), T(lr / bc1)};
+        const AdamWUpdate<T> adam{T(1),         T(m_o.beta1),     T(1 - m_o.beta1),
+                                  T(m_o.beta2), T(1 - m_o.beta2), T(1 / std::sqrt(bc2)),
+                                  T(m_o.eps),   T(lr / bc1)};
         const SignUpdate<T> sign{T(lr * m_f.inactive_lr_scale)};
         T* pp = pf.data_ptr<T>();
         const T* gp = g.data_ptr<T>();
@@ -115,8 +121,10 @@ class Frugal : public Optimizer {
     for (size_t i = 0; i < m_slots.size(); ++i) {
       const Slot& s = m_slots[i];
       const int64_t elt = m_params[i].element_size();
-      if (!s.projectable || s.all_active) n += 2 * m_params[i].numel() * elt;
-      else if (m_f.selection != "block") n += 2 * selected_count(i) * elt;
+      if (!s.projectable || s.all_active)
+        n += 2 * m_params[i].numel() * elt;
+      else if (m_f.selection != "block")
+        n += 2 * selected_count(i) * elt;
     }
     return n;
   }
@@ -183,7 +191,8 @@ class Frugal : public Optimizer {
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       if (!s.projectable) {
-        if (!s.m.defined()) s.m = torch::zeros({m_params[i].numel()}, m_params[i].options()), s.v = torch::zeros_like(s.m);
+        if (!s.m.defined())
+          s.m = torch::zeros({m_params[i].numel()}, m_params[i].options()), s.v = torch::zeros_like(s.m);
         continue;  // regular parameters keep their AdamW state across periods
       }
       const int64_t n = s.all_active ? m_params[i].numel() : s.active.numel();

@@ -14,7 +14,11 @@ namespace bs {
 class FusedBase : public Optimizer {
  public:
   FusedBase(const OptimizerInputs& in, const OptimizerOptions& o, std::vector<std::string> state_names)
-      : m_params(in.params), m_names(in.names), m_o(o), m_lr(in.params.size(), o.lr), m_wd(per_param_decay(in, o)),
+      : m_params(in.params),
+        m_names(in.names),
+        m_o(o),
+        m_lr(in.params.size(), o.lr),
+        m_wd(per_param_decay(in, o)),
         m_state_names(std::move(state_names)) {
     for (auto& p : m_params)
       if (!p.is_contiguous()) throw UserError("optimizer: parameters must be contiguous");
@@ -23,7 +27,8 @@ class FusedBase : public Optimizer {
   StateDict state_dict() const override {
     StateDict d;
     for (size_t i = 0; i < m_state.size(); ++i)
-      for (size_t k = 0; k < m_state_names.size(); ++k) d.emplace_back(m_names[i] + "/" + m_state_names[k], m_state[i][k]);
+      for (size_t k = 0; k < m_state_names.size(); ++k)
+        d.emplace_back(m_names[i] + "/" + m_state_names[k], m_state[i][k]);
     d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
     return d;
   }
@@ -64,8 +69,10 @@ class FusedBase : public Optimizer {
   virtual void update_d(size_t i, const torch::Tensor& g) = 0;
   template <class T>
   void update(size_t i, const torch::Tensor& g) {
-    if constexpr (std::is_same_v<T, float>) update_f(i, g);
-    else update_d(i, g);
+    if constexpr (std::is_same_v<T, float>)
+      update_f(i, g);
+    else
+      update_d(i, g);
   }
   void init_state() {
     m_state.clear();
@@ -84,8 +91,8 @@ class FusedBase : public Optimizer {
   int64_t m_step = 0;
 };
 
-#define BS_DISPATCH_UPDATE                                                              \
-  void update_f(size_t i, const torch::Tensor& g) override { run<float>(i, g); }      \
+#define BS_DISPATCH_UPDATE                                                       \
+  void update_f(size_t i, const torch::Tensor& g) override { run<float>(i, g); } \
   void update_d(size_t i, const torch::Tensor& g) override { run<double>(i, g); }
 
 }  // namespace bs

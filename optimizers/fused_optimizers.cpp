@@ -2,38 +2,15 @@
 // through the CPU loop; the CUDA kernels (cuda/) apply the same functors on the device.
 #include <cmath>
 
-#include "clipped_optimizers.h"
 #include "cpu_loop.h"
 #include "errors.h"
 #include "fused_base.h"
+#include "gsnr.h"
 #include "optimizer.h"
+#include "registry.h"
 #include "update_functors.h"
 
 namespace bs {
-
-std::unique_ptr<Optimizer> make_torch_adamw(const OptimizerInputs& in, const OptimizerOptions& o);
-std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
-std::unique_ptr<Optimizer> make_frugal(const OptimizerInputs& in, const OptimizerOptions& o);
-std::unique_ptr<Optimizer> make_adapm(const OptimizerInputs& in, const OptimizerOptions& o);
-
-OptimizerOptions default_options(const std::string& optimizer) {
-  OptimizerOptions o;
-  if (optimizer == "adam-mini" || optimizer == "adapm") o.weight_decay = 0.0;
-  if (optimizer == "sgd-sai") {
-    o.lr = 1e-2;
-    o.weight_decay = 1e-2;
-  }
-  if (optimizer == "apollo" || optimizer == "apollo-mini" || optimizer == "galore") {
-    o.eps = 1e-6;  // GaLore / APOLLO: eps 1e-6 on the raw sqrt(v), wd 0
-    o.weight_decay = 0.0;
-  }
-  if (optimizer == "sgd-clip" || optimizer == "adam-clip") o.weight_decay = 0.0;
-  return o;
-}
-
-std::vector<std::string> optimizer_names() {
-  return {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm", "sgd-clip", "adam-clip", "torch-adamw"};
-}
 
 std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOptions& opt) {
   std::vector<double> wd(in.names.size(), opt.weight_decay);
@@ -64,8 +41,8 @@ class FusedAdamW : public FusedBase {
   template <class T>
   void run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
-    const AdamWUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(m_o.beta2), T(1 - m_o.beta2),
-                           T(1 / std::sqrt(bc2)), T(m_o.eps), T(lr / bc1)};
+    const AdamWUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1),          T(1 - m_o.beta1), T(m_o.beta2),
+                           T(1 - m_o.beta2),    T(1 / std::sqrt(bc2)), T(m_o.eps),       T(lr / bc1)};
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();
@@ -76,7 +53,8 @@ class FusedAdamW : public FusedBase {
 
 class AdamMini : public FusedBase {
  public:
-  AdamMini(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"exp_avg", "v_block"}), m_part(in.partition) {
+  AdamMini(const OptimizerInputs& in, const OptimizerOptions& o)
+      : FusedBase(in, o, {"exp_avg", "v_block"}), m_part(in.partition) {
     if (m_part.params.size() != m_params.size()) throw UserError("adam-mini: the partition does not match the model");
     for (size_t i = 0; i < m_params.size(); ++i) {
       const ParamBlock& b = m_part.params[i];
@@ -92,14 +70,17 @@ class AdamMini : public FusedBase {
   std::string name() const override { return "adam-mini"; }
 
  protected:
-  std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_part.params[i].n_blocks}; }
+  std::vector<int64_t> state_numels(size_t i) const override {
+    return {m_params[i].numel(), m_part.params[i].n_blocks};
+  }
   BS_DISPATCH_UPDATE
   template <class T>
   void run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     const double wd = m_part.params[i].weight_decay ? m_wd[i] : 0.0;
     const AdamMiniUpdate<T> f{T(1 - lr * wd), T(m_o.beta1), T(1 - m_o.beta1), T(lr / bc1)};
-    const T beta2 = T(m_o.beta2), one_minus_beta2 = T(1 - m_o.beta2), inv_sqrt_bc2 = T(1 / std::sqrt(bc2)), eps = T(m_o.eps);
+    const T beta2 = T(m_o.beta2), one_minus_beta2 = T(1 - m_o.beta2), inv_sqrt_bc2 = T(1 / std::sqrt(bc2)),
+            eps = T(m_o.eps);
     const int64_t bs = m_part.params[i].block_size, nb = m_part.params[i].n_blocks;
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
@@ -137,9 +118,9 @@ class AdamMini : public FusedBase {
     if (bs >= kGrain) {
       for (int64_t b = 0; b < nb; ++b) {  // large blocks: parallel reduction, then parallel update
         const int64_t off = b * bs;
-        const T sq = at::parallel_reduce(0, bs, kGrain, T(0), [&](int64_t s, int64_t e, T acc) {
-          return acc + sum_squares(gp + off + s, e - s);
-        }, std::plus<T>());
+        const T sq = at::parallel_reduce(
+            0, bs, kGrain, T(0), [&](int64_t s, int64_t e, T acc) { return acc + sum_squares(gp + off + s, e - s); },
+            std::plus<T>());
         const T inv_h = update_v(vb[b], sq / T(bs));
         parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
       }
@@ -156,7 +137,8 @@ class AdamMini : public FusedBase {
 
 class SgdSai : public FusedBase {
  public:
-  SgdSai(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"momentum_buffer", "gsnr"}), m_config_gsnr(in.gsnr) {
+  SgdSai(const OptimizerInputs& in, const OptimizerOptions& o)
+      : FusedBase(in, o, {"momentum_buffer", "gsnr"}), m_config_gsnr(in.gsnr) {
     if (!m_config_gsnr.empty() && m_config_gsnr.size() != m_params.size())
       throw UserError("sgd-sai: the g-SNR config does not match the model");
     if (o.beta1 <= 0) throw UserError("--beta1 (momentum) must be > 0 for sgd-sai, as in the official code");
@@ -173,10 +155,7 @@ class SgdSai : public FusedBase {
       if (!m_config_gsnr.empty()) {
         gsnr[0] = T(m_config_gsnr[i]);
       } else {
-        const auto gd = g.to(torch::kFloat64).reshape({-1});
-        double sd = gd.numel() > 1 ? gd.std(true).item<double>() : 0.0;
-        if (std::isnan(sd)) sd = 0.0;
-        gsnr[0] = T(gd.norm().item<double>() / (sd + m_o.eps));
+        gsnr[0] = T(bs::gsnr(g, m_o.eps));
       }
     }
     const double lr = m_lr[i];
@@ -194,24 +173,30 @@ class SgdSai : public FusedBase {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o) {
+std::unique_ptr<Optimizer> make_adamw(const OptimizerInputs& in, const OptimizerOptions& o) {
+  return std::make_unique<FusedAdamW>(in, o);
+}
+std::unique_ptr<Optimizer> make_adam_mini(const OptimizerInputs& in, const OptimizerOptions& o) {
+  return std::make_unique<AdamMini>(in, o);
+}
+std::unique_ptr<Optimizer> make_sgd_sai(const OptimizerInputs& in, const OptimizerOptions& o) {
+  return std::make_unique<SgdSai>(in, o);
+}
+
+OptimizerOptions default_options(const std::string& optimizer) { return find_optimizer(optimizer).defaults; }
+
+std::vector<std::string> optimizer_names() {
+  std::vector<std::string> names;
+  for (const auto& e : optimizer_registry()) names.push_back(e.name);
+  return names;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const OptimizerInputs& in,
+                                          const OptimizerOptions& o) {
+  const OptimizerEntry& entry = find_optimizer(name);
   validate(o);
   if (in.names.size() != in.params.size()) throw UserError("optimizer: one name per parameter is required");
-  if (name == "adamw") return std::make_unique<FusedAdamW>(in, o);
-  if (name == "adam-mini") return std::make_unique<AdamMini>(in, o);
-  if (name == "sgd-sai") return std::make_unique<SgdSai>(in, o);
-  if (name == "torch-adamw") return make_torch_adamw(in, o);
-  if (name == "sgd-clip" || name == "adam-clip") {
-    OptimizerInputs c = in;
-    if (c.clip.fraction < 0) c.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;
-    return make_clipped(name, c, o, c.clip);
-  }
-  if (name == "apollo" || name == "apollo-mini" || name == "galore") return make_projected(name, in, o);
-  if (name == "frugal") return make_frugal(in, o);
-  if (name == "adapm") return make_adapm(in, o);
-  std::string known;
-  for (const auto& n : optimizer_names()) known += (known.empty() ? "" : ", ") + n;
-  throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");
+  return entry.make(in, o);
 }
 
 }  // namespace bs

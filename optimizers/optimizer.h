@@ -24,11 +24,11 @@ struct ClipOptions {
 
 // Low-rank projection (apollo, apollo-mini, galore).
 struct ProjectionOptions {
-  int64_t rank = 0;           // 0: the method's default (apollo 256, apollo-mini 1, galore 128), capped by min(m, n)
-  int64_t update_gap = 200;   // regenerate / recompute the projection every gap steps
-  double scale = 0;           // 0: default (apollo 1, apollo-mini 128, galore 1)
-  bool scale_front = false;   // apollo: scale before the norm-growth limiter
-  bool disable_nl = false;    // apollo: no norm-growth limiter
+  int64_t rank = 0;          // 0: the method's default (apollo 256, apollo-mini 1, galore 128), capped by min(m, n)
+  int64_t update_gap = 200;  // regenerate / recompute the projection every gap steps
+  double scale = 0;          // 0: default (apollo 1, apollo-mini 128, galore 1)
+  bool scale_front = false;  // apollo: scale before the norm-growth limiter
+  bool disable_nl = false;   // apollo: no norm-growth limiter
   uint64_t seed = 0;
 };
 
@@ -37,7 +37,7 @@ struct FrugalOptions {
   std::string selection = "randk";  // randk | columns | rows | block
   double density = 0.25;            // fraction of coordinates (or tensors, for block) that are state-full
   int64_t update_gap = 200;
-  double inactive_lr_scale = 1.0;   // 1.0 pre-training, 0.1 fine-tuning (README of the official code)
+  double inactive_lr_scale = 1.0;  // 1.0 pre-training, 0.1 fine-tuning (README of the official code)
   uint64_t seed = 0;
 };
 
@@ -49,17 +49,18 @@ OptimizerOptions default_options(const std::string& optimizer);
 // What an optimizer may need besides the tensors: their names, the Adam-mini partition, SGD-SaI g-SNRs.
 struct OptimizerInputs {
   OptimizerInputs() = default;
-  OptimizerInputs(std::vector<std::string> n, std::vector<torch::Tensor> p, Partition part = {}, std::vector<double> g = {})
+  OptimizerInputs(std::vector<std::string> n, std::vector<torch::Tensor> p, Partition part = {},
+                  std::vector<double> g = {})
       : names(std::move(n)), params(std::move(p)), partition(std::move(part)), gsnr(std::move(g)) {}
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
-  Partition partition;      // adam-mini (the caller supplies the rules or adam_mini.json)
+  Partition partition;       // adam-mini (the caller supplies the rules or adam_mini.json)
   std::vector<double> gsnr;  // sgd-sai from sgd_sai.json; empty: measured at the first step, as official
   ClipOptions clip;
   ProjectionOptions projection;
   FrugalOptions frugal;
   std::vector<std::string> no_decay;  // --no-decay: name substrings whose tensors get no weight decay
-  std::vector<int64_t> index;  // each tensor's position in the whole model (per-tensor seeds); empty: 0..n-1
+  std::vector<int64_t> index;         // each tensor's position in the whole model (per-tensor seeds); empty: 0..n-1
   int64_t model_index(size_t i) const { return index.empty() ? static_cast<int64_t>(i) : index[i]; }
 };
 
@@ -81,7 +82,7 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
   virtual void set_lrs(const std::vector<double>& lr_per_param) = 0;  // blockwise learning rates
-  virtual void step() = 0;  // uses each parameter's .grad()
+  virtual void step() = 0;                                            // uses each parameter's .grad()
   virtual StateDict state_dict() const = 0;
   virtual void load_state_dict(const StateLookup& get) = 0;
   virtual int64_t state_bytes() const = 0;
@@ -90,6 +91,7 @@ class Optimizer {
 // Rejects invalid hyperparameters up front, naming the option.
 void validate(const OptimizerOptions& o);
 std::vector<std::string> optimizer_names();
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& opt);
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const OptimizerInputs& in,
+                                          const OptimizerOptions& opt);
 
 }  // namespace bs

@@ -25,7 +25,8 @@ uint64_t next_projection_seed(uint64_t z) {
 torch::Tensor apollo_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype) {
   auto gen = at::detail::createCPUGenerator(seed);
   const std::vector<int64_t> shape = m >= n ? std::vector<int64_t>{r, n} : std::vector<int64_t>{m, r};
-  return (at::normal(0.0, 1.0, shape, gen, torch::TensorOptions().dtype(torch::kFloat32)) / std::sqrt(double(r))).to(dtype);
+  return (at::normal(0.0, 1.0, shape, gen, torch::TensorOptions().dtype(torch::kFloat32)) / std::sqrt(double(r)))
+      .to(dtype);
 }
 
 namespace {
@@ -49,7 +50,12 @@ torch::Tensor hf_moments(const torch::Tensor& r_in, torch::Tensor& m, torch::Ten
 class Projected : public Optimizer {
  public:
   Projected(std::string name, const OptimizerInputs& in, const OptimizerOptions& o)
-      : m_name(std::move(name)), m_params(in.params), m_names(in.names), m_o(o), m_p(in.projection), m_lr(in.params.size(), o.lr),
+      : m_name(std::move(name)),
+        m_params(in.params),
+        m_names(in.names),
+        m_o(o),
+        m_p(in.projection),
+        m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
     const bool mini = m_name == "apollo-mini";
     if (m_p.rank <= 0) m_p.rank = mini ? 1 : (m_name == "galore" ? 128 : 256);
@@ -95,9 +101,12 @@ class Projected : public Optimizer {
           update = (right ? N.mm(s.proj) : s.proj.mm(N)) * m_p.scale;
         } else {
           torch::Tensor factor;
-          if (m_tensor_scaling) factor = N.norm() / (R.norm() + 1e-8);
-          else if (right) factor = N.norm(2, {1}, true) / (R.norm(2, {1}, true) + 1e-8);  // one per row
-          else factor = N.norm(2, {0}) / (R.norm(2, {0}) + 1e-8);                        // one per column
+          if (m_tensor_scaling)
+            factor = N.norm() / (R.norm() + 1e-8);
+          else if (right)
+            factor = N.norm(2, {1}, true) / (R.norm(2, {1}, true) + 1e-8);  // one per row
+          else
+            factor = N.norm(2, {0}) / (R.norm(2, {0}) + 1e-8);  // one per column
           update = G * factor;
           const double sq = std::sqrt(m_p.scale);
           if (m_p.scale_front) update = update * sq;
@@ -207,7 +216,8 @@ void load_projection(const StateLookup& get, const std::string& name, torch::Sca
   seed = static_cast<uint64_t>(get(name + "/seed").item<int64_t>());
 }
 
-std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o) {
+std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in,
+                                          const OptimizerOptions& o) {
   return std::make_unique<Projected>(name, in, o);
 }
 

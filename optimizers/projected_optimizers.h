@@ -18,6 +18,7 @@ torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, t
 void save_projection(StateDict& d, const std::string& name, const torch::Tensor& proj, uint64_t seed);
 void load_projection(const StateLookup& get, const std::string& name, torch::ScalarType dtype, torch::Tensor& proj,
                      uint64_t& seed);
-std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o);
+std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in,
+                                          const OptimizerOptions& o);
 
 }  // namespace bs

@@ -9,15 +9,13 @@ namespace bs {
 
 double Schedule::lr_at(int64_t step) const {
   if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (kind == "constant" || total <= warmup) return lr;
+  if (kind == ScheduleKind::Constant || total <= warmup) return lr;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
   const double floor = min_lr >= 0 ? min_lr : lr * min_lr_ratio;
   return floor + 0.5 * (1.0 + std::cos(M_PI * progress)) * (lr - floor);
 }
 
 void validate(const Schedule& s) {
-  if (s.kind != "constant" && s.kind != "cosine")
-    throw UserError("--schedule '" + s.kind + "': expected constant or cosine");
   if (s.warmup < 0) throw UserError("--warmup must be >= 0");
   if (!(s.min_lr_ratio >= 0 && s.min_lr_ratio <= 1)) throw UserError("--min-lr-ratio must be in [0, 1]");
 }

@@ -6,12 +6,14 @@
 
 namespace bs {
 
+enum class ScheduleKind { Constant, Cosine };
+
 struct Schedule {
-  std::string kind = "cosine";  // constant | cosine
+  ScheduleKind kind = ScheduleKind::Cosine;
   double lr = 1e-3;
   int64_t warmup = 0, total = 1;
   double min_lr_ratio = 0.1;
-  double min_lr = -1;  // absolute cosine floor when >= 0 (blockwise groups share the base floor)
+  double min_lr = -1;                // absolute cosine floor when >= 0 (blockwise groups share the base floor)
   double lr_at(int64_t step) const;  // step counted from 0
 };
 

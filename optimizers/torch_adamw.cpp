@@ -43,7 +43,8 @@ class TorchAdamW : public Optimizer {
       auto st = std::make_unique<torch::optim::AdamWParamState>();
       st->step(step);
       st->exp_avg(get(m_names[i] + "/exp_avg").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
-      st->exp_avg_sq(get(m_names[i] + "/exp_avg_sq").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
+      st->exp_avg_sq(
+          get(m_names[i] + "/exp_avg_sq").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
       m_opt.state()[key(i)] = std::move(st);
     }
   }

@@ -12,7 +12,7 @@ namespace bs {
 // m and v updated, denom = sqrt(v)/sqrt(bc2) + eps, p -= lr/bc1 * m/denom.
 template <class T>
 struct AdamWUpdate {
-  T decay;       // 1 - lr*wd
+  T decay;  // 1 - lr*wd
   T beta1, one_minus_beta1, beta2, one_minus_beta2;
   T inv_sqrt_bc2, eps, step_size;  // step_size = lr / bc1
   BS_HD void operator()(T& p, T g, T& m, T& v) const {

@@ -8,6 +8,7 @@
 
 #include "distributed.h"
 #include "errors.h"
+#include "registry.h"
 
 namespace bs {
 
@@ -29,7 +30,8 @@ namespace {
 
 class Zero1 : public Optimizer {
  public:
-  Zero1(std::string name, const OptimizerInputs& in, const OptimizerOptions& o) : m_name(std::move(name)), m_params(in.params) {
+  Zero1(std::string name, const OptimizerInputs& in, const OptimizerOptions& o)
+      : m_name(std::move(name)), m_params(in.params) {
     std::vector<int64_t> numel;
     for (const auto& p : in.params) numel.push_back(p.numel());
     const std::vector<int> owner = zero1_owners(numel, dist::world_size());
@@ -106,14 +108,12 @@ class Zero1 : public Optimizer {
 }  // namespace
 
 std::unique_ptr<Optimizer> make_zero1(const std::string& name, const OptimizerInputs& in, const OptimizerOptions& o) {
-  if (name == "sgd-clip" || name == "adam-clip" || name == "frugal")
-    throw UserError("--zero1: --optimizer " + name + " couples all tensors in one update (" +
-                    (name == "frugal" ? "a selection across tensors" : "one global clipping threshold") +
-                    "), so its state cannot be sharded by tensor");
   // Unknown names and bad hyperparameters fail here on every rank, also on one that owns no tensor.
+  const OptimizerEntry& entry = find_optimizer(name);
+  if (!entry.couples_tensors.empty())
+    throw UserError("--zero1: --optimizer " + name + " couples all tensors in one update (" + entry.couples_tensors +
+                    "), so its state cannot be sharded by tensor");
   validate(o);
-  const auto known = optimizer_names();
-  if (std::find(known.begin(), known.end(), name) == known.end()) make_optimizer(name, in, o);
   return std::make_unique<Zero1>(name, in, o);
 }
 

@@ -22,9 +22,7 @@ bool contains_any(const std::string& s, std::initializer_list<const char*> set) 
 
 }  // namespace
 
-int64_t head_numel(const ModelInfo& info) {
-  return info.n_heads > 0 ? info.dim * info.dim / info.n_heads : 0;
-}
+int64_t head_numel(const ModelInfo& info) { return info.n_heads > 0 ? info.dim * info.dim / info.n_heads : 0; }
 
 Partition adam_mini_rules(const ParamTable& table, const ModelInfo& info) {
   Partition p;
@@ -56,7 +54,8 @@ Partition adam_mini_slices(const ParamTable& table, const ModelInfo& info) {
   for (size_t i = 0; i < table.size(); ++i) {
     if (table.at(i).slices.empty()) continue;
     if (info.n_heads <= 0 || info.dim % info.n_heads != 0)
-      throw UserError("--adam-mini slices needs the attention sizes for '" + table.at(i).name + "': give --dim and --n-heads");
+      throw UserError("--adam-mini slices needs the attention sizes for '" + table.at(i).name +
+                      "': give --dim and --n-heads");
     const bool wd = p.params[i].weight_decay;
     p.params[i] = make_sliced_block(table.at(i), info.dim / info.n_heads);
     p.params[i].weight_decay = wd;
@@ -70,16 +69,20 @@ Partition adam_mini_measured(const ParamTable& table, const ModelInfo& info,
   report = json::object();
   for (const auto& [kind, ev] : evidence) {
     Granularity g = Granularity::Whole;
-    if (ev.recommended == "per-head") g = Granularity::PerHead;
-    else if (ev.recommended == "per-row") g = Granularity::PerRow;
-    else if (ev.recommended == "per-element") g = Granularity::PerElement;
-    std::string rules_g;  // the rules' granularity of the tensor the evidence was measured on
+    if (ev.recommended == "per-head")
+      g = Granularity::PerHead;
+    else if (ev.recommended == "per-row")
+      g = Granularity::PerRow;
+    else if (ev.recommended == "per-element")
+      g = Granularity::PerElement;
+    std::string rules_g;            // the rules' granularity of the tensor the evidence was measured on
     json switched = json::array();  // tensors whose granularity the evidence changed: name, from, to
     for (size_t i = 0; i < table.size(); ++i) {
       if (table.at(i).kind != kind) continue;
       const std::string before = to_string(p.params[i].granularity);
       if (table.at(i).name == ev.sampled_param) rules_g = before;
-      const bool heads_fit = g != Granularity::PerHead || (head_numel(info) > 0 && table.at(i).numel % head_numel(info) == 0);
+      const bool heads_fit =
+          g != Granularity::PerHead || (head_numel(info) > 0 && table.at(i).numel % head_numel(info) == 0);
       const bool rows_fit = g != Granularity::PerRow || table.at(i).shape.size() >= 2;
       if (heads_fit && rows_fit) {
         const bool wd = p.params[i].weight_decay;
@@ -127,8 +130,13 @@ json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::str
       json slices = json::array();
       for (const auto& r : b.regions) {
         const Slice& sl = r.slice;
-        slices.push_back({{"label", sl.label}, {"kind", to_string(sl.kind)}, {"granularity", to_string(r.granularity)},
-                          {"dim", sl.dim}, {"begin", sl.begin}, {"length", sl.length}, {"n_blocks", r.count},
+        slices.push_back({{"label", sl.label},
+                          {"kind", to_string(sl.kind)},
+                          {"granularity", to_string(r.granularity)},
+                          {"dim", sl.dim},
+                          {"begin", sl.begin},
+                          {"length", sl.length},
+                          {"n_blocks", r.count},
                           {"block_numel", r.block_numel()}});
       }
       const BlockRegion& q = b.regions.front();  // q: head_dim output units per block
@@ -138,11 +146,12 @@ json adam_mini_to_json(const Partition& p, const ModelInfo& info, const std::str
     list.push_back(item);
   }
   j["params"] = list;
-  j["state"] = {{"parameters", params},
-                {"adam_mini_state_elements", p.state_elements()},
-                {"adamw_state_elements", 2 * params},
-                {"adam_mini_over_adamw", static_cast<double>(p.state_elements()) / (2.0 * std::max<int64_t>(params, 1))},
-                {"bytes_per_element", 4}};
+  j["state"] = {
+      {"parameters", params},
+      {"adam_mini_state_elements", p.state_elements()},
+      {"adamw_state_elements", 2 * params},
+      {"adam_mini_over_adamw", static_cast<double>(p.state_elements()) / (2.0 * std::max<int64_t>(params, 1))},
+      {"bytes_per_element", 4}};
   j["evidence"] = evidence;
   return j;
 }
@@ -156,12 +165,15 @@ static Partition adam_mini_from_json_unguarded(const json& j, const ParamTable& 
   for (size_t i = 0; i < table.size(); ++i) {
     const json& item = *by_index[i];
     const std::string at = "config '" + path + "': params entry '" + table.at(i).name + "'";
-    for (const char* key : {"name", "shape", "kind", "granularity", "block_size", "n_blocks"}) require_key(item, key, at);
+    for (const char* key : {"name", "shape", "kind", "granularity", "block_size", "n_blocks"})
+      require_key(item, key, at);
     ParamBlock b;
     try {
-      const Granularity g = granularity_from_string(item.at("granularity").get<std::string>(), at + " key \"granularity\"");
+      const Granularity g =
+          granularity_from_string(item.at("granularity").get<std::string>(), at + " key \"granularity\"");
       if (g == Granularity::Sliced) {  // rebuilt from the model's slices; the file's counts must agree
-        if (table.at(i).slices.empty()) throw UserError(at + ": granularity \"sliced\" for a tensor without q/k/v slices");
+        if (table.at(i).slices.empty())
+          throw UserError(at + ": granularity \"sliced\" for a tensor without q/k/v slices");
         b = make_sliced_block(table.at(i), require_key(item, "head_dim", at).get<int64_t>());
         if (item.contains("slices") && item["slices"].size() == b.regions.size())
           for (size_t r = 0; r < b.regions.size(); ++r)
@@ -175,7 +187,8 @@ static Partition adam_mini_from_json_unguarded(const json& j, const ParamTable& 
     } catch (const json::exception&) {
       throw UserError(at + ": keys \"granularity\", \"kind\" must be strings and \"block_size\" an integer");
     }
-    if (b.block_size != require_as<int64_t>(item, "block_size", at) || b.n_blocks != require_as<int64_t>(item, "n_blocks", at))
+    if (b.block_size != require_as<int64_t>(item, "block_size", at) ||
+        b.n_blocks != require_as<int64_t>(item, "n_blocks", at))
       throw UserError(at + ": key \"n_blocks\" / \"block_size\" do not fit the parameter's shape");
     p.params.push_back(b);
   }

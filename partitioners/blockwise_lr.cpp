@@ -12,12 +12,18 @@ namespace bs {
 
 double paper_multiplier(BlockKind g) {
   switch (g) {
-    case BlockKind::Norm: return 1;
-    case BlockKind::VO: return 4;
-    case BlockKind::FFN: return 6;
-    case BlockKind::QK: return 8;
-    case BlockKind::Emb: return 10;
-    default: return 1;
+    case BlockKind::Norm:
+      return 1;
+    case BlockKind::VO:
+      return 4;
+    case BlockKind::FFN:
+      return 6;
+    case BlockKind::QK:
+      return 8;
+    case BlockKind::Emb:
+      return 10;
+    default:
+      return 1;
   }
 }
 
@@ -111,7 +117,10 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
     for (; b < blocks.size() && blocks[b].entry == i; ++b)
       if (blocks[b].slice >= 0) {
         const auto& sl = e.slices[static_cast<size_t>(blocks[b].slice)];
-        slices.push_back({{"label", sl.label}, {"dim", sl.dim}, {"begin", sl.begin}, {"length", sl.length},
+        slices.push_back({{"label", sl.label},
+                          {"dim", sl.dim},
+                          {"begin", sl.begin},
+                          {"length", sl.length},
                           {"group", to_string(group_of[b])}});
         differ = differ || group_of[b] != block_kind_from_string(entry["group"].get<std::string>());
       }
@@ -130,8 +139,9 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
                   {"params", names.count(g) ? names[g] : json::array()}});
   j["groups"] = gl;
   j["params"] = pl;
-  j["evidence"] = {{"quantity", "average sharpness Tr(H_bb)/numel of each group's non-bias blocks (Hutchinson, "
-                                "profile.h5 /blocks/trace; a fused q/k/v weight's slices count in their own groups)"},
+  j["evidence"] = {{"quantity",
+                    "average sharpness Tr(H_bb)/numel of each group's non-bias blocks (Hutchinson, "
+                    "profile.h5 /blocks/trace; a fused q/k/v weight's slices count in their own groups)"},
                    {"sharpest_group_sharpness", sharpest}};
   return j;
 }
@@ -158,7 +168,8 @@ static BlockwiseLr blockwise_lr_from_json_unguarded(const json& j, const ParamTa
     const size_t i = table.index_of(item.at("name").get<std::string>());
     const std::string g = require_as<std::string>(item, "group", where + ": params entry '" + table.at(i).name + "'");
     auto it = by_group.find(g);
-    if (it == by_group.end()) throw UserError(where + ": params entry '" + table.at(i).name + "' names unknown group '" + g + "'");
+    if (it == by_group.end())
+      throw UserError(where + ": params entry '" + table.at(i).name + "' names unknown group '" + g + "'");
     r.multiplier[i] = it->second.first;
     r.warmup_stretch[i] = it->second.second;
     if (!item.contains("slices")) continue;
@@ -187,7 +198,8 @@ static BlockwiseLr blockwise_lr_from_json_unguarded(const json& j, const ParamTa
     // The slices cut one dimension into consecutive ranges that cover it: every element has one rate.
     int64_t at_dim = 0;
     for (const auto& x : r.slices[i]) {
-      if (x.dim != r.slices[i].front().dim || x.begin != at_dim) throw UserError(at + ": slices must be consecutive ranges of one dimension");
+      if (x.dim != r.slices[i].front().dim || x.begin != at_dim)
+        throw UserError(at + ": slices must be consecutive ranges of one dimension");
       at_dim += x.length;
     }
     if (!r.slices[i].empty() && at_dim != e.shape[static_cast<size_t>(r.slices[i].front().dim)])

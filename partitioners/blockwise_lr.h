@@ -39,8 +39,8 @@ struct SliceLr {
 };
 
 struct BlockwiseLr {
-  std::vector<double> multiplier;     // per parameter, table order
-  std::vector<double> warmup_stretch;  // per parameter
+  std::vector<double> multiplier;            // per parameter, table order
+  std::vector<double> warmup_stretch;        // per parameter
   std::vector<std::vector<SliceLr>> slices;  // per parameter; empty unless the tensor's slices differ
 };
 BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path);

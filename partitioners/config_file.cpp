@@ -9,29 +9,32 @@
 #include "errors.h"
 #include "json_file.h"
 #include "output_set.h"
+#include "provenance.h"
 #include "session.h"
 
 namespace bs {
 
-std::string config_format(const std::string& kind) { return "blocksharp." + kind + "/" + std::to_string(kConfigVersion); }
+std::string config_format(const std::string& kind) {
+  return "blocksharp." + kind + "/" + std::to_string(kConfigVersion);
+}
 
 json config_header(const std::string& kind, const ModelInfo& info) {
   json aliases = json::object();
   for (const auto& [a, of] : info.aliases) aliases[a] = of;
-  return {{"format", config_format(kind)},
-          {"blocksharp_version", BLOCKSHARP_VERSION},
-          {"command_line", command_line()},
-          {"model",
-           {{"name", info.name},
-            {"family", info.family},
-            {"dim", info.dim},
-            {"n_heads", info.n_heads},
-            {"n_kv_heads", info.n_kv_heads},
-            {"n_layer", info.n_layer},
-            {"vocab", info.vocab},
-            {"tied", info.tied},
-            {"aliases", aliases},  // a shared tensor's later names -> the name it is listed under
-            {"frozen", info.frozen}}}};
+  json header = {{"format", config_format(kind)},
+                 {"model",
+                  {{"name", info.name},
+                   {"family", info.family},
+                   {"dim", info.dim},
+                   {"n_heads", info.n_heads},
+                   {"n_kv_heads", info.n_kv_heads},
+                   {"n_layer", info.n_layer},
+                   {"vocab", info.vocab},
+                   {"tied", info.tied},
+                   {"aliases", aliases},  // a shared tensor's later names -> the name it is listed under
+                   {"frozen", info.frozen}}}};
+  for (const auto& [key, value] : provenance()) header[key] = value;
+  return header;
 }
 
 const json& require_key(const json& j, const std::string& key, const std::string& where) {
@@ -64,7 +67,8 @@ json read_config(const std::string& path, const std::string& kind) {
   json j = read_config_file(path);
   const std::string got = config_kind(j, path);
   if (got != kind)
-    throw UserError("config '" + path + "': key \"format\" says a " + got + " config, but a " + kind + " config is needed here");
+    throw UserError("config '" + path + "': key \"format\" says a " + got + " config, but a " + kind +
+                    " config is needed here");
   return j;
 }
 
@@ -81,7 +85,8 @@ void check_params(const json& j, const ParamTable& table, const std::string& pat
     try {
       idx = table.index_of(name.get<std::string>());
     } catch (const UserError&) {
-      throw UserError(at + ".name: parameter '" + name.get<std::string>() + "' is not in the model (a config for another model?)");
+      throw UserError(at + ".name: parameter '" + name.get<std::string>() +
+                      "' is not in the model (a config for another model?)");
     }
     if (params[i].contains("shape")) {
       std::vector<int64_t> shape;
@@ -92,8 +97,9 @@ void check_params(const json& j, const ParamTable& table, const std::string& pat
       }
       if (shape != table.at(idx).shape) {
         std::ostringstream s;
-        s << at << ".shape: parameter '" << table.at(idx).name << "' has shape " << c10::IntArrayRef(table.at(idx).shape)
-          << " in the model but " << c10::IntArrayRef(shape) << " in the config";
+        s << at << ".shape: parameter '" << table.at(idx).name << "' has shape "
+          << c10::IntArrayRef(table.at(idx).shape) << " in the model but " << c10::IntArrayRef(shape)
+          << " in the config";
         throw UserError(s.str());
       }
     }

@@ -49,7 +49,9 @@ T require_as(const json& j, const std::string& key, const std::string& where) {
                   : std::is_integral<T>::value        ? v.is_number_integer()
                                                       : v.is_number();
   if (!ok) {
-    const char* want = std::is_same<T, std::string>::value ? "a string" : std::is_integral<T>::value ? "an integer" : "a number";
+    const char* want = std::is_same<T, std::string>::value ? "a string"
+                       : std::is_integral<T>::value        ? "an integer"
+                                                           : "a number";
     throw UserError(where + ": key \"" + key + "\" must be " + want + ", not " + v.type_name());
   }
   return v.get<T>();

@@ -23,14 +23,16 @@ json sgd_sai_config(const ParamTable& table, const ModelInfo& info, const std::v
   return j;
 }
 
-static std::vector<double> sgd_sai_from_json_unguarded(const json& j, const ParamTable& table, const std::string& path) {
+static std::vector<double> sgd_sai_from_json_unguarded(const json& j, const ParamTable& table,
+                                                       const std::string& path) {
   check_params(j, table, path, /*require_all=*/true);
   std::vector<double> g(table.size(), NAN);
   for (const auto& item : j.at("params")) {
     const size_t i = table.index_of(item.at("name").get<std::string>());
     const json& v = require_key(item, "gsnr", "config '" + path + "': params entry '" + table.at(i).name + "'");
     if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
-      throw UserError("config '" + path + "': params entry '" + table.at(i).name + "' key \"gsnr\" must be a finite number >= 0");
+      throw UserError("config '" + path + "': params entry '" + table.at(i).name +
+                      "' key \"gsnr\" must be a finite number >= 0");
     g[i] = v.get<double>();
   }
   return g;

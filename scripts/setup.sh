@@ -12,7 +12,7 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 DEB_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libeigen3-dev libspectra-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
-  libgtest-dev libbenchmark-dev libicu-dev libopenblas0-openmp
+  libgtest-dev libbenchmark-dev libicu-dev libopenblas0-openmp clang-format
   python3-torch python3-h5py python3-numpy python3-matplotlib python3-nbconvert python3-ipykernel
   jupyter-nbconvert
   python3.11-doc dataset-fashion-mnist

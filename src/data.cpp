@@ -11,18 +11,12 @@
 #include <sstream>
 
 #include "errors.h"
+#include "atomic_file.h"
 #include "json_file.h"
 #include "h5io.h"
 #include "tokenizer.h"
 
 namespace bs {
-
-std::string data_cache_dir() {
-  if (const char* c = std::getenv("BLOCKSHARP_CACHE"); c && *c) return c;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/blocksharp";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.cache/blocksharp";
-}
 
 std::vector<std::string> builtin_data_names() { return {"brown", "pydocs", "mnist", "fashion-mnist"}; }
 
@@ -92,11 +86,14 @@ class TextCorpus : public DataSource {
         in.read(reinterpret_cast<char*>(tokens.data()), tokens.size() * sizeof(int32_t));
       } else {
         tokens = make_tokenizer(opt.tokenizer)->encode(read_file(text_path, name));
-        const std::string tmp = temp_name(cache);
-        std::ofstream out(tmp, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
-        out.close();
-        if (!out || std::rename(tmp.c_str(), cache.c_str()) != 0) std::remove(tmp.c_str());  // a cache: best effort
+        try {  // a cache: best effort
+          write_atomically(cache, [&](const std::string& tmp) {
+            std::ofstream out(tmp, std::ios::binary);
+            out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
+            out.close();
+            if (!out) throw UserError("cannot write '" + cache + "'");
+          });
+        } catch (const UserError&) {}
       }
     }
     m_vocab = tokenizer_vocab_size(opt.tokenizer);
@@ -274,15 +271,18 @@ class H5Data : public DataSource {
 
 std::unique_ptr<DataSource> make_data(const DataOptions& opt) {
   if (opt.batch_size <= 0) throw UserError("--batch-size must be positive");
-  const bool builtin = opt.name == "brown" || opt.name == "pydocs" || opt.name == "mnist" || opt.name == "fashion-mnist";
+  const bool builtin =
+      opt.name == "brown" || opt.name == "pydocs" || opt.name == "mnist" || opt.name == "fashion-mnist";
   if (builtin && !opt.val_data.empty())
-    throw UserError("--val-data applies to .h5 --data; built-in data set '" + opt.name + "' has its own validation split");
+    throw UserError("--val-data applies to .h5 --data; built-in data set '" + opt.name +
+                    "' has its own validation split");
   if (opt.name == "brown" || opt.name == "pydocs") return std::make_unique<TextCorpus>(opt.name, opt);
   if (opt.name == "mnist" || opt.name == "fashion-mnist") return std::make_unique<ImageData>(opt.name, opt);
-  if (opt.name.size() > 3 && (opt.name.compare(opt.name.size() - 3, 3, ".h5") == 0 ||
-                              opt.name.find('/') != std::string::npos))
+  if (opt.name.size() > 3 &&
+      (opt.name.compare(opt.name.size() - 3, 3, ".h5") == 0 || opt.name.find('/') != std::string::npos))
     return std::make_unique<H5Data>(opt);
-  throw UserError("--data '" + opt.name + "': unknown data set (built-in: brown, pydocs, mnist, fashion-mnist; or a .h5 file)");
+  throw UserError("--data '" + opt.name +
+                  "': unknown data set (built-in: brown, pydocs, mnist, fashion-mnist; or a .h5 file)");
 }
 
 }  // namespace bs

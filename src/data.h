@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "cache_dir.h"
+
 namespace bs {
 
 struct Batch {
@@ -40,8 +42,6 @@ class DataSource {
   virtual std::pair<int64_t, int64_t> input_id_range() const { return {0, -1}; }
 };
 
-// $BLOCKSHARP_CACHE, else $XDG_CACHE_HOME/blocksharp, else ~/.cache/blocksharp (scripts/setup.sh).
-std::string data_cache_dir();
 std::vector<std::string> builtin_data_names();
 std::unique_ptr<DataSource> make_data(const DataOptions& opt);
 

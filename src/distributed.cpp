@@ -46,8 +46,7 @@ int env_int(const char* name, int fallback) {
     size_t used = 0;
     const int x = std::stoi(v, &used);
     if (used == v.size()) return x;
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   throw UserError(std::string("environment variable ") + name + "='" + v + "' is not an integer");
 }
 
@@ -88,8 +87,8 @@ void init_from_env(const DistOptions& o) {
   if (world == 1) return;
   const int rank = env_int("RANK", -1);
   if (rank < 0 || rank >= world)
-    throw UserError("environment variable RANK must be set to 0.." + std::to_string(world - 1) + " when WORLD_SIZE=" +
-                    std::to_string(world));
+    throw UserError("environment variable RANK must be set to 0.." + std::to_string(world - 1) +
+                    " when WORLD_SIZE=" + std::to_string(world));
   if (o.backend == "nccl")
     throw UserError("--dist-backend nccl: this LibTorch has no NCCL (Debian's is CPU-only); use gloo");
   const std::string addr = env("MASTER_ADDR").empty() ? "127.0.0.1" : env("MASTER_ADDR");
@@ -128,11 +127,10 @@ void init_from_env(const DistOptions& o) {
   } catch (const std::exception& e) {
     throw UserError("Gloo process group setup with the ranks at MASTER_ADDR:MASTER_PORT " + addr + ":" +
                     std::to_string(port) + " failed within --dist-timeout " +
-                    std::to_string(static_cast<int64_t>(o.timeout_s)) + " s (a rank never joined or cannot be reached): " +
-                    torch_error_line(e));
+                    std::to_string(static_cast<int64_t>(o.timeout_s)) +
+                    " s (a rank never joined or cannot be reached): " + torch_error_line(e));
   }
-  if (rank != 0 && !std::freopen("/dev/null", "w", stdout))
-    throw UserError("cannot silence stdout");
+  if (rank != 0 && !std::freopen("/dev/null", "w", stdout)) throw UserError("cannot silence stdout");
 }
 
 bool active() { return static_cast<bool>(group().pg); }
@@ -222,8 +220,8 @@ void check_identical(const std::vector<torch::Tensor>& ts, const std::string& wh
   all_reduce_max_(v);
   for (size_t i = 0; i < ts.size(); ++i)
     if (p[4 * i] != -p[4 * i + 1] || p[4 * i + 2] != -p[4 * i + 3])
-      throw UserError(what + " differ between ranks at tensor " + std::to_string(i) +
-                      " (sum on this rank " + std::to_string(mine.data_ptr<double>()[4 * i]) + ")");
+      throw UserError(what + " differ between ranks at tensor " + std::to_string(i) + " (sum on this rank " +
+                      std::to_string(mine.data_ptr<double>()[4 * i]) + ")");
 }
 
 NamedTensors all_gather_named(const NamedTensors& mine) {

@@ -87,8 +87,8 @@ void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float
   float* pc = c.data_ptr<float>();
   const int64_t ldc = c.stride(d - 2);
   auto one = [&](int64_t i) {
-    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + i * sa, A.ld, pb + i * sb, B.ld, beta,
-                               pc + i * sc, ldc);
+    const int status =
+        sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + i * sa, A.ld, pb + i * sb, B.ld, beta, pc + i * sc, ldc);
     TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
   };
   if (batches == 1) return one(0);
@@ -145,9 +145,9 @@ bool widens(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor&
 torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
   if (widens(c, a, b)) return c = torch::addmm(c, a, b);
   if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.addmm_(a, b);
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
-                  c.size(1) == b.size(1),
-              "addmm_: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(
+      a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) && c.size(1) == b.size(1),
+      "addmm_: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
   run(a, b, c, 1.0f);
   return c;
 }

@@ -12,7 +12,9 @@
 
 #include "distributed.h"
 #include "errors.h"
+#include "atomic_file.h"
 #include "json_file.h"
+#include "provenance.h"
 #include "memory.h"
 #include "output_set.h"
 
@@ -100,8 +102,8 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
     // (found by fuzz_h5: a 1 KB tensor claiming 3.2 GB). Chunked data may be compressed; not checked.
     const double claimed = numel * static_cast<double>(esize);
     if (ds.getCreatePlist().getLayout() == H5D_CONTIGUOUS && static_cast<double>(ds.getStorageSize()) < claimed)
-      throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(claimed) + " but stores " +
-                      format_bytes(static_cast<double>(ds.getStorageSize())) + " (a damaged file?)");
+      throw UserError(option + " '" + path + "': dataset /" + name + " claims " + format_bytes(claimed) +
+                      " but stores " + format_bytes(static_cast<double>(ds.getStorageSize())) + " (a damaged file?)");
     if (cls == H5T_FLOAT) {
       auto t = torch::empty(shape, torch::kFloat64);
       ds.read(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
@@ -184,12 +186,10 @@ void H5Output::write(const std::string& path, const torch::Tensor& t_in) {
       create(*m_file, path, H5::PredType::NATIVE_DOUBLE, space)
           .write(t.data_ptr<double>(), H5::PredType::NATIVE_DOUBLE);
     } else if (t.scalar_type() == torch::kFloat32) {
-      create(*m_file, path, H5::PredType::NATIVE_FLOAT, space)
-          .write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
+      create(*m_file, path, H5::PredType::NATIVE_FLOAT, space).write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
     } else {
       auto l = t.to(torch::kInt64);
-      create(*m_file, path, H5::PredType::NATIVE_INT64, space)
-          .write(l.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
+      create(*m_file, path, H5::PredType::NATIVE_INT64, space).write(l.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);
     }
   });
 }
@@ -222,8 +222,7 @@ void H5Output::write(const std::string& path, double v) {
   if (m_discard) return;
   guarded([&] {
     H5::DataSpace scalar;
-    create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar)
-        .write(&v, H5::PredType::NATIVE_DOUBLE);
+    create(*m_file, path, H5::PredType::NATIVE_DOUBLE, scalar).write(&v, H5::PredType::NATIVE_DOUBLE);
   });
 }
 
@@ -231,8 +230,7 @@ void H5Output::write(const std::string& path, int64_t v) {
   if (m_discard) return;
   guarded([&] {
     H5::DataSpace scalar;
-    create(*m_file, path, H5::PredType::NATIVE_INT64, scalar)
-        .write(&v, H5::PredType::NATIVE_INT64);
+    create(*m_file, path, H5::PredType::NATIVE_INT64, scalar).write(&v, H5::PredType::NATIVE_INT64);
   });
 }
 
@@ -247,6 +245,10 @@ void H5Output::attribute(const std::string& name, const std::string& value) {
   });
 }
 
+void H5Output::provenance() {
+  for (const auto& [name, value] : bs::provenance()) attribute(name, value);
+}
+
 void H5Output::commit(OutputSet* set) {
   if (m_discard) return;
   if (set) attribute("set_id", set->id());
@@ -259,13 +261,8 @@ void H5Output::commit(OutputSet* set) {
     m_committed = true;
     return;
   }
-  if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(m_tmp.c_str());
-    m_committed = true;
-    throw UserError("cannot move '" + m_tmp + "' to '" + m_path + "' (" + std::strerror(err) + ")");
-  }
-  m_committed = true;
+  m_committed = true;  // published or removed: either way nothing is left to clean up
+  publish(m_tmp, m_path);
 }
 
 }  // namespace bs

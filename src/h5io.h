@@ -47,6 +47,7 @@ class H5Output {
   void write(const std::string& path, double v);
   void write(const std::string& path, int64_t v);
   void attribute(const std::string& name, const std::string& value);  // on the root group
+  void provenance();                                                  // provenance.h's attributes
   // Close and atomically rename into place (on rank 0 only when distributed); with a set, write its
   // id as attribute `set_id` and leave the rename to OutputSet::commit.
   void commit(OutputSet* set = nullptr);

@@ -29,8 +29,6 @@ nlohmann::json read_json_file(const std::string& path, const std::string& what) 
   }
 }
 
-std::string temp_name(const std::string& path) { return path + ".tmp." + std::to_string(getpid()); }
-
 void write_text_file(const std::string& file, const std::string& text, const std::string& path) {
   bool ok;
   {
@@ -47,13 +45,7 @@ void write_text_file(const std::string& file, const std::string& text, const std
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = temp_name(path);
-  write_text_file(tmp, text, path);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw UserError("cannot write '" + path + "' (" + std::strerror(err ? err : EIO) + ")");
-  }
+  write_atomically(path, [&](const std::string& tmp) { write_text_file(tmp, text, path); });
 }
 
 }  // namespace bs

@@ -1,9 +1,11 @@
 // Reading a JSON file with errors that name it (the one reader behind configs and Hugging Face
 // config.json / index files), and the one atomic text write (a temporary name unique to the process,
-// renamed into place; removed on failure) behind every JSON output.
+// synced and renamed into place by atomic_file.h; removed on failure) behind every JSON output.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "atomic_file.h"
 
 namespace bs {
 
@@ -16,7 +18,5 @@ void write_text_atomic(const std::string& path, const std::string& text);
 // Writes `text` to `file`; on failure removes it and throws UserError naming `path` (the file's
 // final name).
 void write_text_file(const std::string& file, const std::string& text, const std::string& path);
-// A temporary name next to `path`, unique to this process.
-std::string temp_name(const std::string& path);
 
 }  // namespace bs

@@ -15,6 +15,7 @@
 
 #include "distributed.h"
 #include "errors.h"
+#include "atomic_file.h"
 #include "json_file.h"
 
 namespace bs {
@@ -79,10 +80,7 @@ void OutputSet::commit() {
   write_text_atomic(manifest, m.dump(2) + "\n");
   for (const auto& [path, tmp] : m_files) {
     step();
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int err = errno;
-      throw UserError("cannot move '" + tmp + "' to '" + path + "' (" + std::strerror(err) + ")");
-    }
+    publish(tmp, path);
   }
   m_committed = true;
   m["complete"] = true;
@@ -102,8 +100,8 @@ void check_output_set(const std::string& file, const std::string& id) {
     throw UserError("'" + file + "': its output set was interrupted while being written (" + manifest +
                     " is incomplete); rerun the command that wrote it");
   if (mid != id)
-    throw UserError("'" + file + "' is from another run than the other files beside it (" + manifest +
-                    " names set " + mid + ", the file " + id + "); rerun the command that wrote them");
+    throw UserError("'" + file + "' is from another run than the other files beside it (" + manifest + " names set " +
+                    mid + ", the file " + id + "); rerun the command that wrote them");
 }
 
 }  // namespace bs

@@ -13,7 +13,7 @@ namespace bs {
 class OutputSet {
  public:
   OutputSet(std::string dir, std::string name);  // name: "profile", "train" (no '-')
-  ~OutputSet();  // removes staged temporary files unless committed
+  ~OutputSet();                                  // removes staged temporary files unless committed
   OutputSet(const OutputSet&) = delete;
   OutputSet& operator=(const OutputSet&) = delete;
 

@@ -9,22 +9,29 @@
 namespace bs {
 
 const std::vector<BlockKind>& all_block_kinds() {
-  static const std::vector<BlockKind> kinds = {BlockKind::Emb,  BlockKind::QK,   BlockKind::VO,
-                                               BlockKind::FFN,  BlockKind::Norm, BlockKind::Head,
-                                               BlockKind::Bias, BlockKind::Other};
+  static const std::vector<BlockKind> kinds = {BlockKind::Emb,  BlockKind::QK,   BlockKind::VO,   BlockKind::FFN,
+                                               BlockKind::Norm, BlockKind::Head, BlockKind::Bias, BlockKind::Other};
   return kinds;
 }
 
 std::string to_string(BlockKind kind) {
   switch (kind) {
-    case BlockKind::Emb: return "Emb";
-    case BlockKind::QK: return "QK";
-    case BlockKind::VO: return "VO";
-    case BlockKind::FFN: return "FFN";
-    case BlockKind::Norm: return "Norm";
-    case BlockKind::Head: return "Head";
-    case BlockKind::Bias: return "Bias";
-    case BlockKind::Other: return "Other";
+    case BlockKind::Emb:
+      return "Emb";
+    case BlockKind::QK:
+      return "QK";
+    case BlockKind::VO:
+      return "VO";
+    case BlockKind::FFN:
+      return "FFN";
+    case BlockKind::Norm:
+      return "Norm";
+    case BlockKind::Head:
+      return "Head";
+    case BlockKind::Bias:
+      return "Bias";
+    case BlockKind::Other:
+      return "Other";
   }
   return "Other";
 }
@@ -43,17 +50,25 @@ const std::vector<KindRule>& kind_rules() {
   // ViT / BERT (patch_embed, embeddings, attention.{query,key,value}, attention.output, intermediate).
   static const std::vector<KindRule> rules = {
       {{"bias"}, BlockKind::Bias, "every bias, whatever its layer"},
-      {{"norm", "ln_", "layernorm"}, BlockKind::Norm, "LayerNorm / RMSNorm weights (ln_1, input_layernorm, model.norm)"},
-      {{"mlp.c_proj", "mlp.c_fc", "mlp.fc", "mlp.dense"}, BlockKind::FFN, "GPT-2's MLP projections (context before the bare c_proj)"},
+      {{"norm", "ln_", "layernorm"},
+       BlockKind::Norm,
+       "LayerNorm / RMSNorm weights (ln_1, input_layernorm, model.norm)"},
+      {{"mlp.c_proj", "mlp.c_fc", "mlp.fc", "mlp.dense"},
+       BlockKind::FFN,
+       "GPT-2's MLP projections (context before the bare c_proj)"},
       {{"attn.c_proj", "attention.output", "out_proj", "attn.proj"}, BlockKind::VO, "attention output projections"},
-      {{"c_attn", "in_proj_weight", "qkv_proj", "wqkv", "attn.qkv", "query_key_value"}, BlockKind::QK,
+      {{"c_attn", "in_proj_weight", "qkv_proj", "wqkv", "attn.qkv", "query_key_value"},
+       BlockKind::QK,
        "fused q/k/v: profiled as slices [q] [k] (QK) and [v] (VO); per-slice rates; --adam-mini slices"},
-      {{"patch_embed", "patch_embedding", "embeddings", "embed", "embd", "wte", "wpe"}, BlockKind::Emb,
+      {{"patch_embed", "patch_embedding", "embeddings", "embed", "embd", "wte", "wpe"},
+       BlockKind::Emb,
        "token, position and patch embeddings"},
       {{"q_proj", "k_proj", "wq.", "wk.", "query", "key"}, BlockKind::QK, "query and key projections"},
       {{"v_proj", "o_proj", "wv.", "wo.", "value", "c_proj"}, BlockKind::VO, "value and output projections"},
-      {{"mlp", "feed_forward", "ffn", "fc", "linear1", "linear2", "gate_proj", "up_proj", "down_proj", "intermediate", "output.dense"},
-       BlockKind::FFN, "MLP / feed-forward weights"},
+      {{"mlp", "feed_forward", "ffn", "fc", "linear1", "linear2", "gate_proj", "up_proj", "down_proj", "intermediate",
+        "output.dense"},
+       BlockKind::FFN,
+       "MLP / feed-forward weights"},
       {{"lm_head", "output", "final_layer", "classifier", "head"}, BlockKind::Head, "output heads"},
   };
   return rules;
@@ -76,11 +91,14 @@ std::vector<Slice> fused_qkv_slices(const std::string& param_name, const std::ve
     fused = fused || n.find(p) != std::string::npos;
   if (!fused || shape.size() != 2) return {};
   int64_t dim = -1;
-  if (shape[0] == 3 * shape[1]) dim = 0;
-  else if (shape[1] == 3 * shape[0]) dim = 1;
+  if (shape[0] == 3 * shape[1])
+    dim = 0;
+  else if (shape[1] == 3 * shape[0])
+    dim = 1;
   if (dim < 0) return {};  // grouped-query fusions (q larger than k, v) are kept whole
   const int64_t len = shape[dim] / 3;
-  return {{"q", dim, 0, len, BlockKind::QK}, {"k", dim, len, len, BlockKind::QK}, {"v", dim, 2 * len, len, BlockKind::VO}};
+  return {
+      {"q", dim, 0, len, BlockKind::QK}, {"k", dim, len, len, BlockKind::QK}, {"v", dim, 2 * len, len, BlockKind::VO}};
 }
 
 ParamTable::ParamTable(const std::vector<std::pair<std::string, torch::Tensor>>& named_params) {
@@ -114,7 +132,8 @@ void ParamTable::index_blocks() {
     }
     for (size_t j = 0; j < e.slices.size(); ++j) {
       const auto& sl = e.slices[j];
-      m_blocks.push_back({i, static_cast<int>(j), e.name + "[" + sl.label + "]", sl.kind, e.numel / e.shape[sl.dim] * sl.length});
+      m_blocks.push_back(
+          {i, static_cast<int>(j), e.name + "[" + sl.label + "]", sl.kind, e.numel / e.shape[sl.dim] * sl.length});
     }
   }
 }
@@ -127,7 +146,8 @@ torch::Tensor ParamTable::block_index(size_t b) const {
   const auto& sl = e.slices.at(static_cast<size_t>(blk.slice));
   const int64_t rows = e.shape[0], cols = e.shape[1];
   if (sl.dim == 0) return torch::arange(sl.begin * cols, (sl.begin + sl.length) * cols, opts);
-  return (torch::arange(rows, opts).unsqueeze(1) * cols + torch::arange(sl.begin, sl.begin + sl.length, opts).unsqueeze(0))
+  return (torch::arange(rows, opts).unsqueeze(1) * cols +
+          torch::arange(sl.begin, sl.begin + sl.length, opts).unsqueeze(0))
       .reshape({-1});
 }
 

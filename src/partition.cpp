@@ -7,18 +7,23 @@ namespace bs {
 
 std::string to_string(Granularity g) {
   switch (g) {
-    case Granularity::Whole: return "whole";
-    case Granularity::PerHead: return "per-head";
-    case Granularity::PerRow: return "per-row";
-    case Granularity::PerElement: return "per-element";
-    case Granularity::Sliced: return "sliced";
+    case Granularity::Whole:
+      return "whole";
+    case Granularity::PerHead:
+      return "per-head";
+    case Granularity::PerRow:
+      return "per-row";
+    case Granularity::PerElement:
+      return "per-element";
+    case Granularity::Sliced:
+      return "sliced";
   }
   return "whole";
 }
 
 Granularity granularity_from_string(const std::string& s, const std::string& where) {
-  for (Granularity g : {Granularity::Whole, Granularity::PerHead, Granularity::PerRow, Granularity::PerElement,
-                        Granularity::Sliced})
+  for (Granularity g :
+       {Granularity::Whole, Granularity::PerHead, Granularity::PerRow, Granularity::PerElement, Granularity::Sliced})
     if (to_string(g) == s) return g;
   throw UserError(where + ": unknown granularity '" + s + "' (whole, per-head, per-row, per-element or sliced)");
 }
@@ -41,9 +46,14 @@ ParamBlock make_block(const ParamEntry& e, Granularity g, int64_t head_numel) {
   b.granularity = g;
   const int64_t numel = e.numel;
   switch (g) {
-    case Granularity::Sliced: throw UserError("parameter '" + e.name + "': sliced blocks come from make_sliced_block");
-    case Granularity::Whole: b.block_size = numel; break;
-    case Granularity::PerElement: b.block_size = 1; break;
+    case Granularity::Sliced:
+      throw UserError("parameter '" + e.name + "': sliced blocks come from make_sliced_block");
+    case Granularity::Whole:
+      b.block_size = numel;
+      break;
+    case Granularity::PerElement:
+      b.block_size = 1;
+      break;
     case Granularity::PerRow:
       if (e.shape.size() < 2) throw UserError("parameter '" + e.name + "': per-row blocks need a matrix");
       b.block_size = numel / e.shape[0];
@@ -77,7 +87,8 @@ ParamBlock make_sliced_block(const ParamEntry& e, int64_t head_dim) {
     const int64_t units = heads ? head_dim : 1;  // output units per block
     if (units <= 0 || sl.length % units != 0)
       throw UserError("parameter '" + e.name + "[" + sl.label + "]': " + std::to_string(sl.length) +
-                      " output units do not split into heads of " + std::to_string(head_dim) + " (check --dim / --n-heads)");
+                      " output units do not split into heads of " + std::to_string(head_dim) +
+                      " (check --dim / --n-heads)");
     r.count = sl.length / units;
     if (sl.dim == 0) {  // [3d, in]: an output unit is a row; a block is `units` whole rows
       r.offset = sl.begin * cols;

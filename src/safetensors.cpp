@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "errors.h"
+#include "atomic_file.h"
 #include "json_file.h"
 
 namespace bs {
@@ -32,11 +33,11 @@ struct DtypeInfo {
 };
 
 const std::vector<DtypeInfo>& dtypes() {
-  static const std::vector<DtypeInfo> d = {
-      {"F64", 8, torch::kFloat64}, {"F32", 4, torch::kFloat32}, {"F16", 2, torch::kFloat16},
-      {"BF16", 2, torch::kBFloat16}, {"I64", 8, torch::kInt64}, {"I32", 4, torch::kInt32},
-      {"I16", 2, torch::kInt16},   {"I8", 1, torch::kInt8},     {"U8", 1, torch::kUInt8},
-      {"BOOL", 1, torch::kBool}};
+  static const std::vector<DtypeInfo> d = {{"F64", 8, torch::kFloat64}, {"F32", 4, torch::kFloat32},
+                                           {"F16", 2, torch::kFloat16}, {"BF16", 2, torch::kBFloat16},
+                                           {"I64", 8, torch::kInt64},   {"I32", 4, torch::kInt32},
+                                           {"I16", 2, torch::kInt16},   {"I8", 1, torch::kInt8},
+                                           {"U8", 1, torch::kUInt8},    {"BOOL", 1, torch::kBool}};
   return d;
 }
 
@@ -84,7 +85,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& text, 
     if (name == "__metadata__") {
       if (!v.is_object()) throw UserError(where + ": __metadata__ must be an object of strings");
       for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) throw UserError(where + ": __metadata__ value of '" + m.key() + "' is not a string");
+        if (!m.value().is_string())
+          throw UserError(where + ": __metadata__ value of '" + m.key() + "' is not a string");
         if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -127,11 +129,13 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& text, 
     out.push_back(std::move(e));
   }
   // The buffer is covered exactly once, in offset order: no overlaps, no holes, nothing after.
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   size_t at = 0;
   for (const auto& e : out) {
     if (e.begin != at)
-      throw UserError(where + ": tensor '" + e.name + "' " + (e.begin < at ? "overlaps the one before it" : "leaves a hole before it") +
+      throw UserError(where + ": tensor '" + e.name + "' " +
+                      (e.begin < at ? "overlaps the one before it" : "leaves a hole before it") +
                       " in the data buffer");
     at = e.end;
   }
@@ -218,18 +222,21 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw UserError("cannot create '" + path + "' (" + std::strerror(errno) + ")");
   unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<unsigned char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
   bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size();
   for (const auto& t : data)
-    if (ok && t.numel() > 0) ok = std::fwrite(t.data_ptr(), t.element_size(), t.numel(), f) == static_cast<size_t>(t.numel());
+    if (ok && t.numel() > 0)
+      ok = std::fwrite(t.data_ptr(), t.element_size(), t.numel(), f) == static_cast<size_t>(t.numel());
   ok = (std::fflush(f) == 0) && ok;
   ok = (::fsync(fileno(f)) == 0) && ok;
   const int saved = errno;
   ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!ok) {
     std::remove(tmp.c_str());
-    throw UserError("cannot write '" + path + "' (" + std::strerror(saved ? saved : errno) + ")");
+    throw UserError("cannot write '" + path + "' (" + std::strerror(saved ? saved : EIO) + ")");
   }
+  publish(tmp, path);
 }
 
 }  // namespace bs

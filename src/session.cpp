@@ -26,11 +26,6 @@
 
 namespace bs {
 
-std::string& command_line() {
-  static std::string line;
-  return line;
-}
-
 namespace {
 
 // Temporary files (NAME.tmp.PID, json_file.h's temp_name) that another process left in `dir`: with the
@@ -115,7 +110,8 @@ void load_params(Network& net, const std::string& path) {
     if (!h5_has_dataset(path, name))
       throw UserError("--params '" + path + "': no dataset for parameter '" + name + "' (saved from another model?)");
     auto v = read_h5_dataset(path, name, "--params", t.sizes().vec());  // refuses another shape, naming it
-    if (!torch::isfinite(v).all().item<bool>()) throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
+    if (!torch::isfinite(v).all().item<bool>())
+      throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
     copies.emplace_back(t, v);
   }
   torch::NoGradGuard g;
@@ -127,9 +123,12 @@ Session open_session(const CommonOptions& opt) {
   Session s;
   s.opt = opt;
   s.loss = loss_kind_from_string(opt.loss);
-  if (opt.dtype == "float32") s.dtype = torch::kFloat32;
-  else if (opt.dtype == "float64") s.dtype = torch::kFloat64;
-  else throw UserError("--dtype '" + opt.dtype + "': expected float32 or float64");
+  if (opt.dtype == "float32")
+    s.dtype = torch::kFloat32;
+  else if (opt.dtype == "float64")
+    s.dtype = torch::kFloat64;
+  else
+    throw UserError("--dtype '" + opt.dtype + "': expected float32 or float64");
   if (opt.device == "cuda") {
     if (!torch::cuda::is_available()) throw UserError("--device cuda: no CUDA device (or this LibTorch has no CUDA)");
     throw UserError("--device cuda: not supported yet by this build (use --device cpu)");
@@ -141,7 +140,9 @@ Session open_session(const CommonOptions& opt) {
   if (opt.threads > 0) {
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores > 0 && opt.threads > cores)
-      std::fprintf(stderr, "blocksharp: warning: --threads %d is more than the %ld cores here; threads beyond them only wait for each other\n",
+      std::fprintf(stderr,
+                   "blocksharp: warning: --threads %d is more than the %ld cores here; threads beyond them only wait "
+                   "for each other\n",
                    opt.threads, cores);
     torch::set_num_threads(opt.threads);
   }
@@ -160,8 +161,8 @@ Session open_session(const CommonOptions& opt) {
     const ModelConfig& cfg = hf->config;
     const int64_t tok_vocab = tokenizer_vocab_size(opt.tokenizer);
     if (tok_vocab > cfg.vocab)
-      throw UserError("--tokenizer " + opt.tokenizer + " has " + std::to_string(tok_vocab) + " tokens, more than the vocab_size " +
-                      std::to_string(cfg.vocab) + " of '" + opt.model + "'");
+      throw UserError("--tokenizer " + opt.tokenizer + " has " + std::to_string(tok_vocab) +
+                      " tokens, more than the vocab_size " + std::to_string(cfg.vocab) + " of '" + opt.model + "'");
     if (opt.seq_len > cfg.seq_len)
       throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of '" + opt.model + "' (" +
                       std::to_string(cfg.seq_len) + ")");
@@ -180,8 +181,8 @@ Session open_session(const CommonOptions& opt) {
     const ModelConfig cfg = resolve_model_config(opt.model, opt.sets, tokenizer_vocab_size(opt.tokenizer), 0);
     const bool text = opt.data == "brown" || opt.data == "pydocs";
     if (text && cfg.vocab > 0 && cfg.vocab < tokenizer_vocab_size(opt.tokenizer))  // ids past the embedding
-      throw UserError("--set vocab=" + std::to_string(cfg.vocab) + " is smaller than --tokenizer " + opt.tokenizer + "'s " +
-                      std::to_string(tokenizer_vocab_size(opt.tokenizer)) + " tokens");
+      throw UserError("--set vocab=" + std::to_string(cfg.vocab) + " is smaller than --tokenizer " + opt.tokenizer +
+                      "'s " + std::to_string(tokenizer_vocab_size(opt.tokenizer)) + " tokens");
     if (cfg.seq_len > 0 && opt.seq_len > cfg.seq_len)
       throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of model '" + opt.model +
                       "' (" + std::to_string(cfg.seq_len) + "); give --set seq_len=" + std::to_string(opt.seq_len) +
@@ -191,8 +192,8 @@ Session open_session(const CommonOptions& opt) {
   }
   s.data = make_data(d);
   // Token ids outside the embedding would fail deep inside the first forward: refuse them here.
-  if (const auto [lo, hi] = s.data->input_id_range(); s.net->info().vocab > 0 && hi >= lo &&
-                                                      (lo < 0 || hi >= s.net->info().vocab))
+  if (const auto [lo, hi] = s.data->input_id_range();
+      s.net->info().vocab > 0 && hi >= lo && (lo < 0 || hi >= s.net->info().vocab))
     throw UserError("--data '" + opt.data + "': token id " + std::to_string(lo < 0 ? lo : hi) +
                     " is outside the vocabulary of model '" + opt.model + "' (" + std::to_string(s.net->info().vocab) +
                     " tokens)");

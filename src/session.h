@@ -9,6 +9,7 @@
 #include "distributed.h"
 #include "loss.h"
 #include "network.h"
+#include "provenance.h"
 
 namespace bs {
 
@@ -27,9 +28,9 @@ struct CommonOptions {
   int threads = 0;  // 0: LibTorch's default
   std::string out = "out";
   bool shuffle = false;
-  std::string params_file;  // --params: start from parameters saved by name (e.g. final_params.h5)
+  std::string params_file;                       // --params: start from parameters saved by name (e.g. final_params.h5)
   int64_t dim = 0, n_heads = 0, n_kv_heads = 0;  // for TorchScript attention models
-  dist::DistOptions dist;  // --dist-backend, --dist-timeout (used when WORLD_SIZE > 1)
+  dist::DistOptions dist;                        // --dist-backend, --dist-timeout (used when WORLD_SIZE > 1)
 };
 
 struct Session {
@@ -58,8 +59,5 @@ void load_params(Network& net, const std::string& path);
 void prepare_out_dir(const std::string& dir);
 // Creates `dir` if needed and proves it writable; the UserError names `option` (e.g. "--export-hf").
 void ensure_writable_dir(const std::string& dir, const std::string& option);
-
-// The full command line, for provenance attributes in output files.
-std::string& command_line();
 
 }  // namespace bs

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "data.h"
+#include "cache_dir.h"
 #include "errors.h"
 
 namespace bs {
@@ -75,8 +75,10 @@ std::vector<std::string> Gpt2Tokenizer::pretokenize(const std::string& text) {
     if (cps[i].cp == '\'' && i + 1 < n) {
       UChar32 a = cps[i + 1].cp, b = i + 2 < n ? cps[i + 2].cp : 0;
       size_t len = 0;
-      if (a == 's' || a == 't' || a == 'm' || a == 'd') len = 2;
-      else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) len = 3;
+      if (a == 's' || a == 't' || a == 'm' || a == 'd')
+        len = 2;
+      else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+        len = 3;
       if (len) {
         emit(i, i + len);
         i += len;

@@ -60,7 +60,8 @@ nlohmann::json run(const DistBenchOptions& o, int n, int64_t global_batch, const
 }  // namespace
 
 void register_bench_dist(CLI::App& bench) {
-  auto* cmd = bench.add_subcommand("dist", "data-parallel scaling (1 vs N local ranks) and bytes communicated per step");
+  auto* cmd =
+      bench.add_subcommand("dist", "data-parallel scaling (1 vs N local ranks) and bytes communicated per step");
   auto o = std::make_shared<DistBenchOptions>();
   cmd->add_option("--model", o->model, "built-in model")->capture_default_str();
   cmd->add_option("--steps", o->steps, "training steps per run")->capture_default_str();
@@ -89,8 +90,9 @@ void register_bench_dist(CLI::App& bench) {
     // Efficiency: throughput over (N / N0) times the baseline's throughput.
     for (auto* series : {&strong, &weak})
       for (auto& r : *series)
-        r["scaling_efficiency"] = r["examples_per_second"].get<double>() /
-                                  ((r["ranks"].get<double>() / n0) * series->front()["examples_per_second"].get<double>());
+        r["scaling_efficiency"] =
+            r["examples_per_second"].get<double>() /
+            ((r["ranks"].get<double>() / n0) * series->front()["examples_per_second"].get<double>());
     nlohmann::json out = {
         {"model", o->model},
         {"steps", o->steps},
@@ -98,12 +100,13 @@ void register_bench_dist(CLI::App& bench) {
         {"cores", sysconf(_SC_NPROCESSORS_ONLN)},
         {"strong_scaling", strong},
         {"weak_scaling", weak},
-        {"note", "Gradients are all-reduced once per step (25 MB buckets): each rank hands over its full gradient "
-                 "(4 bytes per float32 parameter), and a ring all-reduce sends 2(N-1)/N of that per rank, so "
-                 "bytes per rank stay near 2x the gradient as N grows while compute per rank shrinks as 1/N at a "
-                 "fixed global batch: strong scaling falls with N unless the network keeps up; weak scaling "
-                 "(fixed per-rank batch) stays high. With N ranks on 2 cores, ranks also share cores and memory "
-                 "bandwidth."}};
+        {"note",
+         "Gradients are all-reduced once per step (25 MB buckets): each rank hands over its full gradient "
+         "(4 bytes per float32 parameter), and a ring all-reduce sends 2(N-1)/N of that per rank, so "
+         "bytes per rank stay near 2x the gradient as N grows while compute per rank shrinks as 1/N at a "
+         "fixed global batch: strong scaling falls with N unless the network keeps up; weak scaling "
+         "(fixed per-rank batch) stays high. With N ranks on 2 cores, ranks also share cores and memory "
+         "bandwidth."}};
     std::printf("%s\n", out.dump(2).c_str());
   });
 }

@@ -29,7 +29,8 @@ class Collect : public benchmark::BenchmarkReporter {
   bool ReportContext(const Context&) override { return true; }
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& r : runs)
-      if (r.iterations > 0) seconds[r.run_name.function_name] = r.real_accumulated_time / static_cast<double>(r.iterations);
+      if (r.iterations > 0)
+        seconds[r.run_name.function_name] = r.real_accumulated_time / static_cast<double>(r.iterations);
   }
   std::map<std::string, double> seconds;
 };
@@ -89,18 +90,26 @@ void register_bench_optim(CLI::App& bench) {
     const float* sp = src.data_ptr<float>();
     float* dp = dst.data_ptr<float>();
     Collect rep;
-    benchmark::RegisterBenchmark("copy", [&](benchmark::State& st) {
-      for (auto _ : st) {
-        at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) { std::memcpy(dp + b, sp + b, sizeof(float) * (e - b)); });
-        benchmark::ClobberMemory();
-      }
-    })->UseRealTime()->MinTime(o->min_time);
-    benchmark::RegisterBenchmark("axpy", [&](benchmark::State& st) {
-      for (auto _ : st) {
-        parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
-        benchmark::ClobberMemory();
-      }
-    })->UseRealTime()->MinTime(o->min_time);
+    benchmark::RegisterBenchmark("copy",
+                                 [&](benchmark::State& st) {
+                                   for (auto _ : st) {
+                                     at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
+                                       std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
+                                     });
+                                     benchmark::ClobberMemory();
+                                   }
+                                 })
+        ->UseRealTime()
+        ->MinTime(o->min_time);
+    benchmark::RegisterBenchmark("axpy",
+                                 [&](benchmark::State& st) {
+                                   for (auto _ : st) {
+                                     parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
+                                     benchmark::ClobberMemory();
+                                   }
+                                 })
+        ->UseRealTime()
+        ->MinTime(o->min_time);
 
     // One independent set of parameters, gradients and optimizer per method.
     struct Case {
@@ -133,9 +142,12 @@ void register_bench_optim(CLI::App& bench) {
       cases.push_back(std::move(c));
     }
     for (auto& c : cases)
-      benchmark::RegisterBenchmark(c.name.c_str(), [&c](benchmark::State& st) {
-        for (auto _ : st) c.opt->step();
-      })->UseRealTime()->MinTime(o->min_time);
+      benchmark::RegisterBenchmark(c.name.c_str(),
+                                   [&c](benchmark::State& st) {
+                                     for (auto _ : st) c.opt->step();
+                                   })
+          ->UseRealTime()
+          ->MinTime(o->min_time);
     int argc = 1;
     char arg0[] = "blocksharp";
     char* argv[] = {arg0, nullptr};
@@ -173,8 +185,8 @@ void register_bench_optim(CLI::App& bench) {
       std::vector<std::string> names;
       std::vector<torch::Tensor> ts;
       for (size_t i = 0; i < model.names.size(); ++i)
-        if (model.shapes[i].size() == 2 && (model.names[i].find("attn") != std::string::npos ||
-                                            model.names[i].find("mlp") != std::string::npos)) {
+        if (model.shapes[i].size() == 2 &&
+            (model.names[i].find("attn") != std::string::npos || model.names[i].find("mlp") != std::string::npos)) {
           names.push_back(model.names[i]);
           ts.push_back(cases.back().params[i]);
         }

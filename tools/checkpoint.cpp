@@ -18,7 +18,7 @@ void save_checkpoint(const std::string& path, int64_t step, const Network& net, 
   for (const auto& [name, t] : net.named_parameters()) out.write("/params/" + name, t);
   for (const auto& [key, t] : opt.state_dict()) out.write("/optimizer/" + key, t);
   out.attribute("optimizer", opt.name());
-  out.attribute("command_line", command_line());
+  out.provenance();
   out.commit();
 }
 
@@ -30,9 +30,10 @@ Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt
   const std::vector<int64_t> scalar;  // /step and /train_loss are HDF5 scalars
   c.step = read_h5_dataset(path, "step", "--resume checkpoint", scalar).item<int64_t>();
   if (c.step < 0 || c.step > total_steps)
-    throw UserError("--resume: checkpoint '" + path + "' has /step " + std::to_string(c.step) + ", outside [0, --steps " +
-                    std::to_string(total_steps) + "]");
-  if (h5_has_dataset(path, "train_loss")) c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint", scalar).item<double>();
+    throw UserError("--resume: checkpoint '" + path + "' has /step " + std::to_string(c.step) +
+                    ", outside [0, --steps " + std::to_string(total_steps) + "]");
+  if (h5_has_dataset(path, "train_loss"))
+    c.train_loss = read_h5_dataset(path, "train_loss", "--resume checkpoint", scalar).item<double>();
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
   for (auto& [name, t] : net.named_parameters()) {
     if (!h5_has_dataset(path, "params/" + name))

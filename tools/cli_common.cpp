@@ -4,16 +4,20 @@
 namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o) {
-  cmd->add_option("--model", o.model, "built-in model (gpt2-tiny, gpt2-small-cpu, llama-tiny, llama-small-cpu, "
-                                       "mlp-mnist, cnn-mnist) or path to a TorchScript .pt")
+  cmd->add_option("--model", o.model,
+                  "built-in model (gpt2-tiny, gpt2-small-cpu, llama-tiny, llama-small-cpu, "
+                  "mlp-mnist, cnn-mnist) or path to a TorchScript .pt")
       ->capture_default_str();
-  cmd->add_option("--set", o.sets, "override a preset size: key=value (n_layer, dim, n_heads, n_kv_heads, vocab, "
-                                    "seq_len, tied, ffn, hidden); repeatable");
-  cmd->add_option("--data", o.data, "built-in data (brown, pydocs, mnist, fashion-mnist) or an .h5 file with "
-                                     "/inputs and /targets")
+  cmd->add_option("--set", o.sets,
+                  "override a preset size: key=value (n_layer, dim, n_heads, n_kv_heads, vocab, "
+                  "seq_len, tied, ffn, hidden); repeatable");
+  cmd->add_option("--data", o.data,
+                  "built-in data (brown, pydocs, mnist, fashion-mnist) or an .h5 file with "
+                  "/inputs and /targets")
       ->capture_default_str();
-  cmd->add_option("--val-data", o.val_data, ".h5 --data: validation rows from this .h5 file's /inputs and /targets "
-                                             "(instead of the data file's own /val_inputs and /val_targets)");
+  cmd->add_option("--val-data", o.val_data,
+                  ".h5 --data: validation rows from this .h5 file's /inputs and /targets "
+                  "(instead of the data file's own /val_inputs and /val_targets)");
   cmd->add_option("--tokenizer", o.tokenizer, "text corpora: byte or gpt2")->capture_default_str();
   cmd->add_option("--loss", o.loss, "ce or mse")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();
@@ -25,7 +29,8 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();
   cmd->add_option("--params", o.params_file, "start from parameters saved by name in an .h5 file (final_params.h5)");
   cmd->add_flag("--shuffle", o.shuffle, ".h5 data: seeded per-epoch shuffling instead of rows in order");
-  cmd->add_option("--dist-backend", o.dist.backend, "with WORLD_SIZE > 1 (torchrun or `blocksharp launch`): auto, gloo or nccl")
+  cmd->add_option("--dist-backend", o.dist.backend,
+                  "with WORLD_SIZE > 1 (torchrun or `blocksharp launch`): auto, gloo or nccl")
       ->capture_default_str();
   cmd->add_option("--dist-timeout", o.dist.timeout_s, "seconds to wait for a rank (rendezvous and every collective)")
       ->capture_default_str();

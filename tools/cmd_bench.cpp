@@ -140,14 +140,14 @@ nlohmann::json bench_eigen(BenchModel& m, const BenchOptions& o) {
   ref_opt.tol = 1e-10;
   ref_opt.ncv = 40;
   ref_opt.start = start;
-  ref_opt.which = "LM";  // power iteration converges to the largest magnitudes: compare like with like
+  ref_opt.which = EigWhich::LM;  // power iteration converges to the largest magnitudes: compare like with like
   const auto ref = lanczos_eigs(op, n, ref_opt);
   for (int64_t k : {1, 5}) {
     EigOptions lo;
     lo.k = k;
     lo.tol = o.power_tol;
     lo.start = start;
-    lo.which = "LM";
+    lo.which = EigWhich::LM;
     const auto lz = lanczos_eigs(op, n, lo);  // profile's basis: max(2k+1, 20) vectors
     const auto pw = power_eigs(op, n, lo);
     std::vector<double> ref_k(ref.values.begin(), ref.values.begin() + k);
@@ -235,7 +235,8 @@ void register_bench(CLI::App& app) {
   register_bench_optim(*bench);
   register_bench_dist(*bench);
   hvp->callback([o] {
-    nlohmann::json out = {{"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};
+    nlohmann::json out = {
+        {"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);
     out["threads"] = torch::get_num_threads();  // as the models' sessions set them
     std::printf("%s\n", out.dump(2).c_str());

@@ -44,7 +44,8 @@ void show(const std::string& path) {
     for (const auto& p : j["params"]) g.push_back(p.value("gsnr", 0.0));
     std::sort(g.begin(), g.end());
     if (!g.empty())
-      std::printf("g-SNR min %.4g  median %.4g  max %.4g (step size = lr * gsnr)\n", g.front(), g[g.size() / 2], g.back());
+      std::printf("g-SNR min %.4g  median %.4g  max %.4g (step size = lr * gsnr)\n", g.front(), g[g.size() / 2],
+                  g.back());
   }
 }
 
@@ -53,18 +54,23 @@ void check(const std::string& path, const CommonOptions& common) {
   const std::string kind = config_kind(j, path);
   Session s = open_session(common);
   const ParamTable table(s.net->named_parameters());
-  if (kind == "adam_mini") adam_mini_from_json(j, table, path);
-  else if (kind == "blockwise_lr") blockwise_lr_from_json(j, table, path);
-  else if (kind == "sgd_sai") sgd_sai_from_json(j, table, path);
-  else throw UserError("config '" + path + "': unknown config kind '" + kind + "'");
+  if (kind == "adam_mini")
+    adam_mini_from_json(j, table, path);
+  else if (kind == "blockwise_lr")
+    blockwise_lr_from_json(j, table, path);
+  else if (kind == "sgd_sai")
+    sgd_sai_from_json(j, table, path);
+  else
+    throw UserError("config '" + path + "': unknown config kind '" + kind + "'");
   std::printf("%s: valid %s config for %s\n", path.c_str(), kind.c_str(), common.model.c_str());
 }
 
 // The name -> kind table, in the order it is tried (first match wins).
 void rules() {
-  std::printf("Block kinds from parameter names: the lower-cased name is tried against each rule in order;\n"
-              "the first rule with a pattern inside the name decides (else Other). profile --group-pattern\n"
-              "KIND=substring overrides the groups of blockwise_lr.json.\n\n");
+  std::printf(
+      "Block kinds from parameter names: the lower-cased name is tried against each rule in order;\n"
+      "the first rule with a pattern inside the name decides (else Other). profile --group-pattern\n"
+      "KIND=substring overrides the groups of blockwise_lr.json.\n\n");
   std::printf("%-4s %-6s %s\n", "rule", "kind", "patterns (any)  -- why");
   int i = 1;
   for (const auto& r : kind_rules()) {

@@ -31,7 +31,8 @@ int free_port(const std::string& addr) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = 0;
-  if (inet_pton(AF_INET, addr == "localhost" ? "127.0.0.1" : addr.c_str(), &a.sin_addr) != 1) a.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (inet_pton(AF_INET, addr == "localhost" ? "127.0.0.1" : addr.c_str(), &a.sin_addr) != 1)
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
   socklen_t len = sizeof a;
   int port = 29500;
   if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
@@ -51,7 +52,8 @@ struct LaunchOptions {
 
 int launch(const LaunchOptions& o) {
   if (o.n < 1) throw UserError("launch -n must be at least 1");
-  if (o.command.empty()) throw UserError("launch: give the subcommand after --, e.g. launch -n 2 -- profile --model gpt2-tiny");
+  if (o.command.empty())
+    throw UserError("launch: give the subcommand after --, e.g. launch -n 2 -- profile --model gpt2-tiny");
   if (o.command.front() == "launch") throw UserError("launch: the subcommand cannot be launch itself");
   const char* env_addr = std::getenv("MASTER_ADDR");
   const char* env_port = std::getenv("MASTER_PORT");

@@ -21,7 +21,8 @@ int64_t large_model_params() {
   if (!v || !*v) return 50'000'000;
   char* end = nullptr;
   const long long n = std::strtoll(v, &end, 10);
-  if (*end || n <= 0) throw UserError("BLOCKSHARP_LARGE_MODEL='" + std::string(v) + "': expected a positive parameter count");
+  if (*end || n <= 0)
+    throw UserError("BLOCKSHARP_LARGE_MODEL='" + std::string(v) + "': expected a positive parameter count");
   return n;
 }
 
@@ -33,10 +34,10 @@ void large_model_defaults(const CLI::App* cmd, ProfileOptions& p, int64_t n_para
   if (n_params < large_model_params()) return;
   std::string changed;
   auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
-  if (unset("--block-eigs")) p.block_eigs = "none", changed += " --block-eigs none";
+  if (unset("--block-eigs")) p.block_eigs = BlockEigs::None, changed += " --block-eigs none";
   if (unset("--density-runs")) p.density_runs = 1, changed += " --density-runs 1";
   if (unset("--probes")) p.probes = 30, changed += " --probes 30";
-  if (unset("--tol") && p.method == "lanczos") p.tol = 1e-4, changed += " --tol 1e-4";
+  if (unset("--tol") && p.method == EigMethod::Lanczos) p.tol = 1e-4, changed += " --tol 1e-4";
   if (!changed.empty())
     std::fprintf(stderr, "blocksharp: note: %lld parameters: large-model defaults%s (give an option to choose it)\n",
                  static_cast<long long>(n_params), changed.c_str());
@@ -45,32 +46,39 @@ void large_model_defaults(const CLI::App* cmd, ProfileOptions& p, int64_t n_para
 }  // namespace
 
 void register_profile(CLI::App& app) {
-  auto* cmd = app.add_subcommand("profile", "Hessian eigenvalues, traces, density and per-block sharpness -> DIR/profile.h5");
+  auto* cmd =
+      app.add_subcommand("profile", "Hessian eigenvalues, traces, density and per-block sharpness -> DIR/profile.h5");
   auto common = std::make_shared<CommonOptions>();
   auto p = std::make_shared<ProfileOptions>();
   add_common_options(cmd, *common);
   cmd->add_option("--topk", p->topk, "top eigenvalues of the Hessian")->capture_default_str();
   cmd->add_option("--probes", p->probes, "products for the traces (Hutch++: the largest multiple of 3 below)")
       ->capture_default_str();
-  cmd->add_option("--trace-estimator", p->trace_estimator,
-                  "hutchinson, or hutch++ (exact on a sketch of the dominant eigenspace: lower error when a few eigenvalues dominate)")
-      ->capture_default_str();
+  add_enum_option(cmd, "--trace-estimator", p->trace_estimator,
+                  {{"hutchinson", TraceEstimator::Hutchinson}, {"hutch++", TraceEstimator::HutchPlusPlus}},
+                  "hutchinson, or hutch++ (exact on a sketch of the dominant eigenspace: lower error when a few "
+                  "eigenvalues dominate)");
   cmd->add_option("--batches", p->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
-  cmd->add_option("--method", p->method, "lanczos (Spectra) or power (PyHessian's deflated power iteration)")
+  add_enum_option(cmd, "--method", p->method, {{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}},
+                  "lanczos (Spectra) or power (PyHessian's deflated power iteration)");
+  add_enum_option(cmd, "--which", p->which, {{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}},
+                  "LA largest, SA smallest, LM largest-magnitude eigenvalues (Lanczos)");
+  cmd->add_option_function<double>(
+      "--tol", [p](double v) { p->tol = v; }, "eigensolver tolerance (default: Lanczos 1e-10, power iteration 1e-3)");
+  add_enum_option(cmd, "--block-eigs", p->block_eigs,
+                  {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}},
+                  "lambda_max of diagonal blocks: none, kinds or all (every tensor)");
+  cmd->add_option("--density-runs", p->density_runs, "SLQ runs for the spectral density (0 = skip)")
       ->capture_default_str();
-  cmd->add_option("--which", p->which, "LA largest, SA smallest, LM largest-magnitude eigenvalues (Lanczos)")
-      ->capture_default_str();
-  cmd->add_option("--tol", p->tol, "eigensolver tolerance (power iteration: 1e-3 unless set)")->capture_default_str();
-  cmd->add_option("--block-eigs", p->block_eigs, "lambda_max of diagonal blocks: none, kinds or all (every tensor)")
-      ->capture_default_str();
-  cmd->add_option("--density-runs", p->density_runs, "SLQ runs for the spectral density (0 = skip)")->capture_default_str();
   cmd->add_option("--density-steps", p->density_steps, "Lanczos steps per SLQ run")->capture_default_str();
   cmd->add_flag("!--no-reorth", p->reorth, "SLQ without full reorthogonalisation (less memory)");
   cmd->add_option("--gn-samples", p->gn_samples, "sampled-label gradients for the Gauss-Newton diagonal (ce only)")
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
   auto e = std::make_shared<EmitOptions>();
-  cmd->add_option("--adam-mini", e->adam_mini, "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused q/k/v cut per slice)")
+  cmd->add_option("--adam-mini", e->adam_mini,
+                  "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused "
+                  "q/k/v cut per slice)")
       ->capture_default_str();
   cmd->add_option("--structure-threshold", e->structure_threshold, "measured Adam-mini: diagonal mass to hold")
       ->capture_default_str();

@@ -88,18 +88,21 @@ void run_structure(Session& s, const StructureOptions& o) {
   out.write("/partitions/fraction_stderr", se);
   out.write("/recommended", std::vector<std::string>{best.name});
   out.write("/threshold", o.threshold);
-  out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
-  out.attribute("command_line", command_line());
+  out.provenance();
   out.attribute("model", s.opt.model);
   out.attribute("method", dense ? "dense" : "randomized");
   out.commit();
 
-  std::printf("Hessian of %s (%lld entries, %s, %lld products)\n", o.params.size() == 1 ? o.params[0].c_str() : "the set",
-              static_cast<long long>(n), dense ? "dense" : "randomized estimate", static_cast<long long>(H.n_hvp()));
+  std::printf("Hessian of %s (%lld entries, %s, %lld products)\n",
+              o.params.size() == 1 ? o.params[0].c_str() : "the set", static_cast<long long>(n),
+              dense ? "dense" : "randomized estimate", static_cast<long long>(H.n_hvp()));
   std::printf("%-12s %9s %22s\n", "partition", "blocks", "mass in diagonal blocks");
   for (const auto& c : cands) {
-    if (dense) std::printf("%-12s %9lld %22.4f\n", c.name.c_str(), static_cast<long long>(c.n_blocks), c.fraction);
-    else std::printf("%-12s %9lld %14.4f +- %.4f\n", c.name.c_str(), static_cast<long long>(c.n_blocks), c.fraction, c.fraction_stderr);
+    if (dense)
+      std::printf("%-12s %9lld %22.4f\n", c.name.c_str(), static_cast<long long>(c.n_blocks), c.fraction);
+    else
+      std::printf("%-12s %9lld %14.4f +- %.4f\n", c.name.c_str(), static_cast<long long>(c.n_blocks), c.fraction,
+                  c.fraction_stderr);
   }
   std::printf("recommended: %s (finest partition holding >= %.2f of the mass)\nwrote %s/structure.h5\n",
               best.name.c_str(), o.threshold, s.opt.out.c_str());
@@ -108,7 +111,8 @@ void run_structure(Session& s, const StructureOptions& o) {
 }  // namespace
 
 void register_structure(CLI::App& app) {
-  auto* cmd = app.add_subcommand("structure", "dense Hessian of one tensor and its best block partition -> DIR/structure.h5");
+  auto* cmd =
+      app.add_subcommand("structure", "dense Hessian of one tensor and its best block partition -> DIR/structure.h5");
   auto common = std::make_shared<CommonOptions>();
   auto o = std::make_shared<StructureOptions>();
   add_common_options(cmd, *common);

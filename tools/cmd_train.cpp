@@ -1,7 +1,10 @@
 // `blocksharp train`: trains a model with the chosen optimizer (see train_loop.h).
+#include <cstdio>
+
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
+#include "registry.h"
 #include "train_loop.h"
 
 namespace bs {
@@ -11,9 +14,13 @@ void register_train(CLI::App& app) {
   auto common = std::make_shared<CommonOptions>();
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
-  cmd->add_option("--optimizer", t->optimizer,
-                  "adamw, adam-mini, sgd-sai, apollo, apollo-mini, galore, frugal, adapm, sgd-clip, adam-clip, torch-adamw (LibTorch's)")
+  std::string optimizers;  // the registry's names; --list-optimizers shows what each is
+  for (const auto& e : optimizer_registry()) optimizers += (optimizers.empty() ? "" : ", ") + e.name;
+  cmd->add_option("--optimizer", t->optimizer, optimizers + " (--list-optimizers: what each is)")
       ->capture_default_str();
+  auto list = std::make_shared<bool>(false);
+  cmd->add_flag("--list-optimizers", *list,
+                "print the optimizers, the configs each takes and their defaults, and exit");
   cmd->add_option("--steps", t->steps, "optimizer steps")->capture_default_str();
   // Unset hyperparameters take the chosen optimizer's official defaults (default_options).
   auto given = std::make_shared<OptimizerOptions>();
@@ -24,7 +31,8 @@ void register_train(CLI::App& app) {
   auto* o_b2 = cmd->add_option("--beta2", given->beta2, "second-moment decay (0.999)");
   auto* o_eps = cmd->add_option("--eps", given->eps, "epsilon (1e-8)");
   cmd->add_option("--warmup", t->schedule.warmup, "linear warmup steps")->capture_default_str();
-  cmd->add_option("--schedule", t->schedule.kind, "constant or cosine")->capture_default_str();
+  add_enum_option(cmd, "--schedule", t->schedule.kind,
+                  {{"constant", ScheduleKind::Constant}, {"cosine", ScheduleKind::Cosine}}, "constant or cosine");
   cmd->add_option("--min-lr-ratio", t->schedule.min_lr_ratio, "cosine floor as a fraction of --lr")
       ->capture_default_str();
   cmd->add_option("--grad-clip", t->grad_clip, "max global gradient norm (0 = off)")->capture_default_str();
@@ -37,35 +45,47 @@ void register_train(CLI::App& app) {
   cmd->add_option("--config", t->configs,
                   "configs from `profile`: blockwise_lr.json (adamw, adam-mini), adam_mini.json, sgd_sai.json");
   cmd->add_flag("--resume", t->resume, "continue from DIR/checkpoint.h5");
-  cmd->add_option("--export-hf", t->export_hf,
-                  "also write the final parameters as a Hugging Face checkpoint (config.json + model.safetensors) in DIR");
-  cmd->add_option("--no-decay", t->no_decay, "no weight decay for names containing these substrings (e.g. norm ln bias)")
+  cmd->add_option(
+      "--export-hf", t->export_hf,
+      "also write the final parameters as a Hugging Face checkpoint (config.json + model.safetensors) in DIR");
+  cmd->add_option("--no-decay", t->no_decay,
+                  "no weight decay for names containing these substrings (e.g. norm ln bias)")
       ->delimiter(',');
-  cmd->add_option("--trace-every", t->trace.every, "every K steps record sharpness on a fixed probe batch to DIR/trace.h5")
+  cmd->add_option("--trace-every", t->trace.every,
+                  "every K steps record sharpness on a fixed probe batch to DIR/trace.h5")
       ->capture_default_str();
   cmd->add_option("--trace-probes", t->trace.probes, "Hutchinson probes per trace record")->capture_default_str();
   cmd->add_option("--trace-batch-size", t->trace.batch_size, "rows of the fixed probe batch (0: a full batch)")
       ->capture_default_str();
   cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
-  cmd->add_option("--on-nonfinite", t->on_nonfinite, "non-finite loss or gradient: skip the step (counted) or abort")
-      ->capture_default_str();
-  cmd->add_flag("--zero1", t->zero1, "data parallel: each rank keeps the optimizer state of its share of the tensors (ZeRO-1)");
+  add_enum_option(cmd, "--on-nonfinite", t->on_nonfinite, {{"skip", OnNonfinite::Skip}, {"abort", OnNonfinite::Abort}},
+                  "non-finite loss or gradient: skip the step (counted) or abort");
+  cmd->add_flag("--zero1", t->zero1,
+                "data parallel: each rank keeps the optimizer state of its share of the tensors (ZeRO-1)");
   cmd->add_option("--dist-check-every", t->dist_check_every,
                   "data parallel: verify parameters are identical on all ranks every N steps (0 = never)")
       ->capture_default_str();
-  cmd->add_option("--clip-fraction", t->clip.fraction, "sgd-clip / adam-clip: fraction of coordinates clipped "
-                                                        "(default 0.1 / 0.5, the paper's)");
-  cmd->add_option("--clip-scale", t->clip.threshold_scale, "sgd-clip / adam-clip: threshold scale")->capture_default_str();
+  cmd->add_option("--clip-fraction", t->clip.fraction,
+                  "sgd-clip / adam-clip: fraction of coordinates clipped "
+                  "(default 0.1 / 0.5, the paper's)");
+  cmd->add_option("--clip-scale", t->clip.threshold_scale, "sgd-clip / adam-clip: threshold scale")
+      ->capture_default_str();
   cmd->add_option("--rank", t->projection.rank, "apollo / apollo-mini / galore rank (default 256 / 1 / 128)");
   cmd->add_option("--update-proj-gap", t->projection.update_gap, "projection refresh period")->capture_default_str();
-  cmd->add_option("--proj-scale", t->projection.scale, "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
+  cmd->add_option("--proj-scale", t->projection.scale,
+                  "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
   cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
-  cmd->add_option("--frugal-selection", t->frugal.selection, "frugal: randk, columns, rows or block")->capture_default_str();
+  cmd->add_option("--frugal-selection", t->frugal.selection, "frugal: randk, columns, rows or block")
+      ->capture_default_str();
   cmd->add_option("--density", t->frugal.density, "frugal: state-full fraction")->capture_default_str();
   cmd->add_option("--inactive-lr-scale", t->frugal.inactive_lr_scale, "frugal: signSGD lr scale (0.1 for fine-tuning)")
       ->capture_default_str();
-  cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps] {
+  cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps, list] {
+    if (*list) {
+      std::fputs(optimizer_table_markdown().c_str(), stdout);
+      return;
+    }
     t->optim = default_options(t->optimizer);
     if (o_lr->count()) t->optim.lr = given->lr;
     if (o_wd->count()) t->optim.weight_decay = given->weight_decay;
@@ -73,7 +93,8 @@ void register_train(CLI::App& app) {
     if (o_b2->count()) t->optim.beta2 = given->beta2;
     if (o_eps->count()) t->optim.eps = given->eps;
     if (t->resume && !common->params_file.empty())  // before the session loads --params
-      throw UserError("--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
+      throw UserError(
+          "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
     Session s = open_session(*common);
     train(s, *t);
   });

@@ -77,7 +77,8 @@ json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
       base += reg.count;
     }
     std::vector<Candidate> cands = {candidate("whole", torch::zeros_like(ids)), candidate("per-slice", per_slice),
-                                    candidate("sliced", ids), candidate("per-output-unit", block_ids(make_sliced_block(e, 1))),
+                                    candidate("sliced", ids),
+                                    candidate("per-output-unit", block_ids(make_sliced_block(e, 1))),
                                     candidate("per-element", torch::arange(e.numel).view(e.shape))};
     std::string method = "dense";
     if (e.numel <= o.structure_max_dense) {
@@ -92,10 +93,15 @@ json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
       blocks.push_back(c.n_blocks);
       fractions.push_back(c.fraction);
     }
-    return {{"sampled_param", e.name}, {"method", method}, {"candidates", names}, {"n_blocks", blocks},
-            {"diagonal_mass_fraction", fractions}, {"used", "sliced"},
-            {"note", "fused q/k/v weights cut per slice: q and k per head, v per output unit, as the official rules "
-                     "cut separate q_proj/k_proj/v_proj; every other tensor as the official v1.1.1 rules"}};
+    return {{"sampled_param", e.name},
+            {"method", method},
+            {"candidates", names},
+            {"n_blocks", blocks},
+            {"diagonal_mass_fraction", fractions},
+            {"used", "sliced"},
+            {"note",
+             "fused q/k/v weights cut per slice: q and k per head, v per output unit, as the official rules "
+             "cut separate q_proj/k_proj/v_proj; every other tensor as the official v1.1.1 rules"}};
   }
   return {{"note", "no fused q/k/v weight in this model: the partition equals the official v1.1.1 rules"}};
 }
@@ -105,7 +111,8 @@ json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
 void validate(const EmitOptions& o) {
   if (o.adam_mini != "rules" && o.adam_mini != "measured" && o.adam_mini != "slices")
     throw UserError("--adam-mini '" + o.adam_mini + "': expected rules, measured or slices");
-  if (!(o.structure_threshold > 0 && o.structure_threshold <= 1)) throw UserError("--structure-threshold must be in (0, 1]");
+  if (!(o.structure_threshold > 0 && o.structure_threshold <= 1))
+    throw UserError("--structure-threshold must be in (0, 1]");
   if (o.gsnr_batches < 1) throw UserError("--gsnr-batches must be at least 1");
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
 }
@@ -131,7 +138,8 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
     evidence = slice_evidence(s, o, part);
   } else {
     part = adam_mini_rules(table, info);
-    evidence = {{"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
+    evidence = {
+        {"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
   }
   const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
 
@@ -147,7 +155,8 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
     g = gsnr_over_batches(s, o.gsnr_batches);
   const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.opt.batch_size, 1e-8);
 
-  for (const auto& [name, j] : {std::pair<const char*, const json*>{"adam_mini.json", &am}, {"blockwise_lr.json", &bw},
+  for (const auto& [name, j] : {std::pair<const char*, const json*>{"adam_mini.json", &am},
+                                {"blockwise_lr.json", &bw},
                                 {"sgd_sai.json", &sai}}) {
     json with_id = *j;
     with_id["set_id"] = set.id();  // the profile run these came from (DIR/manifest.json)

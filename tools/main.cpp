@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (bs::dist::world_size() > 1) {
-    std::fprintf(stderr, "blocksharp: error: [rank %d of %d] %s\n", bs::dist::rank(), bs::dist::world_size(), error.c_str());
+    std::fprintf(stderr, "blocksharp: error: [rank %d of %d] %s\n", bs::dist::rank(), bs::dist::world_size(),
+                 error.c_str());
     std::fflush(nullptr);
     std::_Exit(1);  // no static destructors: a process group that lost a peer must not hang the exit
   }

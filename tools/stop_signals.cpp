@@ -34,7 +34,7 @@ sigset_t stop_set() {
   sigemptyset(&one);
   sigaddset(&one, sig);
   pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-  raise(sig);   // delivered to this thread at once: the default action ends the process
+  raise(sig);        // delivered to this thread at once: the default action ends the process
   _exit(128 + sig);  // not reached
 }
 

@@ -22,6 +22,7 @@
 #include "json_file.h"
 #include "output_set.h"
 #include "progress.h"
+#include "registry.h"
 #include "slice_lr.h"
 #include "stop_signals.h"
 #include "zero_optimizer.h"
@@ -47,8 +48,7 @@ std::string first_nonfinite_grad(const Network& net) {
 void write_final_params(const std::string& path, const Network& net, const std::string& model, OutputSet& set) {
   H5Output out(path);
   for (const auto& [name, t] : net.named_parameters()) out.write(name, t);
-  out.attribute("blocksharp_version", BLOCKSHARP_VERSION);
-  out.attribute("command_line", command_line());
+  out.provenance();
   out.attribute("model", model);
   out.commit(&set);
 }
@@ -71,15 +71,12 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   c.inputs.no_decay = t.no_decay;
   c.inputs.frugal.update_gap = t.projection.update_gap;
   c.inputs.frugal.seed = s.opt.seed;
-  const std::map<std::string, std::vector<std::string>> takes = {
-      {"adamw", {"blockwise_lr"}}, {"torch-adamw", {"blockwise_lr"}}, {"adam-mini", {"adam_mini", "blockwise_lr"}},
-      {"sgd-sai", {"sgd_sai"}}, {"apollo", {}}, {"apollo-mini", {}}, {"galore", {}}, {"frugal", {}}, {"adapm", {"adam_mini"}},
-      {"sgd-clip", {}}, {"adam-clip", {}}};
+  const OptimizerEntry& entry = find_optimizer(t.optimizer);
   bool have_partition = false;
   for (const auto& path : t.configs) {
     const json j = read_config_file(path);
     const std::string kind = config_kind(j, path);
-    const auto& ok = takes.count(t.optimizer) ? takes.at(t.optimizer) : std::vector<std::string>{};
+    const auto& ok = entry.configs;
     if (std::find(ok.begin(), ok.end(), kind) == ok.end()) {
       std::string list;
       for (const auto& k : ok) list += (list.empty() ? "" : " or ") + k;
@@ -97,7 +94,7 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
       c.inputs.gsnr = sgd_sai_from_json(j, table, path);
     }
   }
-  if ((t.optimizer == "adam-mini" || t.optimizer == "adapm") && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
+  if (entry.needs_partition && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
   return c;
 }
 
@@ -137,8 +134,6 @@ ParamSchedules param_schedules(const Session& s, const std::string& blockwise, c
 TrainResult train(Session& s, const TrainOptions& t) {
   if (t.steps <= 0) throw UserError("--steps must be positive");
   if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError("--grad-clip must be >= 0");
-  if (t.on_nonfinite != "skip" && t.on_nonfinite != "abort")
-    throw UserError("--on-nonfinite '" + t.on_nonfinite + "': expected skip or abort");
   if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
     throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
   validate(t.schedule);
@@ -150,15 +145,18 @@ TrainResult train(Session& s, const TrainOptions& t) {
   base.lr = t.optim.lr;
   base.total = t.steps;
   TrainResult r;
-  r.final_train_loss = NAN;  // until a step succeeds
+  r.final_train_loss = NAN;                    // until a step succeeds
   if (t.resume && !s.opt.params_file.empty())  // the CLI refuses this before the session; the library too
-    throw UserError("--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
+    throw UserError(
+        "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
   const TrainConfigs configs = load_train_configs(s, t);
   ParamSchedules all_scheds = param_schedules(s, configs.blockwise, base);
   const std::vector<Schedule>& scheds = all_scheds.tensor;
-  if (t.zero1 && !dist::active()) throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
+  if (t.zero1 && !dist::active())
+    throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
   if (t.dist_check_every < 0) throw UserError("--dist-check-every must be >= 0");
-  auto opt = t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
+  auto opt =
+      t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
   if (dist::is_main()) prepare_out_dir(s.opt.out);
 
   const std::string ckpt = s.opt.out + "/checkpoint.h5";
@@ -168,7 +166,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     const Checkpoint c = load_checkpoint(ckpt, *s.net, *opt, t.steps);
     start = c.step;
     if (t.stop_at > 0 && t.stop_at <= start)
-      throw UserError("--stop-at " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " + std::to_string(start));
+      throw UserError("--stop-at " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " +
+                      std::to_string(start));
     if (start == t.steps && OutputSet::complete(s.opt.out, "train")) {
       std::printf("already finished: %lld steps (%s, %s); nothing changed\n", static_cast<long long>(t.steps),
                   summary.c_str(), final_params.c_str());
@@ -185,11 +184,13 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
   if (t.trace.every > 0) {
     tracer = std::make_unique<Tracer>(s, t.trace);
-    if (t.resume && h5_has_dataset(ckpt, "tracer/warm")) tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", "--resume checkpoint"));
+    if (t.resume && h5_has_dataset(ckpt, "tracer/warm"))
+      tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", "--resume checkpoint"));
     std::vector<std::string> names;  // measured blocks: tensors, and fused tensors' q/k/v slices
     const ParamTable table(s.net->named_parameters());
     for (const auto& b : table.blocks()) names.push_back(b.name);
-    if (dist::is_main()) trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
+    if (dist::is_main())
+      trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
   }
   const ParamTable flat_table(s.net->named_parameters());
   auto flat_params = [&] {
@@ -220,7 +221,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
       auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
       const double lv = dist::all_reduce_mean(loss.item<double>());  // every rank takes the same decision
       if (!std::isfinite(lv)) {
-        if (t.on_nonfinite == "abort")
+        if (t.on_nonfinite == OnNonfinite::Abort)
           throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
                           std::to_string(step) + " of --data '" + s.opt.data + "')");
         return false;
@@ -232,7 +233,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
         dist::all_reduce_mean_buckets_(grads);
       }
       if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
-        if (t.on_nonfinite == "abort")
+        if (t.on_nonfinite == OnNonfinite::Abort)
           throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
         return false;
       }
@@ -252,12 +253,14 @@ TrainResult train(Session& s, const TrainOptions& t) {
       ++skipped_in_a_row;
       if (r.skipped_steps <= 10 || r.skipped_steps % 100 == 0) {
         bar.finish();
-        std::fprintf(stderr, "blocksharp: warning: step %lld skipped: non-finite loss or gradient (%lld skipped so far)\n",
+        std::fprintf(stderr,
+                     "blocksharp: warning: step %lld skipped: non-finite loss or gradient (%lld skipped so far)\n",
                      static_cast<long long>(step + 1), static_cast<long long>(r.skipped_steps));
       }
       if (skipped_in_a_row >= give_up_after)
-        throw UserError("the last " + std::to_string(skipped_in_a_row) + " steps were all skipped (non-finite loss or gradient, " +
-                        std::to_string(r.skipped_steps) + " in all): the run diverged; lower --lr or use --grad-clip");
+        throw UserError("the last " + std::to_string(skipped_in_a_row) +
+                        " steps were all skipped (non-finite loss or gradient, " + std::to_string(r.skipped_steps) +
+                        " in all): the run diverged; lower --lr or use --grad-clip");
     } else {
       skipped_in_a_row = 0;
     }
@@ -282,7 +285,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
       std::fflush(stdout);
     }
     if ((t.checkpoint_every > 0 && done % t.checkpoint_every == 0) || done == end)
-      if (t.checkpoint_every > 0 || t.stop_at > 0) save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
+      if (t.checkpoint_every > 0 || t.stop_at > 0)
+        save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
     // Every rank stops at the same boundary when any of them was signalled.
     // A signal stops the run at the next boundary, with a checkpoint; a second one ends it at once.
     int sig = signals.pending();
@@ -314,22 +318,23 @@ TrainResult train(Session& s, const TrainOptions& t) {
   per_rank[dist::rank()] = opt->state_bytes();
   dist::all_reduce_sum_(per_rank);
   std::vector<int64_t> state_per_rank(per_rank.data_ptr<int64_t>(), per_rank.data_ptr<int64_t>() + per_rank.numel());
-  nlohmann::json summary = {{"steps", t.steps},
-                            {"final_train_loss", r.final_train_loss},
-                            {"final_val_loss", std::isnan(r.final_val_loss) ? nlohmann::json() : nlohmann::json(r.final_val_loss)},
-                            {"unigram_entropy_nats", std::isnan(entropy) ? nlohmann::json() : nlohmann::json(entropy)},
-                            {"seconds", r.seconds},
-                            {"optimizer", t.optimizer},
-                            {"skipped_steps", r.skipped_steps},
-                            {"optimizer_state_bytes", opt->state_bytes()},
-                            {"world_size", dist::world_size()},
-                            {"zero1", t.zero1},
-                            {"optimizer_state_bytes_per_rank", state_per_rank},
-                            {"bytes_communicated_per_rank", dist::bytes_communicated()},
-                            {"model", s.opt.model},
-                            {"data", s.data->describe()},
-                            {"command_line", command_line()},
-                            {"set_id", final_set.id()}};
+  nlohmann::json summary = {
+      {"steps", t.steps},
+      {"final_train_loss", r.final_train_loss},
+      {"final_val_loss", std::isnan(r.final_val_loss) ? nlohmann::json() : nlohmann::json(r.final_val_loss)},
+      {"unigram_entropy_nats", std::isnan(entropy) ? nlohmann::json() : nlohmann::json(entropy)},
+      {"seconds", r.seconds},
+      {"optimizer", t.optimizer},
+      {"skipped_steps", r.skipped_steps},
+      {"optimizer_state_bytes", opt->state_bytes()},
+      {"world_size", dist::world_size()},
+      {"zero1", t.zero1},
+      {"optimizer_state_bytes_per_rank", state_per_rank},
+      {"bytes_communicated_per_rank", dist::bytes_communicated()},
+      {"model", s.opt.model},
+      {"data", s.data->describe()},
+      {"set_id", final_set.id()}};
+  for (const auto& [key, value] : provenance()) summary[key] = value;
   final_set.write_text(s.opt.out + "/train_summary.json", summary.dump(2) + "\n");
   final_set.commit();
   std::printf("done: %lld steps in %.1f s  final train_loss %.4f", static_cast<long long>(t.steps), r.seconds,

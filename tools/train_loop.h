@@ -10,6 +10,9 @@
 
 namespace bs {
 
+// A non-finite loss or gradient: skip the step (counted, said) or abort naming the parameter.
+enum class OnNonfinite { Skip, Abort };
+
 struct TrainOptions {
   std::string optimizer = "adamw";
   OptimizerOptions optim;
@@ -27,10 +30,10 @@ struct TrainOptions {
   FrugalOptions frugal;
   std::vector<std::string> no_decay;  // name substrings excluded from weight decay
   TraceOptions trace;                 // --trace-every K: sharpness records to DIR/trace.h5
-  std::string on_nonfinite = "skip";  // skip (count the step) | abort (stop naming the parameter)
-  bool zero1 = false;                 // data parallel: shard optimizer state by tensor across ranks
-  int64_t dist_check_every = 1;       // data parallel: check parameters are identical on all ranks every N steps
-  std::string export_hf;              // --export-hf DIR: final parameters as a Hugging Face checkpoint
+  OnNonfinite on_nonfinite = OnNonfinite::Skip;
+  bool zero1 = false;            // data parallel: shard optimizer state by tensor across ranks
+  int64_t dist_check_every = 1;  // data parallel: check parameters are identical on all ranks every N steps
+  std::string export_hf;         // --export-hf DIR: final parameters as a Hugging Face checkpoint
 };
 
 struct TrainResult {

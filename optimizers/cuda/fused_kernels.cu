@@ -108,15 +108,15 @@ void scaled_step(const ScaledUpdate<T>& f, T* p, const T* d, const T* h_block, i
   scaled_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, d, h_block, block_size, n);
 }
 
-#define BS_INSTANTIATE(T)                                                                                    \
-  template void adamw_step<T>(const AdamWUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);                 \
+#define BS_INSTANTIATE(T)                                                                                       \
+  template void adamw_step<T>(const AdamWUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);                     \
   template void adam_mini_step<T>(const AdamMiniUpdate<T>&, T, T, T, T, T*, const T*, T*, T*, int64_t, int64_t, \
-                                  void*);                                                                   \
-  template void sgd_sai_step<T>(const SgdSaiUpdate<T>&, T*, const T*, T*, int64_t, void*);                 \
-  template void hf_moments<T>(const HfAdamMoments<T>&, const T*, T*, T*, T*, int64_t, void*);              \
-  template void sgd_clip_step<T>(const SgdClipUpdate<T>&, T*, const T*, T*, int64_t, void*);               \
-  template void adam_clip_step<T>(const AdamClipUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);         \
-  template void sign_step<T>(const SignUpdate<T>&, T*, const T*, const uint8_t*, int64_t, void*);          \
+                                  void*);                                                                       \
+  template void sgd_sai_step<T>(const SgdSaiUpdate<T>&, T*, const T*, T*, int64_t, void*);                      \
+  template void hf_moments<T>(const HfAdamMoments<T>&, const T*, T*, T*, T*, int64_t, void*);                   \
+  template void sgd_clip_step<T>(const SgdClipUpdate<T>&, T*, const T*, T*, int64_t, void*);                    \
+  template void adam_clip_step<T>(const AdamClipUpdate<T>&, T*, const T*, T*, T*, int64_t, void*);              \
+  template void sign_step<T>(const SignUpdate<T>&, T*, const T*, const uint8_t*, int64_t, void*);               \
   template void scaled_step<T>(const ScaledUpdate<T>&, T*, const T*, const T*, int64_t, int64_t, void*);
 BS_INSTANTIATE(float)
 BS_INSTANTIATE(double)

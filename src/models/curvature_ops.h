@@ -20,8 +20,8 @@ torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
 // GPT-2's MLP in one node: gelu(x W1^T + b1) W2^T + b2, GELU's tanh approximation
 // 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
-torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1, const torch::Tensor& W2,
-                       const torch::Tensor& b2);
+torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,
+                       const torch::Tensor& W2, const torch::Tensor& b2);
 // LayerNorm over the last dimension with weight w and bias b.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
 // RMSNorm over the last dimension (LLaMA): x rsqrt(mean(x^2) + eps) w.

@@ -1,5 +1,6 @@
 // What the curvature ops' files share (internal to src/models): whether an op records its own
-// Function, the constants a recorded backward keeps, and f', f'' as constants. See curvature_ops.h for what the ops are for.
+// Function, the constants a recorded backward keeps, and f', f'' as constants. See curvature_ops.h for what the ops are
+// for.
 #pragma once
 #include <torch/torch.h>
 

@@ -86,8 +86,8 @@ Gpt2Impl::Gpt2Impl(const ModelConfig& c) : cfg(c) {
 
 torch::Tensor Gpt2Impl::forward(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "gpt2 expects token inputs of shape [B,T], got ", tokens.sizes());
-  TORCH_CHECK(tokens.size(1) <= cfg.seq_len, "sequence length ", tokens.size(1),
-              " exceeds the model's seq_len ", cfg.seq_len);
+  TORCH_CHECK(tokens.size(1) <= cfg.seq_len, "sequence length ", tokens.size(1), " exceeds the model's seq_len ",
+              cfg.seq_len);
   auto pos = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
   auto x = wte(tokens) + wpe(pos).unsqueeze(0);
   for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);

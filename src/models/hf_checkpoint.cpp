@@ -57,8 +57,9 @@ std::vector<Mapping> llama_mappings(const ModelConfig& c) {
   std::vector<Mapping> m = {{"embed_tokens.weight", "model.embed_tokens.weight"}};
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string o = "layers." + std::to_string(i) + ".";
-    for (const char* p : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-                          "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"})
+    for (const char* p :
+         {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+          "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"})
       m.push_back({o + p + ".weight", "model." + o + p + ".weight"});
   }
   m.push_back({"norm.weight", "model.norm.weight"});
@@ -66,7 +67,9 @@ std::vector<Mapping> llama_mappings(const ModelConfig& c) {
   return m;
 }
 
-std::vector<Mapping> mappings(const ModelConfig& c) { return c.family == "gpt2" ? gpt2_mappings(c) : llama_mappings(c); }
+std::vector<Mapping> mappings(const ModelConfig& c) {
+  return c.family == "gpt2" ? gpt2_mappings(c) : llama_mappings(c);
+}
 
 int64_t get_int(const json& j, const std::string& key, const std::string& path, int64_t fallback = -1) {
   if (!j.contains(key) || j[key].is_null()) {
@@ -89,7 +92,8 @@ void require_value(const json& j, const std::string& key, double expected, const
 void require_string(const json& j, const std::string& key, const std::set<std::string>& ok, const std::string& path) {
   if (!j.contains(key) || j[key].is_null()) return;
   if (!j[key].is_string() || !ok.count(j[key].get<std::string>()))
-    throw UserError("'" + path + "': \"" + key + "\" is " + j[key].dump() + ", which the built-in architecture does not implement");
+    throw UserError("'" + path + "': \"" + key + "\" is " + j[key].dump() +
+                    ", which the built-in architecture does not implement");
 }
 
 ModelConfig config_from_json(const json& j, const std::string& path) {
@@ -126,7 +130,8 @@ ModelConfig config_from_json(const json& j, const std::string& path) {
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
       throw UserError("'" + path + "': \"rope_scaling\" is not implemented");
     for (const char* k : {"attention_bias", "mlp_bias"})
-      if (j.value(k, false)) throw UserError("'" + path + "': \"" + k + "\" true is not implemented (no biases in the llama architecture)");
+      if (j.value(k, false))
+        throw UserError("'" + path + "': \"" + k + "\" true is not implemented (no biases in the llama architecture)");
     if (j.contains("head_dim") && !j["head_dim"].is_null() && j["head_dim"] != c.dim / c.n_heads)
       throw UserError("'" + path + "': \"head_dim\" other than hidden_size / num_attention_heads is not implemented");
   } else {
@@ -140,7 +145,8 @@ ModelConfig config_from_json(const json& j, const std::string& path) {
 // Tensors of HF checkpoints that are not parameters (GPT-2's causal-mask buffers, LLaMA's inv_freq).
 bool is_buffer(const std::string& name) {
   for (const char* s : {".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq"})
-    if (name.size() >= std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0) return true;
+    if (name.size() >= std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0)
+      return true;
   return false;
 }
 
@@ -197,7 +203,8 @@ HfCheckpoint read_hf_checkpoint(const std::string& spec) {
       }
       used.insert(path + "\n" + name);
       auto t = f.tensor(name);
-      if (!t.is_floating_point()) throw UserError("'" + path + "': tensor '" + name + "' is not floating point (" + f.entry(name).dtype + ")");
+      if (!t.is_floating_point())
+        throw UserError("'" + path + "': tensor '" + name + "' is not floating point (" + f.entry(name).dtype + ")");
       return t;
     }
     throw UserError("--model '" + spec + "': the checkpoint has no tensor '" + hf + "'");
@@ -209,7 +216,8 @@ HfCheckpoint read_hf_checkpoint(const std::string& spec) {
       t = t.t();
     }
     if (m.parts > 0) {
-      if (t.size(0) % m.parts != 0) throw UserError("--model '" + spec + "': '" + m.hf + "' does not split into q, k, v");
+      if (t.size(0) % m.parts != 0)
+        throw UserError("--model '" + spec + "': '" + m.hf + "' does not split into q, k, v");
       const int64_t rows = t.size(0) / m.parts;
       t = t.narrow(0, m.part * rows, rows);
     }
@@ -232,8 +240,8 @@ void load_hf_params(Network& net, const HfCheckpoint& ck) {
     if (it == by_name.end()) throw UserError("--model 'hf:" + ck.dir + "': nothing maps to parameter '" + name + "'");
     if (it->second.sizes() != t.sizes()) {
       std::ostringstream s;
-      s << "--model 'hf:" << ck.dir << "': parameter '" << name << "' is " << it->second.sizes() << " in the checkpoint, "
-        << t.sizes() << " in the model built from config.json";
+      s << "--model 'hf:" << ck.dir << "': parameter '" << name << "' is " << it->second.sizes()
+        << " in the checkpoint, " << t.sizes() << " in the model built from config.json";
       throw UserError(s.str());
     }
     t.copy_(it->second.to(t.scalar_type()));
@@ -263,16 +271,31 @@ void export_hf(const Network& net, const std::string& dir) {
   }
   json cfg;
   if (c.family == "gpt2") {
-    cfg = {{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}, {"n_embd", info.dim},
-           {"n_head", info.n_heads}, {"n_layer", info.n_layer}, {"vocab_size", info.vocab},
-           {"n_positions", info.seq_len}, {"n_inner", ours.at("h.0.mlp.fc_in.weight").size(0)},
-           {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}, {"tie_word_embeddings", info.tied}};
+    cfg = {{"model_type", "gpt2"},
+           {"architectures", {"GPT2LMHeadModel"}},
+           {"n_embd", info.dim},
+           {"n_head", info.n_heads},
+           {"n_layer", info.n_layer},
+           {"vocab_size", info.vocab},
+           {"n_positions", info.seq_len},
+           {"n_inner", ours.at("h.0.mlp.fc_in.weight").size(0)},
+           {"layer_norm_epsilon", 1e-5},
+           {"activation_function", "gelu_new"},
+           {"tie_word_embeddings", info.tied}};
   } else {
-    cfg = {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", info.dim},
-           {"num_attention_heads", info.n_heads}, {"num_key_value_heads", info.n_kv_heads},
-           {"num_hidden_layers", info.n_layer}, {"vocab_size", info.vocab}, {"max_position_embeddings", info.seq_len},
-           {"intermediate_size", ours.at("layers.0.mlp.gate_proj.weight").size(0)}, {"rms_norm_eps", 1e-6},
-           {"rope_theta", 10000.0}, {"hidden_act", "silu"}, {"tie_word_embeddings", info.tied}};
+    cfg = {{"model_type", "llama"},
+           {"architectures", {"LlamaForCausalLM"}},
+           {"hidden_size", info.dim},
+           {"num_attention_heads", info.n_heads},
+           {"num_key_value_heads", info.n_kv_heads},
+           {"num_hidden_layers", info.n_layer},
+           {"vocab_size", info.vocab},
+           {"max_position_embeddings", info.seq_len},
+           {"intermediate_size", ours.at("layers.0.mlp.gate_proj.weight").size(0)},
+           {"rms_norm_eps", 1e-6},
+           {"rope_theta", 10000.0},
+           {"hidden_act", "silu"},
+           {"tie_word_embeddings", info.tied}};
   }
   cfg["torch_dtype"] = "float32";
   ::mkdir(dir.c_str(), 0755);

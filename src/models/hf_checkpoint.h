@@ -16,7 +16,7 @@ bool is_hf_spec(const std::string& model);  // "hf:DIR"
 
 struct HfCheckpoint {
   std::string dir;
-  ModelConfig config;  // family gpt2 or llama, sizes from config.json
+  ModelConfig config;   // family gpt2 or llama, sizes from config.json
   NamedTensors params;  // in the built-in architecture's names and layouts, dtype as stored
 };
 

@@ -15,23 +15,55 @@ static const std::map<std::string, ModelConfig>& presets() {
   static const std::map<std::string, ModelConfig> p = [] {
     std::map<std::string, ModelConfig> m;
     ModelConfig c;
-    c.family = "gpt2"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.vocab = 256; c.seq_len = 64; c.tied = true;
+    c.family = "gpt2";
+    c.n_layer = 2;
+    c.dim = 64;
+    c.n_heads = 4;
+    c.vocab = 256;
+    c.seq_len = 64;
+    c.tied = true;
     m["gpt2-tiny"] = c;
-    c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.seq_len = 128;
+    c.n_layer = 8;
+    c.dim = 256;
+    c.n_heads = 8;
+    c.seq_len = 128;
     m["gpt2-small-cpu"] = c;
     c = ModelConfig{};
-    c.family = "gpt2"; c.tied = true; c.n_layer = 12; c.dim = 768; c.n_heads = 12; c.vocab = 50257; c.seq_len = 1024;  // GPT-2 small's shape
+    c.family = "gpt2";
+    c.tied = true;
+    c.n_layer = 12;
+    c.dim = 768;
+    c.n_heads = 12;
+    c.vocab = 50257;
+    c.seq_len = 1024;  // GPT-2 small's shape
     m["gpt2-124m"] = c;
     c = ModelConfig{};
-    c.family = "llama"; c.n_layer = 2; c.dim = 64; c.n_heads = 4; c.n_kv_heads = 2; c.vocab = 256; c.seq_len = 64;
+    c.family = "llama";
+    c.n_layer = 2;
+    c.dim = 64;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.vocab = 256;
+    c.seq_len = 64;
     c.tied = false;
     m["llama-tiny"] = c;
-    c.n_layer = 8; c.dim = 256; c.n_heads = 8; c.n_kv_heads = 4; c.seq_len = 128;
+    c.n_layer = 8;
+    c.dim = 256;
+    c.n_heads = 8;
+    c.n_kv_heads = 4;
+    c.seq_len = 128;
     m["llama-small-cpu"] = c;
     c = ModelConfig{};
-    c.family = "mlp"; c.n_layer = 2; c.hidden = 128; c.vocab = 0; c.seq_len = 0; c.tied = false;
+    c.family = "mlp";
+    c.n_layer = 2;
+    c.hidden = 128;
+    c.vocab = 0;
+    c.seq_len = 0;
+    c.tied = false;
     m["mlp-mnist"] = c;
-    c.family = "cnn"; c.n_layer = 2; c.hidden = 32;
+    c.family = "cnn";
+    c.n_layer = 2;
+    c.hidden = 32;
     m["cnn-mnist"] = c;
     return m;
   }();
@@ -45,8 +77,7 @@ std::vector<std::string> preset_names() {
 }
 
 bool is_torchscript_path(const std::string& model) {
-  return model.find('/') != std::string::npos ||
-         (model.size() > 3 && model.compare(model.size() - 3, 3, ".pt") == 0);
+  return model.find('/') != std::string::npos || (model.size() > 3 && model.compare(model.size() - 3, 3, ".pt") == 0);
 }
 
 static int64_t parse_int(const std::string& key, const std::string& value) {
@@ -54,13 +85,12 @@ static int64_t parse_int(const std::string& key, const std::string& value) {
     size_t used = 0;
     long long v = std::stoll(value, &used);
     if (used == value.size() && v >= 0) return v;
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   throw UserError("--set " + key + "=" + value + ": expected a non-negative integer");
 }
 
-ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets,
-                                 int64_t vocab, int64_t seq_len) {
+ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets, int64_t vocab,
+                                 int64_t seq_len) {
   auto it = presets().find(preset);
   if (it == presets().end()) {
     std::string known;
@@ -73,8 +103,8 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
   if (is_lm && vocab > 0) c.vocab = vocab;
   if (is_lm && seq_len > 0) c.seq_len = seq_len;
   const std::map<std::string, int64_t*> ints = {
-      {"n_layer", &c.n_layer}, {"dim", &c.dim}, {"n_heads", &c.n_heads}, {"n_kv_heads", &c.n_kv_heads},
-      {"vocab", &c.vocab},     {"seq_len", &c.seq_len}, {"ffn", &c.ffn}, {"hidden", &c.hidden}};
+      {"n_layer", &c.n_layer}, {"dim", &c.dim},         {"n_heads", &c.n_heads}, {"n_kv_heads", &c.n_kv_heads},
+      {"vocab", &c.vocab},     {"seq_len", &c.seq_len}, {"ffn", &c.ffn},         {"hidden", &c.hidden}};
   for (const auto& kv : sets) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) throw UserError("--set '" + kv + "': expected key=value");

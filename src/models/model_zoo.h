@@ -14,8 +14,8 @@ std::vector<std::string> preset_names();
 bool is_torchscript_path(const std::string& model);
 // Preset with overrides applied. `vocab` (from the tokenizer) and `seq_len` (from --seq-len) fill the
 // config unless a --set names them; 0 means "keep the preset's".
-ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets,
-                                 int64_t vocab, int64_t seq_len);
+ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets, int64_t vocab,
+                                 int64_t seq_len);
 std::unique_ptr<Network> build_network(const std::string& preset, const ModelConfig& cfg, uint64_t seed);
 
 }  // namespace bs

@@ -66,9 +66,9 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
     dS = torch::empty_like(dP);
     const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
     AT_DISPATCH_FLOATING_TYPES(dP.scalar_type(), "causal_softmax_backward_rows", [&] {
-      causal_softmax_backward_rows<scalar_t>(dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr,
-                                             P.data_ptr<scalar_t>(), static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(),
-                                             dP.size(0) * dP.size(1), dP.size(2));
+      causal_softmax_backward_rows<scalar_t>(
+          dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
+          static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), dP.size(0) * dP.size(1), dP.size(2));
     });
   }
   return {gemm::bmm(dS, k), gemm::bmm(dS.transpose(1, 2), q), gemm::bmm(P.transpose(1, 2), gO)};
@@ -122,10 +122,10 @@ std::array<Tensor, 5> attention_backward_vjp(const Tensor& G, const Tensor& q, c
   }
   // Accumulating in place (fresh tensors) keeps each sum inside its matrix product.
   auto gO = gemm::bmm(P, Av);
-  return {gemm::baddbmm_(gO, gdP, v),              // gO: from dv = P^T gO and dP = gO v^T
-          gemm::bmm(dS, Ak),                       // q: from dk = dS^T q
-          gemm::bmm(dS.transpose(1, 2), Aq),       // k: from dq = dS k
-          gemm::bmm(gdP.transpose(1, 2), G),       // v: from dP = gO v^T
+  return {gemm::baddbmm_(gO, gdP, v),                  // gO: from dv = P^T gO and dP = gO v^T
+          gemm::bmm(dS, Ak),                           // q: from dk = dS^T q
+          gemm::bmm(dS.transpose(1, 2), Aq),           // k: from dq = dS k
+          gemm::bmm(gdP.transpose(1, 2), G),           // v: from dP = gO v^T
           gemm::baddbmm_(gP, G, Av.transpose(1, 2))};  // P: through dS, and dv = P^T gO
 }
 
@@ -167,8 +167,12 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
       auto c = [&](const char* name) { return kept(ctx, name); };
       g = attention_backward_vjp(c("G"), c("q"), c("k"), c("v"), saved[4], c("dP"), c("A"), c("dS"), Aq, Ak, Av, s);
     }
-    return {g[0].view(saved[0].sizes()), g[1].view(saved[1].sizes()), g[2].view(saved[2].sizes()),
-            g[3].view(saved[3].sizes()), g[4], Tensor()};
+    return {g[0].view(saved[0].sizes()),
+            g[1].view(saved[1].sizes()),
+            g[2].view(saved[2].sizes()),
+            g[3].view(saved[3].sizes()),
+            g[4],
+            Tensor()};
   }
 };
 
@@ -186,7 +190,8 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     const double s = ctx->saved_data["s"].toDouble();
     const auto saved = ctx->get_saved_variables();
     const auto &q = saved[0], &k = saved[1], &v = saved[2], &P = saved[3];
-    const auto gO = grad[0].defined() ? grad[0] : torch::zeros({q.size(0), q.size(1), q.size(2), v.size(-1)}, q.options());
+    const auto gO =
+        grad[0].defined() ? grad[0] : torch::zeros({q.size(0), q.size(1), q.size(2), v.size(-1)}, q.options());
     if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
       auto g = CausalAttentionBackward::apply(gO, q, k, v, P, s);
       return {g[0], g[1], g[2], Tensor()};

@@ -31,7 +31,8 @@ struct GeluTanhSpec {
 // db undefined without a bias).
 variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W, bool bias = true) {
   const auto dy2 = dy.reshape({-1, W.size(0)});
-  return {gemm::mm(dy2, W).view(x.sizes()), gemm::mm(dy2.t(), x.reshape({-1, W.size(1)})), bias ? dy2.sum(0) : Tensor()};
+  return {gemm::mm(dy2, W).view(x.sizes()), gemm::mm(dy2.t(), x.reshape({-1, W.size(1)})),
+          bias ? dy2.sum(0) : Tensor()};
 }
 
 // Linear y = x W^T + b, gradient as above. For cotangents
@@ -52,14 +53,16 @@ struct LinearBackward : torch::autograd::Function<LinearBackward> {
     // Any of the three may be undefined (a block product asks only for some tensors' cotangents).
     Tensor gdy;
     auto add_product = [&](const Tensor& a, const Tensor& b) {
-      if (gdy.defined()) gemm::addmm_(gdy, a, b);
-      else gdy = Bb.defined() ? gemm::addmm(Bb, a, b) : gemm::mm(a, b);
+      if (gdy.defined())
+        gemm::addmm_(gdy, a, b);
+      else
+        gdy = Bb.defined() ? gemm::addmm(Bb, a, b) : gemm::mm(a, b);
     };
     if (A.defined()) add_product(A, W.t());
     if (Bw.defined()) add_product(x2, Bw.t());
     if (!gdy.defined() && Bb.defined()) gdy = Bb.expand(dy2.sizes()).contiguous();
-    return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(), Bw.defined() ? gemm::mm(dy2, Bw).view(x.sizes()) : Tensor(),
-            A.defined() ? gemm::mm(dy2.t(), A) : Tensor()};
+    return {gdy.defined() ? gdy.view(dy.sizes()) : Tensor(),
+            Bw.defined() ? gemm::mm(dy2, Bw).view(x.sizes()) : Tensor(), A.defined() ? gemm::mm(dy2.t(), A) : Tensor()};
   }
 };
 
@@ -169,9 +172,9 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     const auto gy = grad[0].defined() ? grad[0] : torch::zeros({h.numel() / W1.size(0), W2.size(0)}, h.options());
     if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
       const auto [d1, d2] = detail::constant_derivatives<GeluTanhSpec>(h.reshape({-1, W1.size(0)}));
-      ctx->saved_data["d1"] = d1;  // later products pass back through here: one fused pass
+      ctx->saved_data["d1"] = d1;                              // later products pass back through here: one fused pass
       auto g2 = GeluLinearBackward::apply(gy, h, W2, d1, d2);  // (dh, dW2, db2)
-      auto g1 = LinearBackward::apply(g2[0], x, W1);   // (dx, dW1, db1)
+      auto g1 = LinearBackward::apply(g2[0], x, W1);           // (dx, dW1, db1)
       return {g1[0], g1[1], g1[2], g2[1], g2[2]};
     }
     const auto h2 = h.reshape({-1, W1.size(0)});

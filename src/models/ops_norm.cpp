@@ -22,8 +22,8 @@ Tensor cotangent(const Tensor& g, at::IntArrayRef shape, const Tensor& like) {
 //   q = dy Bw - rho/D (<A, xh> z + D c A).
 template <class T>
 void layer_norm_second_order_rows(const T* A, const T* Bw, const T* Bb, const T* dy, const T* xh, const T* z,
-                                  const T* rho, const T* c, const T* zbar, const T* w, int64_t N, int64_t D,
-                                  T* gdy, T* gx, T* gw) {
+                                  const T* rho, const T* c, const T* zbar, const T* w, int64_t N, int64_t D, T* gdy,
+                                  T* gx, T* gw) {
   std::fill(gw, gw + D, T(0));
   for (int64_t i = 0; i < N; ++i) {
     const int64_t o = i * D;
@@ -64,8 +64,8 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
     const auto xh = (x.reshape({-1, D}) - mean.reshape({-1, 1})) * rho;
     const auto dy2 = dy.reshape({-1, D}).contiguous();
     const auto z = dy2 * w;
-    keep(ctx, {{"dy", dy2}, {"xh", xh}, {"z", z}, {"rho", rho}, {"c", (z * xh).mean(-1)}, {"zbar", z.mean(-1)},
-               {"w", w}});
+    keep(ctx,
+         {{"dy", dy2}, {"xh", xh}, {"z", z}, {"rho", rho}, {"c", (z * xh).mean(-1)}, {"zbar", z.mean(-1)}, {"w", w}});
     return {dx, dw, db};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -85,8 +85,13 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
       const auto q = dy2 * Bw - rho / D * (ax * z + D * c * A);
       const auto gx = rho * (q - (q.sum(-1, true) + xh * (q * xh).sum(-1, true)) / D) -
                       rho * rho / D * ((A * z).sum(-1, true) - z.mean(-1, true) * sA - c * ax) * xh;
-      return {(w * At + xh * Bw + Bb).view(dy.sizes()), gx.view(x.sizes()), (dy2 * At).sum(0), Tensor(), Tensor(),
-              Tensor(), Tensor()};
+      return {(w * At + xh * Bw + Bb).view(dy.sizes()),
+              gx.view(x.sizes()),
+              (dy2 * At).sum(0),
+              Tensor(),
+              Tensor(),
+              Tensor(),
+              Tensor()};
     }
     auto c = [&](const char* name) { return kept(ctx, name); };
     auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
@@ -205,10 +210,10 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
     auto gdy = torch::empty_like(A), gx = torch::empty_like(A), gw = torch::empty({D}, x.options());
     const auto wc = w.contiguous();
     AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "rms_norm_second_order_rows", [&] {
-      rms_norm_second_order_rows<scalar_t>(A.data_ptr<scalar_t>(), Bw.data_ptr<scalar_t>(), c("dy").data_ptr<scalar_t>(),
-                                           c("xh").data_ptr<scalar_t>(), c("rho").data_ptr<scalar_t>(),
-                                           c("sz").data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), A.size(0), D,
-                                           gdy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
+      rms_norm_second_order_rows<scalar_t>(
+          A.data_ptr<scalar_t>(), Bw.data_ptr<scalar_t>(), c("dy").data_ptr<scalar_t>(), c("xh").data_ptr<scalar_t>(),
+          c("rho").data_ptr<scalar_t>(), c("sz").data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), A.size(0), D,
+          gdy.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
     });
     return {gdy.view(dy.sizes()), gx.view(x.sizes()), gw, Tensor(), Tensor()};
   }

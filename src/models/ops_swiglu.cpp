@@ -53,13 +53,18 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
     return {SiluSpec::backward(dy * u, g), dy * f};  // LibTorch's gradient of silu(g) * u
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    const auto& Ag = grad[0], &Au = grad[1];
+    const auto &Ag = grad[0], &Au = grad[1];
     if (generic({Ag, Au})) {
       const auto saved = ctx->get_saved_variables();
       const auto &dy = saved[0], &g = saved[1], &u = saved[2];
       const auto [d1, d2] = SiluSpec::derivatives(g);
-      return {Ag * u * d1 + Au * SiluSpec::value(g), Ag * dy * u * d2 + Au * dy * d1, Ag * dy * d1,
-              Tensor(), Tensor(), Tensor(), Tensor()};
+      return {Ag * u * d1 + Au * SiluSpec::value(g),
+              Ag * dy * u * d2 + Au * dy * d1,
+              Ag * dy * d1,
+              Tensor(),
+              Tensor(),
+              Tensor(),
+              Tensor()};
     }
     auto c = [&](const char* name) { return kept(ctx, name); };
     const auto Agc = Ag.contiguous(), Auc = Au.contiguous();

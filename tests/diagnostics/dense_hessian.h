@@ -76,7 +76,10 @@ inline Batch tiny_batch(const Session& s, int64_t i) { return s.train_batch(i); 
 // A tiny session, its first batch, the dense Hessian there (the oracle) and the operator under test.
 struct TinyHessian {
   explicit TinyHessian(const std::string& which)
-      : s(tiny_session(which)), b(tiny_batch(s, 0)), H(dense_hessian(*s.net, b, s.loss)), op(*s.net, {b}, s.loss, "test") {}
+      : s(tiny_session(which)),
+        b(tiny_batch(s, 0)),
+        H(dense_hessian(*s.net, b, s.loss)),
+        op(*s.net, {b}, s.loss, "test") {}
   Session s;
   Batch b;
   torch::Tensor H;

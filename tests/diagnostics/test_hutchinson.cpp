@@ -31,7 +31,7 @@ TEST_P(TraceEstimators, EveryBlockTraceWithinFourStandardErrors) {
   const auto exact = block_traces(t.H, t.op.table());
   for (size_t i = 0; i < exact.size(); ++i)
     EXPECT_LE(std::abs(r.block_trace[i] - exact[i]), 4 * r.block_stderr[i] + c.block_slack) << t.op.table().at(i).name;
-  EXPECT_LE(std::abs(r.trace - t.H.diagonal().sum().item<double>()), 4 * r.stderr_ + c.total_slack);
+  EXPECT_LE(std::abs(r.trace - t.H.diagonal().sum().item<double>()), 4 * r.std_error + c.total_slack);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dense, TraceEstimators,
@@ -46,7 +46,7 @@ TEST(Hutchinson, DiagonalOperatorIsExact) {
   auto r = hutchinson([&](const torch::Tensor& v) { return d * v; }, t, 5, 1, torch::kFloat64);
   EXPECT_NEAR(r.trace, d.sum().item<double>(), 1e-12);
   EXPECT_NEAR(r.block_trace[0], d.narrow(0, 0, 10).sum().item<double>(), 1e-12);
-  EXPECT_NEAR(r.stderr_, 0.0, 1e-12);
+  EXPECT_NEAR(r.std_error, 0.0, 1e-12);
 }
 
 // Hutch++. Oracles: a matrix of rank at most k is captured whole by the sketch, so the estimate is
@@ -64,7 +64,7 @@ TEST(HutchPlusPlus, LowRankMatrixIsExact) {
   EXPECT_NEAR(r.trace, diag.sum().item<double>(), 1e-10);
   EXPECT_NEAR(r.block_trace[0], diag.narrow(0, 0, 15).sum().item<double>(), 1e-10);
   EXPECT_NEAR(r.block_trace[1], diag.narrow(0, 15, 25).sum().item<double>(), 1e-10);
-  EXPECT_NEAR(r.stderr_, 0.0, 1e-10);
+  EXPECT_NEAR(r.std_error, 0.0, 1e-10);
 }
 
 TEST(HutchPlusPlus, BeatsHutchinsonWhenAFewEigenvaluesDominate) {

@@ -12,7 +12,9 @@ using namespace bs;
 using namespace bs::testing_support;
 
 namespace {
-double rel(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).norm().item<double>() / b.norm().item<double>(); }
+double rel(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
 }  // namespace
 
 class HvpModels : public ::testing::TestWithParam<std::string> {};
@@ -36,7 +38,8 @@ TEST_P(HvpModels, BlockViewIsTheDiagonalBlock) {
   const auto& t = op.table();
   std::vector<size_t> block = {0, t.size() - 1};
   const auto &e0 = t.at(0), &e1 = t.at(t.size() - 1);
-  auto idx = torch::cat({torch::arange(e0.offset, e0.offset + e0.numel), torch::arange(e1.offset, e1.offset + e1.numel)});
+  auto idx =
+      torch::cat({torch::arange(e0.offset, e0.offset + e0.numel), torch::arange(e1.offset, e1.offset + e1.numel)});
   auto Hbb = H.index_select(0, idx).index_select(1, idx);
   std::mt19937_64 rng(2);
   auto v = gaussian(op.block_size(block), rng, torch::kFloat64);
@@ -75,7 +78,8 @@ TEST_P(HvpModels, BatchedDirectionsGiveTheDenseHessian) {
   const int64_t n = op.size();
   for (int64_t per_pass : {7, 64}) {
     const int64_t before = op.n_hvp();
-    EXPECT_LT(rel(dense_matrix(op.as_op(), n, per_pass), tiny.H), 1e-10) << GetParam() << ", " << per_pass << " per pass";
+    EXPECT_LT(rel(dense_matrix(op.as_op(), n, per_pass), tiny.H), 1e-10)
+        << GetParam() << ", " << per_pass << " per pass";
     EXPECT_EQ(op.n_hvp() - before, n);
   }
   // Blocks whose products leave some of an op's cotangents undefined (a query projection alone).

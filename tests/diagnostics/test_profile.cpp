@@ -16,7 +16,7 @@ using namespace bs::testing_support;
 
 namespace {
 // A profile without the spectral density (the tests that check eigenvalues and traces).
-ProfileOptions without_density(int64_t topk, int64_t probes, const std::string& block_eigs) {
+ProfileOptions without_density(int64_t topk, int64_t probes, BlockEigs block_eigs) {
   ProfileOptions o;
   o.topk = topk;
   o.probes = probes;
@@ -42,7 +42,7 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
   o.probes = 20;
   o.density_runs = 2;
   o.density_steps = 10;
-  o.block_eigs = "all";
+  o.block_eigs = BlockEigs::All;
   Session a = tiny_session("gpt2", 4);
   Profile pa = run_profile(a, o);
   Session b = tiny_session("gpt2", 4);
@@ -53,9 +53,9 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
 
   const std::string path = ::testing::TempDir() + "/profile_test.h5";
   write_profile_h5(path, pa, a, o);
-  for (const char* p : {"global/eigenvalues", "global/residuals", "global/n_hvp", "global/trace", "global/trace_stderr",
-                        "blocks/numel", "blocks/trace", "blocks/avg_sharpness", "blocks/lambda_max", "blocks/gsnr",
-                        "density/grid", "density/values"})
+  for (const char* p :
+       {"global/eigenvalues", "global/residuals", "global/n_hvp", "global/trace", "global/trace_stderr", "blocks/numel",
+        "blocks/trace", "blocks/avg_sharpness", "blocks/lambda_max", "blocks/gsnr", "density/grid", "density/values"})
     EXPECT_TRUE(h5_has_dataset(path, p)) << p;
   EXPECT_TRUE(h5_has_dataset(path, "blocks/name"));
   EXPECT_TRUE(h5_has_dataset(path, "blocks/kind"));
@@ -69,7 +69,7 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
 }
 
 TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
-  const ProfileOptions o = without_density(2, 4, "all");
+  const ProfileOptions o = without_density(2, 4, BlockEigs::All);
   Session s = tiny_session("attention", 2);
   Profile p = run_profile(s, o);
   auto H = dense_hessian(*s.net, s.train_batch(0), s.loss);
@@ -90,20 +90,22 @@ TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
 // --trace-estimator hutch++: the largest multiple of 3 of --probes products; block traces within 4
 // standard errors of the dense Hessian's diagonal blocks and summing to the global trace.
 TEST(Profile, HutchPlusPlusTraces) {
-  ProfileOptions o = without_density(1, 100, "none");
-  o.trace_estimator = "hutch++";
+  ProfileOptions o = without_density(1, 100, BlockEigs::None);
+  o.trace_estimator = TraceEstimator::HutchPlusPlus;
   Session s = tiny_session("gpt2", 2);
   Profile p = run_profile(s, o);
   EXPECT_EQ(p.trace.estimator, "Hutch++");
   EXPECT_EQ(p.trace.n_products, 99);
   Session d = tiny_session("gpt2", 2);
-  const auto exact = block_traces(dense_hessian(*d.net, tiny_batch(d, 0), d.loss), ParamTable(d.net->named_parameters()));
+  const auto exact =
+      block_traces(dense_hessian(*d.net, tiny_batch(d, 0), d.loss), ParamTable(d.net->named_parameters()));
   double sum = 0;
   for (size_t i = 0; i < p.blocks.size(); ++i) {
     EXPECT_LE(std::abs(p.blocks[i].trace - exact[i]), 4 * p.blocks[i].trace_stderr + 1e-10) << p.blocks[i].name;
     sum += p.blocks[i].trace;
   }
   EXPECT_NEAR(sum, p.trace.trace, 1e-9 * std::max(1.0, std::abs(p.trace.trace)));
-  o.trace_estimator = "hutch+";
+  o.trace_estimator = TraceEstimator::HutchPlusPlus;
+  o.probes = 2;  // hutch++ needs 3
   EXPECT_THROW(run_profile(s, o), UserError);
 }

@@ -38,10 +38,10 @@ TEST(Lanczos, AnalyticQuadratic) {
   EXPECT_NEAR(r.values[0], 10.0, 1e-10);
   EXPECT_NEAR(r.values[1], d[198].item<double>(), 1e-10);
   for (double res : r.residuals) EXPECT_LT(res, 1e-8);
-  o.which = "SA";
+  o.which = EigWhich::SA;
   auto s = lanczos_eigs(diagonal_op(d), 200, o);
   EXPECT_NEAR(s.values[0], -3.0, 1e-10);
-  o.which = "LM";
+  o.which = EigWhich::LM;
   o.k = 1;
   auto m = lanczos_eigs(diagonal_op(-d), 200, o);
   EXPECT_NEAR(m.values[0], -10.0, 1e-10);
@@ -69,8 +69,9 @@ TEST(Lanczos, TopFiveOfTinyModelsMatchDenseEigendecomposition) {
     EigOptions o;  // defaults of `blocksharp profile`
     auto r = lanczos_eigs(op.as_op(), op.size(), o);
     ASSERT_EQ(r.values.size(), 5u) << which;
-    for (int i = 0; i < 5; ++i) EXPECT_NEAR(r.values[i], expected[i], 1e-8 * std::abs(expected[0])) << which << " " << i;
-    EXPECT_EQ(r.status, "converged");
+    for (int i = 0; i < 5; ++i)
+      EXPECT_NEAR(r.values[i], expected[i], 1e-8 * std::abs(expected[0])) << which << " " << i;
+    EXPECT_EQ(r.status, EigStatus::Converged);
   }
 }
 
@@ -121,7 +122,7 @@ TEST(ZeroOperator, EigenvaluesAreZeroNotAnError) {
       EXPECT_TRUE(r.converged[i]);
       EXPECT_NEAR(r.vectors[i].norm().item<double>(), 1.0, 1e-12);
     }
-    EXPECT_EQ(r.status, "converged");
+    EXPECT_EQ(r.status, EigStatus::Converged);
   }
 }
 
@@ -136,5 +137,5 @@ TEST(PowerIteration, StalledQuotientWithLargeResidualIsNotConverged) {
   auto r = power_eigs(diagonal_op(d), d.numel(), o);
   EXPECT_GT(r.residuals[0], 0.5);
   EXPECT_FALSE(r.converged[0]);
-  EXPECT_EQ(r.status, "not converged");
+  EXPECT_EQ(r.status, EigStatus::NotConverged);
 }

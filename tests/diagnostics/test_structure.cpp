@@ -15,9 +15,9 @@ TEST(Structure, CandidatesOfAMatrix) {
   EXPECT_EQ(c[0].name, "whole");
   EXPECT_EQ(c[1].name, "per-head");
   EXPECT_EQ(c[1].n_blocks, 2);
-  EXPECT_EQ(c[2].n_blocks, 4);   // rows
-  EXPECT_EQ(c[3].n_blocks, 3);   // columns
-  EXPECT_EQ(c[4].n_blocks, 12);  // elements
+  EXPECT_EQ(c[2].n_blocks, 4);     // rows
+  EXPECT_EQ(c[3].n_blocks, 3);     // columns
+  EXPECT_EQ(c[4].n_blocks, 12);    // elements
   EXPECT_EQ(c[2].block_of[5], 1);  // flat 5 = row 1, column 2
   EXPECT_EQ(c[3].block_of[5], 2);
 }
@@ -31,9 +31,9 @@ TEST(Structure, DenseFractionsOfKnownMatrix) {
   score_dense(H, c);
   const double total = 8 * 1.0 + 8 * 0.25;
   EXPECT_NEAR(c[0].fraction, 1.0, 1e-15);
-  EXPECT_NEAR(c[1].fraction, 8.0 / total, 1e-15);          // per-row
+  EXPECT_NEAR(c[1].fraction, 8.0 / total, 1e-15);                   // per-row
   EXPECT_NEAR(c[2].fraction, (4 * 1.0 + 4 * 0.25) / total, 1e-15);  // per-column: (0,2),(1,3) blocks
-  EXPECT_NEAR(c[3].fraction, 4.0 / total, 1e-15);          // diagonal only
+  EXPECT_NEAR(c[3].fraction, 4.0 / total, 1e-15);                   // diagonal only
   EXPECT_EQ(recommend(c, 0.75).name, "per-row");
   EXPECT_EQ(recommend(c, 0.99).name, "whole");
 }

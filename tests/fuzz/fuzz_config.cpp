@@ -17,7 +17,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (kind == "adam_mini") bs::adam_mini_from_json(j, table, path);
     if (kind == "blockwise_lr") bs::blockwise_lr_from_json(j, table, path);
     if (kind == "sgd_sai") bs::sgd_sai_from_json(j, table, path);
-  } catch (const bs::UserError&) {
-  }
+  } catch (const bs::UserError&) {}
   return 0;
 }

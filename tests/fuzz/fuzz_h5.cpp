@@ -27,15 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     src->input_id_range();
     src->train_batch(0);
     if (src->n_val_batches() > 0) src->val_batch(0);
-  } catch (const bs::UserError&) {
-  }
+  } catch (const bs::UserError&) {}
   try {
     bs::load_params(net, path);
-  } catch (const bs::UserError&) {
-  }
+  } catch (const bs::UserError&) {}
   try {
     bs::load_checkpoint(path, net, *opt, 100);
-  } catch (const bs::UserError&) {
-  }
+  } catch (const bs::UserError&) {}
   return 0;
 }

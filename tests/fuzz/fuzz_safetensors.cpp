@@ -12,7 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const torch::Tensor t = f.tensor(e.name);
       if (t.numel() != static_cast<int64_t>(e.end - e.begin) / static_cast<int64_t>(t.element_size())) __builtin_trap();
     }
-  } catch (const bs::UserError&) {
-  }
+  } catch (const bs::UserError&) {}
   return 0;
 }

@@ -28,7 +28,8 @@ TEST(Frugal, CoordinateSelectionsMatchScalarReference) {
     OptimizerOptions o = default_options("frugal");
     o.weight_decay = 0.01;
     auto opt = make_optimizer("frugal", in, o);
-    std::vector<double> pw(w.data_ptr<double>(), w.data_ptr<double>() + 48), pb(b.data_ptr<double>(), b.data_ptr<double>() + 6);
+    std::vector<double> pw(w.data_ptr<double>(), w.data_ptr<double>() + 48),
+        pb(b.data_ptr<double>(), b.data_ptr<double>() + 6);
     std::map<int64_t, std::pair<double, double>> mw;  // moments of active coordinates, reset each period
     std::vector<double> mb(6, 0), vb(6, 0);
     std::set<int64_t> active;
@@ -55,16 +56,19 @@ TEST(Frugal, CoordinateSelectionsMatchScalarReference) {
       for (int64_t k = 0; k < 48; ++k) {
         const double g = gw.reshape({-1})[k].item<double>();
         pw[k] *= 1 - o.lr * o.weight_decay;
-        if (active.count(k)) adam(pw[k], g, mw[k].first, mw[k].second, tw);
-        else pw[k] -= o.lr * ((g > 0) - (g < 0));
+        if (active.count(k))
+          adam(pw[k], g, mw[k].first, mw[k].second, tw);
+        else
+          pw[k] -= o.lr * ((g > 0) - (g < 0));
       }
       for (int64_t k = 0; k < 6; ++k) {
         pb[k] *= 1 - o.lr * o.weight_decay;
         adam(pb[k], gb[k].item<double>(), mb[k], vb[k], t);
       }
     }
-    EXPECT_EQ(static_cast<int64_t>(active.size()),
-              std::string(sel) == "columns" ? 2 * 8 : std::string(sel) == "rows" ? 2 * 6 : 16);
+    EXPECT_EQ(static_cast<int64_t>(active.size()), std::string(sel) == "columns" ? 2 * 8
+                                                   : std::string(sel) == "rows"  ? 2 * 6
+                                                                                 : 16);
     auto rw = torch::tensor(pw, torch::kFloat64).reshape({8, 6}), rb = torch::tensor(pb, torch::kFloat64);
     EXPECT_LT((w - rw).norm().item<double>() / rw.norm().item<double>(), 1e-12) << sel;
     EXPECT_LT((b - rb).norm().item<double>() / rb.norm().item<double>(), 1e-12) << sel;

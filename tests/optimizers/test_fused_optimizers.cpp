@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "models/model_zoo.h"
 #include "optimizer.h"
+#include "registry.h"
 #include "reference_optimizers.h"
 
 using namespace bs;
@@ -66,7 +67,8 @@ TEST(FusedAdamW, MatchesScalarReferenceOverFiftySteps) {
     opt->set_lrs(lr);
     for (size_t i = 0; i < pr.params.size(); ++i) {
       pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
-      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t, {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
+      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t,
+                       {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
     }
     opt->step();
   }
@@ -96,7 +98,8 @@ TEST(AdamMini, MatchesPublishedFormulaOnBlocks) {
   // Tensors cut as Adam-mini cuts them: whole, per row (rows of 7), per element, and one large block.
   auto pr = problem({1023 * 7, 4097, 5, 70001}, 3);
   Partition part;
-  const std::vector<Granularity> g = {Granularity::PerRow, Granularity::Whole, Granularity::PerElement, Granularity::Whole};
+  const std::vector<Granularity> g = {Granularity::PerRow, Granularity::Whole, Granularity::PerElement,
+                                      Granularity::Whole};
   const std::vector<std::vector<int64_t>> shapes = {{1023, 7}, {4097}, {5}, {70001}};
   for (size_t i = 0; i < pr.params.size(); ++i) {
     ParamEntry e;
@@ -111,7 +114,8 @@ TEST(AdamMini, MatchesPublishedFormulaOnBlocks) {
   auto opt = make_optimizer("adam-mini", {pr.names, pr.params, part, {}}, o);
   std::vector<std::vector<double>> p, m, vm;
   for (size_t i = 0; i < pr.params.size(); ++i)
-    p.push_back(to_vec(pr.params[i])), m.emplace_back(pr.params[i].numel(), 0.0), vm.emplace_back(part.params[i].n_blocks, 0.0);
+    p.push_back(to_vec(pr.params[i])), m.emplace_back(pr.params[i].numel(), 0.0),
+        vm.emplace_back(part.params[i].n_blocks, 0.0);
   for (int t = 1; t <= 50; ++t) {
     const auto lr = lrs(pr.params.size(), t);
     opt->set_lrs(lr);
@@ -163,7 +167,8 @@ TEST(AdamMini, SlicedFusedWeightsMatchPerBlockReference) {
     const auto flat_ids = ids.reshape({-1});
     std::vector<std::vector<int64_t>> members(part.params[0].n_blocks);
     for (int64_t k = 0; k < e.numel; ++k) members[flat_ids[k].item<int64_t>()].push_back(k);
-    std::vector<std::vector<double>> p(members.size()), m(members.size()), v(members.size(), std::vector<double>(1, 0.0));
+    std::vector<std::vector<double>> p(members.size()), m(members.size()),
+        v(members.size(), std::vector<double>(1, 0.0));
     for (size_t b = 0; b < members.size(); ++b) {
       for (int64_t k : members[b]) p[b].push_back(flat[k]);
       m[b].assign(members[b].size(), 0.0);
@@ -200,7 +205,8 @@ TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
     opt->set_lrs(lr);
     for (size_t i = 0; i < pr.params.size(); ++i) {
       pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
-      reference::sgd_sai(p[i], to_vec(pr.params[i].grad()), buf[i], snr[i], t, {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
+      reference::sgd_sai(p[i], to_vec(pr.params[i].grad()), buf[i], snr[i], t,
+                         {lr[i], o.weight_decay, o.beta1, o.beta2, o.eps});
     }
     opt->step();
   }
@@ -209,17 +215,20 @@ TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
 }
 
 TEST(FusedOptimizers, SaveLoadContinueIsBitIdentical) {
-  auto gpt = build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
+  auto gpt =
+      build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
   std::vector<std::string> names;
   for (auto& [n, t] : gpt->named_parameters()) names.push_back(n);
   for (const char* name : {"adamw", "adam-mini", "sgd-sai", "torch-adamw"}) {
     auto run = [&](bool interrupt) {
-      auto net = build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
+      auto net =
+          build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
       net->to(torch::kFloat64);
       Partition part;
       if (std::string(name) == "adam-mini") {
         ParamTable table(net->named_parameters());
-        for (const auto& e : table.entries()) part.params.push_back(make_block(e, e.shape.size() == 2 ? Granularity::PerRow : Granularity::Whole, 0));
+        for (const auto& e : table.entries())
+          part.params.push_back(make_block(e, e.shape.size() == 2 ? Granularity::PerRow : Granularity::Whole, 0));
       }
       OptimizerInputs in{names, net->parameters(), part, {}};
       auto opt = make_optimizer(name, in, default_options(name));
@@ -231,7 +240,8 @@ TEST(FusedOptimizers, SaveLoadContinueIsBitIdentical) {
           opt->load_state_dict([&](const std::string& k) { return saved.at(k); });
         }
         auto params = net->parameters();
-        for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grad_at(params[i].numel(), t, i).reshape(params[i].sizes());
+        for (size_t i = 0; i < params.size(); ++i)
+          params[i].mutable_grad() = grad_at(params[i].numel(), t, i).reshape(params[i].sizes());
         opt->set_lrs(lrs(params.size(), t));
         opt->step();
       }
@@ -266,7 +276,8 @@ TEST(FusedOptimizers, NoDecayPatternsExcludeTensors) {
   for (int t = 1; t <= 5; ++t) {
     for (size_t i = 0; i < 2; ++i) {
       pr.params[i].mutable_grad() = grad_at(pr.params[i].numel(), t, i);
-      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t, {o.lr, i == 0 ? 0.0 : 0.5, o.beta1, o.beta2, o.eps});
+      reference::adamw(p[i], to_vec(pr.params[i].grad()), m[i], v[i], t,
+                       {o.lr, i == 0 ? 0.0 : 0.5, o.beta1, o.beta2, o.eps});
     }
     opt->step();
   }
@@ -276,15 +287,21 @@ TEST(FusedOptimizers, NoDecayPatternsExcludeTensors) {
 // The three config-driven optimizers on a tiny model's tensors (gpt2-tiny cut small, Adam-mini's
 // official partition): 50 steps against the scalar references.
 TEST(FusedOptimizers, TinyModelFiftyStepsMatchReferences) {
-  auto net = build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
+  auto net =
+      build_network("gpt2-tiny", resolve_model_config("gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2"}, 0, 0), 0);
   net->to(torch::kFloat64);
   ParamTable table(net->named_parameters());
   Partition part;
   for (const auto& e : table.entries()) {
-    const bool qk = e.name.find("q_proj.weight") != std::string::npos || e.name.find("k_proj.weight") != std::string::npos;
+    const bool qk =
+        e.name.find("q_proj.weight") != std::string::npos || e.name.find("k_proj.weight") != std::string::npos;
     const bool bias = e.name.find("bias") != std::string::npos;
-    part.params.push_back(make_block(e, bias ? Granularity::PerElement : qk ? Granularity::PerHead
-                                        : e.shape.size() == 2 ? Granularity::PerRow : Granularity::Whole, 16 * 16 / 2));
+    part.params.push_back(make_block(e,
+                                     bias                  ? Granularity::PerElement
+                                     : qk                  ? Granularity::PerHead
+                                     : e.shape.size() == 2 ? Granularity::PerRow
+                                                           : Granularity::Whole,
+                                     16 * 16 / 2));
   }
   std::vector<std::string> names;
   for (const auto& e : table.entries()) names.push_back(e.name);
@@ -319,5 +336,46 @@ TEST(FusedOptimizers, TinyModelFiftyStepsMatchReferences) {
       opt->step();
     }
     for (size_t i = 0; i < ps.size(); ++i) EXPECT_LT(rel_err(ps[i], p[i]), 1e-12) << name << " " << names[i];
+  }
+}
+
+// The registry against the published defaults (ALGORITHMS.md: PyTorch AdamW; Adam-mini v1.1.1's
+// signature; SGD-SaI's constructor; GaLore/APOLLO's optimizer class, eps 1e-6 and wd 0), and every
+// entry builds an optimizer that calls itself by the entry's name.
+TEST(OptimizerRegistry, PublishedDefaultsAndEveryEntryBuilds) {
+  struct Published {
+    const char* name;
+    double lr, wd, eps;
+  };
+  for (const Published& p : {Published{"adamw", 1e-3, 0.01, 1e-8}, Published{"adam-mini", 1e-3, 0.0, 1e-8},
+                             Published{"sgd-sai", 1e-2, 1e-2, 1e-8}, Published{"apollo", 1e-3, 0.0, 1e-6},
+                             Published{"apollo-mini", 1e-3, 0.0, 1e-6}, Published{"galore", 1e-3, 0.0, 1e-6},
+                             Published{"torch-adamw", 1e-3, 0.01, 1e-8}}) {
+    const OptimizerOptions o = default_options(p.name);
+    EXPECT_EQ(o.lr, p.lr) << p.name;
+    EXPECT_EQ(o.weight_decay, p.wd) << p.name;
+    EXPECT_EQ(o.eps, p.eps) << p.name;
+    EXPECT_EQ(o.beta1, 0.9) << p.name;
+    EXPECT_EQ(o.beta2, 0.999) << p.name;
+  }
+  torch::manual_seed(3);
+  const torch::Tensor w = torch::randn({6, 4}, torch::kFloat64);
+  Partition part;
+  part.params.push_back(make_block(ParamTable({{"w", w}}).entries()[0], Granularity::PerRow, 0));
+  std::vector<std::string> names;
+  for (const auto& e : optimizer_registry()) {
+    names.push_back(e.name);
+    OptimizerInputs in{{"w"}, {w.clone()}, e.needs_partition ? part : Partition{}, {}};
+    auto opt = make_optimizer(e.name, in, e.defaults);
+    EXPECT_EQ(opt->name(), e.name);
+    EXPECT_FALSE(e.what.empty()) << e.name;
+    EXPECT_EQ(&find_optimizer(e.name), &e);
+  }
+  EXPECT_EQ(names, optimizer_names());
+  try {
+    find_optimizer("lion");
+    ADD_FAILURE() << "lion was found";
+  } catch (const UserError& err) {
+    EXPECT_NE(std::string(err.what()).find("available: adamw, adam-mini"), std::string::npos) << err.what();
   }
 }

@@ -58,8 +58,8 @@ struct RefState {
   double prev = -1;
 };
 
-Mat reference_step(const std::string& method, Mat& W, const Mat& G, const Mat& P, RefState& s, int t, double lr, double scale,
-                   const OptimizerOptions& o) {
+Mat reference_step(const std::string& method, Mat& W, const Mat& G, const Mat& P, RefState& s, int t, double lr,
+                   double scale, const OptimizerOptions& o) {
   const bool right = W.size() >= W[0].size();
   Mat R = right ? matmul(G, P, true) : matmul(transpose(P), G);
   if (s.M.empty()) s.M = Mat(R.size(), std::vector<double>(R[0].size(), 0.0)), s.V = s.M;
@@ -134,7 +134,8 @@ TEST(Projected, ApolloApolloMiniGaloreMatchScalarReference) {
             auto [U, S, Vh] = torch::linalg_svd(g.to(torch::kFloat32), false);
             P = to_mat(rows >= cols ? Vh.narrow(0, 0, 3) : U.narrow(1, 0, std::min<int64_t>(3, rows)));
           } else {
-            P = to_mat(apollo_projection(rows, cols, std::string(method) == "apollo-mini" ? 1 : 3, seed, torch::kFloat64));
+            P = to_mat(
+                apollo_projection(rows, cols, std::string(method) == "apollo-mini" ? 1 : 3, seed, torch::kFloat64));
             seed = next_projection_seed(seed);
           }
         }
@@ -152,7 +153,8 @@ TEST(Projected, ApolloApolloMiniGaloreMatchScalarReference) {
 
 TEST(Projected, ApolloMiniStateIsSgdLike) {
   auto w = torch::zeros({1024, 1024}, torch::kFloat32);
-  auto mini = make_optimizer("apollo-mini", OptimizerInputs({"h.0.mlp.fc_in.weight"}, {w}), default_options("apollo-mini"));
+  auto mini =
+      make_optimizer("apollo-mini", OptimizerInputs({"h.0.mlp.fc_in.weight"}, {w}), default_options("apollo-mini"));
   auto adamw = make_optimizer("adamw", OptimizerInputs({"h.0.mlp.fc_in.weight"}, {w}), default_options("adamw"));
   EXPECT_LE(static_cast<double>(mini->state_bytes()) / adamw->state_bytes(), 0.02);
   // Not an attn/mlp matrix: the regular (full AdamW-style) group.
@@ -161,7 +163,8 @@ TEST(Projected, ApolloMiniStateIsSgdLike) {
 }
 
 TEST(Clip, ThresholdIsTheSortedIndex) {
-  std::vector<torch::Tensor> g = {torch::tensor({-5.0, 1.0, 3.0}, torch::kFloat64), torch::tensor({2.0, -4.0}, torch::kFloat64)};
+  std::vector<torch::Tensor> g = {torch::tensor({-5.0, 1.0, 3.0}, torch::kFloat64),
+                                  torch::tensor({2.0, -4.0}, torch::kFloat64)};
   // |g| descending: 5 4 3 2 1; c = 0.4 -> index int(5 * 0.4) = 2 -> tau = 3.
   EXPECT_DOUBLE_EQ(clip_threshold(g, 0.4, 1.0), 3.0);
   EXPECT_DOUBLE_EQ(clip_threshold(g, 0.4, 0.5), 1.5);

@@ -11,7 +11,7 @@ using namespace bs;
 
 TEST(Schedule, WarmupThenCosineToFloor) {
   Schedule s;
-  s.kind = "cosine";
+  s.kind = ScheduleKind::Cosine;
   s.lr = 1.0;
   s.warmup = 10;
   s.total = 110;
@@ -25,10 +25,10 @@ TEST(Schedule, WarmupThenCosineToFloor) {
 
 TEST(Schedule, ConstantAndValidation) {
   Schedule s;
-  s.kind = "constant";
+  s.kind = ScheduleKind::Constant;
   s.lr = 0.5;
   s.total = 10;
   EXPECT_DOUBLE_EQ(s.lr_at(7), 0.5);
-  s.kind = "linear";
+  s.warmup = -1;
   EXPECT_THROW(validate(s), UserError);
 }

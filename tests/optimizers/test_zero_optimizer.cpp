@@ -31,7 +31,8 @@ TEST(Zero1Owners, WithinGrahamBoundOfTheOptimalSplit) {
         if (mask >> i & 1) a += numel[i];
       best = std::min(best, std::max(a, total - a));
     }
-    EXPECT_LE(static_cast<double>(std::max(load[0], load[1])), (4.0 / 3.0 - 1.0 / 6.0) * static_cast<double>(best) + 1e-9);
+    EXPECT_LE(static_cast<double>(std::max(load[0], load[1])),
+              (4.0 / 3.0 - 1.0 / 6.0) * static_cast<double>(best) + 1e-9);
   }
 }
 
@@ -42,6 +43,7 @@ TEST(Zero1Owners, OneRankOwnsEverything) {
 
 TEST(Zero1, RefusesOptimizersThatCoupleTensors) {
   OptimizerInputs in({"w"}, {torch::zeros({4})});
-  for (const char* name : {"sgd-clip", "adam-clip", "frugal"}) EXPECT_THROW(make_zero1(name, in, OptimizerOptions{}), UserError);
+  for (const char* name : {"sgd-clip", "adam-clip", "frugal"})
+    EXPECT_THROW(make_zero1(name, in, OptimizerOptions{}), UserError);
   EXPECT_THROW(make_zero1("no-such-optimizer", in, OptimizerOptions{}), UserError);
 }

@@ -41,14 +41,14 @@ TEST(AdamMiniRules, Gpt2TiedAndUntied) {
     EXPECT_EQ(find(p, "h.0.attn.q_proj.weight").n_blocks, 4);
     EXPECT_EQ(find(p, "h.1.attn.k_proj.weight").n_blocks, 4);
     EXPECT_EQ(find(p, "h.0.attn.q_proj.weight").block_size, 1024);
-    EXPECT_EQ(find(p, "h.0.attn.v_proj.weight").n_blocks, 64);   // per output neuron
+    EXPECT_EQ(find(p, "h.0.attn.v_proj.weight").n_blocks, 64);  // per output neuron
     EXPECT_EQ(find(p, "h.0.attn.o_proj.weight").n_blocks, 64);
     EXPECT_EQ(find(p, "h.0.mlp.fc_in.weight").n_blocks, 256);
     EXPECT_EQ(find(p, "h.0.mlp.fc_out.weight").n_blocks, 64);
-    EXPECT_EQ(find(p, "wte.weight").n_blocks, 256);              // per token
-    EXPECT_EQ(find(p, "wpe.weight").n_blocks, 1);                // no rule matches "wpe": one v
+    EXPECT_EQ(find(p, "wte.weight").n_blocks, 256);  // per token
+    EXPECT_EQ(find(p, "wpe.weight").n_blocks, 1);    // no rule matches "wpe": one v
     EXPECT_EQ(find(p, "h.0.ln_1.weight").n_blocks, 1);
-    EXPECT_EQ(find(p, "h.0.attn.q_proj.bias").n_blocks, 64);     // biases: full Adam
+    EXPECT_EQ(find(p, "h.0.attn.q_proj.bias").n_blocks, 64);  // biases: full Adam
     EXPECT_FALSE(find(p, "h.0.ln_1.weight").weight_decay);
     EXPECT_FALSE(find(p, "h.0.mlp.fc_in.bias").weight_decay);
     EXPECT_TRUE(find(p, "h.0.mlp.fc_in.weight").weight_decay);
@@ -122,8 +122,10 @@ TEST(AdamMiniSlices, FusedWeightsCutPerSliceAndRoundTrip) {
   // HF GPT-2's fused c_attn (Conv1D [8, 24]) and nn.MultiheadAttention's in_proj_weight ([24, 8]),
   // dim 8, 2 heads of 4 output units: q, k -> 2 blocks each, v -> 8; the biases stay per element as the
   // official rules have them; the rest of the table is the rules' partition.
-  const ParamTable table({{"h.0.attn.c_attn.weight", torch::zeros({8, 24})}, {"h.0.attn.c_attn.bias", torch::zeros({24})},
-                          {"mha.in_proj_weight", torch::zeros({24, 8})}, {"h.0.mlp.c_fc.weight", torch::zeros({8, 32})}});
+  const ParamTable table({{"h.0.attn.c_attn.weight", torch::zeros({8, 24})},
+                          {"h.0.attn.c_attn.bias", torch::zeros({24})},
+                          {"mha.in_proj_weight", torch::zeros({24, 8})},
+                          {"h.0.mlp.c_fc.weight", torch::zeros({8, 32})}});
   ModelInfo info;
   info.dim = 8;
   info.n_heads = 2;
@@ -153,7 +155,8 @@ TEST(AdamMiniSlices, FusedWeightsCutPerSliceAndRoundTrip) {
 TEST(AdamMiniConfig, ErrorsNameTheKey) {
   auto b = build("gpt2-tiny", {"n_layer=1"});
   auto other = build("gpt2-tiny", {"n_layer=1", "dim=32"});
-  json j = adam_mini_to_json(adam_mini_rules(other.table, other.net->info()), other.net->info(), "rules", json::object());
+  json j =
+      adam_mini_to_json(adam_mini_rules(other.table, other.net->info()), other.net->info(), "rules", json::object());
   auto expect_error = [&](const json& cfg, const std::string& fragment) {
     try {
       adam_mini_from_json(cfg, b.table, "x.json");

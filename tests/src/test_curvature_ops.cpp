@@ -119,36 +119,54 @@ INSTANTIATE_TEST_SUITE_P(
     Ops, CurvatureOps,
     ::testing::Values(
         OpCase{"swiglu", [](const Inputs& x) { return ops::swiglu(x[0], x[1]); },
-               [] { return Inputs{leaf({3, 7}, 2.0), leaf({3, 7})}; }},
+               [] {
+                 return Inputs{leaf({3, 7}, 2.0), leaf({3, 7})};
+               }},
         OpCase{"linear_without_bias", [](const Inputs& x) { return torch::tanh(ops::linear(x[0], x[1], {})); },
-               [] { return Inputs{leaf({2, 3, 4}), leaf({5, 4})}; }},
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({5, 4})};
+               }},
         OpCase{"linear", [](const Inputs& x) { return torch::tanh(ops::linear(x[0], x[1], x[2])); },
-               [] { return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5})}; }},
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5})};
+               }},
         OpCase{"gelu_mlp", [](const Inputs& x) { return ops::gelu_mlp(x[0], x[1], x[2], x[3], x[4]); },
-               [] { return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})}; }},
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})};
+               }},
         OpCase{"layer_norm", [](const Inputs& x) { return ops::layer_norm(x[0], x[1], x[2], 1e-5); },
-               [] { return Inputs{leaf({2, 3, 6}), leaf({6}), leaf({6})}; }},
+               [] {
+                 return Inputs{leaf({2, 3, 6}), leaf({6}), leaf({6})};
+               }},
         OpCase{"rms_norm", [](const Inputs& x) { return ops::rms_norm(x[0], x[1], 1e-6); },
-               [] { return Inputs{leaf({2, 3, 6}), leaf({6})}; }},
+               [] {
+                 return Inputs{leaf({2, 3, 6}), leaf({6})};
+               }},
         // A [B, T, H, d] projection seen as [B, H, T, d], as LLaMA rotates q and k.
         OpCase{"rope",
                [](const Inputs& x) {
                  const auto f = torch::outer(torch::arange(5, torch::kFloat64), torch::tensor({1.0, 0.1, 0.01}));
                  return torch::tanh(ops::rope(x[0].transpose(1, 2), f.cos(), f.sin()));
                },
-               [] { return Inputs{leaf({2, 5, 2, 6})}; }},
+               [] {
+                 return Inputs{leaf({2, 5, 2, 6})};
+               }},
         // q, k, v as the models make them: [B, T, H, d] projections seen as [B, H, T, d] (not contiguous).
         OpCase{"causal_attention",
                [](const Inputs& x) {
                  return ops::causal_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2));
                },
-               [] { return Inputs{leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})}; }},
+               [] {
+                 return Inputs{leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})};
+               }},
         // Grouped-query: 6 query heads on 2 key/value heads (oracle: LibTorch's ops on repeated heads).
         OpCase{"grouped_query_attention",
                [](const Inputs& x) {
                  return ops::causal_attention(x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2));
                },
-               [] { return Inputs{leaf({2, 5, 6, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})}; }}),
+               [] {
+                 return Inputs{leaf({2, 5, 6, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})};
+               }}),
     [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
 
 TEST(CausalAttention, SeesNoFutureKey) {

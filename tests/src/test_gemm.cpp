@@ -50,11 +50,26 @@ TEST_F(Gemm, ChoosesOneDnnForFloat32) {
 TEST_F(Gemm, MatrixProductOfEveryOperandLayout) {
   const int64_t M = 37, K = 53, N = 29;
   const std::vector<std::pair<const char*, std::function<Tensor(int64_t, int64_t)>>> layouts = {
-      {"contiguous", [&](int64_t r, int64_t c) { return randn({r, c}); }},
-      {"transposed", [&](int64_t r, int64_t c) { return randn({c, r}).t(); }},
-      {"padded rows", [&](int64_t r, int64_t c) { return randn({r, c + 7}).narrow(1, 3, c); }},
-      {"padded transposed", [&](int64_t r, int64_t c) { return randn({c, r + 5}).narrow(1, 2, r).t(); }},
-      {"strided", [&](int64_t r, int64_t c) { return randn({2 * r, 2 * c}).slice(0, 0, 2 * r, 2).slice(1, 0, 2 * c, 2); }},
+      {"contiguous",
+       [&](int64_t r, int64_t c) {
+         return randn({r, c});
+       }},
+      {"transposed",
+       [&](int64_t r, int64_t c) {
+         return randn({c, r}).t();
+       }},
+      {"padded rows",
+       [&](int64_t r, int64_t c) {
+         return randn({r, c + 7}).narrow(1, 3, c);
+       }},
+      {"padded transposed",
+       [&](int64_t r, int64_t c) {
+         return randn({c, r + 5}).narrow(1, 2, r).t();
+       }},
+      {"strided",
+       [&](int64_t r, int64_t c) {
+         return randn({2 * r, 2 * c}).slice(0, 0, 2 * r, 2).slice(1, 0, 2 * c, 2);
+       }},
   };
   for (const auto& [la, make_a] : layouts) {
     for (const auto& [lb, make_b] : layouts) {

@@ -33,7 +33,8 @@ TEST(Loss, MseEqualsScalarReference) {
 
 TEST(Loss, MismatchedShapesAreUserErrors) {
   EXPECT_THROW(compute_loss(torch::randn({4, 3}), torch::zeros({5}, torch::kLong), LossKind::CrossEntropy), UserError);
-  EXPECT_THROW(compute_loss(torch::randn({4, 3}), torch::full({4}, 7, torch::kLong), LossKind::CrossEntropy), UserError);
+  EXPECT_THROW(compute_loss(torch::randn({4, 3}), torch::full({4}, 7, torch::kLong), LossKind::CrossEntropy),
+               UserError);
   EXPECT_THROW(compute_loss(torch::randn({4, 3}), torch::randn({4, 2}), LossKind::Mse), UserError);
   EXPECT_THROW(loss_kind_from_string("hinge"), UserError);
 }

@@ -33,10 +33,10 @@ std::unique_ptr<Network> make(const std::string& preset, std::vector<std::string
 TEST(ModelZoo, Gpt2NamesFollowHuggingFace) {
   auto net = make("gpt2-tiny", {"n_layer=1"});
   std::vector<std::string> expected = {"wte.weight", "wpe.weight"};
-  for (const char* p : {"ln_1.weight", "ln_1.bias", "attn.q_proj.weight", "attn.q_proj.bias", "attn.k_proj.weight",
-                        "attn.k_proj.bias", "attn.v_proj.weight", "attn.v_proj.bias", "attn.o_proj.weight",
-                        "attn.o_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.fc_in.weight", "mlp.fc_in.bias",
-                        "mlp.fc_out.weight", "mlp.fc_out.bias"})
+  for (const char* p :
+       {"ln_1.weight", "ln_1.bias", "attn.q_proj.weight", "attn.q_proj.bias", "attn.k_proj.weight", "attn.k_proj.bias",
+        "attn.v_proj.weight", "attn.v_proj.bias", "attn.o_proj.weight", "attn.o_proj.bias", "ln_2.weight", "ln_2.bias",
+        "mlp.fc_in.weight", "mlp.fc_in.bias", "mlp.fc_out.weight", "mlp.fc_out.bias"})
     expected.push_back(std::string("h.0.") + p);
   expected.push_back("ln_f.weight");
   expected.push_back("ln_f.bias");
@@ -153,10 +153,14 @@ TEST(ModelZoo, HessianVectorProductMatchesFiniteDifference) {
   };
   torch::manual_seed(11);
   std::vector<Case> cases = {
-      {"gpt2-tiny", {"n_layer=1", "dim=16", "n_heads=2", "seq_len=6", "vocab=32", "tied=false"},
-       torch::randint(0, 32, {2, 6}), torch::randint(0, 32, {2, 6})},
-      {"llama-tiny", {"n_layer=1", "dim=16", "n_heads=4", "n_kv_heads=2", "seq_len=6", "vocab=32"},
-       torch::randint(0, 32, {2, 6}), torch::randint(0, 32, {2, 6})},
+      {"gpt2-tiny",
+       {"n_layer=1", "dim=16", "n_heads=2", "seq_len=6", "vocab=32", "tied=false"},
+       torch::randint(0, 32, {2, 6}),
+       torch::randint(0, 32, {2, 6})},
+      {"llama-tiny",
+       {"n_layer=1", "dim=16", "n_heads=4", "n_kv_heads=2", "seq_len=6", "vocab=32"},
+       torch::randint(0, 32, {2, 6}),
+       torch::randint(0, 32, {2, 6})},
       {"mlp-mnist", {"hidden=16"}, torch::randn({4, 1, 28, 28}, torch::kFloat64), torch::randint(0, 10, {4})},
       {"cnn-mnist", {"hidden=8"}, torch::randn({2, 1, 28, 28}, torch::kFloat64), torch::randint(0, 10, {2})},
   };

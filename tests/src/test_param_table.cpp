@@ -61,7 +61,7 @@ TEST(ParamTable, KindsOfMultiheadAttentionAndVit) {
   EXPECT_EQ(infer_block_kind("encoder.layers.0.self_attn.in_proj_bias"), BlockKind::Bias);
   EXPECT_EQ(infer_block_kind("encoder.layers.0.self_attn.out_proj.weight"), BlockKind::VO);
   EXPECT_EQ(infer_block_kind("encoder.layers.0.linear1.weight"), BlockKind::FFN);  // nn.TransformerEncoderLayer
-  EXPECT_EQ(infer_block_kind("patch_embed.proj.weight"), BlockKind::Emb);  // timm
+  EXPECT_EQ(infer_block_kind("patch_embed.proj.weight"), BlockKind::Emb);          // timm
   EXPECT_EQ(infer_block_kind("vit.embeddings.patch_embeddings.projection.weight"), BlockKind::Emb);  // HF
   EXPECT_EQ(infer_block_kind("vit.encoder.layer.0.attention.attention.query.weight"), BlockKind::QK);
   EXPECT_EQ(infer_block_kind("vit.encoder.layer.0.attention.attention.value.weight"), BlockKind::VO);

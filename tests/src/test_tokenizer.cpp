@@ -32,8 +32,10 @@ TEST(Tokenizer, Gpt2MatchesEveryReferenceEncoding) {
   std::string line, encoding, sample;
   int checked = 0;
   while (std::getline(f, line)) {
-    if (line.rfind("EncodingName: ", 0) == 0) encoding = line.substr(14);
-    else if (line.rfind("Sample: ", 0) == 0) sample = line.substr(8);
+    if (line.rfind("EncodingName: ", 0) == 0)
+      encoding = line.substr(14);
+    else if (line.rfind("Sample: ", 0) == 0)
+      sample = line.substr(8);
     else if (line.rfind("Encoded: ", 0) == 0 && encoding == "r50k_base") {
       std::vector<int32_t> expected;
       std::string list = line.substr(9);

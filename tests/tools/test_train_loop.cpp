@@ -88,7 +88,7 @@ TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
   std::vector<torch::Tensor> before;
   for (auto& p : s.net->parameters()) before.push_back(p.detach().clone());
   TrainOptions t = steps(1);
-  t.schedule.kind = "constant";
+  t.schedule.kind = ScheduleKind::Constant;
   t.schedule.warmup = 0;
   t.grad_clip = 0;
   t.optim.weight_decay = 0;
@@ -112,8 +112,8 @@ TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
 // Every optimizer, driven by the training loop on a tiny model: the loss on the trained batches falls
 // (oracle: the initial loss) and a resumed run matches the uninterrupted one bit for bit.
 TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
-  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm", "sgd-clip",
-                           "adam-clip"}) {
+  for (const char* name : {"adamw", "adam-mini", "sgd-sai", "apollo", "apollo-mini", "galore", "frugal", "adapm",
+                           "sgd-clip", "adam-clip"}) {
     CommonOptions o = tiny(std::string("train_opt_") + name);
     Session s = open_session(o);
     const double before = batch_loss(*s.net, s.train_batch(0), s.loss, "brown").item<double>();
@@ -162,7 +162,7 @@ TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
   EXPECT_EQ(r.skipped_steps, 1);
   for (auto& p : s.net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
   Session s2 = open_session(o);
-  t.on_nonfinite = "abort";
+  t.on_nonfinite = OnNonfinite::Abort;
   try {
     train(s2, t);
     FAIL() << "expected a UserError";
