@@ -257,48 +257,24 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.write("/model/aliases", alias);
   out.write("/model/alias_of", alias_of);
   out.write("/model/frozen", info.frozen);
-  std::vector<std::string> names, tensors, kinds;
-  std::vector<int64_t> numel;
-  std::vector<double> tr, tr_se, avg, lmax, gs, gn;
-  for (const auto& b : p.blocks) {
-    names.push_back(b.name);
-    tensors.push_back(b.tensor);
-    kinds.push_back(to_string(b.kind));
-    numel.push_back(b.numel);
-    tr.push_back(b.trace);
-    tr_se.push_back(b.trace_stderr);
-    avg.push_back(b.avg_sharpness);
-    lmax.push_back(b.lambda_max);
-    gs.push_back(b.gsnr);
-    gn.push_back(b.gn_diag_avg);
-  }
-  out.write("/blocks/name", names);
-  out.write("/blocks/tensor", tensors);  // the tensor a block belongs to (a fused q/k/v weight has three)
-  out.write("/blocks/kind", kinds);
-  out.write("/blocks/numel", numel);
-  out.write("/blocks/trace", tr);
-  out.write("/blocks/trace_stderr", tr_se);
-  out.write("/blocks/avg_sharpness", avg);
-  out.write("/blocks/lambda_max", lmax);
-  out.write("/blocks/gsnr", gs);
-  out.write("/blocks/gn_diag_avg", gn);
-  std::vector<std::string> kn;
-  std::vector<int64_t> kn_numel;
-  std::vector<double> k_tr, k_se, k_avg, k_lmax;
-  for (const auto& k : p.kinds) {
-    kn.push_back(to_string(k.kind));
-    kn_numel.push_back(k.numel);
-    k_tr.push_back(k.trace);
-    k_se.push_back(k.trace_stderr);
-    k_avg.push_back(k.avg_sharpness);
-    k_lmax.push_back(k.lambda_max);
-  }
-  out.write("/kinds/name", kn);
-  out.write("/kinds/numel", kn_numel);
-  out.write("/kinds/trace", k_tr);
-  out.write("/kinds/trace_stderr", k_se);
-  out.write("/kinds/avg_sharpness", k_avg);
-  out.write("/kinds/lambda_max", k_lmax);
+  using B = BlockStats;
+  out.column("/blocks/name", p.blocks, [](const B& b) { return b.name; });
+  out.column("/blocks/tensor", p.blocks, [](const B& b) { return b.tensor; });  // a fused q/k/v weight has three
+  out.column("/blocks/kind", p.blocks, [](const B& b) { return std::string(to_string(b.kind)); });
+  out.column("/blocks/numel", p.blocks, [](const B& b) { return b.numel; });
+  out.column("/blocks/trace", p.blocks, [](const B& b) { return b.trace; });
+  out.column("/blocks/trace_stderr", p.blocks, [](const B& b) { return b.trace_stderr; });
+  out.column("/blocks/avg_sharpness", p.blocks, [](const B& b) { return b.avg_sharpness; });
+  out.column("/blocks/lambda_max", p.blocks, [](const B& b) { return b.lambda_max; });
+  out.column("/blocks/gsnr", p.blocks, [](const B& b) { return b.gsnr; });
+  out.column("/blocks/gn_diag_avg", p.blocks, [](const B& b) { return b.gn_diag_avg; });
+  using K = KindStats;
+  out.column("/kinds/name", p.kinds, [](const K& k) { return std::string(to_string(k.kind)); });
+  out.column("/kinds/numel", p.kinds, [](const K& k) { return k.numel; });
+  out.column("/kinds/trace", p.kinds, [](const K& k) { return k.trace; });
+  out.column("/kinds/trace_stderr", p.kinds, [](const K& k) { return k.trace_stderr; });
+  out.column("/kinds/avg_sharpness", p.kinds, [](const K& k) { return k.avg_sharpness; });
+  out.column("/kinds/lambda_max", p.kinds, [](const K& k) { return k.lambda_max; });
   if (!p.density.grid.empty()) {
     out.write("/density/grid", p.density.grid);
     out.write("/density/values", p.density.values);

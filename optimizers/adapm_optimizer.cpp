@@ -15,17 +15,18 @@
 
 namespace bs {
 
-std::string adapm_policy(const std::string& name, const torch::Tensor& p) {
+MomentumPolicy adapm_policy(const std::string& name, const torch::Tensor& p) {
   auto has = [&](std::initializer_list<const char*> ks) {
     for (const char* k : ks)
       if (name.find(k) != std::string::npos) return true;
     return false;
   };
-  if (has({"bias", "norm", "ln_"})) return "full";
-  if (has({"embed", "embd", "wte", "wpe"})) return "none";
-  if (has({"o_proj", "wo.", "attn.proj", "c_proj"})) return "none";
-  if (p.dim() == 2 && has({"q_proj", "k_proj", "wq.", "wk.", "query", "key", "mlp", "feed_forward"})) return "low-rank";
-  return "full";
+  if (has({"bias", "norm", "ln_"})) return MomentumPolicy::Full;
+  if (has({"embed", "embd", "wte", "wpe"})) return MomentumPolicy::None;
+  if (has({"o_proj", "wo.", "attn.proj", "c_proj"})) return MomentumPolicy::None;
+  if (p.dim() == 2 && has({"q_proj", "k_proj", "wq.", "wk.", "query", "key", "mlp", "feed_forward"}))
+    return MomentumPolicy::LowRank;
+  return MomentumPolicy::Full;
 }
 
 torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype) {
@@ -57,7 +58,7 @@ class AdaPM : public Optimizer {
     for (size_t i = 0; i < m_params.size(); ++i) {
       Slot s;
       s.policy = adapm_policy(m_names[i], m_params[i]);
-      if (s.policy == "low-rank") {
+      if (s.policy == MomentumPolicy::LowRank) {
         s.rows = m_params[i].size(0);
         s.cols = m_params[i].size(1);
         const int64_t small = std::min(s.rows, s.cols);
@@ -80,9 +81,9 @@ class AdaPM : public Optimizer {
       Slot& s = m_slots[i];
       const auto G = p.grad().contiguous();
       torch::Tensor d;  // the momentum estimate, bias corrected
-      if (s.policy == "none") {
+      if (s.policy == MomentumPolicy::None) {
         d = G;
-      } else if (s.policy == "full") {
+      } else if (s.policy == MomentumPolicy::Full) {
         if (!s.m.defined()) s.m = torch::zeros_like(G);
         s.m.mul_(m_o.beta1).add_(G, 1 - m_o.beta1);
         d = s.m / bc1;
@@ -123,25 +124,25 @@ class AdaPM : public Optimizer {
   }
 
   StateDict state_dict() const override {
-    StateDict d;
+    StateWriter w(m_names);
     for (size_t i = 0; i < m_slots.size(); ++i) {
       const Slot& s = m_slots[i];
-      if (s.v.defined()) d.emplace_back(m_names[i] + "/v_block", s.v);
-      if (s.m.defined()) d.emplace_back(m_names[i] + "/momentum", s.m);
-      if (s.proj.defined()) save_projection(d, m_names[i], s.proj, s.seed);
+      if (s.v.defined()) w.tensor(i, "v_block", s.v);
+      if (s.m.defined()) w.tensor(i, "momentum", s.m);
+      if (s.proj.defined()) save_projection(w, i, s.proj, s.seed);
     }
-    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
-    return d;
+    return w.finish(m_step);
   }
   void load_state_dict(const StateLookup& get) override {
-    m_step = get("step").item<int64_t>();
+    const StateReader r(get, m_names);
+    m_step = r.step();
     if (m_step == 0) return;
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       const auto dt = m_params[i].scalar_type();
-      s.v = load_state(get, m_names[i], "v_block", dt);
-      if (s.policy != "none") s.m = load_state(get, m_names[i], "momentum", dt);
-      if (s.policy == "low-rank") load_projection(get, m_names[i], dt, s.proj, s.seed);
+      s.v = r.tensor(i, "v_block", dt);
+      if (s.policy != MomentumPolicy::None) s.m = r.tensor(i, "momentum", dt);
+      if (s.policy == MomentumPolicy::LowRank) load_projection(r, i, dt, s.proj, s.seed);
     }
   }
   int64_t state_bytes() const override {
@@ -149,8 +150,8 @@ class AdaPM : public Optimizer {
     for (size_t i = 0; i < m_slots.size(); ++i) {
       const Slot& s = m_slots[i];
       int64_t e = m_part.params[i].n_blocks;
-      if (s.policy == "full") e += m_params[i].numel();
-      if (s.policy == "low-rank") e += (std::max(s.rows, s.cols) + std::min(s.rows, s.cols)) * s.rank;
+      if (s.policy == MomentumPolicy::Full) e += m_params[i].numel();
+      if (s.policy == MomentumPolicy::LowRank) e += (std::max(s.rows, s.cols) + std::min(s.rows, s.cols)) * s.rank;
       n += e * m_params[i].element_size();
     }
     return n;
@@ -158,7 +159,7 @@ class AdaPM : public Optimizer {
 
  private:
   struct Slot {
-    std::string policy;
+    MomentumPolicy policy = MomentumPolicy::Full;
     int64_t rows = 0, cols = 0, rank = 0;
     uint64_t seed = 0;
     torch::Tensor m, v, proj;

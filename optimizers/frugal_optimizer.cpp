@@ -33,9 +33,6 @@ class Frugal : public Optimizer {
         m_f(in.frugal),
         m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
-    const auto& s = m_f.selection;
-    if (s != "randk" && s != "columns" && s != "rows" && s != "block")
-      throw UserError("--frugal-selection '" + s + "': expected randk, columns, rows or block");
     if (!(m_f.density >= 0 && m_f.density <= 1)) throw UserError("--density must be in [0, 1]");
     if (m_f.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     m_slots.resize(m_params.size());
@@ -89,31 +86,27 @@ class Frugal : public Optimizer {
   }
 
   StateDict state_dict() const override {
-    StateDict d;
+    StateWriter w(m_names);
     for (size_t i = 0; i < m_slots.size(); ++i) {
       const Slot& s = m_slots[i];
       if (!s.m.defined()) continue;
-      d.emplace_back(m_names[i] + "/exp_avg", s.m);
-      d.emplace_back(m_names[i] + "/exp_avg_sq", s.v);
-      d.emplace_back(m_names[i] + "/t", torch::tensor(s.t, torch::kInt64));
-      if (s.active.defined()) d.emplace_back(m_names[i] + "/active", s.active);
+      w.tensor(i, "exp_avg", s.m).tensor(i, "exp_avg_sq", s.v).integer(i, "t", s.t);
+      if (s.active.defined()) w.tensor(i, "active", s.active);
     }
-    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
-    d.emplace_back("rng_draws", torch::tensor(m_draws, torch::kInt64));
-    return d;
+    return w.global("rng_draws", m_draws).finish(m_step);
   }
   void load_state_dict(const StateLookup& get) override {
-    m_step = get("step").item<int64_t>();
+    const StateReader r(get, m_names);
+    m_step = r.step();
     if (m_step == 0) return;
-    m_draws = get("rng_draws").item<int64_t>();
-    m_draws -= 1;
+    m_draws = r.global("rng_draws") - 1;
     reselect();  // rebuild masks and the block choice for the current period, then overwrite the state
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       if (!s.m.defined()) continue;
-      s.m.copy_(get(m_names[i] + "/exp_avg").reshape({-1}));
-      s.v.copy_(get(m_names[i] + "/exp_avg_sq").reshape({-1}));
-      s.t = get(m_names[i] + "/t").item<int64_t>();
+      r.copy_into(i, "exp_avg", s.m);
+      r.copy_into(i, "exp_avg_sq", s.v);
+      s.t = r.integer(i, "t");
     }
   }
   int64_t state_bytes() const override {
@@ -123,7 +116,7 @@ class Frugal : public Optimizer {
       const int64_t elt = m_params[i].element_size();
       if (!s.projectable || s.all_active)
         n += 2 * m_params[i].numel() * elt;
-      else if (m_f.selection != "block")
+      else if (m_f.selection != FrugalSelection::Block)
         n += 2 * selected_count(i) * elt;
     }
     return n;
@@ -138,8 +131,8 @@ class Frugal : public Optimizer {
 
   int64_t selected_count(size_t i) const {
     const auto& p = m_params[i];
-    if (m_f.selection == "columns") return static_cast<int64_t>(p.size(1) * m_f.density) * p.size(0);
-    if (m_f.selection == "rows") return static_cast<int64_t>(p.size(0) * m_f.density) * p.size(1);
+    if (m_f.selection == FrugalSelection::Columns) return static_cast<int64_t>(p.size(1) * m_f.density) * p.size(0);
+    if (m_f.selection == FrugalSelection::Rows) return static_cast<int64_t>(p.size(0) * m_f.density) * p.size(1);
     return static_cast<int64_t>(p.numel() * m_f.density);
   }
 
@@ -149,7 +142,7 @@ class Frugal : public Optimizer {
     std::vector<size_t> proj;
     for (size_t i = 0; i < m_slots.size(); ++i)
       if (m_slots[i].projectable) proj.push_back(i);
-    if (m_f.selection == "block") {
+    if (m_f.selection == FrugalSelection::Block) {
       std::shuffle(proj.begin(), proj.end(), rng);
       const size_t n_active = static_cast<size_t>(std::llround(proj.size() * m_f.density));
       for (size_t k = 0; k < proj.size(); ++k) {
@@ -171,11 +164,11 @@ class Frugal : public Optimizer {
           std::sort(all.begin(), all.end());
           return all;
         };
-        if (m_f.selection == "columns") {
+        if (m_f.selection == FrugalSelection::Columns) {
           for (int64_t c : pick(cols, static_cast<int64_t>(cols * m_f.density)))
             for (int64_t r = 0; r < rows; ++r) chosen.push_back(r * cols + c);
           std::sort(chosen.begin(), chosen.end());
-        } else if (m_f.selection == "rows") {
+        } else if (m_f.selection == FrugalSelection::Rows) {
           for (int64_t r : pick(rows, static_cast<int64_t>(rows * m_f.density)))
             for (int64_t c = 0; c < cols; ++c) chosen.push_back(r * cols + c);
         } else {

@@ -25,24 +25,18 @@ class FusedBase : public Optimizer {
   }
   void set_lrs(const std::vector<double>& lr) override { m_lr = lr; }
   StateDict state_dict() const override {
-    StateDict d;
+    StateWriter w(m_names);
     for (size_t i = 0; i < m_state.size(); ++i)
-      for (size_t k = 0; k < m_state_names.size(); ++k)
-        d.emplace_back(m_names[i] + "/" + m_state_names[k], m_state[i][k]);
-    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
-    return d;
+      for (size_t k = 0; k < m_state_names.size(); ++k) w.tensor(i, m_state_names[k], m_state[i][k]);
+    return w.finish(m_step);
   }
   void load_state_dict(const StateLookup& get) override {
-    m_step = get("step").item<int64_t>();
+    const StateReader r(get, m_names);
+    m_step = r.step();
     if (m_step == 0) return;
     init_state();
     for (size_t i = 0; i < m_state.size(); ++i)
-      for (size_t k = 0; k < m_state_names.size(); ++k) {
-        auto t = get(m_names[i] + "/" + m_state_names[k]);
-        if (t.numel() != m_state[i][k].numel())
-          throw UserError("optimizer state '" + m_names[i] + "/" + m_state_names[k] + "' has the wrong size");
-        m_state[i][k].copy_(t.reshape(m_state[i][k].sizes()));
-      }
+      for (size_t k = 0; k < m_state_names.size(); ++k) r.copy_into(i, m_state_names[k], m_state[i][k]);
   }
   int64_t state_bytes() const override {
     int64_t n = 0;

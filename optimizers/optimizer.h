@@ -33,9 +33,12 @@ struct ProjectionOptions {
 };
 
 // FRUGAL: a state-full subspace (AdamW) plus signSGD on the rest of each projectable weight.
+// FRUGAL's state-full subspace: random coordinates, whole columns or rows, or whole tensors (block).
+enum class FrugalSelection { RandK, Columns, Rows, Block };
+
 struct FrugalOptions {
-  std::string selection = "randk";  // randk | columns | rows | block
-  double density = 0.25;            // fraction of coordinates (or tensors, for block) that are state-full
+  FrugalSelection selection = FrugalSelection::RandK;
+  double density = 0.25;  // fraction of coordinates (or tensors, for block) that are state-full
   int64_t update_gap = 200;
   double inactive_lr_scale = 1.0;  // 1.0 pre-training, 0.1 fine-tuning (README of the official code)
   uint64_t seed = 0;
@@ -71,11 +74,40 @@ std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOp
 using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 using StateLookup = std::function<torch::Tensor(const std::string& key)>;
 
-// "<name>/<key>" of a checkpoint as `dtype`, contiguous: how a state tensor is loaded.
-inline torch::Tensor load_state(const StateLookup& get, const std::string& name, const std::string& key,
-                                torch::ScalarType dtype) {
-  return get(name + "/" + key).to(dtype).contiguous();
-}
+// The one writer and reader of named state, shared by every optimizer: tensor i's entries are
+// "<its name>/<key>", the optimizer's own scalars plain keys, and "step" comes last. A state saved
+// before the first step holds nothing but "step" (0).
+class StateWriter {
+ public:
+  explicit StateWriter(const std::vector<std::string>& names) : m_names(names) {}
+  StateWriter& tensor(size_t i, const std::string& key, const torch::Tensor& t);
+  StateWriter& integer(size_t i, const std::string& key, int64_t v);
+  StateWriter& real(size_t i, const std::string& key, double v);
+  StateWriter& global(const std::string& key, int64_t v);
+  StateDict finish(int64_t step);
+
+ private:
+  const std::vector<std::string>& m_names;
+  StateDict m_d;
+};
+
+class StateReader {
+ public:
+  StateReader(const StateLookup& get, const std::vector<std::string>& names) : m_get(get), m_names(names) {}
+  int64_t step() const { return global("step"); }
+  // As `dtype`, contiguous.
+  torch::Tensor tensor(size_t i, const std::string& key, torch::ScalarType dtype) const;
+  // Copied into `into` (same number of entries, else UserError naming the entry).
+  void copy_into(size_t i, const std::string& key, torch::Tensor& into) const;
+  int64_t integer(size_t i, const std::string& key) const;
+  double real(size_t i, const std::string& key) const;
+  int64_t global(const std::string& key) const;
+
+ private:
+  torch::Tensor raw(size_t i, const std::string& key) const { return m_get(m_names[i] + "/" + key); }
+  const StateLookup& m_get;
+  const std::vector<std::string>& m_names;
+};
 
 class Optimizer {
  public:

@@ -129,31 +129,27 @@ class Projected : public Optimizer {
   }
 
   StateDict state_dict() const override {
-    StateDict d;
+    StateWriter w(m_names);
     for (size_t i = 0; i < m_slots.size(); ++i) {
       const Slot& s = m_slots[i];
       if (!s.m.defined()) continue;
-      d.emplace_back(m_names[i] + "/exp_avg", s.m);
-      d.emplace_back(m_names[i] + "/exp_avg_sq", s.v);
-      if (s.projected) {
-        save_projection(d, m_names[i], s.proj, s.seed);
-        d.emplace_back(m_names[i] + "/nl_prev", torch::tensor(s.nl_prev, torch::kFloat64));
-      }
+      w.tensor(i, "exp_avg", s.m).tensor(i, "exp_avg_sq", s.v);
+      if (s.projected) save_projection(w, i, s.proj, s.seed).real(i, "nl_prev", s.nl_prev);
     }
-    d.emplace_back("step", torch::tensor(m_step, torch::kInt64));
-    return d;
+    return w.finish(m_step);
   }
   void load_state_dict(const StateLookup& get) override {
-    m_step = get("step").item<int64_t>();
+    const StateReader r(get, m_names);
+    m_step = r.step();
     if (m_step == 0) return;
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       const auto dtype = m_params[i].scalar_type();
-      s.m = load_state(get, m_names[i], "exp_avg", dtype);
-      s.v = load_state(get, m_names[i], "exp_avg_sq", dtype);
+      s.m = r.tensor(i, "exp_avg", dtype);
+      s.v = r.tensor(i, "exp_avg_sq", dtype);
       if (s.projected) {
-        load_projection(get, m_names[i], dtype, s.proj, s.seed);
-        s.nl_prev = get(m_names[i] + "/nl_prev").item<double>();
+        load_projection(r, i, dtype, s.proj, s.seed);
+        s.nl_prev = r.real(i, "nl_prev");
       }
     }
   }
@@ -205,15 +201,13 @@ class Projected : public Optimizer {
 
 }  // namespace
 
-void save_projection(StateDict& d, const std::string& name, const torch::Tensor& proj, uint64_t seed) {
-  d.emplace_back(name + "/projection", proj);
-  d.emplace_back(name + "/seed", torch::tensor(static_cast<int64_t>(seed), torch::kInt64));
+StateWriter& save_projection(StateWriter& w, size_t i, const torch::Tensor& proj, uint64_t seed) {
+  return w.tensor(i, "projection", proj).integer(i, "seed", static_cast<int64_t>(seed));
 }
 
-void load_projection(const StateLookup& get, const std::string& name, torch::ScalarType dtype, torch::Tensor& proj,
-                     uint64_t& seed) {
-  proj = load_state(get, name, "projection", dtype);
-  seed = static_cast<uint64_t>(get(name + "/seed").item<int64_t>());
+void load_projection(const StateReader& r, size_t i, torch::ScalarType dtype, torch::Tensor& proj, uint64_t& seed) {
+  proj = r.tensor(i, "projection", dtype);
+  seed = static_cast<uint64_t>(r.integer(i, "seed"));
 }
 
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in,

@@ -12,12 +12,13 @@ torch::Tensor apollo_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, 
 // The next seed of the regeneration chain (splitmix64; the official chain uses PyTorch's generators).
 uint64_t next_projection_seed(uint64_t seed);
 // AdaPM: the momentum policy of a parameter (none | low-rank | full) and its orthonormal projection.
-std::string adapm_policy(const std::string& name, const torch::Tensor& p);
+// AdaPM's momentum per tensor: none (embeddings, attention-out), low-rank (2-D Q/K/MLP), full (the rest).
+enum class MomentumPolicy { None, LowRank, Full };
+MomentumPolicy adapm_policy(const std::string& name, const torch::Tensor& p);
 torch::Tensor adapm_projection(int64_t m, int64_t n, int64_t r, uint64_t seed, torch::Dtype dtype);
 // A projected tensor's checkpoint entries: "<name>/projection" and "<name>/seed" (what regenerates it).
-void save_projection(StateDict& d, const std::string& name, const torch::Tensor& proj, uint64_t seed);
-void load_projection(const StateLookup& get, const std::string& name, torch::ScalarType dtype, torch::Tensor& proj,
-                     uint64_t& seed);
+StateWriter& save_projection(StateWriter& w, size_t i, const torch::Tensor& proj, uint64_t seed);
+void load_projection(const StateReader& r, size_t i, torch::ScalarType dtype, torch::Tensor& proj, uint64_t& seed);
 std::unique_ptr<Optimizer> make_projected(const std::string& name, const OptimizerInputs& in,
                                           const OptimizerOptions& o);
 

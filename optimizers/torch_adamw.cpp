@@ -23,28 +23,27 @@ class TorchAdamW : public Optimizer {
   }
   void step() override { m_opt.step(); }
   StateDict state_dict() const override {
-    StateDict d;
+    StateWriter w(m_names);
     int64_t step = 0;
     for (size_t i = 0; i < m_params.size(); ++i) {
       auto it = m_opt.state().find(key(i));
       if (it == m_opt.state().end()) continue;
       auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      d.emplace_back(m_names[i] + "/exp_avg", st.exp_avg());
-      d.emplace_back(m_names[i] + "/exp_avg_sq", st.exp_avg_sq());
+      w.tensor(i, "exp_avg", st.exp_avg()).tensor(i, "exp_avg_sq", st.exp_avg_sq());
       step = st.step();
     }
-    d.emplace_back("step", torch::tensor(step, torch::kInt64));
-    return d;
+    return w.finish(step);
   }
   void load_state_dict(const StateLookup& get) override {
-    const int64_t step = get("step").item<int64_t>();
+    const StateReader r(get, m_names);
+    const int64_t step = r.step();
     if (step == 0) return;
     for (size_t i = 0; i < m_params.size(); ++i) {
       auto st = std::make_unique<torch::optim::AdamWParamState>();
       st->step(step);
-      st->exp_avg(get(m_names[i] + "/exp_avg").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
-      st->exp_avg_sq(
-          get(m_names[i] + "/exp_avg_sq").to(m_params[i].scalar_type()).reshape(m_params[i].sizes()).clone());
+      const auto dtype = m_params[i].scalar_type();
+      st->exp_avg(r.tensor(i, "exp_avg", dtype).reshape(m_params[i].sizes()).clone());
+      st->exp_avg_sq(r.tensor(i, "exp_avg_sq", dtype).reshape(m_params[i].sizes()).clone());
       m_opt.state()[key(i)] = std::move(st);
     }
   }

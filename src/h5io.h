@@ -46,6 +46,14 @@ class H5Output {
   void write(const std::string& path, const std::vector<std::string>& v);
   void write(const std::string& path, double v);
   void write(const std::string& path, int64_t v);
+  // One column of a table: get(row) for every row (a double, an int64_t or a std::string).
+  template <class Row, class Get>
+  void column(const std::string& path, const std::vector<Row>& rows, Get get) {
+    std::vector<std::decay_t<decltype(get(rows.front()))>> values;
+    values.reserve(rows.size());
+    for (const auto& r : rows) values.push_back(get(r));
+    write(path, values);
+  }
   void attribute(const std::string& name, const std::string& value);  // on the root group
   void provenance();                                                  // provenance.h's attributes
   // Close and atomically rename into place (on rank 0 only when distributed); with a set, write its

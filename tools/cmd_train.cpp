@@ -76,8 +76,12 @@ void register_train(CLI::App& app) {
                   "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
   cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
-  cmd->add_option("--frugal-selection", t->frugal.selection, "frugal: randk, columns, rows or block")
-      ->capture_default_str();
+  add_enum_option(cmd, "--frugal-selection", t->frugal.selection,
+                  {{"randk", FrugalSelection::RandK},
+                   {"columns", FrugalSelection::Columns},
+                   {"rows", FrugalSelection::Rows},
+                   {"block", FrugalSelection::Block}},
+                  "frugal: randk, columns, rows or block");
   cmd->add_option("--density", t->frugal.density, "frugal: state-full fraction")->capture_default_str();
   cmd->add_option("--inactive-lr-scale", t->frugal.inactive_lr_scale, "frugal: signSGD lr scale (0.1 for fine-tuning)")
       ->capture_default_str();

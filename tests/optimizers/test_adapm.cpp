@@ -11,12 +11,12 @@ using namespace bs;
 
 TEST(AdaPM, PoliciesFollowThePaper) {
   auto m = torch::zeros({4, 4});
-  EXPECT_EQ(adapm_policy("wte.weight", m), "none");
-  EXPECT_EQ(adapm_policy("h.0.attn.o_proj.weight", m), "none");
-  EXPECT_EQ(adapm_policy("h.0.attn.v_proj.weight", m), "full");
-  EXPECT_EQ(adapm_policy("h.0.attn.q_proj.weight", m), "low-rank");
-  EXPECT_EQ(adapm_policy("layers.0.mlp.up_proj.weight", m), "low-rank");
-  EXPECT_EQ(adapm_policy("h.0.mlp.fc_in.bias", torch::zeros({4})), "full");
+  EXPECT_EQ(adapm_policy("wte.weight", m), MomentumPolicy::None);
+  EXPECT_EQ(adapm_policy("h.0.attn.o_proj.weight", m), MomentumPolicy::None);
+  EXPECT_EQ(adapm_policy("h.0.attn.v_proj.weight", m), MomentumPolicy::Full);
+  EXPECT_EQ(adapm_policy("h.0.attn.q_proj.weight", m), MomentumPolicy::LowRank);
+  EXPECT_EQ(adapm_policy("layers.0.mlp.up_proj.weight", m), MomentumPolicy::LowRank);
+  EXPECT_EQ(adapm_policy("h.0.mlp.fc_in.bias", torch::zeros({4})), MomentumPolicy::Full);
 }
 
 TEST(AdaPM, MatchesScalarReference) {

@@ -18,7 +18,7 @@ torch::Tensor grad_at(int64_t n, int t, int i) {
 }  // namespace
 
 TEST(Frugal, CoordinateSelectionsMatchScalarReference) {
-  for (const char* sel : {"randk", "columns", "rows"}) {
+  for (FrugalSelection sel : {FrugalSelection::RandK, FrugalSelection::Columns, FrugalSelection::Rows}) {
     torch::manual_seed(1);
     auto w = torch::randn({8, 6}, torch::kFloat64), b = torch::randn({6}, torch::kFloat64);
     OptimizerInputs in({"h.0.mlp.fc_in.weight", "h.0.ln_1.weight"}, {w, b});
@@ -66,12 +66,12 @@ TEST(Frugal, CoordinateSelectionsMatchScalarReference) {
         adam(pb[k], gb[k].item<double>(), mb[k], vb[k], t);
       }
     }
-    EXPECT_EQ(static_cast<int64_t>(active.size()), std::string(sel) == "columns" ? 2 * 8
-                                                   : std::string(sel) == "rows"  ? 2 * 6
-                                                                                 : 16);
+    EXPECT_EQ(static_cast<int64_t>(active.size()), sel == FrugalSelection::Columns ? 2 * 8
+                                                   : sel == FrugalSelection::Rows  ? 2 * 6
+                                                                                   : 16);
     auto rw = torch::tensor(pw, torch::kFloat64).reshape({8, 6}), rb = torch::tensor(pb, torch::kFloat64);
-    EXPECT_LT((w - rw).norm().item<double>() / rw.norm().item<double>(), 1e-12) << sel;
-    EXPECT_LT((b - rb).norm().item<double>() / rb.norm().item<double>(), 1e-12) << sel;
+    EXPECT_LT((w - rw).norm().item<double>() / rw.norm().item<double>(), 1e-12) << static_cast<int>(sel);
+    EXPECT_LT((b - rb).norm().item<double>() / rb.norm().item<double>(), 1e-12) << static_cast<int>(sel);
   }
 }
 
@@ -83,7 +83,7 @@ TEST(Frugal, BlockModeKeepsStateOnlyForActiveTensors) {
     names.push_back("h." + std::to_string(i) + ".attn.q_proj.weight");
   }
   OptimizerInputs in(names, ps);
-  in.frugal.selection = "block";
+  in.frugal.selection = FrugalSelection::Block;
   in.frugal.density = 0.5;
   OptimizerOptions o = default_options("frugal");
   o.weight_decay = 0;
