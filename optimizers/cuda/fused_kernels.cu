@@ -2,11 +2,27 @@
 // code the CPU loop runs, so the CPU tests verify the arithmetic of both.
 #include <cuda_runtime.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "fused_kernels.h"
+
+// Every CUDA call and every launch is checked (tiny-cuda-nn's CUDA_CHECK_THROW): a failure throws with
+// the call, the file and line, and CUDA's own message.
+#define BS_CUDA_CHECK(call)                                                                     \
+  do {                                                                                          \
+    const cudaError_t bs_err = (call);                                                          \
+    if (bs_err != cudaSuccess)                                                                  \
+      throw std::runtime_error(std::string("CUDA: ") + #call + " failed at " + __FILE__ + ":" + \
+                               std::to_string(__LINE__) + ": " + cudaGetErrorString(bs_err));   \
+  } while (0)
 
 namespace bs::cuda {
 
 namespace {
+
+// Threads per block of every kernel; the Adam-mini reduction's shared array has exactly this size.
+constexpr int kThreads = 256;
 
 template <class F, class T>
 __global__ void elementwise4(F f, T* p, const T* g, T* a, T* b, int64_t n) {
@@ -23,10 +39,11 @@ __global__ void elementwise3(F f, T* p, const T* g, T* a, int64_t n) {
 template <class T>
 __global__ void adam_mini_blocks(AdamMiniUpdate<T> f, T beta2, T one_minus_beta2, T inv_sqrt_bc2, T eps, T* p,
                                  const T* g, T* m, T* v_block, int64_t block_size) {
-  __shared__ double partial[256];
+  // mean(g^2) summed in T, as the CPU loop sums it (cpu_loop's block drivers), in a tree instead of a row.
+  __shared__ T partial[kThreads];
   const int64_t off = blockIdx.x * block_size;
-  double acc = 0;
-  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) acc += double(g[off + k]) * double(g[off + k]);
+  T acc = 0;
+  for (int64_t k = threadIdx.x; k < block_size; k += blockDim.x) acc += g[off + k] * g[off + k];
   partial[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
@@ -35,7 +52,7 @@ __global__ void adam_mini_blocks(AdamMiniUpdate<T> f, T beta2, T one_minus_beta2
   }
   __shared__ T inv_h;
   if (threadIdx.x == 0) {
-    const T v = v_block[blockIdx.x] * beta2 + T(partial[0] / double(block_size)) * one_minus_beta2;
+    const T v = v_block[blockIdx.x] * beta2 + partial[0] / T(block_size) * one_minus_beta2;
     v_block[blockIdx.x] = v;
     inv_h = T(1) / (sqrt(v) * inv_sqrt_bc2 + eps);
   }
@@ -61,51 +78,61 @@ __global__ void scaled_kernel(ScaledUpdate<T> f, T* p, const T* d, const T* h_bl
     f(p[i], d[i], h_block[i / block_size]);
 }
 
-int grid_for(int64_t n) { return static_cast<int>(n / 256 + 1 < 65535 ? n / 256 + 1 : 65535); }
+int grid_for(int64_t n) { return static_cast<int>(n / kThreads + 1 < 65535 ? n / kThreads + 1 : 65535); }
+
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 }  // namespace
 
 template <class T>
 void adamw_step(const AdamWUpdate<T>& f, T* p, const T* g, T* m, T* v, int64_t n, void* stream) {
-  elementwise4<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, m, v, n);
+  elementwise4<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, g, m, v, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void adam_mini_step(const AdamMiniUpdate<T>& f, T beta2, T one_minus_beta2, T inv_sqrt_bc2, T eps, T* p, const T* g,
                     T* m, T* v_block, int64_t block_size, int64_t n_blocks, void* stream) {
-  adam_mini_blocks<<<static_cast<unsigned>(n_blocks), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+  adam_mini_blocks<<<static_cast<unsigned>(n_blocks), kThreads, 0, as_stream(stream)>>>(
       f, beta2, one_minus_beta2, inv_sqrt_bc2, eps, p, g, m, v_block, block_size);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void sgd_sai_step(const SgdSaiUpdate<T>& f, T* p, const T* g, T* buf, int64_t n, void* stream) {
-  elementwise3<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, buf, n);
+  elementwise3<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, g, buf, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void hf_moments(const HfAdamMoments<T>& f, const T* r, T* out, T* m, T* v, int64_t n, void* stream) {
-  moments_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, r, out, m, v, n);
+  moments_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, r, out, m, v, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void sgd_clip_step(const SgdClipUpdate<T>& f, T* p, const T* g, T* buf, int64_t n, void* stream) {
-  elementwise3<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, buf, n);
+  elementwise3<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, g, buf, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void adam_clip_step(const AdamClipUpdate<T>& f, T* p, const T* g, T* m, T* v, int64_t n, void* stream) {
-  elementwise4<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, m, v, n);
+  elementwise4<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, g, m, v, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void sign_step(const SignUpdate<T>& f, T* p, const T* g, const uint8_t* active, int64_t n, void* stream) {
-  sign_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, g, active, n);
+  sign_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, g, active, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void scaled_step(const ScaledUpdate<T>& f, T* p, const T* d, const T* h_block, int64_t block_size, int64_t n,
                  void* stream) {
-  scaled_kernel<<<grid_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(f, p, d, h_block, block_size, n);
+  scaled_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(f, p, d, h_block, block_size, n);
+  BS_CUDA_CHECK(cudaGetLastError());
 }
 
 #define BS_INSTANTIATE(T)                                                                                       \
