@@ -1,6 +1,6 @@
 // `blocksharp config show FILE` summarizes a config; `config check FILE --model ...` validates it
 // against a model (names, shapes, block sizes), exactly as an optimizer would on load; `config rules`
-// prints the name -> block-kind table.
+// prints the name -> block-kind table; `config diff A B` prints how two configs of one kind differ.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -80,6 +80,109 @@ void rules() {
   }
 }
 
+// config diff: a walk over both JSON documents. Arrays of objects that carry a "name" (params) or a
+// "group" (groups) are matched by it, other arrays by position; provenance keys are not compared.
+struct Differ {
+  int count = 0;
+  static std::string show_value(const json& v) {
+    if (v.is_number_float()) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.6g", v.get<double>());
+      return buf;
+    }
+    return v.dump();
+  }
+  void line(const char* sign, const std::string& path, const std::string& what) {
+    ++count;
+    std::printf("%s %s%s\n", sign, path.c_str(), what.c_str());
+  }
+  // The key that names every element of an array of objects once ("name", "label" or "group"), or null.
+  static const char* key_of(const json& arr) {
+    for (const char* k : {"name", "label", "group"}) {
+      std::map<std::string, int> seen;
+      bool all = !arr.empty();
+      for (const auto& e : arr) all = all && e.is_object() && e.contains(k) && e[k].is_string() && !seen[e[k]]++;
+      if (all) return k;
+    }
+    return nullptr;
+  }
+  static bool all_strings(const json& arr) {
+    for (const auto& e : arr)
+      if (!e.is_string()) return false;
+    return true;
+  }
+  void walk(const std::string& path, const json& a, const json& b) {
+    if (a.is_object() && b.is_object()) {
+      for (const auto& [k, va] : a.items()) {
+        if (path.empty() && (k == "blocksharp_version" || k == "command_line" || k == "set_id")) continue;
+        const std::string p = path.empty() ? k : path + "." + k;
+        if (!b.contains(k))
+          line("-", p, ": " + show_value(va));
+        else
+          walk(p, va, b[k]);
+      }
+      for (const auto& [k, vb] : b.items())
+        if (!a.contains(k) && !(path.empty() && (k == "blocksharp_version" || k == "command_line" || k == "set_id")))
+          line("+", path.empty() ? k : path + "." + k, ": " + show_value(vb));
+      return;
+    }
+    if (a.is_array() && b.is_array()) {
+      const char* ka = key_of(a);
+      if (ka && ka == key_of(b)) {
+        std::map<std::string, const json*> in_b;
+        for (const auto& e : b) in_b[e[ka].get<std::string>()] = &e;
+        std::map<std::string, bool> seen;
+        for (const auto& e : a) {
+          const std::string id = e[ka].get<std::string>();
+          seen[id] = true;
+          const std::string p = path + "[" + id + "]";
+          if (!in_b.count(id))
+            line("-", p, "");
+          else
+            walk(p, e, *in_b[id]);
+        }
+        for (const auto& e : b)
+          if (!seen.count(e[ka].get<std::string>())) line("+", path + "[" + e[ka].get<std::string>() + "]", "");
+        return;
+      }
+      if (all_strings(a) && all_strings(b)) {  // a list of names: which left, which came
+        for (const auto& e : a)
+          if (std::find(b.begin(), b.end(), e) == b.end()) line("-", path, ": " + e.dump());
+        for (const auto& e : b)
+          if (std::find(a.begin(), a.end(), e) == a.end()) line("+", path, ": " + e.dump());
+        return;
+      }
+      if (a.size() == b.size()) {
+        for (size_t i = 0; i < a.size(); ++i) walk(path + "[" + std::to_string(i) + "]", a[i], b[i]);
+        return;
+      }
+    }
+    if (a == b) return;
+    std::string what = ": " + show_value(a) + " -> " + show_value(b);
+    if (a.is_number() && b.is_number() && a.get<double>() != 0) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, " (x%.4g)", b.get<double>() / a.get<double>());
+      what += buf;
+    }
+    line("~", path, what);
+  }
+};
+
+void diff(const std::string& path_a, const std::string& path_b) {
+  const json a = read_config_file(path_a), b = read_config_file(path_b);
+  const std::string kind_a = config_kind(a, path_a), kind_b = config_kind(b, path_b);
+  if (kind_a != kind_b)
+    throw UserError("config diff: '" + path_a + "' is a " + kind_a + " config, '" + path_b + "' is " + kind_b +
+                    "; compare two configs of one kind");
+  Differ d;
+  d.walk("", a, b);
+  if (d.count == 0)
+    std::printf("%s and %s: the same %s config (provenance aside)\n", path_a.c_str(), path_b.c_str(), kind_a.c_str());
+  else
+    std::printf("%d difference%s (- only in %s, + only in %s, ~ changed)\n", d.count, d.count == 1 ? "" : "s",
+                path_a.c_str(), path_b.c_str());
+}
+
 }  // namespace
 
 void register_config(CLI::App& app) {
@@ -96,6 +199,11 @@ void register_config(CLI::App& app) {
   ck->callback([file, common] { check(*file, *common); });
   cmd->add_subcommand("rules", "print the parameter-name -> block-kind rules, in the order they are tried")
       ->callback([] { rules(); });
+  auto* df = cmd->add_subcommand("diff", "how two configs of one kind differ: groups, multipliers, granularities, ...");
+  auto other = std::make_shared<std::string>();
+  df->add_option("A", *file, "the first config")->required();
+  df->add_option("B", *other, "the second config")->required();
+  df->callback([file, other] { diff(*file, *other); });
 }
 
 }  // namespace bs
