@@ -49,7 +49,8 @@ BlockKind lr_group(const std::string& name, const std::vector<std::pair<BlockKin
 }
 
 json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const std::vector<double>& block_trace,
-                         const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns) {
+                         const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns,
+                         const std::vector<double>& block_trace_stderr) {
   if (policy.name != "paper" && policy.name != "inverse-sharpness")
     throw UserError("--lr-policy '" + policy.name + "': expected paper or inverse-sharpness");
   if (!(policy.exponent > 0) || !(policy.min_multiplier > 0) || !(policy.max_multiplier >= policy.min_multiplier))
@@ -72,17 +73,22 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
   // A group's sharpness is that of its weight blocks: biases take their module's multiplier but stay out
   // of its average, since a bias element is shared by every token position and its curvature is orders of
   // magnitude above any weight element's (measured: it would make VO the sharpest group of GPT-2).
-  std::map<BlockKind, double> sharp, sharp_all;
+  std::map<BlockKind, double> sharp, sharp_all, sharp_se;
+  std::map<BlockKind, bool> resolved;
   double sharpest = 0;
+  auto se_of = [&](size_t b) { return b < block_trace_stderr.size() ? block_trace_stderr[b] : 0.0; };
   for (const auto& [g, idx] : groups) {
-    double tr = 0, numel = 0, tr_all = 0, numel_all = 0;
+    double tr = 0, numel = 0, var = 0, tr_all = 0, numel_all = 0, var_all = 0;
     for (size_t b : idx) {
-      tr_all += block_trace[b], numel_all += static_cast<double>(blocks[b].numel);
-      if (blocks[b].kind != BlockKind::Bias) tr += block_trace[b], numel += static_cast<double>(blocks[b].numel);
+      tr_all += block_trace[b], numel_all += static_cast<double>(blocks[b].numel), var_all += se_of(b) * se_of(b);
+      if (blocks[b].kind != BlockKind::Bias)
+        tr += block_trace[b], numel += static_cast<double>(blocks[b].numel), var += se_of(b) * se_of(b);
     }
     sharp_all[g] = tr_all / numel_all;
     sharp[g] = numel > 0 ? tr / numel : sharp_all[g];
-    if (std::isfinite(sharp[g])) sharpest = std::max(sharpest, sharp[g]);
+    sharp_se[g] = numel > 0 ? std::sqrt(var) / numel : std::sqrt(var_all) / numel_all;
+    resolved[g] = std::isfinite(sharp[g]) && sharp[g] > 0 && sharp[g] > sharp_se[g];
+    if (resolved[g]) sharpest = std::max(sharpest, sharp[g]);
   }
   json j = config_header("blockwise_lr", info);
   j["policy"] = {{"name", policy.name},
@@ -90,17 +96,23 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
                  {"min_multiplier", policy.min_multiplier},
                  {"max_multiplier", policy.max_multiplier}};
   j["warmup_stretch_rule"] = "warmup_g = warmup * multiplier_g (Sharpness Disparity code)";
+  // Multipliers are ratios between groups: with fewer than two resolved groups there is none to take.
+  int n_resolved = 0;
+  for (const auto& [g, r] : resolved) n_resolved += r;
   std::map<BlockKind, double> mult;
+  json unresolved = json::array(), derived = json::array();
   for (const auto& [g, idx] : groups) {
-    double m;
-    if (policy.name == "paper") {
-      m = paper_multiplier(g);
-    } else {
-      const double s = sharp[g];
-      m = (std::isfinite(s) && s > 0 && sharpest > 0) ? std::pow(sharpest / s, policy.exponent) : policy.max_multiplier;
-      m = std::clamp(m, policy.min_multiplier, policy.max_multiplier);
+    double m = paper_multiplier(g);  // also where there is no measured sharpness to invert
+    if (policy.name != "paper" && resolved[g] && n_resolved >= 2) {
+      m = std::clamp(std::pow(sharpest / sharp[g], policy.exponent), policy.min_multiplier, policy.max_multiplier);
+      derived.push_back(to_string(g));
     }
+    if (policy.name != "paper" && !resolved[g]) unresolved.push_back(to_string(g));
     mult[g] = m;
+  }
+  if (policy.name != "paper") {
+    j["policy"]["derived_groups"] = derived;
+    j["policy"]["unresolved_groups"] = unresolved;
   }
   // params[]: one entry per tensor, in table order, with its slices when they fall in different groups.
   json pl = json::array();
@@ -134,6 +146,8 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
                   {"warmup_stretch", mult[g]},
                   {"avg_sharpness", std::isfinite(sharp[g]) ? json(sharp[g]) : json()},
                   {"avg_sharpness_with_biases", std::isfinite(sharp_all[g]) ? json(sharp_all[g]) : json()},
+                  {"avg_sharpness_stderr", std::isfinite(sharp_se[g]) ? json(sharp_se[g]) : json()},
+                  {"sharpness_resolved", resolved[g]},
                   {"paper_multiplier", paper_multiplier(g)},
                   {"numel", numel[g]},
                   {"params", names.count(g) ? names[g] : json::array()}});

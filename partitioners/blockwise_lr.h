@@ -29,8 +29,14 @@ std::vector<std::pair<BlockKind, std::string>> parse_group_patterns(const std::v
 // fused q/k/v weight's slices join their own groups ([q], [k] QK, [v] VO) unless a --group-pattern
 // names the tensor: its params entry carries "slices" with each slice's group, and groups[].params
 // lists the tensor once, under its first slice's group (PyTorch param groups cannot hold a slice).
+// `block_trace_stderr` (same order; empty: unknown, taken as 0) decides which groups' sharpness is
+// resolved: above its standard error. inverse-sharpness derives multipliers from resolved groups only;
+// an unresolved group (negative or within one standard error of 0, as at initialisation where the
+// Hessian is indefinite) keeps the paper's multiplier and is listed in policy.unresolved_groups; with
+// fewer than two resolved groups no ratio exists and every group keeps it (policy.derived_groups empty).
 json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const std::vector<double>& block_trace,
-                         const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns);
+                         const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns,
+                         const std::vector<double>& block_trace_stderr = {});
 
 // A row (dim 0) or column (dim 1) range of one tensor with its own multiplier.
 struct SliceLr {

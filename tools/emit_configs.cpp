@@ -2,6 +2,7 @@
 // first such tensor's Hessian is scored against the candidate partitions (structure.h).
 #include "emit_configs.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "adam_mini_partition.h"
@@ -143,10 +144,30 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   }
   const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
 
-  std::vector<double> traces;  // per measured block: a fused q/k/v weight's slices join their own groups
-  for (const auto& b : p.blocks) traces.push_back(b.trace);
+  std::vector<double> traces, trace_se;  // per measured block: fused q/k/v slices join their own groups
+  for (const auto& b : p.blocks) traces.push_back(b.trace), trace_se.push_back(b.trace_stderr);
   const bool sliced = table.blocks().size() != table.size();  // g-SNR is per tensor: recomputed below
-  const json bw = blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns));
+  const json bw =
+      blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns), trace_se);
+  if (bw["policy"]["name"] != "paper" && !bw["policy"]["unresolved_groups"].empty()) {
+    std::string list;  // one warning: which groups, their sharpness and its standard error
+    for (const auto& g : bw["groups"])
+      if (!g["sharpness_resolved"].get<bool>()) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%s%s (%.3g +- %.2g)", list.empty() ? "" : ", ",
+                      g["group"].get<std::string>().c_str(),
+                      g["avg_sharpness"].is_number() ? g["avg_sharpness"].get<double>() : NAN,
+                      g["avg_sharpness_stderr"].is_number() ? g["avg_sharpness_stderr"].get<double>() : NAN);
+        list += buf;
+      }
+    std::fprintf(stderr,
+                 "blocksharp: warning: --lr-policy %s: sharpness not resolved above 0 for %s; %s the paper "
+                 "multipliers (an indefinite Hessian, as at initialisation: profile a trained checkpoint, or use "
+                 "more --probes)\n",
+                 bw["policy"]["name"].get<std::string>().c_str(), list.c_str(),
+                 bw["policy"]["derived_groups"].empty() ? "fewer than two groups are resolved, so every group keeps"
+                                                        : "they keep");
+  }
 
   std::vector<double> g;
   if (o.gsnr_batches == 1 && !sliced)

@@ -78,3 +78,34 @@ TEST(BlockwiseLr, InverseSharpnessFormula) {
   EXPECT_DOUBLE_EQ(lr.multiplier[2], multiplier(j, "QK"));
   EXPECT_DOUBLE_EQ(lr.warmup_stretch[0], 3.0);
 }
+
+// A group whose sharpness is negative (Emb) or within one standard error of 0 (QK: 2/16 = 0.125 against
+// 2.5/16) has nothing to invert: it keeps the paper's multiplier and is named; the others follow the
+// formula against the sharpest resolved group (Norm 3/4). With one group resolved, the paper's table.
+TEST(BlockwiseLr, InverseSharpnessKeepsThePaperMultiplierWhereSharpnessIsNotResolved) {
+  auto t = table();
+  const std::vector<double> tr = {-1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
+  const std::vector<double> se = {0.1, 2.5, 0.0, 0.1, 0.1, 0.1, 0.0};
+  LrPolicy p;
+  p.name = "inverse-sharpness";
+  json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {}, se);
+  EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), 10.0);
+  EXPECT_DOUBLE_EQ(multiplier(j, "QK"), 8.0);
+  EXPECT_DOUBLE_EQ(multiplier(j, "Norm"), 1.0);
+  EXPECT_DOUBLE_EQ(multiplier(j, "VO"), 0.75 / 0.25);
+  EXPECT_DOUBLE_EQ(multiplier(j, "FFN"), 0.75 / 0.25);
+  EXPECT_EQ(j["policy"]["unresolved_groups"], json({"Emb", "QK"}));
+  EXPECT_EQ(j["policy"]["derived_groups"], json({"VO", "FFN", "Norm"}));
+  for (const auto& g : j["groups"]) {
+    const bool expect_resolved = g["group"] != "Emb" && g["group"] != "QK";
+    EXPECT_EQ(g["sharpness_resolved"].get<bool>(), expect_resolved) << g["group"];
+  }
+  for (const auto& g : j["groups"])
+    if (g["group"] == "QK") EXPECT_DOUBLE_EQ(g["avg_sharpness_stderr"].get<double>(), 2.5 / 16);
+  // One resolved group (FFN) has no other to be compared with: the paper's table throughout.
+  const std::vector<double> one_resolved = {-1.0, -2.0, 0.5, -4.0, 8.0, -3.0, 1.0};
+  j = blockwise_lr_config(t, ModelInfo{}, one_resolved, p, {}, se);
+  for (const char* g : {"Emb", "QK", "VO", "FFN", "Norm"})
+    EXPECT_DOUBLE_EQ(multiplier(j, g), paper_multiplier(block_kind_from_string(g))) << g;
+  EXPECT_TRUE(j["policy"]["derived_groups"].empty());
+}
