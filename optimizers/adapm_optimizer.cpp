@@ -135,8 +135,7 @@ class AdaPM : public Optimizer {
   }
   void load_state_dict(const StateLookup& get) override {
     const StateReader r(get, m_names);
-    m_step = r.step();
-    if (m_step == 0) return;
+    if (!r.begin(m_step)) return;
     for (size_t i = 0; i < m_slots.size(); ++i) {
       Slot& s = m_slots[i];
       const auto dt = m_params[i].scalar_type();

@@ -97,8 +97,7 @@ class Frugal : public Optimizer {
   }
   void load_state_dict(const StateLookup& get) override {
     const StateReader r(get, m_names);
-    m_step = r.step();
-    if (m_step == 0) return;
+    if (!r.begin(m_step)) return;
     m_draws = r.global("rng_draws") - 1;
     reselect();  // rebuild masks and the block choice for the current period, then overwrite the state
     for (size_t i = 0; i < m_slots.size(); ++i) {

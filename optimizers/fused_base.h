@@ -32,8 +32,7 @@ class FusedBase : public Optimizer {
   }
   void load_state_dict(const StateLookup& get) override {
     const StateReader r(get, m_names);
-    m_step = r.step();
-    if (m_step == 0) return;
+    if (!r.begin(m_step)) return;
     init_state();
     for (size_t i = 0; i < m_state.size(); ++i)
       for (size_t k = 0; k < m_state_names.size(); ++k) r.copy_into(i, m_state_names[k], m_state[i][k]);

@@ -95,6 +95,8 @@ class StateReader {
  public:
   StateReader(const StateLookup& get, const std::vector<std::string>& names) : m_get(get), m_names(names) {}
   int64_t step() const { return global("step"); }
+  // `step` = "step"; false when it is 0: a state saved before the first step holds nothing else.
+  bool begin(int64_t& step) const { return (step = this->step()) != 0; }
   // As `dtype`, contiguous.
   torch::Tensor tensor(size_t i, const std::string& key, torch::ScalarType dtype) const;
   // Copied into `into` (same number of entries, else UserError naming the entry).

@@ -48,11 +48,12 @@ BlockKind lr_group(const std::string& name, const std::vector<std::pair<BlockKin
   return k == BlockKind::Bias ? BlockKind::Other : k;
 }
 
+const char* to_string(LrPolicyKind k) { return k == LrPolicyKind::Paper ? "paper" : "inverse-sharpness"; }
+
 json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const std::vector<double>& block_trace,
                          const LrPolicy& policy, const std::vector<std::pair<BlockKind, std::string>>& patterns,
                          const std::vector<double>& block_trace_stderr) {
-  if (policy.name != "paper" && policy.name != "inverse-sharpness")
-    throw UserError("--lr-policy '" + policy.name + "': expected paper or inverse-sharpness");
+  const bool paper = policy.kind == LrPolicyKind::Paper;
   if (!(policy.exponent > 0) || !(policy.min_multiplier > 0) || !(policy.max_multiplier >= policy.min_multiplier))
     throw UserError("--lr-exponent must be > 0 and 0 < --lr-min-multiplier <= --lr-max-multiplier");
   // Groups of measured blocks: a whole tensor by its name, a fused tensor's slice by its own kind unless
@@ -91,7 +92,7 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
     if (resolved[g]) sharpest = std::max(sharpest, sharp[g]);
   }
   json j = config_header("blockwise_lr", info);
-  j["policy"] = {{"name", policy.name},
+  j["policy"] = {{"name", to_string(policy.kind)},
                  {"exponent", policy.exponent},
                  {"min_multiplier", policy.min_multiplier},
                  {"max_multiplier", policy.max_multiplier}};
@@ -103,14 +104,14 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
   json unresolved = json::array(), derived = json::array();
   for (const auto& [g, idx] : groups) {
     double m = paper_multiplier(g);  // also where there is no measured sharpness to invert
-    if (policy.name != "paper" && resolved[g] && n_resolved >= 2) {
+    if (!paper && resolved[g] && n_resolved >= 2) {
       m = std::clamp(std::pow(sharpest / sharp[g], policy.exponent), policy.min_multiplier, policy.max_multiplier);
       derived.push_back(to_string(g));
     }
-    if (policy.name != "paper" && !resolved[g]) unresolved.push_back(to_string(g));
+    if (!paper && !resolved[g]) unresolved.push_back(to_string(g));
     mult[g] = m;
   }
-  if (policy.name != "paper") {
+  if (!paper) {
     j["policy"]["derived_groups"] = derived;
     j["policy"]["unresolved_groups"] = unresolved;
   }

@@ -8,8 +8,12 @@
 
 namespace bs {
 
+// paper: the Sharpness Disparity table; inverse-sharpness: multipliers from measured group sharpness.
+enum class LrPolicyKind { Paper, InverseSharpness };
+const char* to_string(LrPolicyKind k);  // "paper", "inverse-sharpness" (the config's policy.name)
+
 struct LrPolicy {
-  std::string name = "paper";  // paper | inverse-sharpness
+  LrPolicyKind kind = LrPolicyKind::Paper;
   // inverse-sharpness: (S_sharpest / S_group)^exponent. 1 (lr inversely proportional to sharpness, as the
   // stable step 2/lambda) lands near the paper's table on a GPT-2-like BPE model (docs/blockwise_calibration.md;
   // the least-squares exponent there is 1.15-1.2).

@@ -76,14 +76,16 @@ void register_profile(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
   auto e = std::make_shared<EmitOptions>();
-  cmd->add_option("--adam-mini", e->adam_mini,
-                  "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused "
-                  "q/k/v cut per slice)")
-      ->capture_default_str();
+  add_enum_option(
+      cmd, "--adam-mini", e->adam_mini,
+      {{"rules", AdamMiniMode::Rules}, {"measured", AdamMiniMode::Measured}, {"slices", AdamMiniMode::Slices}},
+      "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused "
+      "q/k/v cut per slice)");
   cmd->add_option("--structure-threshold", e->structure_threshold, "measured Adam-mini: diagonal mass to hold")
       ->capture_default_str();
-  cmd->add_option("--lr-policy", e->lr_policy.name, "blockwise lr multipliers: paper or inverse-sharpness")
-      ->capture_default_str();
+  add_enum_option(cmd, "--lr-policy", e->lr_policy.kind,
+                  {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}},
+                  "blockwise lr multipliers: paper or inverse-sharpness");
   cmd->add_option("--lr-exponent", e->lr_policy.exponent, "inverse-sharpness: (S_sharpest/S_group)^exponent")
       ->capture_default_str();
   cmd->add_option("--lr-min-multiplier", e->lr_policy.min_multiplier, "inverse-sharpness clamp")->capture_default_str();

@@ -109,9 +109,11 @@ json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
 
 }  // namespace
 
+const char* to_string(AdamMiniMode m) {
+  return m == AdamMiniMode::Measured ? "measured" : m == AdamMiniMode::Slices ? "slices" : "rules";
+}
+
 void validate(const EmitOptions& o) {
-  if (o.adam_mini != "rules" && o.adam_mini != "measured" && o.adam_mini != "slices")
-    throw UserError("--adam-mini '" + o.adam_mini + "': expected rules, measured or slices");
   if (!(o.structure_threshold > 0 && o.structure_threshold <= 1))
     throw UserError("--structure-threshold must be in (0, 1]");
   if (o.gsnr_batches < 1) throw UserError("--gsnr-batches must be at least 1");
@@ -119,7 +121,7 @@ void validate(const EmitOptions& o) {
 }
 
 void validate(const EmitOptions& o, Session& s) {
-  if (o.adam_mini == "slices") adam_mini_slices(ParamTable(s.net->named_parameters()), s.net->info());
+  if (o.adam_mini == AdamMiniMode::Slices) adam_mini_slices(ParamTable(s.net->named_parameters()), s.net->info());
 }
 
 void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set) {
@@ -127,14 +129,14 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   const ModelInfo& info = s.net->info();
   json evidence = json::object();
   Partition part;
-  if (o.adam_mini == "measured") {
+  if (o.adam_mini == AdamMiniMode::Measured) {
     part = adam_mini_measured(table, info, structure_evidence(s, o), evidence);
     for (auto& [kind, ev] : evidence.items())
       for (const auto& sw : ev["switched"])
         std::printf("adam-mini: %s (%s) measured as %s, the official rules use %s (evidence in adam_mini.json)\n",
                     sw["name"].get<std::string>().c_str(), kind.c_str(), sw["to"].get<std::string>().c_str(),
                     sw["from"].get<std::string>().c_str());
-  } else if (o.adam_mini == "slices") {
+  } else if (o.adam_mini == AdamMiniMode::Slices) {
     part = adam_mini_slices(table, info);
     evidence = slice_evidence(s, o, part);
   } else {
@@ -142,14 +144,14 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
     evidence = {
         {"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
   }
-  const json am = adam_mini_to_json(part, info, o.adam_mini, evidence);
+  const json am = adam_mini_to_json(part, info, to_string(o.adam_mini), evidence);
 
   std::vector<double> traces, trace_se;  // per measured block: fused q/k/v slices join their own groups
   for (const auto& b : p.blocks) traces.push_back(b.trace), trace_se.push_back(b.trace_stderr);
   const bool sliced = table.blocks().size() != table.size();  // g-SNR is per tensor: recomputed below
   const json bw =
       blockwise_lr_config(table, info, traces, o.lr_policy, parse_group_patterns(o.group_patterns), trace_se);
-  if (bw["policy"]["name"] != "paper" && !bw["policy"]["unresolved_groups"].empty()) {
+  if (o.lr_policy.kind != LrPolicyKind::Paper && !bw["policy"]["unresolved_groups"].empty()) {
     std::string list;  // one warning: which groups, their sharpness and its standard error
     for (const auto& g : bw["groups"])
       if (!g["sharpness_resolved"].get<bool>()) {

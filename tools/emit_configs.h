@@ -7,8 +7,13 @@
 
 namespace bs {
 
+// Where adam_mini.json's partition comes from: the official name rules, the measured Hessian structure
+// per kind, or the rules with fused q/k/v weights cut per slice.
+enum class AdamMiniMode { Rules, Measured, Slices };
+const char* to_string(AdamMiniMode m);  // "rules", "measured", "slices" (adam_mini.json's mode)
+
 struct EmitOptions {
-  std::string adam_mini = "rules";  // rules | measured | slices
+  AdamMiniMode adam_mini = AdamMiniMode::Rules;
   double structure_threshold = 0.9;
   int64_t structure_max_dense = 4096, structure_probes = 10;
   LrPolicy lr_policy;

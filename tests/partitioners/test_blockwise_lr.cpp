@@ -60,7 +60,7 @@ TEST(BlockwiseLr, InverseSharpnessFormula) {
   // Average sharpness of the non-bias tensors: Emb 1/40, QK 2/16, VO 4/16, FFN 8/32, Norm 3/4 (the sharpest).
   std::vector<double> tr = {1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
   LrPolicy p;
-  p.name = "inverse-sharpness";
+  p.kind = LrPolicyKind::InverseSharpness;
   json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {});  // default exponent 1, clamp [1, 10]
   EXPECT_DOUBLE_EQ(multiplier(j, "Norm"), 1.0);
   EXPECT_DOUBLE_EQ(multiplier(j, "VO"), 0.75 / 0.25);
@@ -87,7 +87,7 @@ TEST(BlockwiseLr, InverseSharpnessKeepsThePaperMultiplierWhereSharpnessIsNotReso
   const std::vector<double> tr = {-1.0, 2.0, 0.5, 4.0, 8.0, 3.0, 1.0};
   const std::vector<double> se = {0.1, 2.5, 0.0, 0.1, 0.1, 0.1, 0.0};
   LrPolicy p;
-  p.name = "inverse-sharpness";
+  p.kind = LrPolicyKind::InverseSharpness;
   json j = blockwise_lr_config(t, ModelInfo{}, tr, p, {}, se);
   EXPECT_DOUBLE_EQ(multiplier(j, "Emb"), 10.0);
   EXPECT_DOUBLE_EQ(multiplier(j, "QK"), 8.0);
