@@ -260,7 +260,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   using B = BlockStats;
   out.column("/blocks/name", p.blocks, [](const B& b) { return b.name; });
   out.column("/blocks/tensor", p.blocks, [](const B& b) { return b.tensor; });  // a fused q/k/v weight has three
-  out.column("/blocks/kind", p.blocks, [](const B& b) { return std::string(to_string(b.kind)); });
+  out.column("/blocks/kind", p.blocks, [](const B& b) { return to_string(b.kind); });
   out.column("/blocks/numel", p.blocks, [](const B& b) { return b.numel; });
   out.column("/blocks/trace", p.blocks, [](const B& b) { return b.trace; });
   out.column("/blocks/trace_stderr", p.blocks, [](const B& b) { return b.trace_stderr; });
@@ -269,7 +269,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.column("/blocks/gsnr", p.blocks, [](const B& b) { return b.gsnr; });
   out.column("/blocks/gn_diag_avg", p.blocks, [](const B& b) { return b.gn_diag_avg; });
   using K = KindStats;
-  out.column("/kinds/name", p.kinds, [](const K& k) { return std::string(to_string(k.kind)); });
+  out.column("/kinds/name", p.kinds, [](const K& k) { return to_string(k.kind); });
   out.column("/kinds/numel", p.kinds, [](const K& k) { return k.numel; });
   out.column("/kinds/trace", p.kinds, [](const K& k) { return k.trace; });
   out.column("/kinds/trace_stderr", p.kinds, [](const K& k) { return k.trace_stderr; });

@@ -218,25 +218,21 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  const std::string tmp = temp_name(path);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw UserError("cannot create '" + path + "' (" + std::strerror(errno) + ")");
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i)
-    len[i] = static_cast<unsigned char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
-  bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  for (const auto& t : data)
-    if (ok && t.numel() > 0)
-      ok = std::fwrite(t.data_ptr(), t.element_size(), t.numel(), f) == static_cast<size_t>(t.numel());
-  ok = (std::fflush(f) == 0) && ok;
-  ok = (::fsync(fileno(f)) == 0) && ok;
-  const int saved = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw UserError("cannot write '" + path + "' (" + std::strerror(saved ? saved : EIO) + ")");
-  }
-  publish(tmp, path);
+  write_atomically(path, [&](const std::string& tmp) {  // publish syncs the file before the rename
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw UserError("cannot create '" + path + "' (" + std::strerror(errno) + ")");
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i)
+      len[i] = static_cast<unsigned char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    for (const auto& t : data)
+      if (ok && t.numel() > 0)
+        ok = std::fwrite(t.data_ptr(), t.element_size(), t.numel(), f) == static_cast<size_t>(t.numel());
+    ok = (std::fflush(f) == 0) && ok;
+    const int saved = errno;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) throw UserError("cannot write '" + path + "' (" + std::strerror(saved ? saved : EIO) + ")");
+  });
 }
 
 }  // namespace bs
