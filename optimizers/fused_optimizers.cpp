@@ -13,7 +13,11 @@
 namespace bs {
 
 std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOptions& opt) {
-  std::vector<double> wd(in.names.size(), opt.weight_decay);
+  if (!in.weight_decay.empty() && in.weight_decay.size() != in.names.size())
+    throw UserError("optimizer: " + std::to_string(in.weight_decay.size()) + " weight decays for " +
+                    std::to_string(in.names.size()) + " tensors");
+  std::vector<double> wd =
+      in.weight_decay.empty() ? std::vector<double>(in.names.size(), opt.weight_decay) : in.weight_decay;
   for (size_t i = 0; i < in.names.size(); ++i)
     for (const auto& pat : in.no_decay)
       if (!pat.empty() && in.names[i].find(pat) != std::string::npos) wd[i] = 0.0;

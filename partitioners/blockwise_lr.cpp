@@ -179,6 +179,7 @@ static BlockwiseLr blockwise_lr_from_json_unguarded(const json& j, const ParamTa
   r.multiplier.assign(table.size(), 1.0);
   r.warmup_stretch.assign(table.size(), 1.0);
   r.slices.assign(table.size(), {});
+  r.group.assign(table.size(), "");
   for (const auto& item : j.at("params")) {
     const size_t i = table.index_of(item.at("name").get<std::string>());
     const std::string g = require_as<std::string>(item, "group", where + ": params entry '" + table.at(i).name + "'");
@@ -187,6 +188,7 @@ static BlockwiseLr blockwise_lr_from_json_unguarded(const json& j, const ParamTa
       throw UserError(where + ": params entry '" + table.at(i).name + "' names unknown group '" + g + "'");
     r.multiplier[i] = it->second.first;
     r.warmup_stretch[i] = it->second.second;
+    r.group[i] = g;
     if (!item.contains("slices")) continue;
     const std::string at = where + ": params entry '" + table.at(i).name + "' key \"slices\"";
     const auto& e = table.at(i);

@@ -49,8 +49,9 @@ struct SliceLr {
 };
 
 struct BlockwiseLr {
-  std::vector<double> multiplier;            // per parameter, table order
-  std::vector<double> warmup_stretch;        // per parameter
+  std::vector<double> multiplier;      // per parameter, table order
+  std::vector<double> warmup_stretch;  // per parameter
+  std::vector<std::string> group;      // per parameter: its params entry's group (a fused tensor: its first slice's)
   std::vector<std::vector<SliceLr>> slices;  // per parameter; empty unless the tensor's slices differ
 };
 BlockwiseLr blockwise_lr_from_json(const json& j, const ParamTable& table, const std::string& path);

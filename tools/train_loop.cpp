@@ -14,15 +14,13 @@
 
 #include "checkpoint.h"
 #include "models/hf_checkpoint.h"
-#include "adam_mini_partition.h"
 #include "blockwise_lr.h"
 #include "errors.h"
-#include "sgd_sai_config.h"
 #include "h5io.h"
 #include "json_file.h"
 #include "output_set.h"
 #include "progress.h"
-#include "registry.h"
+#include "optimizer_setup.h"
 #include "slice_lr.h"
 #include "stop_signals.h"
 #include "zero_optimizer.h"
@@ -53,17 +51,11 @@ void write_final_params(const std::string& path, const Network& net, const std::
   out.commit(&set);
 }
 
-// The configs given with --config, checked against the optimizer (which kinds it takes) and the model.
-struct TrainConfigs {
-  std::string blockwise;  // path, empty when absent
-  OptimizerInputs inputs;
-};
-
-TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
-  const ParamTable table(s.net->named_parameters());
-  TrainConfigs c;
-  for (const auto& e : table.entries()) c.inputs.names.push_back(e.name);
-  c.inputs.params = s.net->parameters();
+// The optimizer's inputs from the model and --config, with the training options it needs.
+OptimizerSetup load_train_configs(const Session& s, const TrainOptions& t) {
+  std::vector<ConfigSource> sources;
+  for (const auto& path : t.configs) sources.push_back({path, std::nullopt});
+  OptimizerSetup c = optimizer_setup(t.optimizer, s.net->named_parameters(), s.net->info(), sources);
   c.inputs.clip = t.clip;
   c.inputs.projection = t.projection;
   c.inputs.projection.seed = s.opt.seed;
@@ -71,30 +63,6 @@ TrainConfigs load_train_configs(const Session& s, const TrainOptions& t) {
   c.inputs.no_decay = t.no_decay;
   c.inputs.frugal.update_gap = t.projection.update_gap;
   c.inputs.frugal.seed = s.opt.seed;
-  const OptimizerEntry& entry = find_optimizer(t.optimizer);
-  bool have_partition = false;
-  for (const auto& path : t.configs) {
-    const json j = read_config_file(path);
-    const std::string kind = config_kind(j, path);
-    const auto& ok = entry.configs;
-    if (std::find(ok.begin(), ok.end(), kind) == ok.end()) {
-      std::string list;
-      for (const auto& k : ok) list += (list.empty() ? "" : " or ") + k;
-      throw UserError("config '" + path + "': key \"format\" says a " + kind + " config; --optimizer " + t.optimizer +
-                      " takes " + (list.empty() ? "no config" : list));
-    }
-    if (kind == "blockwise_lr") {
-      if (!c.blockwise.empty()) throw UserError("--config: only one blockwise_lr.json may be given");
-      blockwise_lr_from_json(j, table, path);  // validate now, before any work
-      c.blockwise = path;
-    } else if (kind == "adam_mini") {
-      c.inputs.partition = adam_mini_from_json(j, table, path);
-      have_partition = true;
-    } else if (kind == "sgd_sai") {
-      c.inputs.gsnr = sgd_sai_from_json(j, table, path);
-    }
-  }
-  if (entry.needs_partition && !have_partition) c.inputs.partition = adam_mini_rules(table, s.net->info());
   return c;
 }
 
@@ -106,13 +74,11 @@ struct ParamSchedules {
   SliceSchedules slices;         // fused tensors whose slices have their own groups
 };
 
-ParamSchedules param_schedules(const Session& s, const std::string& blockwise, const Schedule& base) {
-  const ParamTable table(s.net->named_parameters());
+ParamSchedules param_schedules(const std::optional<BlockwiseLr>& blockwise, size_t n_params, const Schedule& base) {
   ParamSchedules out;
-  out.tensor.assign(table.size(), base);
-  if (!blockwise.empty()) {
-    const std::string& path = blockwise;
-    const BlockwiseLr bw = blockwise_lr_from_json(read_config(path, "blockwise_lr"), table, path);
+  out.tensor.assign(n_params, base);
+  if (blockwise) {
+    const BlockwiseLr& bw = *blockwise;
     auto scaled = [&](double multiplier, double stretch) {
       Schedule g = base;
       g.lr = base.lr * multiplier;
@@ -120,7 +86,7 @@ ParamSchedules param_schedules(const Session& s, const std::string& blockwise, c
       g.min_lr = base.lr * base.min_lr_ratio;
       return g;
     };
-    for (size_t i = 0; i < table.size(); ++i) {
+    for (size_t i = 0; i < n_params; ++i) {
       out.tensor[i] = scaled(bw.multiplier[i], bw.warmup_stretch[i]);
       for (const auto& sl : bw.slices[i])
         out.slices.add(i, sl.dim, sl.begin, sl.length, scaled(sl.multiplier, sl.warmup_stretch));
@@ -149,8 +115,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.resume && !s.opt.params_file.empty())  // the CLI refuses this before the session; the library too
     throw UserError(
         "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
-  const TrainConfigs configs = load_train_configs(s, t);
-  ParamSchedules all_scheds = param_schedules(s, configs.blockwise, base);
+  const OptimizerSetup configs = load_train_configs(s, t);
+  ParamSchedules all_scheds = param_schedules(configs.blockwise, configs.inputs.params.size(), base);
   const std::vector<Schedule>& scheds = all_scheds.tensor;
   if (t.zero1 && !dist::active())
     throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");

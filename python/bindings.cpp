@@ -1,0 +1,451 @@
+// blocksharp._core: the C++ library under the Python package (python/blocksharp). The registry's
+// optimizers step PyTorch's own tensors in place (no copies: the tensors are the Python parameters);
+// the curvature flows (Hessian-vector products, profile, structure) run on a TorchScript file of the
+// user's module with their batches held in memory. optim.py and curvature.py are thin Python shells.
+#include <pybind11/stl.h>
+#include <torch/extension.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "emit_configs.h"
+#include "errors.h"
+#include "optimizer_setup.h"
+#include "output_set.h"
+#include "profile.h"
+#include "provenance.h"
+#include "registry.h"
+#include "session.h"
+#include "structure.h"
+
+namespace py = pybind11;
+using namespace bs;
+
+namespace {
+
+// Configs as (where, JSON text): empty text reads `where` as a file.
+std::vector<ConfigSource> config_sources(const std::vector<std::pair<std::string, std::string>>& configs) {
+  std::vector<ConfigSource> out;
+  for (const auto& [where, text] : configs) {
+    if (text.empty()) {
+      out.push_back({where, std::nullopt});
+      continue;
+    }
+    try {
+      out.push_back({where, json::parse(text)});
+    } catch (const json::exception& e) {
+      throw UserError("config '" + where + "': not JSON (" + e.what() + ")");
+    }
+  }
+  return out;
+}
+
+ModelInfo python_model(const std::string& name, int64_t dim, int64_t n_heads, int64_t n_kv_heads) {
+  ModelInfo info;
+  info.name = name;
+  info.family = "python";
+  info.dim = dim;
+  info.n_heads = n_heads;
+  info.n_kv_heads = n_kv_heads > 0 ? n_kv_heads : n_heads;
+  return info;
+}
+
+FrugalSelection frugal_selection(const std::string& s) {
+  static const std::map<std::string, FrugalSelection> m = {{"randk", FrugalSelection::RandK},
+                                                           {"columns", FrugalSelection::Columns},
+                                                           {"rows", FrugalSelection::Rows},
+                                                           {"block", FrugalSelection::Block}};
+  const auto it = m.find(s);
+  if (it == m.end()) throw UserError("selection '" + s + "': expected randk, columns, rows or block");
+  return it->second;
+}
+
+// The optimizer-specific options of optim.py's keyword arguments, by the CLI's names.
+void apply_extra(OptimizerInputs& in, const py::dict& extra) {
+  for (const auto& [k, v] : extra) {
+    const std::string key = py::str(k);
+    if (key == "clip_fraction") in.clip.fraction = v.cast<double>();
+    else if (key == "clip_scale") in.clip.threshold_scale = v.cast<double>();
+    else if (key == "rank") in.projection.rank = v.cast<int64_t>();
+    else if (key == "update_proj_gap") in.projection.update_gap = in.frugal.update_gap = v.cast<int64_t>();
+    else if (key == "scale") in.projection.scale = v.cast<double>();
+    else if (key == "scale_front") in.projection.scale_front = v.cast<bool>();
+    else if (key == "disable_nl") in.projection.disable_nl = v.cast<bool>();
+    else if (key == "seed") in.projection.seed = in.frugal.seed = v.cast<uint64_t>();
+    else if (key == "selection") in.frugal.selection = frugal_selection(v.cast<std::string>());
+    else if (key == "density") in.frugal.density = v.cast<double>();
+    else if (key == "inactive_lr_scale") in.frugal.inactive_lr_scale = v.cast<double>();
+    else if (key == "no_decay") in.no_decay = v.cast<std::vector<std::string>>();
+    else throw UserError("unknown option '" + key + "'");
+  }
+}
+
+// One registry optimizer over the caller's tensors. A fused tensor whose slices have their own
+// blockwise rates runs at its fastest slice's rate and each slice's move is scaled to its own, as
+// `blocksharp train` does (slice_lr.h).
+class CoreOptimizer {
+ public:
+  CoreOptimizer(const std::string& name, const std::vector<std::string>& names,
+                const std::vector<torch::Tensor>& params, double lr, double beta1, double beta2, double eps,
+                std::vector<double> weight_decay, const py::dict& extra,
+                const std::vector<std::pair<std::string, std::string>>& configs, int64_t dim, int64_t n_heads,
+                int64_t n_kv_heads) {
+    if (names.size() != params.size()) throw UserError("optimizer: names and parameters differ in number");
+    NamedTensors named;
+    for (size_t i = 0; i < names.size(); ++i) named.emplace_back(names[i], params[i]);
+    OptimizerSetup setup =
+        optimizer_setup(name, named, python_model("python", dim, n_heads, n_kv_heads), config_sources(configs));
+    apply_extra(setup.inputs, extra);
+    setup.inputs.weight_decay = std::move(weight_decay);
+    OptimizerOptions o;
+    o.lr = lr;
+    o.beta1 = beta1;
+    o.beta2 = beta2;
+    o.eps = eps;
+    o.weight_decay = setup.inputs.weight_decay.empty() ? 0.0 : setup.inputs.weight_decay.front();
+    validate(o);
+    for (double wd : setup.inputs.weight_decay)
+      if (!(std::isfinite(wd) && wd >= 0)) throw UserError("weight_decay must be >= 0");
+    m_params = setup.inputs.params;
+    m_opt = make_optimizer(name, setup.inputs, o);
+    m_scale.assign(params.size(), 1.0);
+    if (setup.blockwise) {
+      const BlockwiseLr& bw = *setup.blockwise;
+      m_multiplier = bw.multiplier;
+      m_group = bw.group;
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (bw.slices[i].empty()) continue;
+        double top = 0;
+        for (const auto& s : bw.slices[i]) top = std::max(top, s.multiplier);
+        m_scale[i] = top / bw.multiplier[i];  // the tensor's group lr -> its fastest slice's
+        for (const auto& s : bw.slices[i]) m_slices.push_back({i, s.dim, s.begin, s.length, s.multiplier / top});
+      }
+    }
+  }
+
+  // One step at the given per-tensor rates (each its param group's "lr").
+  void step(const std::vector<double>& lrs) {
+    if (lrs.size() != m_params.size()) throw UserError("step: one lr per parameter expected");
+    std::vector<double> tensor_lrs(lrs.size());
+    for (size_t i = 0; i < lrs.size(); ++i) tensor_lrs[i] = lrs[i] * m_scale[i];
+    py::gil_scoped_release nogil;
+    torch::NoGradGuard ng;
+    std::map<size_t, torch::Tensor> before;
+    for (const auto& s : m_slices)
+      if (!before.count(s.param)) before[s.param] = m_params[s.param].detach().clone();
+    m_opt->set_lrs(tensor_lrs);
+    m_opt->step();
+    for (const auto& s : m_slices) {
+      if (s.factor == 1.0) continue;
+      auto now = m_params[s.param].narrow(s.dim, s.begin, s.length);
+      const auto was = before.at(s.param).narrow(s.dim, s.begin, s.length);
+      now.sub_(was).mul_(s.factor).add_(was);
+    }
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> state_dict() const { return m_opt->state_dict(); }
+  void load_state_dict(const std::map<std::string, torch::Tensor>& d) {
+    m_opt->load_state_dict([&d](const std::string& key) {
+      const auto it = d.find(key);
+      if (it == d.end()) throw UserError("load_state_dict: the state has no entry '" + key + "'");
+      return it->second;
+    });
+  }
+  int64_t state_bytes() const { return m_opt->state_bytes(); }
+  const std::vector<double>& multipliers() const { return m_multiplier; }
+  const std::vector<std::string>& groups() const { return m_group; }
+
+ private:
+  struct SliceScale {
+    size_t param;
+    int64_t dim, begin, length;
+    double factor;  // the slice's multiplier over the tensor's fastest
+  };
+  std::unique_ptr<Optimizer> m_opt;
+  std::vector<torch::Tensor> m_params;
+  std::vector<double> m_scale, m_multiplier;
+  std::vector<std::string> m_group;
+  std::vector<SliceScale> m_slices;
+};
+
+// The caller's batches, in order and wrapping (the CLI's unshuffled .h5 data).
+class MemoryData : public DataSource {
+ public:
+  explicit MemoryData(std::vector<Batch> b) : m_b(std::move(b)) {
+    if (m_b.empty()) throw UserError("batches: no (inputs, targets) pair given");
+  }
+  Batch train_batch(int64_t i) const override { return m_b[static_cast<size_t>(i) % m_b.size()]; }
+  int64_t n_val_batches() const override { return static_cast<int64_t>(m_b.size()); }
+  Batch val_batch(int64_t i) const override { return train_batch(i); }
+  std::string describe() const override { return std::to_string(m_b.size()) + " batches from Python"; }
+
+ private:
+  std::vector<Batch> m_b;
+};
+
+std::vector<Batch> to_batches(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs) {
+  std::vector<Batch> out;
+  for (const auto& [x, y] : pairs) out.push_back({x.detach().contiguous(), y.detach().contiguous()});
+  return out;
+}
+
+// A Session over a TorchScript file and in-memory batches, as open_session builds one for the CLI.
+struct PySession {
+  Session s;
+  PySession(const std::string& path, const std::string& name, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
+            const std::string& loss, const std::string& dtype, uint64_t seed, int64_t dim, int64_t n_heads,
+            int64_t n_kv_heads) {
+    s.opt.model = name;
+    s.opt.data = "python batches";
+    s.opt.seed = seed;
+    s.opt.dim = dim;
+    s.opt.n_heads = n_heads;
+    s.opt.n_kv_heads = n_kv_heads;
+    s.opt.batch_size = batches.empty() ? 0 : batches.front().first.size(0);
+    s.opt.loss = s.loss = loss_kind_from_string(loss);
+    if (dtype == "float32")
+      s.opt.dtype = s.dtype = torch::kFloat32;
+    else if (dtype == "float64")
+      s.opt.dtype = s.dtype = torch::kFloat64;
+    else
+      throw UserError("dtype '" + dtype + "': expected float32 or float64");
+    s.net = load_torchscript(path);
+    const ModelInfo dims = python_model(name, dim, n_heads, n_kv_heads);
+    auto& info = s.net->info();
+    info.name = name;
+    info.dim = dims.dim;
+    info.n_heads = dims.n_heads;
+    info.n_kv_heads = dims.n_kv_heads;
+    s.data = std::make_unique<MemoryData>(to_batches(batches));
+    s.net->to(s.dtype);
+    s.net->set_train(false);
+  }
+};
+
+py::dict eig_dict(const EigResult& e) {
+  py::dict d;
+  d["eigenvalues"] = e.values;
+  d["residuals"] = e.residuals;
+  d["status"] = describe_status(e);
+  d["products"] = e.n_products;
+  return d;
+}
+
+// profile's result: the numbers as Python values, and the CLI's files on request.
+class ProfileResult {
+ public:
+  ProfileResult(std::shared_ptr<PySession> s, Profile p, ProfileOptions o)
+      : m_s(std::move(s)), m_p(std::move(p)), m_o(o) {}
+  py::dict as_dict() const {
+    py::dict d;
+    d["loss"] = m_p.loss;
+    d["eigen"] = eig_dict(m_p.global);
+    d["trace"] = m_p.trace.trace;
+    d["trace_stderr"] = m_p.trace.std_error;
+    d["density"] = py::dict(py::arg("grid") = m_p.density.grid, py::arg("values") = m_p.density.values);
+    py::list blocks, kinds;
+    for (const auto& b : m_p.blocks)
+      blocks.append(py::dict(py::arg("name") = b.name, py::arg("tensor") = b.tensor, py::arg("kind") = to_string(b.kind),
+                             py::arg("numel") = b.numel, py::arg("trace") = b.trace,
+                             py::arg("trace_stderr") = b.trace_stderr, py::arg("avg_sharpness") = b.avg_sharpness,
+                             py::arg("lambda_max") = b.lambda_max, py::arg("gsnr") = b.gsnr,
+                             py::arg("gn_diag_avg") = b.gn_diag_avg));
+    for (const auto& k : m_p.kinds)
+      kinds.append(py::dict(py::arg("kind") = to_string(k.kind), py::arg("numel") = k.numel,
+                            py::arg("n_tensors") = k.n_tensors, py::arg("trace") = k.trace,
+                            py::arg("trace_stderr") = k.trace_stderr, py::arg("avg_sharpness") = k.avg_sharpness,
+                            py::arg("lambda_max") = k.lambda_max));
+    d["blocks"] = blocks;
+    d["kinds"] = kinds;
+    d["n_hvp"] = m_p.n_hvp_total;
+    d["seconds"] = m_p.seconds;
+    return d;
+  }
+  // DIR/profile.h5 and the three configs, committed together as `blocksharp profile` does.
+  void write(const std::string& dir, const EmitOptions& e) {
+    validate(e);
+    prepare_out_dir(dir);
+    validate(e, m_s->s);
+    OutputSet set(dir, "profile");
+    write_profile_h5(dir + "/profile.h5", m_p, m_s->s, m_o, &set);
+    emit_configs(m_s->s, m_p, e, dir, set);
+    set.commit();
+  }
+
+ private:
+  std::shared_ptr<PySession> m_s;
+  Profile m_p;
+  ProfileOptions m_o;
+};
+
+template <class E>
+E parse_enum(const std::string& what, const std::string& v, const std::vector<std::pair<std::string, E>>& m) {
+  std::string known;
+  for (const auto& [k, e] : m) {
+    if (k == v) return e;
+    known += (known.empty() ? "" : ", ") + k;
+  }
+  throw UserError(what + " '" + v + "': expected one of " + known);
+}
+
+ProfileOptions profile_options(const py::dict& kw) {
+  ProfileOptions o;
+  for (const auto& [k, v] : kw) {
+    const std::string key = py::str(k);
+    if (key == "topk") o.topk = v.cast<int64_t>();
+    else if (key == "probes") o.probes = v.cast<int64_t>();
+    else if (key == "batches") o.batches = v.cast<int64_t>();
+    else if (key == "density_runs") o.density_runs = v.cast<int64_t>();
+    else if (key == "density_steps") o.density_steps = v.cast<int64_t>();
+    else if (key == "reorth") o.reorth = v.cast<bool>();
+    else if (key == "tol") o.tol = v.cast<double>();
+    else if (key == "gn_samples") o.gn_samples = v.cast<int64_t>();
+    else if (key == "keep_graphs") o.keep_graphs = v.cast<bool>();
+    else if (key == "method")
+      o.method = parse_enum<EigMethod>("method", v.cast<std::string>(),
+                                       {{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}});
+    else if (key == "which")
+      o.which = parse_enum<EigWhich>("which", v.cast<std::string>(),
+                                     {{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}});
+    else if (key == "block_eigs")
+      o.block_eigs = parse_enum<BlockEigs>("block_eigs", v.cast<std::string>(),
+                                           {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}});
+    else if (key == "trace_estimator")
+      o.trace_estimator = parse_enum<TraceEstimator>(
+          "trace_estimator", v.cast<std::string>(),
+          {{"hutchinson", TraceEstimator::Hutchinson}, {"hutch++", TraceEstimator::HutchPlusPlus}});
+    else
+      throw UserError("profile: unknown option '" + key + "'");
+  }
+  return o;
+}
+
+EmitOptions emit_options(const py::dict& kw) {
+  EmitOptions e;
+  for (const auto& [k, v] : kw) {
+    const std::string key = py::str(k);
+    if (key == "adam_mini")
+      e.adam_mini = parse_enum<AdamMiniMode>(
+          "adam_mini", v.cast<std::string>(),
+          {{"rules", AdamMiniMode::Rules}, {"measured", AdamMiniMode::Measured}, {"slices", AdamMiniMode::Slices}});
+    else if (key == "lr_policy")
+      e.lr_policy.kind = parse_enum<LrPolicyKind>(
+          "lr_policy", v.cast<std::string>(),
+          {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}});
+    else if (key == "lr_exponent") e.lr_policy.exponent = v.cast<double>();
+    else if (key == "lr_min_multiplier") e.lr_policy.min_multiplier = v.cast<double>();
+    else if (key == "lr_max_multiplier") e.lr_policy.max_multiplier = v.cast<double>();
+    else if (key == "structure_threshold") e.structure_threshold = v.cast<double>();
+    else if (key == "group_patterns") e.group_patterns = v.cast<std::vector<std::string>>();
+    else if (key == "gsnr_batches") e.gsnr_batches = v.cast<int64_t>();
+    else throw UserError("write_configs: unknown option '" + key + "'");
+  }
+  return e;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "blocksharp's C++ library: the registry's optimizers and the curvature flows";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const UserError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  // What provenance records as the command line of the files this process writes.
+  m.def("set_command_line", [](const std::string& line) { command_line() = line; });
+
+  m.def("optimizers", [] {
+    py::list out;
+    for (const auto& e : optimizer_registry()) {
+      const auto& d = e.defaults;
+      out.append(py::dict(py::arg("name") = e.name, py::arg("what") = e.what, py::arg("lr") = d.lr,
+                          py::arg("betas") = py::make_tuple(d.beta1, d.beta2), py::arg("eps") = d.eps,
+                          py::arg("weight_decay") = d.weight_decay, py::arg("configs") = e.configs,
+                          py::arg("needs_partition") = e.needs_partition, py::arg("other_defaults") = e.other_defaults));
+    }
+    return out;
+  });
+
+  py::class_<CoreOptimizer>(m, "Optimizer")
+      .def(py::init<const std::string&, const std::vector<std::string>&, const std::vector<torch::Tensor>&, double,
+                    double, double, double, std::vector<double>, const py::dict&,
+                    const std::vector<std::pair<std::string, std::string>>&, int64_t, int64_t, int64_t>())
+      .def("step", &CoreOptimizer::step)
+      .def("state_dict", &CoreOptimizer::state_dict)
+      .def("load_state_dict", &CoreOptimizer::load_state_dict)
+      .def("state_bytes", &CoreOptimizer::state_bytes)
+      .def("multipliers", &CoreOptimizer::multipliers)
+      .def("groups", &CoreOptimizer::groups);
+
+  py::class_<PySession, std::shared_ptr<PySession>>(m, "Session")
+      .def(py::init<const std::string&, const std::string&, const std::vector<std::pair<torch::Tensor, torch::Tensor>>&,
+                    const std::string&, const std::string&, uint64_t, int64_t, int64_t, int64_t>())
+      .def("parameter_names", [](const PySession& p) {
+        std::vector<std::string> n;
+        for (const auto& [name, t] : p.s.net->named_parameters()) n.push_back(name);
+        return n;
+      });
+
+  m.def("hvp", [](PySession& p, const torch::Tensor& v, int64_t n_batches) {
+    std::vector<Batch> b;
+    for (int64_t i = 0; i < n_batches; ++i) b.push_back(p.s.train_batch(i));
+    py::gil_scoped_release nogil;
+    HvpOperator H(*p.s.net, b, p.s.loss, p.s.opt.data);
+    return H.apply(v.detach().to(H.dtype()).contiguous());
+  });
+
+  py::class_<ProfileResult>(m, "ProfileResult")
+      .def("as_dict", &ProfileResult::as_dict)
+      .def("write", [](ProfileResult& r, const std::string& dir, const py::dict& kw) {
+        const EmitOptions e = emit_options(kw);
+        py::gil_scoped_release nogil;  // LibTorch's autograd engine refuses to run under the GIL
+        r.write(dir, e);
+      });
+  m.def("profile", [](std::shared_ptr<PySession> p, const py::dict& kw) {
+    const ProfileOptions o = profile_options(kw);
+    Profile prof;
+    {
+      py::gil_scoped_release nogil;
+      prof = run_profile(p->s, o);
+    }
+    return ProfileResult(p, std::move(prof), o);
+  });
+
+  m.def("structure", [](PySession& p, const std::vector<std::string>& params, double threshold, int64_t max_dense,
+                        int64_t per_pass, int64_t probes, int64_t batches, const std::string& out) {
+    StructureOptions o;
+    o.params = params;
+    o.threshold = threshold;
+    o.max_dense = max_dense;
+    o.per_pass = per_pass;
+    o.probes = probes;
+    o.batches = batches;
+    StructureResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = run_structure(p.s, o);
+      if (!out.empty()) {
+        prepare_out_dir(out);
+        write_structure_h5(out + "/structure.h5", r, p.s, o);
+      }
+    }
+    py::list cands;
+    for (size_t i = 0; i < r.candidates.size(); ++i) {
+      const auto& c = r.candidates[i];
+      cands.append(py::dict(py::arg("name") = c.name, py::arg("n_blocks") = c.n_blocks,
+                            py::arg("fraction") = c.fraction, py::arg("fraction_stderr") = c.fraction_stderr,
+                            py::arg("block_of") = c.block_of));
+    }
+    py::dict d;
+    d["candidates"] = cands;
+    d["recommended"] = r.candidates[r.best].name;
+    d["dense"] = r.dense;
+    d["hessian"] = r.hessian;
+    d["products"] = r.n_hvp;
+    return d;
+  });
+}
