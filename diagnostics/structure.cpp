@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "errors.h"
+#include "h5io.h"
+#include "spectral.h"
 #include "progress.h"
 
 namespace bs {
@@ -88,6 +90,87 @@ const Candidate& recommend(const std::vector<Candidate>& cands, double threshold
   for (const auto& c : cands)
     if (c.fraction >= threshold && c.n_blocks > best->n_blocks) best = &c;
   return *best;
+}
+
+StructureResult run_structure(Session& s, const StructureOptions& o) {
+  if (o.params.empty()) throw UserError("--param is required");
+  if (!(o.threshold > 0 && o.threshold <= 1)) throw UserError("--threshold must be in (0, 1]");
+  if (o.per_pass < 1) throw UserError("--per-pass must be at least 1");
+  std::vector<Batch> batches;
+  for (int64_t b = 0; b < o.batches; ++b) batches.push_back(s.train_batch(b));
+  HvpOperator H(*s.net, batches, s.loss, s.opt.data);
+  std::vector<size_t> idx;
+  for (const auto& name : o.params) idx.push_back(H.table().index_of(name));
+  const int64_t n = H.block_size(idx);
+  std::vector<Candidate> cands;
+  if (idx.size() == 1) {
+    const auto& e = H.table().at(idx[0]);
+    const auto& info = s.net->info();
+    const bool attention = e.kind == BlockKind::QK || e.kind == BlockKind::VO;
+    const int64_t heads = attention ? info.n_heads : 0;
+    const int64_t head_rows = heads > 0 && info.dim > 0 ? info.dim / heads : 0;
+    cands = candidate_partitions(e.shape, head_rows);
+  } else {
+    cands = candidate_partitions({n}, 0);  // whole and per-element
+    Candidate per_tensor;
+    per_tensor.name = "per-tensor";
+    for (size_t k = 0; k < idx.size(); ++k)
+      per_tensor.block_of.insert(per_tensor.block_of.end(), H.table().at(idx[k]).numel, static_cast<int64_t>(k));
+    per_tensor.n_blocks = static_cast<int64_t>(idx.size());
+    cands.insert(cands.begin() + 1, per_tensor);
+  }
+  StructureResult r;
+  r.n = n;
+  r.shape = idx.size() == 1 ? H.table().at(idx[0]).shape : std::vector<int64_t>{n};
+  const bool dense = r.dense = n <= o.max_dense;
+  torch::Tensor& Hd = r.hessian;
+  if (dense) {
+    Progress bar("dense Hessian: products", n);
+    const LinearOp columns = [&](const torch::Tensor& E) {
+      auto Y = H.apply_block(idx, E);
+      bar.update(H.n_hvp());
+      return Y;
+    };
+    Hd = dense_matrix(columns, n, o.per_pass);
+    bar.finish();
+    score_dense(Hd, cands);
+  } else {
+    score_randomized(H.block_op(idx), n, o.probes, s.opt.seed, cands);
+  }
+  const Candidate& best = recommend(cands, o.threshold);
+  r.best = static_cast<size_t>(&best - cands.data());
+  r.candidates = std::move(cands);
+  r.n_hvp = H.n_hvp();
+  return r;
+}
+
+void write_structure_h5(const std::string& path, const StructureResult& r, const Session& s,
+                        const StructureOptions& o) {
+  const bool dense = r.dense;
+  H5Output out(path);
+  if (dense) out.write("/hessian", r.hessian);
+  out.write("/param/names", o.params);
+  out.write("/param/shape", r.shape);
+  std::vector<std::string> names;
+  std::vector<int64_t> nb;
+  std::vector<double> fr, se;
+  for (const auto& c : r.candidates) {
+    names.push_back(c.name);
+    nb.push_back(c.n_blocks);
+    fr.push_back(c.fraction);
+    se.push_back(c.fraction_stderr);
+    out.write("/partitions/block_of/" + c.name, c.block_of);
+  }
+  out.write("/partitions/name", names);
+  out.write("/partitions/n_blocks", nb);
+  out.write("/partitions/fraction", fr);
+  out.write("/partitions/fraction_stderr", se);
+  out.write("/recommended", std::vector<std::string>{r.candidates[r.best].name});
+  out.write("/threshold", o.threshold);
+  out.provenance();
+  out.attribute("model", s.opt.model);
+  out.attribute("method", dense ? "dense" : "randomized");
+  out.commit();
 }
 
 }  // namespace bs

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hvp_operator.h"
+#include "session.h"
 
 namespace bs {
 
@@ -30,5 +31,29 @@ void score_randomized(const LinearOp& op, int64_t n, int64_t probes, uint64_t se
 
 // Finest candidate (most blocks) whose fraction is at least `threshold`.
 const Candidate& recommend(const std::vector<Candidate>& cands, double threshold);
+
+// `blocksharp structure` and blocksharp.curvature.structure: one tensor's (or a named set's) Hessian,
+// dense when it has at most max_dense entries, scored against the candidate partitions.
+struct StructureOptions {
+  std::vector<std::string> params;
+  double threshold = 0.9;
+  int64_t max_dense = 4096;
+  int64_t per_pass = 1;
+  int64_t probes = 30;
+  int64_t batches = 1;
+};
+
+struct StructureResult {
+  int64_t n = 0;               // entries of the block
+  std::vector<int64_t> shape;  // the tensor's, or {n} for a set
+  bool dense = false;
+  torch::Tensor hessian;  // dense only
+  std::vector<Candidate> candidates;
+  size_t best = 0;  // the recommended candidate
+  int64_t n_hvp = 0;
+};
+StructureResult run_structure(Session& s, const StructureOptions& o);
+// DIR/structure.h5 (DESIGN.md paths), written atomically.
+void write_structure_h5(const std::string& path, const StructureResult& r, const Session& s, const StructureOptions& o);
 
 }  // namespace bs
