@@ -296,7 +296,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   out.attribute("trace_estimator", to_string(opt.trace_estimator));
   out.attribute("model", s.opt.model);
   out.attribute("data", s.data->describe());
-  out.attribute("dtype", s.opt.dtype);
+  out.attribute("dtype", dtype_name(s.opt.dtype));
   out.attribute("method", to_string(opt.method));
   out.attribute("density_reorth", p.density_reorth ? "true" : "false");
   out.attribute("which", to_string(opt.method == EigMethod::Power ? EigWhich::LM : opt.which));  // power: magnitude

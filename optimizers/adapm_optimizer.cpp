@@ -55,6 +55,7 @@ class AdaPM : public Optimizer {
                         "' has a sliced Adam-mini partition (--adam-mini slices); adapm takes "
                         "contiguous blocks: use an adam_mini.json from --adam-mini rules or measured");
     if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
+    if (m_proj.rank && *m_proj.rank <= 0) throw UserError("--rank must be positive");
     for (size_t i = 0; i < m_params.size(); ++i) {
       Slot s;
       s.policy = adapm_policy(m_names[i], m_params[i]);
@@ -62,7 +63,7 @@ class AdaPM : public Optimizer {
         s.rows = m_params[i].size(0);
         s.cols = m_params[i].size(1);
         const int64_t small = std::min(s.rows, s.cols);
-        s.rank = m_proj.rank > 0 ? std::min(m_proj.rank, small) : std::max<int64_t>(1, small / 8);
+        s.rank = m_proj.rank ? std::min(*m_proj.rank, small) : std::max<int64_t>(1, small / 8);
         s.seed = m_proj.seed + static_cast<uint64_t>(in.model_index(i)) + 1;
       }
       m_slots.push_back(s);

@@ -29,7 +29,7 @@ double clip_threshold(const std::vector<torch::Tensor>& grads, double fraction, 
 namespace {
 
 void check(const ClipOptions& c) {
-  if (!(c.fraction >= 0 && c.fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
+  if (!c.fraction || !(*c.fraction >= 0 && *c.fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
   if (!(c.threshold_scale > 0)) throw UserError("--clip-scale must be positive");
 }
 
@@ -46,7 +46,7 @@ class SgdClip : public FusedBase {
   void before_step() override {
     std::vector<torch::Tensor> grads;
     for (const auto& p : m_params) grads.push_back(p.grad());
-    m_tau = clip_threshold(grads, m_c.fraction, m_c.threshold_scale);
+    m_tau = clip_threshold(grads, *m_c.fraction, m_c.threshold_scale);
   }
   BS_DISPATCH_UPDATE
   template <class T>
@@ -79,7 +79,7 @@ class AdamClip : public FusedBase {
       const auto& p = m_params[i];
       decayed.push_back(p.grad().defined() ? p.grad() + m_wd[i] * p.detach() : torch::Tensor());
     }
-    m_tau = clip_threshold(decayed, m_c.fraction, m_c.threshold_scale);
+    m_tau = clip_threshold(decayed, *m_c.fraction, m_c.threshold_scale);
   }
   BS_DISPATCH_UPDATE
   template <class T>

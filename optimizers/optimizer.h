@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,17 +19,18 @@ struct OptimizerOptions {
 
 // Coordinate-wise clipping (sgd-clip, adam-clip): clip the top `fraction` of |g| over all tensors.
 struct ClipOptions {
-  double fraction = -1;  // -1: the paper's default for the optimizer (sgd-clip 0.1, adam-clip 0.5)
+  std::optional<double> fraction;  // unset: the paper's default for the optimizer (sgd-clip 0.1, adam-clip 0.5)
   double threshold_scale = 1.0;
 };
 
 // Low-rank projection (apollo, apollo-mini, galore).
 struct ProjectionOptions {
-  int64_t rank = 0;          // 0: the method's default (apollo 256, apollo-mini 1, galore 128), capped by min(m, n)
+  std::optional<int64_t>
+      rank;                  // unset: the method's default (apollo 256, apollo-mini 1, galore 128), capped by min(m, n)
   int64_t update_gap = 200;  // regenerate / recompute the projection every gap steps
-  double scale = 0;          // 0: default (apollo 1, apollo-mini 128, galore 1)
-  bool scale_front = false;  // apollo: scale before the norm-growth limiter
-  bool disable_nl = false;   // apollo: no norm-growth limiter
+  std::optional<double> scale;  // unset: default (apollo 1, apollo-mini 128, galore 1)
+  bool scale_front = false;     // apollo: scale before the norm-growth limiter
+  bool disable_nl = false;      // apollo: no norm-growth limiter
   uint64_t seed = 0;
 };
 
@@ -63,6 +65,7 @@ struct OptimizerInputs {
   ProjectionOptions projection;
   FrugalOptions frugal;
   std::vector<std::string> no_decay;  // --no-decay: name substrings whose tensors get no weight decay
+  std::vector<double> weight_decay;   // per tensor (Python's param groups); empty: OptimizerOptions' for all
   std::vector<int64_t> index;         // each tensor's position in the whole model (per-tensor seeds); empty: 0..n-1
   int64_t model_index(size_t i) const { return index.empty() ? static_cast<int64_t>(i) : index[i]; }
 };

@@ -58,8 +58,10 @@ class Projected : public Optimizer {
         m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
     const bool mini = m_name == "apollo-mini";
-    if (m_p.rank <= 0) m_p.rank = mini ? 1 : (m_name == "galore" ? 128 : 256);
-    if (m_p.scale <= 0) m_p.scale = mini ? 128.0 : 1.0;
+    if (!m_p.rank) m_p.rank = mini ? 1 : (m_name == "galore" ? 128 : 256);
+    if (!m_p.scale) m_p.scale = mini ? 128.0 : 1.0;
+    if (*m_p.rank <= 0) throw UserError("--rank must be positive");
+    if (!(std::isfinite(*m_p.scale) && *m_p.scale > 0)) throw UserError("--proj-scale must be positive");
     if (m_p.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
     m_tensor_scaling = mini;
     for (size_t i = 0; i < m_params.size(); ++i) {
@@ -68,7 +70,7 @@ class Projected : public Optimizer {
       if (s.projected) {
         s.rows = m_params[i].size(0);
         s.cols = m_params[i].size(1);
-        s.rank = std::min<int64_t>(m_p.rank, std::min(s.rows, s.cols));
+        s.rank = std::min<int64_t>(*m_p.rank, std::min(s.rows, s.cols));
         s.seed = m_p.seed + static_cast<uint64_t>(in.model_index(i)) + 1;  // the official seed: the 1-based index
       }
       m_slots.push_back(s);
@@ -98,7 +100,7 @@ class Projected : public Optimizer {
         if (!s.m.defined()) s.m = torch::zeros_like(R), s.v = torch::zeros_like(R);
         auto N = hf_moments(R, s.m, s.v, m_o);
         if (m_name == "galore") {
-          update = (right ? N.mm(s.proj) : s.proj.mm(N)) * m_p.scale;
+          update = (right ? N.mm(s.proj) : s.proj.mm(N)) * *m_p.scale;
         } else {
           torch::Tensor factor;
           if (m_tensor_scaling)
@@ -108,7 +110,7 @@ class Projected : public Optimizer {
           else
             factor = N.norm(2, {0}) / (R.norm(2, {0}) + 1e-8);  // one per column
           update = G * factor;
-          const double sq = std::sqrt(m_p.scale);
+          const double sq = std::sqrt(*m_p.scale);
           if (m_p.scale_front) update = update * sq;
           if (!m_p.disable_nl) {  // Fira's norm-growth limiter, growth factor 1.01
             const double norm = update.norm().item<double>();

@@ -36,7 +36,7 @@ OptimizerEntry::Factory projected(const std::string& name) {
 OptimizerEntry::Factory clipped(const std::string& name, double default_fraction) {
   return [name, default_fraction](const OptimizerInputs& in, const OptimizerOptions& o) {
     OptimizerInputs c = in;
-    if (c.clip.fraction < 0) c.clip.fraction = default_fraction;
+    if (!c.clip.fraction) c.clip.fraction = default_fraction;
     return make_clipped(name, c, o, c.clip);
   };
 }

@@ -118,22 +118,21 @@ void load_params(Network& net, const std::string& path) {
   for (auto& [t, v] : copies) t.copy_(v.to(t.scalar_type()));
 }
 
+const char* dtype_name(torch::Dtype d) {
+  return d == torch::kFloat32 ? "float32" : d == torch::kFloat64 ? "float64" : c10::toString(d);
+}
+
 Session open_session(const CommonOptions& opt) {
   available_memory_bytes();  // a malformed BLOCKSHARP_MEMORY_BUDGET is one line now, not after the model is built
   Session s;
   s.opt = opt;
-  s.loss = loss_kind_from_string(opt.loss);
-  if (opt.dtype == "float32")
-    s.dtype = torch::kFloat32;
-  else if (opt.dtype == "float64")
-    s.dtype = torch::kFloat64;
-  else
-    throw UserError("--dtype '" + opt.dtype + "': expected float32 or float64");
-  if (opt.device == "cuda") {
+  s.loss = opt.loss;
+  if (opt.dtype != torch::kFloat32 && opt.dtype != torch::kFloat64)
+    throw UserError(std::string("--dtype '") + dtype_name(opt.dtype) + "': expected float32 or float64");
+  s.dtype = opt.dtype;
+  if (opt.device == Device::Cuda) {
     if (!torch::cuda::is_available()) throw UserError("--device cuda: no CUDA device (or this LibTorch has no CUDA)");
     throw UserError("--device cuda: not supported yet by this build (use --device cpu)");
-  } else if (opt.device != "cpu") {
-    throw UserError("--device '" + opt.device + "': expected cpu or cuda");
   }
   dist::init_from_env(opt.dist);
   if (opt.threads < 0) throw UserError("--threads must be >= 0");

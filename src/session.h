@@ -13,18 +13,21 @@
 
 namespace bs {
 
+enum class Device { Cpu, Cuda };
+const char* dtype_name(torch::Dtype d);  // "float32", "float64"
+
 struct CommonOptions {
   std::string model = "gpt2-tiny";
   std::vector<std::string> sets;  // --set key=value
   std::string data = "brown";
   std::string val_data;  // --val-data: an .h5 validation set for .h5 --data
   std::string tokenizer = "byte";
-  std::string loss = "ce";
+  LossKind loss = LossKind::CrossEntropy;
   int64_t batch_size = 8;
   int64_t seq_len = 0;  // 0: the model preset's
   uint64_t seed = 0;
-  std::string dtype = "float32";
-  std::string device = "cpu";
+  torch::Dtype dtype = torch::kFloat32;  // float32 or float64
+  Device device = Device::Cpu;
   int threads = 0;  // 0: LibTorch's default
   std::string out = "out";
   bool shuffle = false;

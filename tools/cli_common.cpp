@@ -19,12 +19,12 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
                   ".h5 --data: validation rows from this .h5 file's /inputs and /targets "
                   "(instead of the data file's own /val_inputs and /val_targets)");
   cmd->add_option("--tokenizer", o.tokenizer, "text corpora: byte or gpt2")->capture_default_str();
-  cmd->add_option("--loss", o.loss, "ce or mse")->capture_default_str();
+  add_enum_option(cmd, "--loss", o.loss, {{"ce", LossKind::CrossEntropy}, {"mse", LossKind::Mse}}, "loss");
   cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();
   cmd->add_option("--seq-len", o.seq_len, "tokens per sequence (default: the model's)");
   cmd->add_option("--seed", o.seed, "seed for initialisation, batches and probes")->capture_default_str();
-  cmd->add_option("--dtype", o.dtype, "float32 or float64")->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  add_enum_option(cmd, "--dtype", o.dtype, {{"float32", torch::kFloat32}, {"float64", torch::kFloat64}}, "dtype");
+  add_enum_option(cmd, "--device", o.device, {{"cpu", Device::Cpu}, {"cuda", Device::Cuda}}, "device");
   cmd->add_option("--threads", o.threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();
   cmd->add_option("--params", o.params_file, "start from parameters saved by name in an .h5 file (final_params.h5)");

@@ -65,15 +65,19 @@ void register_train(CLI::App& app) {
   cmd->add_option("--dist-check-every", t->dist_check_every,
                   "data parallel: verify parameters are identical on all ranks every N steps (0 = never)")
       ->capture_default_str();
-  cmd->add_option("--clip-fraction", t->clip.fraction,
-                  "sgd-clip / adam-clip: fraction of coordinates clipped "
-                  "(default 0.1 / 0.5, the paper's)");
+  cmd->add_option_function<double>(
+      "--clip-fraction", [t](double v) { t->clip.fraction = v; },
+      "sgd-clip / adam-clip: fraction of coordinates clipped "
+      "(default 0.1 / 0.5, the paper's)");
   cmd->add_option("--clip-scale", t->clip.threshold_scale, "sgd-clip / adam-clip: threshold scale")
       ->capture_default_str();
-  cmd->add_option("--rank", t->projection.rank, "apollo / apollo-mini / galore rank (default 256 / 1 / 128)");
+  cmd->add_option_function<int64_t>(
+      "--rank", [t](int64_t v) { t->projection.rank = v; },
+      "apollo / apollo-mini / galore rank (default 256 / 1 / 128)");
   cmd->add_option("--update-proj-gap", t->projection.update_gap, "projection refresh period")->capture_default_str();
-  cmd->add_option("--proj-scale", t->projection.scale,
-                  "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
+  cmd->add_option_function<double>(
+      "--proj-scale", [t](double v) { t->projection.scale = v; },
+      "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
   cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
   add_enum_option(cmd, "--frugal-selection", t->frugal.selection,

@@ -108,6 +108,7 @@ cases = [
     ("unknown optimizer", train + ["--optimizer", "lion", "--out", P("o12")], "lion"),
     ("unknown mode word", train + ["--on-nonfinite", "ignore", "--out", P("o40")], "--on-nonfinite"),
     ("profile: unknown --method", [blocksharp, "profile", "--method", "arnoldi", "--out", P("o41")], "arnoldi"),
+    ("non-positive --rank", train + ["--optimizer", "galore", "--rank", "0", "--out", P("o42")], "--rank"),
     ("bad dtype", train + ["--dtype", "float16", "--out", P("o13")], "--dtype"),
     ("profile: topk >= parameters", [blocksharp, "profile", "--model", P("linear.pt"), "--data", P("no_targets_ok.h5"),
                                      "--topk", "8", "--out", P("o14")], "--topk"),

@@ -49,7 +49,7 @@ inline std::string token_file() {
 }
 
 // Tiny float64 sessions named in issue 3: an MLP, a one-layer attention model, gpt2-tiny cut small.
-inline Session tiny_session(const std::string& which, uint64_t seed = 0, const std::string& dtype = "float64") {
+inline Session tiny_session(const std::string& which, uint64_t seed = 0, torch::Dtype dtype = torch::kFloat64) {
   CommonOptions o;
   o.dtype = dtype;
   o.seed = seed;

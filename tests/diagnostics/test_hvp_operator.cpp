@@ -96,7 +96,7 @@ TEST_P(HvpModels, BatchedDirectionsGiveTheDenseHessian) {
 // the float64 dense Hessian at the same, float32-representable, weights: within float32 accuracy,
 // and no less accurate than the same products on LibTorch's own matrix products.
 TEST_P(HvpModels, Float32ProductsOnEitherMatrixBackend) {
-  Session s64 = tiny_session(GetParam()), s32 = tiny_session(GetParam(), 0, "float32");
+  Session s64 = tiny_session(GetParam()), s32 = tiny_session(GetParam(), 0, torch::kFloat32);
   {
     torch::NoGradGuard g;
     auto p64 = s64.net->parameters(), p32 = s32.net->parameters();

@@ -15,9 +15,9 @@ int main(int argc, char** argv) {
   bs::CommonOptions o;
   o.model = argv[1];
   o.data = argv[2];
-  o.loss = argv[4];
+  o.loss = bs::loss_kind_from_string(argv[4]);
   o.batch_size = std::atoll(argv[5]);
-  o.dtype = "float64";
+  o.dtype = torch::kFloat64;
   bs::Session s = bs::open_session(o);
   auto loss = bs::batch_loss(*s.net, s.train_batch(0), s.loss, o.data);
   auto params = s.net->parameters();

@@ -79,7 +79,7 @@ TEST(TrainLoop, InvalidOptionsAreRejectedBeforeWork) {
 // so with blockwise_lr.json each tensor must move by lr * its group's multiplier.
 TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
   CommonOptions o = tiny("train_blockwise");
-  o.dtype = "float64";
+  o.dtype = torch::kFloat64;
   Session s = open_session(o);
   const ParamTable table(s.net->named_parameters());
   std::vector<double> traces(table.size(), 1.0);
@@ -175,7 +175,7 @@ TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
 // eigendecomposition of the probe batch's Hessian there; tracing never changes the trained parameters.
 TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   CommonOptions o = tiny("train_trace");
-  o.dtype = "float64";
+  o.dtype = torch::kFloat64;
   o.sets = {"n_layer=1", "dim=8", "n_heads=2", "seq_len=4", "vocab=256"};
   Session traced = open_session(o);
   TrainOptions t = steps(6);
