@@ -65,19 +65,32 @@ FrugalSelection frugal_selection(const std::string& s) {
 void apply_extra(OptimizerInputs& in, const py::dict& extra) {
   for (const auto& [k, v] : extra) {
     const std::string key = py::str(k);
-    if (key == "clip_fraction") in.clip.fraction = v.cast<double>();
-    else if (key == "clip_scale") in.clip.threshold_scale = v.cast<double>();
-    else if (key == "rank") in.projection.rank = v.cast<int64_t>();
-    else if (key == "update_proj_gap") in.projection.update_gap = in.frugal.update_gap = v.cast<int64_t>();
-    else if (key == "scale") in.projection.scale = v.cast<double>();
-    else if (key == "scale_front") in.projection.scale_front = v.cast<bool>();
-    else if (key == "disable_nl") in.projection.disable_nl = v.cast<bool>();
-    else if (key == "seed") in.projection.seed = in.frugal.seed = v.cast<uint64_t>();
-    else if (key == "selection") in.frugal.selection = frugal_selection(v.cast<std::string>());
-    else if (key == "density") in.frugal.density = v.cast<double>();
-    else if (key == "inactive_lr_scale") in.frugal.inactive_lr_scale = v.cast<double>();
-    else if (key == "no_decay") in.no_decay = v.cast<std::vector<std::string>>();
-    else throw UserError("unknown option '" + key + "'");
+    if (key == "clip_fraction")
+      in.clip.fraction = v.cast<double>();
+    else if (key == "clip_scale")
+      in.clip.threshold_scale = v.cast<double>();
+    else if (key == "rank")
+      in.projection.rank = v.cast<int64_t>();
+    else if (key == "update_proj_gap")
+      in.projection.update_gap = in.frugal.update_gap = v.cast<int64_t>();
+    else if (key == "scale")
+      in.projection.scale = v.cast<double>();
+    else if (key == "scale_front")
+      in.projection.scale_front = v.cast<bool>();
+    else if (key == "disable_nl")
+      in.projection.disable_nl = v.cast<bool>();
+    else if (key == "seed")
+      in.projection.seed = in.frugal.seed = v.cast<uint64_t>();
+    else if (key == "selection")
+      in.frugal.selection = frugal_selection(v.cast<std::string>());
+    else if (key == "density")
+      in.frugal.density = v.cast<double>();
+    else if (key == "inactive_lr_scale")
+      in.frugal.inactive_lr_scale = v.cast<double>();
+    else if (key == "no_decay")
+      in.no_decay = v.cast<std::vector<std::string>>();
+    else
+      throw UserError("unknown option '" + key + "'");
   }
 }
 
@@ -192,9 +205,9 @@ std::vector<Batch> to_batches(const std::vector<std::pair<torch::Tensor, torch::
 // A Session over a TorchScript file and in-memory batches, as open_session builds one for the CLI.
 struct PySession {
   Session s;
-  PySession(const std::string& path, const std::string& name, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
-            const std::string& loss, const std::string& dtype, uint64_t seed, int64_t dim, int64_t n_heads,
-            int64_t n_kv_heads) {
+  PySession(const std::string& path, const std::string& name,
+            const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches, const std::string& loss,
+            const std::string& dtype, uint64_t seed, int64_t dim, int64_t n_heads, int64_t n_kv_heads) {
     s.opt.model = name;
     s.opt.data = "python batches";
     s.opt.seed = seed;
@@ -245,11 +258,11 @@ class ProfileResult {
     d["density"] = py::dict(py::arg("grid") = m_p.density.grid, py::arg("values") = m_p.density.values);
     py::list blocks, kinds;
     for (const auto& b : m_p.blocks)
-      blocks.append(py::dict(py::arg("name") = b.name, py::arg("tensor") = b.tensor, py::arg("kind") = to_string(b.kind),
-                             py::arg("numel") = b.numel, py::arg("trace") = b.trace,
-                             py::arg("trace_stderr") = b.trace_stderr, py::arg("avg_sharpness") = b.avg_sharpness,
-                             py::arg("lambda_max") = b.lambda_max, py::arg("gsnr") = b.gsnr,
-                             py::arg("gn_diag_avg") = b.gn_diag_avg));
+      blocks.append(py::dict(py::arg("name") = b.name, py::arg("tensor") = b.tensor,
+                             py::arg("kind") = to_string(b.kind), py::arg("numel") = b.numel,
+                             py::arg("trace") = b.trace, py::arg("trace_stderr") = b.trace_stderr,
+                             py::arg("avg_sharpness") = b.avg_sharpness, py::arg("lambda_max") = b.lambda_max,
+                             py::arg("gsnr") = b.gsnr, py::arg("gn_diag_avg") = b.gn_diag_avg));
     for (const auto& k : m_p.kinds)
       kinds.append(py::dict(py::arg("kind") = to_string(k.kind), py::arg("numel") = k.numel,
                             py::arg("n_tensors") = k.n_tensors, py::arg("trace") = k.trace,
@@ -292,15 +305,24 @@ ProfileOptions profile_options(const py::dict& kw) {
   ProfileOptions o;
   for (const auto& [k, v] : kw) {
     const std::string key = py::str(k);
-    if (key == "topk") o.topk = v.cast<int64_t>();
-    else if (key == "probes") o.probes = v.cast<int64_t>();
-    else if (key == "batches") o.batches = v.cast<int64_t>();
-    else if (key == "density_runs") o.density_runs = v.cast<int64_t>();
-    else if (key == "density_steps") o.density_steps = v.cast<int64_t>();
-    else if (key == "reorth") o.reorth = v.cast<bool>();
-    else if (key == "tol") o.tol = v.cast<double>();
-    else if (key == "gn_samples") o.gn_samples = v.cast<int64_t>();
-    else if (key == "keep_graphs") o.keep_graphs = v.cast<bool>();
+    if (key == "topk")
+      o.topk = v.cast<int64_t>();
+    else if (key == "probes")
+      o.probes = v.cast<int64_t>();
+    else if (key == "batches")
+      o.batches = v.cast<int64_t>();
+    else if (key == "density_runs")
+      o.density_runs = v.cast<int64_t>();
+    else if (key == "density_steps")
+      o.density_steps = v.cast<int64_t>();
+    else if (key == "reorth")
+      o.reorth = v.cast<bool>();
+    else if (key == "tol")
+      o.tol = v.cast<double>();
+    else if (key == "gn_samples")
+      o.gn_samples = v.cast<int64_t>();
+    else if (key == "keep_graphs")
+      o.keep_graphs = v.cast<bool>();
     else if (key == "method")
       o.method = parse_enum<EigMethod>("method", v.cast<std::string>(),
                                        {{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}});
@@ -308,8 +330,9 @@ ProfileOptions profile_options(const py::dict& kw) {
       o.which = parse_enum<EigWhich>("which", v.cast<std::string>(),
                                      {{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}});
     else if (key == "block_eigs")
-      o.block_eigs = parse_enum<BlockEigs>("block_eigs", v.cast<std::string>(),
-                                           {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}});
+      o.block_eigs =
+          parse_enum<BlockEigs>("block_eigs", v.cast<std::string>(),
+                                {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}});
     else if (key == "trace_estimator")
       o.trace_estimator = parse_enum<TraceEstimator>(
           "trace_estimator", v.cast<std::string>(),
@@ -332,13 +355,20 @@ EmitOptions emit_options(const py::dict& kw) {
       e.lr_policy.kind = parse_enum<LrPolicyKind>(
           "lr_policy", v.cast<std::string>(),
           {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}});
-    else if (key == "lr_exponent") e.lr_policy.exponent = v.cast<double>();
-    else if (key == "lr_min_multiplier") e.lr_policy.min_multiplier = v.cast<double>();
-    else if (key == "lr_max_multiplier") e.lr_policy.max_multiplier = v.cast<double>();
-    else if (key == "structure_threshold") e.structure_threshold = v.cast<double>();
-    else if (key == "group_patterns") e.group_patterns = v.cast<std::vector<std::string>>();
-    else if (key == "gsnr_batches") e.gsnr_batches = v.cast<int64_t>();
-    else throw UserError("write_configs: unknown option '" + key + "'");
+    else if (key == "lr_exponent")
+      e.lr_policy.exponent = v.cast<double>();
+    else if (key == "lr_min_multiplier")
+      e.lr_policy.min_multiplier = v.cast<double>();
+    else if (key == "lr_max_multiplier")
+      e.lr_policy.max_multiplier = v.cast<double>();
+    else if (key == "structure_threshold")
+      e.structure_threshold = v.cast<double>();
+    else if (key == "group_patterns")
+      e.group_patterns = v.cast<std::vector<std::string>>();
+    else if (key == "gsnr_batches")
+      e.gsnr_batches = v.cast<int64_t>();
+    else
+      throw UserError("write_configs: unknown option '" + key + "'");
   }
   return e;
 }
@@ -365,7 +395,8 @@ PYBIND11_MODULE(_core, m) {
       out.append(py::dict(py::arg("name") = e.name, py::arg("what") = e.what, py::arg("lr") = d.lr,
                           py::arg("betas") = py::make_tuple(d.beta1, d.beta2), py::arg("eps") = d.eps,
                           py::arg("weight_decay") = d.weight_decay, py::arg("configs") = e.configs,
-                          py::arg("needs_partition") = e.needs_partition, py::arg("other_defaults") = e.other_defaults));
+                          py::arg("needs_partition") = e.needs_partition,
+                          py::arg("other_defaults") = e.other_defaults));
     }
     return out;
   });

@@ -22,7 +22,10 @@ for args in runs:
     r = subprocess.run([blocksharp, *args], capture_output=True, text=True)
     assert r.returncode == 0, f"{args[0]}: {r.stderr}"
 
-env = dict(os.environ, BLOCKSHARP_RESULTS=work, PATH="/usr/bin:" + os.environ.get("PATH", ""), MPLBACKEND="Agg")
+# build/python (beside build/bin/blocksharp) holds the Python package python_loop.ipynb imports.
+pkg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(blocksharp))), "python")
+env = dict(os.environ, BLOCKSHARP_RESULTS=work, PATH="/usr/bin:" + os.environ.get("PATH", ""), MPLBACKEND="Agg",
+           PYTHONPATH=pkg)
 failed = 0
 books = sorted(n for n in os.listdir(nb_dir) if n.endswith(".ipynb"))
 for name in books:

@@ -223,7 +223,13 @@ def test_blockwise_config_becomes_param_groups_on_fused_qkv():
         loss_fn("ce", mine(x), y).backward()
         opt.step()
     assert any("slices" in e for e in cfg["params"])
-    assert max_diff(ref, mine) < 1e-10
+    # c_attn's k bias has an exactly-zero gradient in exact arithmetic (softmax ignores a shift shared by
+    # all keys), so its float64 gradient is rounding noise of ~1e-17 that Adam scales by lr/eps: those
+    # coordinates differ between any two implementations at ~1e-10. Every other coordinate agrees to
+    # ~1e-16; the bound covers both, far below the 0.1-0.4 the parameters moved.
+    assert max_diff(ref, mine) < 1e-9
+    moved = max((a - b).abs().max().item() for a, b in zip(model.parameters(), mine.parameters()))
+    assert moved > 1e-2
 
 
 @pytest.mark.parametrize("name", ["adamw", "adam-mini", "sgd-sai"])
