@@ -145,8 +145,12 @@ def test_zero_grad_set_to_none_and_frozen_parameters():
     m.ln_f.weight.requires_grad_(False)  # frozen: in the group, never stepped
     frozen = m.ln_f.weight.detach().clone()
     opt = optim.AdamW(m.named_parameters(), lr=1e-2)
+    storage = [p.data_ptr() for p in m.parameters()]
+    before_steps = copy.deepcopy(m)
     run(m, opt, batches(2))
     assert torch.equal(m.ln_f.weight, frozen)
+    # updated in place: the same storage, new values (the C++ optimizer holds the very tensors)
+    assert [p.data_ptr() for p in m.parameters()] == storage and max_diff(m, before_steps) > 0
     opt.zero_grad(set_to_none=True)
     assert all(p.grad is None for p in m.parameters())
     before = copy.deepcopy(m)
