@@ -79,6 +79,16 @@ void register_train(CLI::App& app) {
       "--proj-scale", [t](double v) { t->projection.scale = v; },
       "apollo scale (applied as sqrt; default 1, mini 128), galore scale (1)");
   cmd->add_flag("--scale-front", t->projection.scale_front, "apollo: scale before the norm-growth limiter");
+  cmd->add_option("--derive-at", t->derive.at,
+                  "at step N profile the run's own parameters, write DIR/derived/ and train on with the derived "
+                  "blockwise multipliers (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--derive-batches", t->derive.batches, "--derive-at: training batches the profile averages over")
+      ->capture_default_str();
+  cmd->add_option("--derive-probes", t->derive.probes, "--derive-at: Hutchinson probes")->capture_default_str();
+  add_enum_option(cmd, "--derive-lr-policy", t->derive.policy.kind,
+                  {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}},
+                  "--derive-at: blockwise multipliers from the paper's table or the measured sharpness");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
   add_enum_option(cmd, "--frugal-selection", t->frugal.selection,
                   {{"randk", FrugalSelection::RandK},

@@ -13,6 +13,8 @@
 #include <map>
 
 #include "checkpoint.h"
+#include "emit_configs.h"
+#include "profile.h"
 #include "models/hf_checkpoint.h"
 #include "blockwise_lr.h"
 #include "errors.h"
@@ -95,6 +97,44 @@ ParamSchedules param_schedules(const std::optional<BlockwiseLr>& blockwise, size
   return out;
 }
 
+// The profile --derive-at runs: `profile`'s defaults but one eigenvalue to 1e-4, no density, no block
+// lambda_max (the multipliers need only the block traces).
+ProfileOptions derive_profile_options(const DeriveOptions& d) {
+  ProfileOptions p;
+  p.topk = 1;
+  p.tol = 1e-4;
+  p.density_runs = 0;
+  p.block_eigs = BlockEigs::None;
+  p.batches = d.batches;
+  p.probes = d.probes;
+  return p;
+}
+
+// DIR/derived/blockwise_lr.json as a --config: the one reading both the deriving and a resumed run use.
+BlockwiseLr derived_blockwise(const Session& s) {
+  const std::string path = s.opt.out + "/derived/blockwise_lr.json";
+  const ParamTable table(s.net->named_parameters());
+  return blockwise_lr_from_json(read_config(path, "blockwise_lr"), table, path);
+}
+
+// Profiles the current parameters and writes DIR/derived/ as `blocksharp profile` writes its folder.
+void derive_configs(Session& s, const DeriveOptions& d, int64_t step) {
+  const ProfileOptions po = derive_profile_options(d);
+  s.net->set_train(false);  // as profile measures: eval mode
+  const Profile prof = run_profile(s, po);
+  s.net->set_train(true);
+  const std::string dir = s.opt.out + "/derived";
+  prepare_out_dir(dir);
+  OutputSet set(dir, "profile");
+  write_profile_h5(dir + "/profile.h5", prof, s, po, &set);
+  EmitOptions e;
+  e.lr_policy = d.policy;
+  emit_configs(s, prof, e, dir, set);
+  set.commit();
+  std::printf("derived at step %lld: %s/blockwise_lr.json (%s); training on with its multipliers\n",
+              static_cast<long long>(step), dir.c_str(), to_string(d.policy.kind));
+}
+
 }  // namespace
 
 TrainResult train(Session& s, const TrainOptions& t) {
@@ -117,6 +157,15 @@ TrainResult train(Session& s, const TrainOptions& t) {
         "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
   const OptimizerSetup configs = load_train_configs(s, t);
   ParamSchedules all_scheds = param_schedules(configs.blockwise, configs.inputs.params.size(), base);
+  if (t.derive.at < 0 || (t.derive.at > 0 && t.derive.at >= t.steps))
+    throw UserError("--derive-at must be in [1, --steps)");
+  if (t.derive.at > 0) {
+    if (configs.blockwise)
+      throw UserError("--derive-at derives blockwise_lr.json itself; drop the blockwise_lr --config (or --derive-at)");
+    if (dist::active()) throw UserError("--derive-at is not supported with data parallelism yet");
+    if (t.derive.batches < 1 || t.derive.probes < 1)
+      throw UserError("--derive-batches and --derive-probes must be >= 1");
+  }
   const std::vector<Schedule>& scheds = all_scheds.tensor;
   if (t.zero1 && !dist::active())
     throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
@@ -144,6 +193,9 @@ TrainResult train(Session& s, const TrainOptions& t) {
     std::printf("resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start));
   }
   const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
+  // A run resumed past --derive-at trains with what it derived then (its output set must be complete).
+  if (t.derive.at > 0 && start > t.derive.at)
+    all_scheds = param_schedules(derived_blockwise(s), configs.inputs.params.size(), base);
 
   std::unique_ptr<Tracer> tracer;
   std::unique_ptr<TraceFile> trace_file;
@@ -175,6 +227,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
   int64_t skipped_in_a_row = 0;
   const int64_t give_up_after = std::max<int64_t>(3, (t.steps + 9) / 10);  // a tenth, and never a lone step
   for (int64_t step = start; step < end; ++step) {
+    if (t.derive.at > 0 && step == t.derive.at) {
+      derive_configs(s, t.derive, step);
+      all_scheds = param_schedules(derived_blockwise(s), configs.inputs.params.size(), base);
+    }
     std::vector<double> lrs(scheds.size());
     for (size_t i = 0; i < scheds.size(); ++i) lrs[i] = scheds[i].lr_at(step);
     all_scheds.slices.set_tensor_lrs(step, lrs);  // a fused tensor runs at its fastest slice's lr

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "blockwise_lr.h"
 #include "optimizer.h"
 #include "schedule.h"
 #include "tracer.h"
@@ -12,6 +13,21 @@ namespace bs {
 
 // A non-finite loss or gradient: skip the step (counted, said) or abort naming the parameter.
 enum class OnNonfinite { Skip, Abort };
+
+// --derive-at N: at step N the run profiles its own parameters (the first `batches` training batches,
+// per-block Hutchinson traces), writes DIR/derived/ (profile.h5, blockwise_lr.json, adam_mini.json,
+// sgd_sai.json, one output set) and trains on from step N+1 with the derived blockwise multipliers:
+// the same as `profile --params <step-N parameters> --topk 1 --tol 1e-4 --density-runs 0 --block-eigs
+// none` with these options, then `train --resume --config derived/blockwise_lr.json`.
+struct DeriveOptions {
+  int64_t at = 0;  // 0: off
+  int64_t batches = 1, probes = 20;
+  LrPolicy policy = [] {
+    LrPolicy p;
+    p.kind = LrPolicyKind::InverseSharpness;
+    return p;
+  }();
+};
 
 struct TrainOptions {
   std::string optimizer = "adamw";
@@ -34,6 +50,7 @@ struct TrainOptions {
   bool zero1 = false;            // data parallel: shard optimizer state by tensor across ranks
   int64_t dist_check_every = 1;  // data parallel: check parameters are identical on all ranks every N steps
   std::string export_hf;         // --export-hf DIR: final parameters as a Hugging Face checkpoint
+  DeriveOptions derive;
 };
 
 struct TrainResult {
