@@ -9,7 +9,7 @@
 
 #include "distributed.h"
 #include "errors.h"
-#include "session.h"
+#include "batch_loss.h"
 
 namespace bs {
 

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <map>
 
+#include "batch_loss.h"
+#include "distributed.h"
 #include "errors.h"
 #include "h5io.h"
 #include "memory.h"
@@ -15,12 +17,12 @@
 
 namespace bs {
 
-std::vector<double> gsnr_over_batches(Session& s, int64_t batches) {
+std::vector<double> gsnr_over_batches(const Context& c, int64_t batches) {
   if (batches < 1) throw UserError("--gsnr-batches must be at least 1");
-  auto params = s.net->parameters();
+  auto params = c.net->parameters();
   std::vector<double> out(params.size(), 0.0);
   for (int64_t b = 0; b < batches; ++b) {
-    auto loss = batch_loss(*s.net, s.train_batch(b), s.loss, s.opt.data);
+    auto loss = batch_loss(*c.net, c.train_batch(b), c.loss, c.data);
     auto grads = torch::autograd::grad({loss}, params, {}, false, false, true);
     dist::all_reduce_mean_buckets_(grads);  // the whole batch's gradient, as the official first step sees it
     for (size_t i = 0; i < params.size(); ++i)
@@ -33,15 +35,15 @@ namespace {
 
 // Sophia's Gauss-Newton-Bartlett estimate of diag(GN): N * g_hat^2 with labels sampled from the model;
 // its mean over each ParamTable block.
-std::vector<double> gn_diag_avg(Session& s, const Batch& batch, const ParamTable& table, int64_t samples,
+std::vector<double> gn_diag_avg(const Context& c, const Batch& batch, const ParamTable& table, int64_t samples,
                                 uint64_t seed) {
   std::vector<double> out(table.blocks().size(), NAN);
-  if (s.loss != LossKind::CrossEntropy || samples <= 0) return out;
-  auto params = s.net->parameters();
+  if (c.loss != LossKind::CrossEntropy || samples <= 0) return out;
+  auto params = c.net->parameters();
   auto gen = at::detail::createCPUGenerator(seed + static_cast<uint64_t>(dist::rank()));
   std::vector<torch::Tensor> acc(params.size());
   for (int64_t k = 0; k < samples; ++k) {
-    auto logits = s.net->forward(batch.inputs);
+    auto logits = c.net->forward(batch.inputs);
     const int64_t C = logits.size(-1);
     auto flat = logits.reshape({-1, C});
     torch::Tensor sampled;
@@ -119,7 +121,7 @@ const char* to_string(EigMethod m) { return m == EigMethod::Power ? "power" : "l
 const char* to_string(BlockEigs b) { return b == BlockEigs::None ? "none" : b == BlockEigs::Kinds ? "kinds" : "all"; }
 const char* to_string(TraceEstimator t) { return t == TraceEstimator::HutchPlusPlus ? "hutch++" : "hutchinson"; }
 
-Profile run_profile(Session& s, const ProfileOptions& opt) {
+Profile run_profile(const Context& c, const ProfileOptions& opt) {
   if (opt.batches < 1) throw UserError("--batches must be at least 1");
   // Every option is checked here, before any product: nothing runs on options refused later.
   if (opt.topk < 1) throw UserError("--topk must be at least 1");
@@ -132,15 +134,15 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   if (opt.gn_samples < 0) throw UserError("--gn-samples must be >= 0");
   {
     int64_t n = 0;
-    for (const auto& [name, t] : s.net->named_parameters()) n += t.numel();
+    for (const auto& [name, t] : c.net->named_parameters()) n += t.numel();
     if (opt.topk >= n)
       throw UserError("--topk " + std::to_string(opt.topk) + " must be smaller than the number of parameters (" +
                       std::to_string(n) + ")");
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Batch> batches;
-  for (int64_t b = 0; b < opt.batches; ++b) batches.push_back(s.train_batch(b));
-  HvpOperator H(*s.net, batches, s.loss, s.opt.data, opt.keep_graphs);
+  for (int64_t b = 0; b < opt.batches; ++b) batches.push_back(c.train_batch(b));
+  HvpOperator H(*c.net, batches, c.loss, c.data, opt.keep_graphs);
   const ParamTable& table = H.table();
   const int64_t n = H.size();
   const MemoryPlan plan = plan_memory(n, opt);
@@ -152,7 +154,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     EigOptions eo;
     eo.k = opt.topk;
     eo.which = opt.which;
-    eo.seed = s.opt.seed;
+    eo.seed = c.seed;
     eo.tol = opt.eig_tol();
     eo.ncv = plan.ncv;
     Progress bar("eigenvalues (products)", 0);
@@ -167,12 +169,12 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
 
   // Traces (Hutchinson or Hutch++): global and every block from the same products.
   p.trace = opt.trace_estimator == TraceEstimator::HutchPlusPlus
-                ? hutch_plus_plus(H.as_op(), table, opt.probes - opt.probes % 3, s.opt.seed + 1, H.dtype())
-                : hutchinson(H.as_op(), table, opt.probes, s.opt.seed + 1, H.dtype());
+                ? hutch_plus_plus(H.as_op(), table, opt.probes - opt.probes % 3, c.seed + 1, H.dtype())
+                : hutchinson(H.as_op(), table, opt.probes, c.seed + 1, H.dtype());
 
   // Per-tensor statistics.
   const auto g0 = table.unflatten(H.first_batch_gradient());
-  const auto gn = gn_diag_avg(s, batches.front(), table, opt.gn_samples, s.opt.seed + 2);
+  const auto gn = gn_diag_avg(c, batches.front(), table, opt.gn_samples, c.seed + 2);
   const auto& blocks = table.blocks();
   const double block_tol = std::max(opt.tol.value_or(1e-10), 1e-8);  // blocks always use Lanczos
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -193,7 +195,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
   if (opt.block_eigs == BlockEigs::All) {
     Progress bar("block eigs", static_cast<int64_t>(blocks.size()));
     for (size_t i = 0; i < blocks.size(); ++i) {
-      p.blocks[i].lambda_max = block_lambda_max(H, {i}, block_tol, s.opt.seed + 10 + i);
+      p.blocks[i].lambda_max = block_lambda_max(H, {i}, block_tol, c.seed + 10 + i);
       bar.update(static_cast<int64_t>(i + 1));
     }
   }
@@ -220,7 +222,7 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
     k.trace_stderr = std::sqrt(var);
     k.avg_sharpness = k.trace / static_cast<double>(k.numel);
     if (opt.block_eigs != BlockEigs::None)
-      k.lambda_max = block_lambda_max(H, idx, block_tol, s.opt.seed + 100 + static_cast<uint64_t>(kind));
+      k.lambda_max = block_lambda_max(H, idx, block_tol, c.seed + 100 + static_cast<uint64_t>(kind));
     p.kinds.push_back(k);
     bar.update(++done);
   }
@@ -228,14 +230,14 @@ Profile run_profile(Session& s, const ProfileOptions& opt) {
 
   // Spectral density.
   if (opt.density_runs > 0)
-    p.density = slq_density(H.as_op(), n, opt.density_runs, opt.density_steps, plan.reorth, s.opt.seed + 3, H.dtype());
+    p.density = slq_density(H.as_op(), n, opt.density_runs, opt.density_steps, plan.reorth, c.seed + 3, H.dtype());
   p.density_reorth = plan.reorth;
   p.n_hvp_total = H.n_hvp();
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
 }
 
-void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt,
+void write_profile_h5(const std::string& path, const Profile& p, const Context& c, const ProfileOptions& opt,
                       OutputSet* set) {
   H5Output out(path);
   out.write("/global/eigenvalues", p.global.values);
@@ -251,7 +253,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
   for (const auto& b : p.blocks) total += b.numel;
   out.write("/global/numel", total);
   // What PyTorch's named_parameters() leaves out: later names of shared tensors, and frozen tensors.
-  const ModelInfo& info = s.net->info();
+  const ModelInfo& info = c.net->info();
   std::vector<std::string> alias, alias_of;
   for (const auto& [a, of] : info.aliases) alias.push_back(a), alias_of.push_back(of);
   out.write("/model/aliases", alias);
@@ -292,11 +294,11 @@ void write_profile_h5(const std::string& path, const Profile& p, const Session& 
     out.write("/density/run", run_of);
   }
   out.provenance();
-  out.attribute("seed", std::to_string(s.opt.seed));
+  out.attribute("seed", std::to_string(c.seed));
   out.attribute("trace_estimator", to_string(opt.trace_estimator));
-  out.attribute("model", s.opt.model);
-  out.attribute("data", s.data->describe());
-  out.attribute("dtype", dtype_name(s.opt.dtype));
+  out.attribute("model", c.model);
+  out.attribute("data", c.data_about);
+  out.attribute("dtype", dtype_name(c.dtype));
   out.attribute("method", to_string(opt.method));
   out.attribute("density_reorth", p.density_reorth ? "true" : "false");
   out.attribute("which", to_string(opt.method == EigMethod::Power ? EigWhich::LM : opt.which));  // power: magnitude
@@ -321,16 +323,16 @@ static std::string num(double v, int width, int prec) {
   return buf;
 }
 
-void print_profile(const Profile& p, const Session& s) {
+void print_profile(const Profile& p, const Context& c) {
   int64_t numel = 0;
   for (const auto& b : p.blocks) numel += b.numel;
-  std::printf("model %s (%lld parameters) on %s, loss %.6f\n", s.opt.model.c_str(), static_cast<long long>(numel),
-              s.data->describe().c_str(), p.loss);
-  for (const auto& [alias, of] : s.net->info().aliases)
+  std::printf("model %s (%lld parameters) on %s, loss %.6f\n", c.model.c_str(), static_cast<long long>(numel),
+              c.data_about.c_str(), p.loss);
+  for (const auto& [alias, of] : c.net->info().aliases)
     std::printf("shared: %s is %s (counted once)\n", alias.c_str(), of.c_str());
-  if (!s.net->info().frozen.empty()) {
+  if (!c.net->info().frozen.empty()) {
     std::printf("frozen (requires_grad false, left out):");
-    for (const auto& f : s.net->info().frozen) std::printf(" %s", f.c_str());
+    for (const auto& f : c.net->info().frozen) std::printf(" %s", f.c_str());
     std::printf("\n");
   }
   std::printf("top-%zu eigenvalues (%s, %lld products):", p.global.values.size(), describe_status(p.global).c_str(),

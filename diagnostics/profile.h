@@ -7,7 +7,7 @@
 
 #include "hutchinson.h"
 #include "output_set.h"
-#include "session.h"
+#include "context.h"
 #include "slq_density.h"
 #include "spectral.h"
 #include "gsnr.h"
@@ -38,7 +38,7 @@ struct ProfileOptions {
 };
 
 // Per-parameter g-SNR averaged over the gradients of batches 0..batches-1 (1 = SGD-SaI's first step).
-std::vector<double> gsnr_over_batches(Session& s, int64_t batches);
+std::vector<double> gsnr_over_batches(const Context& c, int64_t batches);
 
 struct BlockStats {
   std::string name;    // the tensor's name; a fused tensor's slices add [q], [k], [v]
@@ -66,10 +66,10 @@ struct Profile {
   bool density_reorth = true;  // false when memory forced SLQ without reorthogonalisation
 };
 
-Profile run_profile(Session& s, const ProfileOptions& opt);
+Profile run_profile(const Context& c, const ProfileOptions& opt);
 // With a set, the file is staged into it (renamed by OutputSet::commit with the configs).
-void write_profile_h5(const std::string& path, const Profile& p, const Session& s, const ProfileOptions& opt,
+void write_profile_h5(const std::string& path, const Profile& p, const Context& c, const ProfileOptions& opt,
                       OutputSet* set = nullptr);
-void print_profile(const Profile& p, const Session& s);
+void print_profile(const Profile& p, const Context& c);
 
 }  // namespace bs

@@ -92,20 +92,20 @@ const Candidate& recommend(const std::vector<Candidate>& cands, double threshold
   return *best;
 }
 
-StructureResult run_structure(Session& s, const StructureOptions& o) {
+StructureResult run_structure(const Context& c, const StructureOptions& o) {
   if (o.params.empty()) throw UserError("--param is required");
   if (!(o.threshold > 0 && o.threshold <= 1)) throw UserError("--threshold must be in (0, 1]");
   if (o.per_pass < 1) throw UserError("--per-pass must be at least 1");
   std::vector<Batch> batches;
-  for (int64_t b = 0; b < o.batches; ++b) batches.push_back(s.train_batch(b));
-  HvpOperator H(*s.net, batches, s.loss, s.opt.data);
+  for (int64_t b = 0; b < o.batches; ++b) batches.push_back(c.train_batch(b));
+  HvpOperator H(*c.net, batches, c.loss, c.data);
   std::vector<size_t> idx;
   for (const auto& name : o.params) idx.push_back(H.table().index_of(name));
   const int64_t n = H.block_size(idx);
   std::vector<Candidate> cands;
   if (idx.size() == 1) {
     const auto& e = H.table().at(idx[0]);
-    const auto& info = s.net->info();
+    const auto& info = c.net->info();
     const bool attention = e.kind == BlockKind::QK || e.kind == BlockKind::VO;
     const int64_t heads = attention ? info.n_heads : 0;
     const int64_t head_rows = heads > 0 && info.dim > 0 ? info.dim / heads : 0;
@@ -135,7 +135,7 @@ StructureResult run_structure(Session& s, const StructureOptions& o) {
     bar.finish();
     score_dense(Hd, cands);
   } else {
-    score_randomized(H.block_op(idx), n, o.probes, s.opt.seed, cands);
+    score_randomized(H.block_op(idx), n, o.probes, c.seed, cands);
   }
   const Candidate& best = recommend(cands, o.threshold);
   r.best = static_cast<size_t>(&best - cands.data());
@@ -144,7 +144,7 @@ StructureResult run_structure(Session& s, const StructureOptions& o) {
   return r;
 }
 
-void write_structure_h5(const std::string& path, const StructureResult& r, const Session& s,
+void write_structure_h5(const std::string& path, const StructureResult& r, const Context& c,
                         const StructureOptions& o) {
   const bool dense = r.dense;
   H5Output out(path);
@@ -168,7 +168,7 @@ void write_structure_h5(const std::string& path, const StructureResult& r, const
   out.write("/recommended", std::vector<std::string>{r.candidates[r.best].name});
   out.write("/threshold", o.threshold);
   out.provenance();
-  out.attribute("model", s.opt.model);
+  out.attribute("model", c.model);
   out.attribute("method", dense ? "dense" : "randomized");
   out.commit();
 }

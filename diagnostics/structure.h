@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "hvp_operator.h"
-#include "session.h"
+#include "context.h"
 
 namespace bs {
 
@@ -52,8 +52,8 @@ struct StructureResult {
   size_t best = 0;  // the recommended candidate
   int64_t n_hvp = 0;
 };
-StructureResult run_structure(Session& s, const StructureOptions& o);
+StructureResult run_structure(const Context& c, const StructureOptions& o);
 // DIR/structure.h5 (DESIGN.md paths), written atomically.
-void write_structure_h5(const std::string& path, const StructureResult& r, const Session& s, const StructureOptions& o);
+void write_structure_h5(const std::string& path, const StructureResult& r, const Context& c, const StructureOptions& o);
 
 }  // namespace bs

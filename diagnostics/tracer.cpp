@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "batch_loss.h"
+#include "distributed.h"
 #include "errors.h"
 #include "h5io.h"
 #include "atomic_file.h"
@@ -14,11 +16,11 @@
 
 namespace bs {
 
-Tracer::Tracer(Session& s, TraceOptions o) : m_s(s), m_o(o) {
+Tracer::Tracer(const Context& c, const DataSource& data, TraceOptions o) : m_c(c), m_o(o) {
   if (m_o.probes < 2) throw UserError("--trace-probes must be at least 2");
   // A fixed probe batch: the first validation batch when there is one, else the first training batch.
   // Its first --trace-batch-size rows are cut before sharding, so data-parallel ranks share the same rows.
-  m_probe = batch_to(s.data->n_val_batches() > 0 ? s.data->val_batch(0) : s.data->train_batch(0), s.dtype);
+  m_probe = batch_to(data.n_val_batches() > 0 ? data.val_batch(0) : data.train_batch(0), c.dtype);
   if (m_o.batch_size < 0) throw UserError("--trace-batch-size must be >= 0");
   if (m_o.batch_size > 0 && m_o.batch_size < m_probe.inputs.size(0)) {
     m_probe.inputs = m_probe.inputs.narrow(0, 0, m_o.batch_size);
@@ -28,8 +30,8 @@ Tracer::Tracer(Session& s, TraceOptions o) : m_s(s), m_o(o) {
 }
 
 TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update) {
-  m_s.net->set_train(false);
-  HvpOperator H(*m_s.net, {m_probe}, m_s.loss, m_s.opt.data);
+  m_c.net->set_train(false);
+  HvpOperator H(*m_c.net, {m_probe}, m_c.loss, m_c.data);
   TraceRecord r;
   r.step = step;
   r.loss = train_loss;
@@ -40,13 +42,13 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   eo.k = 1;
   eo.ncv = 6;  // a small basis: warm-started from the last eigenvector, a few products suffice
   eo.tol = m_o.tol;
-  eo.seed = m_s.opt.seed;
+  eo.seed = m_c.seed;
   if (m_warm.defined()) eo.start = m_warm;
   const auto eig = lanczos_eigs(H.as_op(), H.size(), eo);
   r.lambda_max = eig.values.empty() ? NAN : eig.values.front();
   r.lanczos_products = eig.n_products;
   if (!eig.vectors.empty()) m_warm = eig.vectors.front();
-  const auto tr = hutchinson(H.as_op(), H.table(), m_o.probes, m_s.opt.seed + static_cast<uint64_t>(step), H.dtype());
+  const auto tr = hutchinson(H.as_op(), H.table(), m_o.probes, m_c.seed + static_cast<uint64_t>(step), H.dtype());
   std::map<std::string, std::pair<double, int64_t>> kinds;
   const auto& blocks = H.table().blocks();
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -58,8 +60,8 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   if (update.defined() && update.norm().item<double>() > 0) r.directional = directional_sharpness(H, update);
   if (m_o.block_eigs)
     for (size_t i = 0; i < blocks.size(); ++i)
-      r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_s.opt.seed + i));
-  m_s.net->set_train(true);  // the tracer runs inside the training loop
+      r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_c.seed + i));
+  m_c.net->set_train(true);  // the tracer runs inside the training loop
   return r;
 }
 

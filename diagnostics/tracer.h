@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "hutchinson.h"
-#include "session.h"
+#include "context.h"
 #include "spectral.h"
 
 namespace bs {
@@ -33,7 +33,8 @@ struct TraceRecord {
 // undefined). Keeps the top eigenvector to warm-start the next record.
 class Tracer {
  public:
-  Tracer(Session& s, TraceOptions o);
+  // The probe batch: the first validation batch of `data` when there is one, else the first training batch.
+  Tracer(const Context& c, const DataSource& data, TraceOptions o);
   TraceRecord measure(int64_t step, double train_loss, double lr, const torch::Tensor& update);
   // The warm start (the last top eigenvector, undefined before the first record): checkpointed, so a
   // resumed run measures its records exactly as the uninterrupted one does.
@@ -41,7 +42,7 @@ class Tracer {
   void set_warm_start(torch::Tensor v) { m_warm = std::move(v); }
 
  private:
-  Session& m_s;
+  Context m_c;
   TraceOptions m_o;
   Batch m_probe;
   torch::Tensor m_warm;

@@ -10,7 +10,6 @@
 #include "json_file.h"
 #include "output_set.h"
 #include "provenance.h"
-#include "session.h"
 
 namespace bs {
 

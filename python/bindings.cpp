@@ -280,7 +280,7 @@ class ProfileResult {
     prepare_out_dir(dir);
     validate(e, m_s->s);
     OutputSet set(dir, "profile");
-    write_profile_h5(dir + "/profile.h5", m_p, m_s->s, m_o, &set);
+    write_profile_h5(dir + "/profile.h5", m_p, m_s->s.context(), m_o, &set);
     emit_configs(m_s->s, m_p, e, dir, set);
     set.commit();
   }
@@ -441,7 +441,7 @@ PYBIND11_MODULE(_core, m) {
     Profile prof;
     {
       py::gil_scoped_release nogil;
-      prof = run_profile(p->s, o);
+      prof = run_profile(p->s.context(), o);
     }
     return ProfileResult(p, std::move(prof), o);
   });
@@ -458,10 +458,10 @@ PYBIND11_MODULE(_core, m) {
     StructureResult r;
     {
       py::gil_scoped_release nogil;
-      r = run_structure(p.s, o);
+      r = run_structure(p.s.context(), o);
       if (!out.empty()) {
         prepare_out_dir(out);
-        write_structure_h5(out + "/structure.h5", r, p.s, o);
+        write_structure_h5(out + "/structure.h5", r, p.s.context(), o);
       }
     }
     py::list cands;

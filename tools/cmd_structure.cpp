@@ -55,8 +55,8 @@ void register_structure(CLI::App& app) {
     Session s = open_session(*common);
     if (s.net->info().family == "torchscript" && common->n_heads > 0 && common->dim == 0)
       throw UserError("--n-heads needs --dim for TorchScript models");
-    const StructureResult r = run_structure(s, *o);
-    write_structure_h5(common->out + "/structure.h5", r, s, *o);
+    const StructureResult r = run_structure(s.context(), *o);
+    write_structure_h5(common->out + "/structure.h5", r, s.context(), *o);
     print_structure(r, *o, common->out);
   });
 }

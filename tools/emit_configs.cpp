@@ -175,7 +175,7 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   if (o.gsnr_batches == 1 && !sliced)
     for (const auto& b : p.blocks) g.push_back(b.gsnr);
   else
-    g = gsnr_over_batches(s, o.gsnr_batches);
+    g = gsnr_over_batches(s.context(), o.gsnr_batches);
   const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.opt.batch_size, 1e-8);
 
   for (const auto& [name, j] : {std::pair<const char*, const json*>{"adam_mini.json", &am},

@@ -4,6 +4,7 @@
 #include "blockwise_lr.h"
 #include "output_set.h"
 #include "profile.h"
+#include "session.h"
 
 namespace bs {
 

@@ -121,12 +121,12 @@ BlockwiseLr derived_blockwise(const Session& s) {
 void derive_configs(Session& s, const DeriveOptions& d, int64_t step) {
   const ProfileOptions po = derive_profile_options(d);
   s.net->set_train(false);  // as profile measures: eval mode
-  const Profile prof = run_profile(s, po);
+  const Profile prof = run_profile(s.context(), po);
   s.net->set_train(true);
   const std::string dir = s.opt.out + "/derived";
   prepare_out_dir(dir);
   OutputSet set(dir, "profile");
-  write_profile_h5(dir + "/profile.h5", prof, s, po, &set);
+  write_profile_h5(dir + "/profile.h5", prof, s.context(), po, &set);
   EmitOptions e;
   e.lr_policy = d.policy;
   emit_configs(s, prof, e, dir, set);
@@ -201,7 +201,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
   std::unique_ptr<TraceFile> trace_file;
   if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
   if (t.trace.every > 0) {
-    tracer = std::make_unique<Tracer>(s, t.trace);
+    tracer = std::make_unique<Tracer>(s.context(), *s.data, t.trace);
     if (t.resume && h5_has_dataset(ckpt, "tracer/warm"))
       tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", "--resume checkpoint"));
     std::vector<std::string> names;  // measured blocks: tensors, and fused tensors' q/k/v slices

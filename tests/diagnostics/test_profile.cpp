@@ -44,15 +44,15 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
   o.density_steps = 10;
   o.block_eigs = BlockEigs::All;
   Session a = tiny_session("gpt2", 4);
-  Profile pa = run_profile(a, o);
+  Profile pa = run_profile(a.context(), o);
   Session b = tiny_session("gpt2", 4);
-  Profile pb = run_profile(b, o);
+  Profile pb = run_profile(b.context(), o);
   EXPECT_EQ(pa.global.values, pb.global.values);
   EXPECT_EQ(pa.trace.block_trace, pb.trace.block_trace);
   EXPECT_EQ(pa.density.values, pb.density.values);
 
   const std::string path = ::testing::TempDir() + "/profile_test.h5";
-  write_profile_h5(path, pa, a, o);
+  write_profile_h5(path, pa, a.context(), o);
   for (const char* p :
        {"global/eigenvalues", "global/residuals", "global/n_hvp", "global/trace", "global/trace_stderr", "blocks/numel",
         "blocks/trace", "blocks/avg_sharpness", "blocks/lambda_max", "blocks/gsnr", "density/grid", "density/values"})
@@ -71,7 +71,7 @@ TEST(Profile, DeterministicAndWritesDesignPaths) {
 TEST(Profile, EigenvaluesAndBlockLambdaMaxAgreeWithDenseHessian) {
   const ProfileOptions o = without_density(2, 4, BlockEigs::All);
   Session s = tiny_session("attention", 2);
-  Profile p = run_profile(s, o);
+  Profile p = run_profile(s.context(), o);
   auto H = dense_hessian(*s.net, s.train_batch(0), s.loss);
   Eigen::Map<Eigen::MatrixXd> M(H.data_ptr<double>(), H.size(0), H.size(0));
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(M);
@@ -93,7 +93,7 @@ TEST(Profile, HutchPlusPlusTraces) {
   ProfileOptions o = without_density(1, 100, BlockEigs::None);
   o.trace_estimator = TraceEstimator::HutchPlusPlus;
   Session s = tiny_session("gpt2", 2);
-  Profile p = run_profile(s, o);
+  Profile p = run_profile(s.context(), o);
   EXPECT_EQ(p.trace.estimator, "Hutch++");
   EXPECT_EQ(p.trace.n_products, 99);
   Session d = tiny_session("gpt2", 2);
@@ -107,5 +107,5 @@ TEST(Profile, HutchPlusPlusTraces) {
   EXPECT_NEAR(sum, p.trace.trace, 1e-9 * std::max(1.0, std::abs(p.trace.trace)));
   o.trace_estimator = TraceEstimator::HutchPlusPlus;
   o.probes = 2;  // hutch++ needs 3
-  EXPECT_THROW(run_profile(s, o), UserError);
+  EXPECT_THROW(run_profile(s.context(), o), UserError);
 }

@@ -118,10 +118,6 @@ void load_params(Network& net, const std::string& path) {
   for (auto& [t, v] : copies) t.copy_(v.to(t.scalar_type()));
 }
 
-const char* dtype_name(torch::Dtype d) {
-  return d == torch::kFloat32 ? "float32" : d == torch::kFloat64 ? "float64" : c10::toString(d);
-}
-
 Session open_session(const CommonOptions& opt) {
   available_memory_bytes();  // a malformed BLOCKSHARP_MEMORY_BUDGET is one line now, not after the model is built
   Session s;
@@ -201,21 +197,6 @@ Session open_session(const CommonOptions& opt) {
   if (!opt.params_file.empty()) load_params(*s.net, opt.params_file);
   s.net->set_train(false);  // no dropout or batch norm in the zoo; eval() for TorchScript modules
   return s;
-}
-
-torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name) {
-  torch::Tensor out;
-  try {
-    out = net.forward(batch.inputs);
-  } catch (const UserError&) {
-    throw;
-  } catch (const std::exception& e) {
-    std::ostringstream s;
-    s << "model '" << net.info().name << "' rejected inputs of shape " << batch.inputs.sizes() << " from --data '"
-      << data_name << "': " << torch_error_line(e);
-    throw UserError(s.str());
-  }
-  return compute_loss(out, batch.targets, loss);
 }
 
 }  // namespace bs

@@ -1,10 +1,12 @@
-// Session: model + data + loss built from the common options every subcommand shares (DESIGN.md
-// "Common options"), and the one function that evaluates the loss of a batch.
+// Session, the CLI's: model + data + loss built from the common options every subcommand shares
+// (DESIGN.md "Common options"), and the Context it hands to the library's diagnostics.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "batch_loss.h"
+#include "context.h"
 #include "data.h"
 #include "distributed.h"
 #include "loss.h"
@@ -14,7 +16,6 @@
 namespace bs {
 
 enum class Device { Cpu, Cuda };
-const char* dtype_name(torch::Dtype d);  // "float32", "float64"
 
 struct CommonOptions {
   std::string model = "gpt2-tiny";
@@ -46,12 +47,22 @@ struct Session {
   // This rank's share of global batch i (the whole batch when not distributed): --batch-size is global.
   Batch train_batch(int64_t i) const { return dist::shard(batch_to(data->train_batch(i), dtype), "--batch-size"); }
   Batch val_batch(int64_t i) const { return dist::shard(batch_to(data->val_batch(i), dtype), "--batch-size"); }
+  // What the diagnostics read: network, loss, training batches, seed and labels.
+  Context context() const {
+    Context c;
+    c.net = net.get();
+    c.loss = loss;
+    c.dtype = dtype;
+    c.train_batch = [this](int64_t i) { return train_batch(i); };
+    c.seed = opt.seed;
+    c.model = opt.model;
+    c.data = opt.data;
+    c.data_about = data->describe();
+    return c;
+  }
 };
 
 Session open_session(const CommonOptions& opt);
-
-// Loss of `net` on `batch`. A model that rejects the inputs becomes a UserError naming model and data.
-torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name);
 
 // Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
 void load_params(Network& net, const std::string& path);

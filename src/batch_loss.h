@@ -1,0 +1,15 @@
+// The loss of a network on one batch: the one forward every stage runs, with the model's rejection of
+// the inputs turned into a one-line UserError naming model and data.
+#pragma once
+#include <string>
+
+#include "data.h"
+#include "loss.h"
+#include "network.h"
+
+namespace bs {
+
+// Loss of `net` on `batch`. A model that rejects the inputs becomes a UserError naming model and data.
+torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name);
+
+}  // namespace bs
