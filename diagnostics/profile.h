@@ -20,6 +20,19 @@ enum class TraceEstimator { Hutchinson, HutchPlusPlus };  // hutch++: the larges
 const char* to_string(EigMethod m);                       // "lanczos", "power"
 const char* to_string(BlockEigs b);                       // "none", "kinds", "all"
 const char* to_string(TraceEstimator t);                  // "hutchinson", "hutch++"
+inline const Words<EigMethod>& eig_method_words() {
+  static const Words<EigMethod> w{{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}};
+  return w;
+}
+inline const Words<BlockEigs>& block_eigs_words() {
+  static const Words<BlockEigs> w{{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}};
+  return w;
+}
+inline const Words<TraceEstimator>& trace_estimator_words() {
+  static const Words<TraceEstimator> w{{"hutchinson", TraceEstimator::Hutchinson},
+                                       {"hutch++", TraceEstimator::HutchPlusPlus}};
+  return w;
+}
 
 struct ProfileOptions {
   int64_t topk = 5;

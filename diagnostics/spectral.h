@@ -7,12 +7,17 @@
 #include <vector>
 
 #include "hvp_operator.h"
+#include "words.h"
 
 namespace bs {
 
 // Which end of the spectrum: largest algebraic, smallest algebraic, largest magnitude (Spectra's rules).
 enum class EigWhich { LA, SA, LM };
 const char* to_string(EigWhich w);  // "LA", "SA", "LM"
+inline const Words<EigWhich>& eig_which_words() {
+  static const Words<EigWhich> w{{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}};
+  return w;
+}
 
 // Spectra's CompInfo for our solvers: all k pairs converged, some of them, or none.
 enum class EigStatus { Converged, PartiallyConverged, NotConverged };

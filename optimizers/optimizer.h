@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "partition.h"
+#include "words.h"
 
 namespace bs {
 
@@ -37,6 +38,13 @@ struct ProjectionOptions {
 // FRUGAL: a state-full subspace (AdamW) plus signSGD on the rest of each projectable weight.
 // FRUGAL's state-full subspace: random coordinates, whole columns or rows, or whole tensors (block).
 enum class FrugalSelection { RandK, Columns, Rows, Block };
+inline const Words<FrugalSelection>& frugal_selection_words() {
+  static const Words<FrugalSelection> w{{"randk", FrugalSelection::RandK},
+                                        {"columns", FrugalSelection::Columns},
+                                        {"rows", FrugalSelection::Rows},
+                                        {"block", FrugalSelection::Block}};
+  return w;
+}
 
 struct FrugalOptions {
   FrugalSelection selection = FrugalSelection::RandK;

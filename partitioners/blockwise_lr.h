@@ -5,12 +5,18 @@
 #include <map>
 
 #include "config_file.h"
+#include "words.h"
 
 namespace bs {
 
 // paper: the Sharpness Disparity table; inverse-sharpness: multipliers from measured group sharpness.
 enum class LrPolicyKind { Paper, InverseSharpness };
 const char* to_string(LrPolicyKind k);  // "paper", "inverse-sharpness" (the config's policy.name)
+inline const Words<LrPolicyKind>& lr_policy_words() {
+  static const Words<LrPolicyKind> w{{"paper", LrPolicyKind::Paper},
+                                     {"inverse-sharpness", LrPolicyKind::InverseSharpness}};
+  return w;
+}
 
 struct LrPolicy {
   LrPolicyKind kind = LrPolicyKind::Paper;

@@ -51,16 +51,6 @@ ModelInfo python_model(const std::string& name, int64_t dim, int64_t n_heads, in
   return info;
 }
 
-FrugalSelection frugal_selection(const std::string& s) {
-  static const std::map<std::string, FrugalSelection> m = {{"randk", FrugalSelection::RandK},
-                                                           {"columns", FrugalSelection::Columns},
-                                                           {"rows", FrugalSelection::Rows},
-                                                           {"block", FrugalSelection::Block}};
-  const auto it = m.find(s);
-  if (it == m.end()) throw UserError("selection '" + s + "': expected randk, columns, rows or block");
-  return it->second;
-}
-
 // The optimizer-specific options of optim.py's keyword arguments, by the CLI's names.
 void apply_extra(OptimizerInputs& in, const py::dict& extra) {
   for (const auto& [k, v] : extra) {
@@ -82,7 +72,7 @@ void apply_extra(OptimizerInputs& in, const py::dict& extra) {
     else if (key == "seed")
       in.projection.seed = in.frugal.seed = v.cast<uint64_t>();
     else if (key == "selection")
-      in.frugal.selection = frugal_selection(v.cast<std::string>());
+      in.frugal.selection = parse_word("selection", v.cast<std::string>(), frugal_selection_words());
     else if (key == "density")
       in.frugal.density = v.cast<double>();
     else if (key == "inactive_lr_scale")
@@ -291,16 +281,6 @@ class ProfileResult {
   ProfileOptions m_o;
 };
 
-template <class E>
-E parse_enum(const std::string& what, const std::string& v, const std::vector<std::pair<std::string, E>>& m) {
-  std::string known;
-  for (const auto& [k, e] : m) {
-    if (k == v) return e;
-    known += (known.empty() ? "" : ", ") + k;
-  }
-  throw UserError(what + " '" + v + "': expected one of " + known);
-}
-
 ProfileOptions profile_options(const py::dict& kw) {
   ProfileOptions o;
   for (const auto& [k, v] : kw) {
@@ -324,19 +304,13 @@ ProfileOptions profile_options(const py::dict& kw) {
     else if (key == "keep_graphs")
       o.keep_graphs = v.cast<bool>();
     else if (key == "method")
-      o.method = parse_enum<EigMethod>("method", v.cast<std::string>(),
-                                       {{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}});
+      o.method = parse_word("method", v.cast<std::string>(), eig_method_words());
     else if (key == "which")
-      o.which = parse_enum<EigWhich>("which", v.cast<std::string>(),
-                                     {{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}});
+      o.which = parse_word("which", v.cast<std::string>(), eig_which_words());
     else if (key == "block_eigs")
-      o.block_eigs =
-          parse_enum<BlockEigs>("block_eigs", v.cast<std::string>(),
-                                {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}});
+      o.block_eigs = parse_word("block_eigs", v.cast<std::string>(), block_eigs_words());
     else if (key == "trace_estimator")
-      o.trace_estimator = parse_enum<TraceEstimator>(
-          "trace_estimator", v.cast<std::string>(),
-          {{"hutchinson", TraceEstimator::Hutchinson}, {"hutch++", TraceEstimator::HutchPlusPlus}});
+      o.trace_estimator = parse_word("trace_estimator", v.cast<std::string>(), trace_estimator_words());
     else
       throw UserError("profile: unknown option '" + key + "'");
   }
@@ -348,13 +322,9 @@ EmitOptions emit_options(const py::dict& kw) {
   for (const auto& [k, v] : kw) {
     const std::string key = py::str(k);
     if (key == "adam_mini")
-      e.adam_mini = parse_enum<AdamMiniMode>(
-          "adam_mini", v.cast<std::string>(),
-          {{"rules", AdamMiniMode::Rules}, {"measured", AdamMiniMode::Measured}, {"slices", AdamMiniMode::Slices}});
+      e.adam_mini = parse_word("adam_mini", v.cast<std::string>(), adam_mini_mode_words());
     else if (key == "lr_policy")
-      e.lr_policy.kind = parse_enum<LrPolicyKind>(
-          "lr_policy", v.cast<std::string>(),
-          {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}});
+      e.lr_policy.kind = parse_word("lr_policy", v.cast<std::string>(), lr_policy_words());
     else if (key == "lr_exponent")
       e.lr_policy.exponent = v.cast<double>();
     else if (key == "lr_min_multiplier")

@@ -7,11 +7,7 @@
 
 namespace bs {
 
-LossKind loss_kind_from_string(const std::string& s) {
-  if (s == "ce") return LossKind::CrossEntropy;
-  if (s == "mse") return LossKind::Mse;
-  throw UserError("--loss '" + s + "': expected ce or mse");
-}
+LossKind loss_kind_from_string(const std::string& s) { return parse_word("--loss", s, loss_words()); }
 
 static std::string shape(const torch::Tensor& t) {
   std::ostringstream s;

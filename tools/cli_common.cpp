@@ -19,7 +19,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
                   ".h5 --data: validation rows from this .h5 file's /inputs and /targets "
                   "(instead of the data file's own /val_inputs and /val_targets)");
   cmd->add_option("--tokenizer", o.tokenizer, "text corpora: byte or gpt2")->capture_default_str();
-  add_enum_option(cmd, "--loss", o.loss, {{"ce", LossKind::CrossEntropy}, {"mse", LossKind::Mse}}, "loss");
+  add_enum_option(cmd, "--loss", o.loss, loss_words(), "loss");
   cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();
   cmd->add_option("--seq-len", o.seq_len, "tokens per sequence (default: the model's)");
   cmd->add_option("--seed", o.seed, "seed for initialisation, batches and probes")->capture_default_str();

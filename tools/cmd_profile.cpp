@@ -54,19 +54,17 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--topk", p->topk, "top eigenvalues of the Hessian")->capture_default_str();
   cmd->add_option("--probes", p->probes, "products for the traces (Hutch++: the largest multiple of 3 below)")
       ->capture_default_str();
-  add_enum_option(cmd, "--trace-estimator", p->trace_estimator,
-                  {{"hutchinson", TraceEstimator::Hutchinson}, {"hutch++", TraceEstimator::HutchPlusPlus}},
+  add_enum_option(cmd, "--trace-estimator", p->trace_estimator, trace_estimator_words(),
                   "hutchinson, or hutch++ (exact on a sketch of the dominant eigenspace: lower error when a few "
                   "eigenvalues dominate)");
   cmd->add_option("--batches", p->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
-  add_enum_option(cmd, "--method", p->method, {{"lanczos", EigMethod::Lanczos}, {"power", EigMethod::Power}},
+  add_enum_option(cmd, "--method", p->method, eig_method_words(),
                   "lanczos (Spectra) or power (PyHessian's deflated power iteration)");
-  add_enum_option(cmd, "--which", p->which, {{"LA", EigWhich::LA}, {"SA", EigWhich::SA}, {"LM", EigWhich::LM}},
+  add_enum_option(cmd, "--which", p->which, eig_which_words(),
                   "LA largest, SA smallest, LM largest-magnitude eigenvalues (Lanczos)");
   cmd->add_option_function<double>(
       "--tol", [p](double v) { p->tol = v; }, "eigensolver tolerance (default: Lanczos 1e-10, power iteration 1e-3)");
-  add_enum_option(cmd, "--block-eigs", p->block_eigs,
-                  {{"none", BlockEigs::None}, {"kinds", BlockEigs::Kinds}, {"all", BlockEigs::All}},
+  add_enum_option(cmd, "--block-eigs", p->block_eigs, block_eigs_words(),
                   "lambda_max of diagonal blocks: none, kinds or all (every tensor)");
   cmd->add_option("--density-runs", p->density_runs, "SLQ runs for the spectral density (0 = skip)")
       ->capture_default_str();
@@ -76,15 +74,12 @@ void register_profile(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
   auto e = std::make_shared<EmitOptions>();
-  add_enum_option(
-      cmd, "--adam-mini", e->adam_mini,
-      {{"rules", AdamMiniMode::Rules}, {"measured", AdamMiniMode::Measured}, {"slices", AdamMiniMode::Slices}},
-      "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused "
-      "q/k/v cut per slice)");
+  add_enum_option(cmd, "--adam-mini", e->adam_mini, adam_mini_mode_words(),
+                  "adam_mini.json: rules (official v1.1.1), measured (structure evidence per kind) or slices (fused "
+                  "q/k/v cut per slice)");
   cmd->add_option("--structure-threshold", e->structure_threshold, "measured Adam-mini: diagonal mass to hold")
       ->capture_default_str();
-  add_enum_option(cmd, "--lr-policy", e->lr_policy.kind,
-                  {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}},
+  add_enum_option(cmd, "--lr-policy", e->lr_policy.kind, lr_policy_words(),
                   "blockwise lr multipliers: paper or inverse-sharpness");
   cmd->add_option("--lr-exponent", e->lr_policy.exponent, "inverse-sharpness: (S_sharpest/S_group)^exponent")
       ->capture_default_str();

@@ -86,15 +86,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--derive-batches", t->derive.batches, "--derive-at: training batches the profile averages over")
       ->capture_default_str();
   cmd->add_option("--derive-probes", t->derive.probes, "--derive-at: Hutchinson probes")->capture_default_str();
-  add_enum_option(cmd, "--derive-lr-policy", t->derive.policy.kind,
-                  {{"paper", LrPolicyKind::Paper}, {"inverse-sharpness", LrPolicyKind::InverseSharpness}},
+  add_enum_option(cmd, "--derive-lr-policy", t->derive.policy.kind, lr_policy_words(),
                   "--derive-at: blockwise multipliers from the paper's table or the measured sharpness");
   cmd->add_flag("--disable-nl", t->projection.disable_nl, "apollo: no norm-growth limiter");
-  add_enum_option(cmd, "--frugal-selection", t->frugal.selection,
-                  {{"randk", FrugalSelection::RandK},
-                   {"columns", FrugalSelection::Columns},
-                   {"rows", FrugalSelection::Rows},
-                   {"block", FrugalSelection::Block}},
+  add_enum_option(cmd, "--frugal-selection", t->frugal.selection, frugal_selection_words(),
                   "frugal: randk, columns, rows or block");
   cmd->add_option("--density", t->frugal.density, "frugal: state-full fraction")->capture_default_str();
   cmd->add_option("--inactive-lr-scale", t->frugal.inactive_lr_scale, "frugal: signSGD lr scale (0.1 for fine-tuning)")

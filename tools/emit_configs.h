@@ -12,6 +12,11 @@ namespace bs {
 // per kind, or the rules with fused q/k/v weights cut per slice.
 enum class AdamMiniMode { Rules, Measured, Slices };
 const char* to_string(AdamMiniMode m);  // "rules", "measured", "slices" (adam_mini.json's mode)
+inline const Words<AdamMiniMode>& adam_mini_mode_words() {
+  static const Words<AdamMiniMode> w{
+      {"rules", AdamMiniMode::Rules}, {"measured", AdamMiniMode::Measured}, {"slices", AdamMiniMode::Slices}};
+  return w;
+}
 
 struct EmitOptions {
   AdamMiniMode adam_mini = AdamMiniMode::Rules;
