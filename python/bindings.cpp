@@ -17,6 +17,7 @@
 #include "provenance.h"
 #include "registry.h"
 #include "session.h"
+#include "slice_lr.h"
 #include "structure.h"
 
 namespace py = pybind11;
@@ -122,7 +123,10 @@ class CoreOptimizer {
         double top = 0;
         for (const auto& s : bw.slices[i]) top = std::max(top, s.multiplier);
         m_scale[i] = top / bw.multiplier[i];  // the tensor's group lr -> its fastest slice's
-        for (const auto& s : bw.slices[i]) m_slices.push_back({i, s.dim, s.begin, s.length, s.multiplier / top});
+        for (const auto& s : bw.slices[i]) {
+          m_slices.add(i, s.dim, s.begin, s.length);
+          m_slice_factor.push_back(s.multiplier / top);
+        }
       }
     }
   }
@@ -134,17 +138,10 @@ class CoreOptimizer {
     for (size_t i = 0; i < lrs.size(); ++i) tensor_lrs[i] = lrs[i] * m_scale[i];
     py::gil_scoped_release nogil;
     torch::NoGradGuard ng;
-    std::map<size_t, torch::Tensor> before;
-    for (const auto& s : m_slices)
-      if (!before.count(s.param)) before[s.param] = m_params[s.param].detach().clone();
+    m_slices.before_step(m_params);
     m_opt->set_lrs(tensor_lrs);
     m_opt->step();
-    for (const auto& s : m_slices) {
-      if (s.factor == 1.0) continue;
-      auto now = m_params[s.param].narrow(s.dim, s.begin, s.length);
-      const auto was = before.at(s.param).narrow(s.dim, s.begin, s.length);
-      now.sub_(was).mul_(s.factor).add_(was);
-    }
+    m_slices.after_step(m_params, [this](size_t k) { return m_slice_factor[k]; });
   }
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const { return m_opt->state_dict(); }
   void load_state_dict(const std::map<std::string, torch::Tensor>& d) {
@@ -159,16 +156,12 @@ class CoreOptimizer {
   const std::vector<std::string>& groups() const { return m_group; }
 
  private:
-  struct SliceScale {
-    size_t param;
-    int64_t dim, begin, length;
-    double factor;  // the slice's multiplier over the tensor's fastest
-  };
   std::unique_ptr<Optimizer> m_opt;
   std::vector<torch::Tensor> m_params;
   std::vector<double> m_scale, m_multiplier;
   std::vector<std::string> m_group;
-  std::vector<SliceScale> m_slices;
+  SliceMoves m_slices;
+  std::vector<double> m_slice_factor;  // each slice's multiplier over its tensor's fastest
 };
 
 // The caller's batches, in order and wrapping (the CLI's unshuffled .h5 data).
@@ -269,10 +262,7 @@ class ProfileResult {
     validate(e);
     prepare_out_dir(dir);
     validate(e, m_s->s);
-    OutputSet set(dir, "profile");
-    write_profile_h5(dir + "/profile.h5", m_p, m_s->s.context(), m_o, &set);
-    emit_configs(m_s->s, m_p, e, dir, set);
-    set.commit();
+    write_profile_set(dir, m_s->s, m_p, m_o, e);
   }
 
  private:

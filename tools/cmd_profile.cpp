@@ -96,11 +96,8 @@ void register_profile(CLI::App& app) {
     large_model_defaults(cmd, *p, ParamTable(s.net->named_parameters()).total_numel());
     const Context c = s.context();
     Profile prof = run_profile(c, *p);
-    OutputSet set(common->out, "profile");  // profile.h5 and the three configs appear together
-    write_profile_h5(common->out + "/profile.h5", prof, c, *p, &set);
     print_profile(prof, c);
-    emit_configs(s, prof, *e, common->out, set);
-    set.commit();
+    write_profile_set(common->out, s, prof, *p, *e);  // profile.h5 and the three configs appear together
     std::printf("wrote %s/profile.h5\n", common->out.c_str());
   });
 }

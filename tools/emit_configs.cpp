@@ -189,4 +189,12 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
               am["state"]["adam_mini_over_adamw"].get<double>(), dir.c_str());
 }
 
+void write_profile_set(const std::string& dir, Session& s, const Profile& p, const ProfileOptions& po,
+                       const EmitOptions& o) {
+  OutputSet set(dir, "profile");
+  write_profile_h5(dir + "/profile.h5", p, s.context(), po, &set);
+  emit_configs(s, p, o, dir, set);
+  set.commit();
+}
+
 }  // namespace bs

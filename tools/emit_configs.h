@@ -34,5 +34,9 @@ void validate(const EmitOptions& o);
 void validate(const EmitOptions& o, Session& s);
 // Writes DIR/adam_mini.json, blockwise_lr.json and sgd_sai.json into `set` (each with its id).
 void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set);
+// DIR/profile.h5 and the three configs as one output set, renamed together: what `blocksharp profile`
+// writes to --out, train --derive-at to DIR/derived and the Python module's write_configs.
+void write_profile_set(const std::string& dir, Session& s, const Profile& p, const ProfileOptions& po,
+                       const EmitOptions& o);
 
 }  // namespace bs

@@ -125,12 +125,9 @@ void derive_configs(Session& s, const DeriveOptions& d, int64_t step) {
   s.net->set_train(true);
   const std::string dir = s.opt.out + "/derived";
   prepare_out_dir(dir);
-  OutputSet set(dir, "profile");
-  write_profile_h5(dir + "/profile.h5", prof, s.context(), po, &set);
   EmitOptions e;
   e.lr_policy = d.policy;
-  emit_configs(s, prof, e, dir, set);
-  set.commit();
+  write_profile_set(dir, s, prof, po, e);
   std::printf("derived at step %lld: %s/blockwise_lr.json (%s); training on with its multipliers\n",
               static_cast<long long>(step), dir.c_str(), to_string(d.policy.kind));
 }
