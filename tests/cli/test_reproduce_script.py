@@ -14,7 +14,7 @@ shutil.rmtree(work, ignore_errors=True)
 out, report = os.path.join(work, "out"), os.path.join(work, "docs", "papers.md")
 env = dict(os.environ, MODELS="gpt2-tiny llama-tiny", TOKENIZER="byte", STEPS="6", SWEEP_STEPS="3",
            LRS="1e-3 3e-3", SEEDS="0 1", BATCH="2", SEQ="16", EVAL_EVERY="3", DERIVE_AT="2", OUT=out, REPORT=report,
-           BLOCKSHARP=blocksharp)
+           BLOCKSHARP=blocksharp, JOBS="2")
 r = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
 assert r.returncode == 0, r.stderr[-3000:]
 text = open(report).read()

@@ -13,13 +13,14 @@
 # Environment: MODELS ("gpt2-small-cpu llama-small-cpu"), TOKENIZER (gpt2), DATA (brown), STEPS (160),
 # SWEEP_STEPS (50), LRS ("6e-4 1.2e-3 2.4e-3"), SEEDS ("0 1"), BATCH (4), SEQ (64), EVAL_EVERY (20),
 # EVAL_BATCHES (10), DERIVE_AT (STEPS/50, at least 1), WARMUP (STEPS/20), OUT (out/papers), REPORT
-# (docs/results_papers.md), BLOCKSHARP, THREADS.
+# (docs/results_papers.md), BLOCKSHARP, THREADS, JOBS (1; 2 runs the models side by side, one process each --
+# with THREADS=1 that keeps both cores busy and halves the wall time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODELS=${MODELS:-"gpt2-small-cpu llama-small-cpu"} TOKENIZER=${TOKENIZER:-gpt2} DATA=${DATA:-brown}
 STEPS=${STEPS:-160} SWEEP_STEPS=${SWEEP_STEPS:-50} LRS=${LRS:-"6e-4 1.2e-3 2.4e-3"} SEEDS=${SEEDS:-"0 1"}
 BATCH=${BATCH:-4} SEQ=${SEQ:-64} EVAL_EVERY=${EVAL_EVERY:-20} EVAL_BATCHES=${EVAL_BATCHES:-10} OUT=${OUT:-out/papers}
-REPORT=${REPORT:-docs/results_papers.md} BS=${BLOCKSHARP:-build/bin/blocksharp} THREADS=${THREADS:-}
+REPORT=${REPORT:-docs/results_papers.md} BS=${BLOCKSHARP:-build/bin/blocksharp} THREADS=${THREADS:-} JOBS=${JOBS:-1}
 DERIVE_AT=${DERIVE_AT:-$((STEPS / 50 > 0 ? STEPS / 50 : 1))} WARMUP=${WARMUP:-$((STEPS / 20))}
 RECIPE=(--beta1 0.9 --beta2 0.95 --weight-decay 0.1 --grad-clip 1.0 --schedule cosine --min-lr-ratio 0.05)
 NAMES="adamw,adamw+blockwise,adamw+blockwise-derived,adam-mini,adam-mini+blockwise"
@@ -28,8 +29,8 @@ mkdir -p "$OUT"
 run() { echo "$*" >> "$M/commands.txt"; "$@"; }
 final_val() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["final_val_loss"])' "$1/train_summary.json"; }
 
-reports=()
-for model in $MODELS; do
+run_model() {
+  local model=$1
   M="$OUT/$model"
   mkdir -p "$M/sweep"
   : > "$M/commands.txt"
@@ -80,8 +81,19 @@ for model in $MODELS; do
     echo
     sed "s|(report_val_loss.png)|($png)|" "$M/report.md"
   } > "$M/report_with_sweep.md"
-  reports+=("$M/report_with_sweep.md")
+}
+
+pids=()
+for model in $MODELS; do
+  if [ "$JOBS" -gt 1 ]; then
+    run_model "$model" & pids+=($!)
+  else
+    run_model "$model"
+  fi
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
+reports=()
+for model in $MODELS; do reports+=("$OUT/$model/report_with_sweep.md"); done
 mkdir -p "$(dirname "$REPORT")"
 {
   echo "# The papers' claims with their recipes"
