@@ -90,7 +90,7 @@ TraceResult hutch_plus_plus(const LinearOp& op, const ParamTable& table, int64_t
   const auto Q = std::get<0>(torch::linalg_qr(Y, "reduced"));
   Y = torch::Tensor();
   auto sketched = torch::zeros({n}, torch::kFloat64);  // sum_i q_i * (H q_i), per coordinate
-  for (int64_t i = 0; i < k; ++i) {
+  for (int64_t i = 0; i < Q.size(1); ++i) {            // min(n, k) columns: k >= n sketches the whole space
     const auto q = Q.select(1, i).contiguous();
     sketched += q * apply(q);
   }

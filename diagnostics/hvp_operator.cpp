@@ -31,7 +31,24 @@ torch::Tensor gaussian(int64_t n, std::mt19937_64& rng, torch::Dtype dtype) {
   return t.to(dtype);
 }
 
+const char* curvature_noun(Curvature c) {
+  switch (c) {
+    case Curvature::Hessian:
+      return "Hessian";
+    case Curvature::Ggn:
+      return "GGN";
+    case Curvature::Fisher:
+      return "Fisher";
+    case Curvature::EmpiricalFisher:
+      return "empirical-Fisher";
+  }
+  return "?";
+}
+
 namespace {
+// A row is a vector of the outputs' last dimension; outputs [B] are B rows of one value.
+int64_t row_width(const torch::Tensor& z) { return z.dim() <= 1 ? 1 : z.size(-1); }
+
 // One reduction instead of isfinite's four passes: a sum is finite only if every term is; a finite
 // sum can still overflow, so only a non-finite sum is checked element by element.
 bool all_finite(const torch::Tensor& t) {
@@ -47,12 +64,12 @@ struct VmapLevel {
 }  // namespace
 
 HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name,
-                         bool keep_graphs)
+                         OperatorOptions o)
     : m_net(net),
       m_batches(std::move(batches)),
       m_loss_kind(loss),
       m_data_name(std::move(data_name)),
-      m_keep(keep_graphs),
+      m_o(o),
       m_table(net.named_parameters()),
       m_params(net.parameters()),
       m_dtype(net.dtype()) {
@@ -71,7 +88,7 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
     if (b == 0) m_grad0 = gflat;
     m_grad += gflat / static_cast<double>(m_batches.size());
     losses[static_cast<int64_t>(b)] = g.loss.item<double>();
-    if (m_keep) m_graphs.push_back(std::move(g));
+    if (m_o.keep_graphs) m_graphs.push_back(std::move(g));
   }
   // Data parallel: every rank holds an equal share of each batch, so the means over ranks are the
   // gradient and loss of the whole batch (and below, of every product).
@@ -88,10 +105,121 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
 
 HvpOperator::Graph HvpOperator::build(size_t b) const {
   Graph g;
+  if (m_o.curvature != Curvature::Hessian) {
+    build_output_space(g, b);
+    return g;
+  }
   g.loss = batch_loss(m_net, m_batches[b], m_loss_kind, m_data_name);
   g.grads = torch::autograd::grad({g.loss}, m_params, {}, /*retain_graph=*/true, /*create_graph=*/true,
                                   /*allow_unused=*/true);
   return g;
+}
+
+void HvpOperator::build_output_space(Graph& g, size_t b) const {
+  const Batch& batch = m_batches[b];
+  g.outputs = batch_outputs(m_net, batch, m_data_name);
+  g.loss = compute_loss(g.outputs, batch.targets, m_loss_kind);  // validates the shapes, too
+  g.grads = torch::autograd::grad({g.loss}, m_params, {}, /*retain_graph=*/true, /*create_graph=*/false,
+                                  /*allow_unused=*/true);
+  g.u = torch::zeros_like(g.outputs).requires_grad_(true);
+  g.jtu = torch::autograd::grad({g.outputs}, m_params, {g.u}, /*retain_graph=*/true, /*create_graph=*/true,
+                                /*allow_unused=*/true);
+  const bool ce = m_loss_kind == LossKind::CrossEntropy;
+  const int64_t D = row_width(g.outputs);
+  const int64_t N = g.outputs.numel() / std::max<int64_t>(D, 1);
+  const auto z = g.outputs.detach().reshape({N, D});
+  const auto p = ce ? torch::softmax(z, -1) : torch::Tensor();
+  g.scale = 1.0 / static_cast<double>(N);
+  if (m_o.curvature == Curvature::Ggn) {
+    if (ce)
+      g.rows = p;
+    else
+      g.scale *= 2.0 / static_cast<double>(D);
+    return;
+  }
+  if (m_o.curvature == Curvature::EmpiricalFisher) {
+    const auto t = batch.targets;
+    g.rows = ce ? p - torch::one_hot(t.reshape({-1}), D).to(p.scalar_type())
+                : (z - t.reshape({N, D}).to(z.scalar_type())) * (2.0 / static_cast<double>(D));
+    return;
+  }
+  // Fisher: one label per row from the model's own distribution, from a stream fixed by (seed, batch)
+  // so that rebuilt graphs (keep_graphs=false) and reruns draw the same labels.
+  std::seed_seq seq{static_cast<uint32_t>(m_o.seed), static_cast<uint32_t>(m_o.seed >> 32), static_cast<uint32_t>(b),
+                    0x46495348u};
+  std::mt19937_64 rng(seq);
+  if (ce) {
+    std::uniform_real_distribution<double> uniform;
+    auto u = torch::empty({N, 1}, torch::kFloat64);
+    double* pu = u.data_ptr<double>();
+    for (int64_t i = 0; i < N; ++i) pu[i] = uniform(rng);
+    const auto cdf = p.to(torch::kFloat64).cumsum(-1).contiguous();
+    auto y = torch::searchsorted(cdf, u.to(cdf.device())).clamp_max(D - 1).reshape({-1});
+    g.rows = p - torch::one_hot(y, D).to(p.scalar_type());
+  } else {
+    // y = z + sqrt(D/2) e gives s = (2/D)(z - y) = -sqrt(2/D) e.
+    g.rows = (gaussian(N * D, rng, z.scalar_type()) * -std::sqrt(2.0 / static_cast<double>(D)))
+                 .reshape({N, D})
+                 .to(z.device());
+  }
+}
+
+// J_b^T M J_b v_b: J v from the double backward of J^T u, the output-space factor M row by row, then the
+// vector-Jacobian product onto the block's parameters.
+torch::Tensor HvpOperator::output_product(const Graph& g, const std::vector<size_t>& block,
+                                          const torch::Tensor& v_b) const {
+  const bool rows = v_b.dim() == 2;
+  const int64_t m = rows ? v_b.size(0) : 1;
+  std::optional<VmapLevel> vmap;
+  if (rows) vmap.emplace();
+  auto shaped = [&](std::vector<int64_t> shape) {
+    if (rows) shape.insert(shape.begin(), m);
+    return shape;
+  };
+  std::vector<torch::Tensor> outs, ins, vs;
+  std::vector<size_t> used;
+  int64_t off = 0;
+  for (size_t i : block) {
+    const auto& e = m_table.at(i);
+    if (g.jtu[i].defined() && g.jtu[i].requires_grad()) {
+      outs.push_back(g.jtu[i]);
+      ins.push_back(m_params[i]);
+      const auto part = v_b.narrow(-1, off, e.numel).reshape(shaped(e.shape));
+      vs.push_back(rows ? at::_add_batch_dim(part, 0, vmap->level) : part);
+      used.push_back(i);
+    }
+    off += e.numel;
+  }
+  if (outs.empty()) return torch::zeros(shaped({off}), m_dtype);
+  auto jv = torch::autograd::grad(outs, {g.u}, vs, /*retain_graph=*/true, /*create_graph=*/false,
+                                  /*allow_unused=*/true)[0];
+  if (!jv.defined()) return torch::zeros(shaped({off}), m_dtype);
+  const int64_t D = row_width(g.outputs);
+  auto w = jv.reshape({-1, D});
+  torch::Tensor c;
+  if (m_o.curvature == Curvature::Ggn && m_loss_kind == LossKind::CrossEntropy)
+    c = g.rows * w - g.rows * (g.rows * w).sum(-1, true);
+  else if (m_o.curvature == Curvature::Ggn)
+    c = w;
+  else
+    c = g.rows * (g.rows * w).sum(-1, true);
+  c = (c * g.scale).reshape(g.outputs.sizes());
+  auto jtc = torch::autograd::grad({g.outputs}, ins, {c}, /*retain_graph=*/true, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+  std::vector<torch::Tensor> pieces;
+  size_t k = 0;
+  for (size_t i : block) {
+    const auto& e = m_table.at(i);
+    const bool has = k < used.size() && used[k] == i;
+    if (has && jtc[k].defined()) {
+      const auto h = rows ? at::_remove_batch_dim(jtc[k], vmap->level, m, 0) : jtc[k];
+      pieces.push_back(h.reshape(shaped({e.numel})));
+    } else {
+      pieces.push_back(torch::zeros(shaped({e.numel}), m_dtype));
+    }
+    if (has) ++k;
+  }
+  return torch::cat(pieces, -1);
 }
 
 int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
@@ -101,6 +229,7 @@ int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
 }
 
 torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const {
+  if (m_o.curvature != Curvature::Hessian) return output_product(g, block, v_b);
   const bool rows = v_b.dim() == 2;  // several directions, one pass
   const int64_t m = rows ? v_b.size(0) : 1;
   std::optional<VmapLevel> vmap;
@@ -146,7 +275,7 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
   torch::Tensor sum;
   int64_t bad = -1;
   for (size_t b = 0; b < m_batches.size(); ++b) {
-    torch::Tensor hv = m_keep ? product(m_graphs[b], block, v) : product(build(b), block, v);
+    torch::Tensor hv = m_o.keep_graphs ? product(m_graphs[b], block, v) : product(build(b), block, v);
     if (bad < 0 && !all_finite(hv)) bad = static_cast<int64_t>(b);
     sum = sum.defined() ? sum + hv : hv;
   }
@@ -154,7 +283,7 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
   if (m_batches.size() > 1) sum = sum / static_cast<double>(m_batches.size());
   dist::all_reduce_mean_(sum);  // a NaN on any rank reaches every rank, so all stop together
   if (bad >= 0 || (dist::active() && !all_finite(sum)))
-    throw UserError("non-finite Hessian-vector product on " +
+    throw UserError(std::string("non-finite ") + curvature_noun(m_o.curvature) + "-vector product on " +
                     (bad >= 0 ? "batch " + std::to_string(bad) : std::string("another rank's share of a batch")) +
                     " of --data '" + m_data_name + "'");
   return sum;

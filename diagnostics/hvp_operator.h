@@ -1,7 +1,11 @@
-// HvpOperator: Hessian-vector products of the loss on a fixed set of batches by double backprop
-// (Pearlmutter 1994), the gradient graph built once and reused; counts products like Spectra counts
-// operations. A block view gives H_bb v_b for a subset of parameter tensors. Under data parallelism
-// (dist::active) each rank holds its share of every batch and products and gradients are all-reduced.
+// HvpOperator: curvature-vector products of the loss on a fixed set of batches, the graphs built once
+// and reused; counts products like Spectra counts operations. The curvature is the Hessian by double
+// backprop (Pearlmutter 1994), or one of the positive semi-definite matrices optimizers use:
+// the generalised Gauss-Newton J^T H_L J, the Fisher J^T (s s^T) J with labels sampled from the model,
+// or the empirical Fisher with the true labels (J the outputs' Jacobian, H_L the loss's Hessian in
+// output space, s the gradient of one row's loss in output space; Martens 2020, curvlinops). A block view gives H_bb
+// v_b for a subset of parameter tensors. Under data parallelism (dist::active) each rank holds its share of every batch
+// and products and gradients are all-reduced.
 #pragma once
 #include <functional>
 #include <random>
@@ -13,23 +17,48 @@
 
 namespace bs {
 
+// Which matrix the operator multiplies by. A "row" is one vector of the outputs' last dimension: a
+// token's logits (cross-entropy) or one example's predictions (MSE); the loss is the mean of the rows'
+// losses l_n, and every matrix is (1/N) sum_n J_n^T M_n J_n with M_n:
+//   ggn:              d^2 l_n / dz^2 (cross-entropy diag(p) - p p^T; MSE (2/D) I);
+//   fisher:           s s^T, s = dl_n/dz at a label drawn from the model (softmax sample; for MSE
+//                     z + N(0, D/2)), one draw per row, seeded: E[M_n] = the GGN's;
+//   empirical-fisher: s s^T at the true label.
+enum class Curvature { Hessian, Ggn, Fisher, EmpiricalFisher };
+inline const Words<Curvature>& curvature_words() {
+  static const Words<Curvature> w{{"hessian", Curvature::Hessian},
+                                  {"ggn", Curvature::Ggn},
+                                  {"fisher", Curvature::Fisher},
+                                  {"empirical-fisher", Curvature::EmpiricalFisher}};
+  return w;
+}
+
+const char* curvature_noun(Curvature c);  // "Hessian", "GGN", "Fisher", "empirical-Fisher" (messages)
+
+struct OperatorOptions {
+  Curvature curvature = Curvature::Hessian;
+  uint64_t seed = 0;        // the Fisher's label draws (batch b: its own stream from seed and b)
+  bool keep_graphs = true;  // false rebuilds each batch's graph inside every product, holding one at a time
+};
+
 // y = A x on flat vectors; what the eigensolvers, trace and density estimators consume.
 using LinearOp = std::function<torch::Tensor(const torch::Tensor&)>;
 
 class HvpOperator {
  public:
-  // keep_graphs=false rebuilds each batch's graph inside every product, holding one at a time.
-  HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name, bool keep_graphs = true);
+  HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss, std::string data_name, OperatorOptions o = {});
 
   const ParamTable& table() const { return m_table; }
   int64_t size() const { return m_table.total_numel(); }
   torch::Dtype dtype() const { return m_dtype; }
+  Curvature curvature() const { return m_o.curvature; }
   int64_t n_hvp() const { return m_n_hvp; }
   double loss() const { return m_loss; }
   const torch::Tensor& gradient() const { return m_grad; }               // flat, mean over batches
   const torch::Tensor& first_batch_gradient() const { return m_grad0; }  // flat, batch 0 only
 
-  torch::Tensor apply(const torch::Tensor& v);  // H v, flat in, flat out (operator dtype)
+  torch::Tensor apply(
+      const torch::Tensor& v);  // H v (or the chosen curvature's product), flat in, flat out (operator dtype)
   // H_bb v_b for the parameter tensors `block` (indices into table()); v_b is their concatenation.
   // A matrix v_b [m, n_b] holds m directions as rows: all m products in one pass through the graph,
   // the directions a batch dimension (LibTorch's vmap); rows out, m products counted.
@@ -49,16 +78,24 @@ class HvpOperator {
  private:
   struct Graph {
     torch::Tensor loss;
-    std::vector<torch::Tensor> grads;  // create_graph=true; undefined where a parameter gets no gradient
+    // The loss gradient; for the Hessian with create_graph=true. Undefined where a parameter gets none.
+    std::vector<torch::Tensor> grads;
+    // GGN and Fishers: the outputs z (graph kept), a cotangent u and J^T u (create_graph=true, linear in
+    // u, so d(J^T u . v)/du = J v), and per row the output-space factor: p (GGN, cross-entropy) or s.
+    torch::Tensor outputs, u, rows;
+    std::vector<torch::Tensor> jtu;
+    double scale = 1;
   };
   Graph build(size_t batch) const;
+  void build_output_space(Graph& g, size_t batch) const;
   torch::Tensor product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const;
+  torch::Tensor output_product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const;
 
   Network& m_net;
   std::vector<Batch> m_batches;
   LossKind m_loss_kind;
   std::string m_data_name;
-  bool m_keep;
+  OperatorOptions m_o;
   ParamTable m_table;
   std::vector<torch::Tensor> m_params;
   std::vector<Graph> m_graphs;

@@ -131,7 +131,15 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
   if (opt.density_runs < 0) throw UserError("--density-runs must be >= 0");
   if (opt.density_runs > 0 && opt.density_steps < 2) throw UserError("--density-steps must be >= 2");
   if (!(opt.eig_tol() > 0)) throw UserError("--tol must be positive");
+  if (opt.eig_accuracy) {
+    if (!(*opt.eig_accuracy > 0 && *opt.eig_accuracy < 1))
+      throw UserError("--eig-accuracy must be in (0, 1) (got " + std::to_string(*opt.eig_accuracy) + ")");
+    if (opt.tol) throw UserError("--eig-accuracy and --tol: give one (the accuracy sets the tolerance)");
+    if (opt.method != EigMethod::Lanczos) throw UserError("--eig-accuracy needs --method lanczos");
+  }
   if (opt.gn_samples < 0) throw UserError("--gn-samples must be >= 0");
+  if (opt.noise_batches < 0 || opt.noise_batches == 1)
+    throw UserError("--noise-batches must be 0 (skip) or at least 2 (got " + std::to_string(opt.noise_batches) + ")");
   {
     int64_t n = 0;
     for (const auto& [name, t] : c.net->named_parameters()) n += t.numel();
@@ -142,12 +150,13 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Batch> batches;
   for (int64_t b = 0; b < opt.batches; ++b) batches.push_back(c.train_batch(b));
-  HvpOperator H(*c.net, batches, c.loss, c.data, opt.keep_graphs);
+  HvpOperator H(*c.net, batches, c.loss, c.data, {opt.curvature, c.seed, opt.keep_graphs});
   const ParamTable& table = H.table();
   const int64_t n = H.size();
   const MemoryPlan plan = plan_memory(n, opt);
   Profile p;
   p.loss = H.loss();
+  p.curvature = opt.curvature;
 
   // Global top-k.
   {
@@ -156,6 +165,7 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
     eo.which = opt.which;
     eo.seed = c.seed;
     eo.tol = opt.eig_tol();
+    eo.accuracy = opt.eig_accuracy.value_or(0);
     eo.ncv = plan.ncv;
     Progress bar("eigenvalues (products)", 0);
     int64_t calls = 0;
@@ -175,6 +185,13 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
   // Per-tensor statistics.
   const auto g0 = table.unflatten(H.first_batch_gradient());
   const auto gn = gn_diag_avg(c, batches.front(), table, opt.gn_samples, c.seed + 2);
+  GradientNoise noise;
+  if (opt.noise_batches > 0) {
+    noise = gradient_noise(c, table, c.train_batch, opt.noise_batches);
+    p.noise = noise.global;
+    p.noise_batches = noise.batches;
+    p.noise_rows = noise.rows;
+  }
   const auto& blocks = table.blocks();
   const double block_tol = std::max(opt.tol.value_or(1e-10), 1e-8);  // blocks always use Lanczos
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -190,6 +207,7 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
     const auto g = g0[blk.entry].reshape({-1});
     b.gsnr = gsnr(blk.slice < 0 ? g : g.index_select(0, table.block_index(i)));
     b.gn_diag_avg = gn[i];
+    if (!noise.blocks.empty()) b.noise = noise.blocks[i];
     p.blocks.push_back(b);
   }
   if (opt.block_eigs == BlockEigs::All) {
@@ -219,6 +237,12 @@ Profile run_profile(const Context& c, const ProfileOptions& opt) {
       var += p.blocks[i].trace_stderr * p.blocks[i].trace_stderr;
     }
     k.n_tensors = static_cast<int64_t>(tensors.size());
+    if (p.noise_batches > 0) {  // sums of the blocks' per-row covariance traces and unbiased |G|^2
+      double tr = 0, gsq = 0;
+      for (size_t i : idx) tr += p.blocks[i].noise.tr_sigma, gsq += p.blocks[i].noise.g_sq;
+      const double K = static_cast<double>(p.noise_batches), b = static_cast<double>(p.noise_rows);
+      k.noise = noise_scale(tr / b, gsq + tr / b / K, p.noise_batches, p.noise_rows);
+    }
     k.trace_stderr = std::sqrt(var);
     k.avg_sharpness = k.trace / static_cast<double>(k.numel);
     if (opt.block_eigs != BlockEigs::None)
@@ -245,6 +269,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Context& 
   std::vector<int64_t> conv(p.global.converged.begin(), p.global.converged.end());
   out.write("/global/converged", conv);
   out.write("/global/n_hvp", p.n_hvp_global);
+  if (!p.global.error_bounds.empty()) out.write("/global/error_bounds", p.global.error_bounds);
   out.write("/global/n_hvp_total", p.n_hvp_total);
   out.write("/global/trace", p.trace.trace);
   out.write("/global/trace_stderr", p.trace.std_error);
@@ -270,6 +295,9 @@ void write_profile_h5(const std::string& path, const Profile& p, const Context& 
   out.column("/blocks/lambda_max", p.blocks, [](const B& b) { return b.lambda_max; });
   out.column("/blocks/gsnr", p.blocks, [](const B& b) { return b.gsnr; });
   out.column("/blocks/gn_diag_avg", p.blocks, [](const B& b) { return b.gn_diag_avg; });
+  out.column("/blocks/noise_scale", p.blocks, [](const B& b) { return b.noise.b_simple; });
+  out.column("/blocks/noise_tr_sigma", p.blocks, [](const B& b) { return b.noise.tr_sigma; });
+  out.column("/blocks/noise_g_sq", p.blocks, [](const B& b) { return b.noise.g_sq; });
   using K = KindStats;
   out.column("/kinds/name", p.kinds, [](const K& k) { return to_string(k.kind); });
   out.column("/kinds/numel", p.kinds, [](const K& k) { return k.numel; });
@@ -277,6 +305,12 @@ void write_profile_h5(const std::string& path, const Profile& p, const Context& 
   out.column("/kinds/trace_stderr", p.kinds, [](const K& k) { return k.trace_stderr; });
   out.column("/kinds/avg_sharpness", p.kinds, [](const K& k) { return k.avg_sharpness; });
   out.column("/kinds/lambda_max", p.kinds, [](const K& k) { return k.lambda_max; });
+  out.column("/kinds/noise_scale", p.kinds, [](const K& k) { return k.noise.b_simple; });
+  out.write("/global/noise_scale", p.noise.b_simple);
+  out.write("/global/noise_tr_sigma", p.noise.tr_sigma);
+  out.write("/global/noise_g_sq", p.noise.g_sq);
+  out.write("/global/noise_batches", p.noise_batches);
+  out.write("/global/noise_rows", p.noise_rows);
   if (!p.density.grid.empty()) {
     out.write("/density/grid", p.density.grid);
     out.write("/density/values", p.density.values);
@@ -296,6 +330,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Context& 
   out.provenance();
   out.attribute("seed", std::to_string(c.seed));
   out.attribute("trace_estimator", to_string(opt.trace_estimator));
+  out.attribute("curvature", word_of(opt.curvature, curvature_words()));
   out.attribute("model", c.model);
   out.attribute("data", c.data_about);
   out.attribute("dtype", dtype_name(c.dtype));
@@ -308,6 +343,7 @@ void write_profile_h5(const std::string& path, const Profile& p, const Context& 
   out.attribute("topk", std::to_string(opt.topk));
   out.attribute("probes", std::to_string(opt.probes));
   out.attribute("tol", tol);
+  if (opt.eig_accuracy) out.attribute("eig_accuracy", std::to_string(*opt.eig_accuracy));
   out.attribute("block_eigs", to_string(opt.block_eigs));
   out.attribute("density_runs", std::to_string(opt.density_runs));
   out.attribute("density_steps", std::to_string(opt.density_steps));
@@ -328,6 +364,9 @@ void print_profile(const Profile& p, const Context& c) {
   for (const auto& b : p.blocks) numel += b.numel;
   std::printf("model %s (%lld parameters) on %s, loss %.6f\n", c.model.c_str(), static_cast<long long>(numel),
               c.data_about.c_str(), p.loss);
+  if (p.curvature != Curvature::Hessian)
+    std::printf("curvature: %s (every eigenvalue, trace and sharpness below is of it, not the Hessian)\n",
+                curvature_noun(p.curvature));
   for (const auto& [alias, of] : c.net->info().aliases)
     std::printf("shared: %s is %s (counted once)\n", alias.c_str(), of.c_str());
   if (!c.net->info().frozen.empty()) {
@@ -341,17 +380,30 @@ void print_profile(const Profile& p, const Context& c) {
   std::printf(
       "\nmax residual ||Hv - lambda v||: %.3g\n",
       p.global.residuals.empty() ? NAN : *std::max_element(p.global.residuals.begin(), p.global.residuals.end()));
+  if (!p.global.error_bounds.empty()) {
+    double worst = 0;  // relative to each value
+    for (size_t i = 0; i < p.global.error_bounds.size(); ++i)
+      worst = std::max(worst, p.global.error_bounds[i] / std::abs(p.global.values[i]));
+    std::printf("eigenvalue error bound (residual^2/gap, relative): %.3g\n", worst);
+  }
   std::printf("trace %.6g +- %.3g (%s, %lld products)\n\n", p.trace.trace, p.trace.std_error, p.trace.estimator.c_str(),
               static_cast<long long>(p.trace.n_products));
-  std::printf("%-6s %8s %10s %12s %12s %12s\n", "kind", "tensors", "numel", "trace", "avg_sharp", "lambda_max");
+  if (p.noise_batches > 0)
+    std::printf("gradient noise scale B_simple %s rows (%lld batches of %lld rows)\n\n",
+                num(p.noise.b_simple, 0, 4).c_str(), static_cast<long long>(p.noise_batches),
+                static_cast<long long>(p.noise_rows));
+  std::printf("%-6s %8s %10s %12s %12s %12s %10s\n", "kind", "tensors", "numel", "trace", "avg_sharp", "lambda_max",
+              "B_noise");
   for (const auto& k : p.kinds)
-    std::printf("%-6s %8lld %10lld %12.5g %12.5g %s\n", to_string(k.kind).c_str(), static_cast<long long>(k.n_tensors),
-                static_cast<long long>(k.numel), k.trace, k.avg_sharpness, num(k.lambda_max, 12, 5).c_str());
-  std::printf("\n%-36s %-5s %9s %11s %11s %11s %10s\n", "block", "kind", "numel", "trace", "avg_sharp", "lambda_max",
-              "gsnr");
+    std::printf("%-6s %8lld %10lld %12.5g %12.5g %s %s\n", to_string(k.kind).c_str(),
+                static_cast<long long>(k.n_tensors), static_cast<long long>(k.numel), k.trace, k.avg_sharpness,
+                num(k.lambda_max, 12, 5).c_str(), num(k.noise.b_simple, 10, 4).c_str());
+  std::printf("\n%-36s %-5s %9s %11s %11s %11s %10s %10s\n", "block", "kind", "numel", "trace", "avg_sharp",
+              "lambda_max", "gsnr", "B_noise");
   for (const auto& b : p.blocks)
-    std::printf("%-36s %-5s %9lld %11.4g %11.4g %s %10.4g\n", b.name.c_str(), to_string(b.kind).c_str(),
-                static_cast<long long>(b.numel), b.trace, b.avg_sharpness, num(b.lambda_max, 11, 4).c_str(), b.gsnr);
+    std::printf("%-36s %-5s %9lld %11.4g %11.4g %s %10.4g %s\n", b.name.c_str(), to_string(b.kind).c_str(),
+                static_cast<long long>(b.numel), b.trace, b.avg_sharpness, num(b.lambda_max, 11, 4).c_str(), b.gsnr,
+                num(b.noise.b_simple, 10, 4).c_str());
   std::printf("\n%lld Hessian-vector products in %.1f s\n", static_cast<long long>(p.n_hvp_total), p.seconds);
 }
 

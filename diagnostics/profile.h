@@ -10,6 +10,7 @@
 #include "context.h"
 #include "slq_density.h"
 #include "spectral.h"
+#include "gradient_noise.h"
 #include "gsnr.h"
 
 namespace bs {
@@ -46,8 +47,11 @@ struct ProfileOptions {
   bool reorth = true;
   std::optional<double> tol;  // unset: Lanczos 1e-10, power iteration PyHessian's 1e-3
   double eig_tol() const { return tol ? *tol : method == EigMethod::Power ? 1e-3 : 1e-10; }
+  std::optional<double> eig_accuracy;  // Lanczos: wanted relative eigenvalue accuracy instead of tol
   int64_t gn_samples = 1;
   bool keep_graphs = true;
+  Curvature curvature = Curvature::Hessian;  // the matrix every estimator measures
+  int64_t noise_batches = 8;                 // batch gradients for the gradient noise scale (0: skip, else >= 2)
 };
 
 // Per-parameter g-SNR averaged over the gradients of batches 0..batches-1 (1 = SGD-SaI's first step).
@@ -59,12 +63,14 @@ struct BlockStats {
   BlockKind kind = BlockKind::Other;
   int64_t numel = 0;
   double trace = 0, trace_stderr = 0, avg_sharpness = 0, lambda_max = NAN, gsnr = 0, gn_diag_avg = NAN;
+  NoiseScale noise;  // gradient noise scale (NaN when not measured)
 };
 
 struct KindStats {
   BlockKind kind = BlockKind::Other;
   int64_t numel = 0, n_tensors = 0;
   double trace = 0, trace_stderr = 0, avg_sharpness = 0, lambda_max = NAN;
+  NoiseScale noise;  // from the kind's summed tr(Sigma) and |G|^2
 };
 
 struct Profile {
@@ -77,6 +83,9 @@ struct Profile {
   int64_t n_hvp_global = 0, n_hvp_total = 0;
   double seconds = 0;
   bool density_reorth = true;  // false when memory forced SLQ without reorthogonalisation
+  Curvature curvature = Curvature::Hessian;
+  NoiseScale noise;                           // global gradient noise scale
+  int64_t noise_batches = 0, noise_rows = 0;  // K and b of the noise scale (0: not measured)
 };
 
 Profile run_profile(const Context& c, const ProfileOptions& opt);

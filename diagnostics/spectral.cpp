@@ -125,8 +125,66 @@ std::string describe_status(const EigResult& r) {
 
 int64_t default_ncv(int64_t n, int64_t k) { return std::min(n, std::max<int64_t>(2 * k + 1, 20)); }
 
+namespace {
+EigResult lanczos_once(const LinearOp& op, int64_t n, const EigOptions& opt);
+
+// residual_i^2 / gap_i, gap_i the distance to the nearest other value (all k+1 computed).
+std::vector<double> ritz_bounds(const EigResult& r) {
+  std::vector<double> b;
+  for (size_t i = 0; i < r.values.size(); ++i) {
+    double gap = INFINITY;
+    for (size_t j = 0; j < r.values.size(); ++j)
+      if (j != i) gap = std::min(gap, std::abs(r.values[i] - r.values[j]));
+    b.push_back(gap > 0 ? r.residuals[i] * r.residuals[i] / gap : INFINITY);
+  }
+  return b;
+}
+
+EigResult lanczos_to_accuracy(const LinearOp& op, int64_t n, const EigOptions& opt) {
+  EigOptions o = opt;
+  o.accuracy = 0;
+  o.k = std::min(opt.k + 1, n - 1);  // the (k+1)-th gives the k-th its gap
+  if (o.ncv > 0 && o.ncv <= o.k) o.ncv = o.k + 1;
+  o.tol = std::sqrt(opt.accuracy);
+  int64_t products = 0;
+  EigResult r;
+  for (int round = 0; round < 4; ++round) {
+    r = lanczos_once(op, n, o);
+    products += r.n_products;
+    if (r.values.size() < static_cast<size_t>(o.k)) break;  // not converged: reported as such
+    const auto bounds = ritz_bounds(r);
+    double worst = 0;  // the largest bound over its allowance
+    for (int64_t i = 0; i < opt.k; ++i)
+      worst = std::max(worst, bounds[i] / (opt.accuracy * std::max(std::abs(r.values[i]), 1e-300)));
+    r.error_bounds = bounds;
+    if (worst <= 1) break;
+    // The bound scales with the residual squared: tighten by the square root of the excess, with margin.
+    o.tol *= std::clamp(0.5 / std::sqrt(worst), 1e-4, 0.5);
+    auto start = torch::zeros({n}, torch::kFloat64);
+    for (const auto& v : r.vectors) start += v;
+    o.start = start;
+  }
+  r.n_products = products;
+  r.requested = opt.k;
+  if (r.values.size() > static_cast<size_t>(opt.k)) {  // report the k asked for
+    r.values.resize(opt.k);
+    r.vectors.resize(opt.k);
+    r.residuals.resize(opt.k);
+    r.converged.resize(opt.k);
+    if (!r.error_bounds.empty()) r.error_bounds.resize(opt.k);
+  }
+  return r;
+}
+}  // namespace
+
 EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   check_k(opt.k, n);
+  if (opt.accuracy > 0) return lanczos_to_accuracy(op, n, opt);
+  return lanczos_once(op, n, opt);
+}
+
+namespace {
+EigResult lanczos_once(const LinearOp& op, int64_t n, const EigOptions& opt) {
   const int64_t ncv = opt.ncv > 0 ? std::min(n, opt.ncv) : default_ncv(n, opt.k);
   if (ncv <= opt.k)
     throw UserError("Lanczos basis of " + std::to_string(ncv) + " vectors for " + std::to_string(opt.k) +
@@ -168,6 +226,7 @@ EigResult lanczos_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   measure_residuals(op, r);
   return r;
 }
+}  // namespace
 
 EigResult power_eigs(const LinearOp& op, int64_t n, const EigOptions& opt) {
   check_k(opt.k, n);

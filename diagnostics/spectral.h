@@ -27,7 +27,14 @@ struct EigOptions {
   EigWhich which = EigWhich::LA;
   int64_t ncv = 0;  // Lanczos basis size; 0: min(n, max(2k+1, 20))
   int64_t maxit = 1000;
-  double tol = 1e-10;   // Spectra's relative Ritz tolerance; power iteration: PyHessian's 1e-3
+  double tol = 1e-10;  // Spectra's relative Ritz tolerance; power iteration: PyHessian's 1e-3
+  // > 0 (Lanczos): the wanted relative accuracy of the eigenvalues instead of a residual tolerance. A
+  // Ritz value's error is at most ||r||^2 / gap (the gap to the rest of the spectrum; Parlett, "The
+  // Symmetric Eigenvalue Problem", 11.7), so residuals ~ sqrt(accuracy) |lambda| suffice where a tolerance
+  // of `accuracy` would overshoot to ~accuracy^2. k+1 pairs are computed so the k-th has a gap too; the
+  // tolerance starts at sqrt(accuracy) and is tightened (and Lanczos restarted from the pairs found)
+  // until every bound holds, at most 4 rounds.
+  double accuracy = 0;
   torch::Tensor start;  // warm start (flat); random when undefined
   uint64_t seed = 0;
 };
@@ -37,7 +44,8 @@ struct EigResult {
   std::vector<torch::Tensor> vectors;  // flat float64, unit norm
   std::vector<double> residuals;       // ||A v - lambda v|| (measured with one extra product each)
   std::vector<bool> converged;
-  int64_t n_products = 0;  // products used by the solver (residual checks excluded)
+  std::vector<double> error_bounds;  // accuracy mode: residual^2 / gap per value (an upper bound on its error)
+  int64_t n_products = 0;            // products used by the solver (residual checks excluded)
   EigStatus status = EigStatus::NotConverged;
   int64_t requested = 0;  // the pairs asked for
 };

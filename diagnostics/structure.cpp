@@ -98,7 +98,7 @@ StructureResult run_structure(const Context& c, const StructureOptions& o) {
   if (o.per_pass < 1) throw UserError("--per-pass must be at least 1");
   std::vector<Batch> batches;
   for (int64_t b = 0; b < o.batches; ++b) batches.push_back(c.train_batch(b));
-  HvpOperator H(*c.net, batches, c.loss, c.data);
+  HvpOperator H(*c.net, batches, c.loss, c.data, {o.curvature, c.seed});
   std::vector<size_t> idx;
   for (const auto& name : o.params) idx.push_back(H.table().index_of(name));
   const int64_t n = H.block_size(idx);
@@ -170,6 +170,7 @@ void write_structure_h5(const std::string& path, const StructureResult& r, const
   out.provenance();
   out.attribute("model", c.model);
   out.attribute("method", dense ? "dense" : "randomized");
+  out.attribute("curvature", word_of(o.curvature, curvature_words()));
   out.commit();
 }
 

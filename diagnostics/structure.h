@@ -41,6 +41,7 @@ struct StructureOptions {
   int64_t per_pass = 1;
   int64_t probes = 30;
   int64_t batches = 1;
+  Curvature curvature = Curvature::Hessian;
 };
 
 struct StructureResult {

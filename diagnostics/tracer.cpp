@@ -31,13 +31,18 @@ Tracer::Tracer(const Context& c, const DataSource& data, TraceOptions o) : m_c(c
 
 TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update) {
   m_c.net->set_train(false);
-  HvpOperator H(*m_c.net, {m_probe}, m_c.loss, m_c.data);
+  HvpOperator H(*m_c.net, {m_probe}, m_c.loss, m_c.data, {m_o.curvature, m_c.seed});
   TraceRecord r;
   r.step = step;
   r.loss = train_loss;
   r.lr = lr;
   r.probe_loss = H.loss();
   r.grad_norm = H.gradient().norm().item<double>();
+  const int64_t rows = m_probe.inputs.size(0);
+  if (rows >= 2) {
+    auto row = [&](int64_t i) { return Batch{m_probe.inputs.narrow(0, i, 1), m_probe.targets.narrow(0, i, 1)}; };
+    r.noise_scale = gradient_noise(m_c, H.table(), row, rows).global.b_simple;
+  }
   EigOptions eo;
   eo.k = 1;
   eo.ncv = 6;  // a small basis: warm-started from the last eigenvector, a few products suffice
@@ -65,13 +70,15 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   return r;
 }
 
-TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names)
-    : m_path(std::move(path)), m_blocks(std::move(block_names)) {
+TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names, Curvature curvature)
+    : m_path(std::move(path)), m_blocks(std::move(block_names)), m_curvature(curvature) {
   if (resume_step < 0 || access(m_path.c_str(), F_OK) != 0) return;
   // Keep the records of the interrupted run up to its checkpoint: those after it are measured again.
   auto steps = read_h5_dataset(m_path, "step", "--resume");
   auto col = [&](const std::string& name) { return read_h5_dataset(m_path, name, "--resume"); };
   auto loss = col("loss"), probe = col("probe_loss"), lr = col("lr"), gn = col("grad_norm");
+  const bool has_noise = h5_has_dataset(m_path, "noise_scale");  // files before it was recorded lack it
+  torch::Tensor noise = has_noise ? col("noise_scale") : torch::Tensor();
   auto lmax = col("sharpness/lambda_max"), dir = col("sharpness/directional"), prod = col("sharpness/lanczos_products");
   std::map<std::string, torch::Tensor> kinds;
   for (const char* k : {"Emb", "QK", "VO", "FFN", "Norm", "Head", "Bias", "Other"})
@@ -86,6 +93,7 @@ TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::str
     r.probe_loss = probe[i].item<double>();
     r.lr = lr[i].item<double>();
     r.grad_norm = gn[i].item<double>();
+    if (has_noise) r.noise_scale = noise[i].item<double>();
     r.lambda_max = lmax[i].item<double>();
     r.directional = dir[i].item<double>();
     r.lanczos_products = prod[i].item<int64_t>();
@@ -131,6 +139,8 @@ void TraceFile::write() const {
     column(
         "grad_norm", [](const TraceRecord& r) { return r.grad_norm; }, H5::PredType::NATIVE_DOUBLE, 0.0);
     column(
+        "noise_scale", [](const TraceRecord& r) { return r.noise_scale; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    column(
         "sharpness/lambda_max", [](const TraceRecord& r) { return r.lambda_max; }, H5::PredType::NATIVE_DOUBLE, 0.0);
     column(
         "sharpness/directional", [](const TraceRecord& r) { return r.directional; }, H5::PredType::NATIVE_DOUBLE, 0.0);
@@ -165,6 +175,11 @@ void TraceFile::write() const {
       for (const auto& b : m_blocks) ptrs.push_back(b.c_str());
       f.createDataSet("blocks", type, space).write(ptrs.data(), type);
     }
+    // Which matrix lambda_max and the kind sharpness are of; a file without it is of the Hessian.
+    const std::string curvature = word_of(m_curvature, curvature_words());
+    H5::StrType str(H5::PredType::C_S1, H5T_VARIABLE);
+    const char* cs = curvature.c_str();
+    f.createAttribute("curvature", str, H5::DataSpace(H5S_SCALAR)).write(str, &cs);
     f.flush(H5F_SCOPE_GLOBAL);
     f.close();
   });

@@ -218,12 +218,18 @@ struct PySession {
   }
 };
 
+struct PyOperator {
+  std::shared_ptr<PySession> session;  // holds the network the operator's graphs refer to
+  std::unique_ptr<HvpOperator> H;
+};
+
 py::dict eig_dict(const EigResult& e) {
   py::dict d;
   d["eigenvalues"] = e.values;
   d["residuals"] = e.residuals;
   d["status"] = describe_status(e);
   d["products"] = e.n_products;
+  d["error_bounds"] = e.error_bounds;
   return d;
 }
 
@@ -241,18 +247,21 @@ class ProfileResult {
     d["density"] = py::dict(py::arg("grid") = m_p.density.grid, py::arg("values") = m_p.density.values);
     py::list blocks, kinds;
     for (const auto& b : m_p.blocks)
-      blocks.append(py::dict(py::arg("name") = b.name, py::arg("tensor") = b.tensor,
-                             py::arg("kind") = to_string(b.kind), py::arg("numel") = b.numel,
-                             py::arg("trace") = b.trace, py::arg("trace_stderr") = b.trace_stderr,
-                             py::arg("avg_sharpness") = b.avg_sharpness, py::arg("lambda_max") = b.lambda_max,
-                             py::arg("gsnr") = b.gsnr, py::arg("gn_diag_avg") = b.gn_diag_avg));
+      blocks.append(py::dict(
+          py::arg("name") = b.name, py::arg("tensor") = b.tensor, py::arg("kind") = to_string(b.kind),
+          py::arg("numel") = b.numel, py::arg("trace") = b.trace, py::arg("trace_stderr") = b.trace_stderr,
+          py::arg("avg_sharpness") = b.avg_sharpness, py::arg("lambda_max") = b.lambda_max, py::arg("gsnr") = b.gsnr,
+          py::arg("gn_diag_avg") = b.gn_diag_avg, py::arg("noise_scale") = b.noise.b_simple));
     for (const auto& k : m_p.kinds)
       kinds.append(py::dict(py::arg("kind") = to_string(k.kind), py::arg("numel") = k.numel,
                             py::arg("n_tensors") = k.n_tensors, py::arg("trace") = k.trace,
                             py::arg("trace_stderr") = k.trace_stderr, py::arg("avg_sharpness") = k.avg_sharpness,
-                            py::arg("lambda_max") = k.lambda_max));
+                            py::arg("lambda_max") = k.lambda_max, py::arg("noise_scale") = k.noise.b_simple));
     d["blocks"] = blocks;
     d["kinds"] = kinds;
+    d["noise"] = py::dict(py::arg("scale") = m_p.noise.b_simple, py::arg("tr_sigma") = m_p.noise.tr_sigma,
+                          py::arg("g_sq") = m_p.noise.g_sq, py::arg("batches") = m_p.noise_batches,
+                          py::arg("rows") = m_p.noise_rows);
     d["n_hvp"] = m_p.n_hvp_total;
     d["seconds"] = m_p.seconds;
     return d;
@@ -293,6 +302,12 @@ ProfileOptions profile_options(const py::dict& kw) {
       o.gn_samples = v.cast<int64_t>();
     else if (key == "keep_graphs")
       o.keep_graphs = v.cast<bool>();
+    else if (key == "eig_accuracy")
+      o.eig_accuracy = v.cast<double>();
+    else if (key == "noise_batches")
+      o.noise_batches = v.cast<int64_t>();
+    else if (key == "curvature")
+      o.curvature = parse_word("curvature", v.cast<std::string>(), curvature_words());
     else if (key == "method")
       o.method = parse_word("method", v.cast<std::string>(), eig_method_words());
     else if (key == "which")
@@ -381,13 +396,28 @@ PYBIND11_MODULE(_core, m) {
         return n;
       });
 
-  m.def("hvp", [](PySession& p, const torch::Tensor& v, int64_t n_batches) {
-    std::vector<Batch> b;
-    for (int64_t i = 0; i < n_batches; ++i) b.push_back(p.s.train_batch(i));
-    py::gil_scoped_release nogil;
-    HvpOperator H(*p.s.net, b, p.s.loss, p.s.opt.data);
-    return H.apply(v.detach().to(H.dtype()).contiguous());
-  });
+  // One operator over the session's first n_batches batches, graphs built once: for scipy's eigsh and
+  // other matrix-free solvers, each product counted.
+  py::class_<PyOperator>(m, "Operator")
+      .def(py::init([](std::shared_ptr<PySession> p, int64_t n_batches, const std::string& curvature) {
+        std::vector<Batch> b;
+        for (int64_t i = 0; i < n_batches; ++i) b.push_back(p->s.train_batch(i));
+        const Curvature kind = parse_word("curvature", curvature, curvature_words());
+        py::gil_scoped_release nogil;
+        return std::make_unique<PyOperator>(
+            PyOperator{p, std::make_unique<HvpOperator>(*p->s.net, b, p->s.loss, p->s.opt.data,
+                                                        OperatorOptions{kind, p->s.opt.seed})});
+      }))
+      .def("apply",
+           [](PyOperator& o, const torch::Tensor& v) {
+             const auto in = v.detach().to(o.H->dtype()).contiguous();
+             py::gil_scoped_release nogil;
+             return o.H->apply(in);
+           })
+      .def_property_readonly("size", [](const PyOperator& o) { return o.H->size(); })
+      .def_property_readonly("n_products", [](const PyOperator& o) { return o.H->n_hvp(); })
+      .def_property_readonly("loss", [](const PyOperator& o) { return o.H->loss(); })
+      .def_property_readonly("gradient", [](const PyOperator& o) { return o.H->gradient(); });
 
   py::class_<ProfileResult>(m, "ProfileResult")
       .def("as_dict", &ProfileResult::as_dict)
@@ -406,37 +436,39 @@ PYBIND11_MODULE(_core, m) {
     return ProfileResult(p, std::move(prof), o);
   });
 
-  m.def("structure", [](PySession& p, const std::vector<std::string>& params, double threshold, int64_t max_dense,
-                        int64_t per_pass, int64_t probes, int64_t batches, const std::string& out) {
-    StructureOptions o;
-    o.params = params;
-    o.threshold = threshold;
-    o.max_dense = max_dense;
-    o.per_pass = per_pass;
-    o.probes = probes;
-    o.batches = batches;
-    StructureResult r;
-    {
-      py::gil_scoped_release nogil;
-      r = run_structure(p.s.context(), o);
-      if (!out.empty()) {
-        prepare_out_dir(out);
-        write_structure_h5(out + "/structure.h5", r, p.s.context(), o);
-      }
-    }
-    py::list cands;
-    for (size_t i = 0; i < r.candidates.size(); ++i) {
-      const auto& c = r.candidates[i];
-      cands.append(py::dict(py::arg("name") = c.name, py::arg("n_blocks") = c.n_blocks,
-                            py::arg("fraction") = c.fraction, py::arg("fraction_stderr") = c.fraction_stderr,
-                            py::arg("block_of") = c.block_of));
-    }
-    py::dict d;
-    d["candidates"] = cands;
-    d["recommended"] = r.candidates[r.best].name;
-    d["dense"] = r.dense;
-    d["hessian"] = r.hessian;
-    d["products"] = r.n_hvp;
-    return d;
-  });
+  m.def("structure",
+        [](PySession& p, const std::vector<std::string>& params, double threshold, int64_t max_dense, int64_t per_pass,
+           int64_t probes, int64_t batches, const std::string& out, const std::string& curvature) {
+          StructureOptions o;
+          o.curvature = parse_word("curvature", curvature, curvature_words());
+          o.params = params;
+          o.threshold = threshold;
+          o.max_dense = max_dense;
+          o.per_pass = per_pass;
+          o.probes = probes;
+          o.batches = batches;
+          StructureResult r;
+          {
+            py::gil_scoped_release nogil;
+            r = run_structure(p.s.context(), o);
+            if (!out.empty()) {
+              prepare_out_dir(out);
+              write_structure_h5(out + "/structure.h5", r, p.s.context(), o);
+            }
+          }
+          py::list cands;
+          for (size_t i = 0; i < r.candidates.size(); ++i) {
+            const auto& c = r.candidates[i];
+            cands.append(py::dict(py::arg("name") = c.name, py::arg("n_blocks") = c.n_blocks,
+                                  py::arg("fraction") = c.fraction, py::arg("fraction_stderr") = c.fraction_stderr,
+                                  py::arg("block_of") = c.block_of));
+          }
+          py::dict d;
+          d["candidates"] = cands;
+          d["recommended"] = r.candidates[r.best].name;
+          d["dense"] = r.dense;
+          d["hessian"] = r.hessian;
+          d["products"] = r.n_hvp;
+          return d;
+        });
 }

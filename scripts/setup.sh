@@ -14,7 +14,7 @@ DEB_PACKAGES=(
   libtorch-dev libgloo-dev libeigen3-dev libspectra-dev libhdf5-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev libicu-dev libopenblas0-openmp clang-format
   python3-torch python3-h5py python3-numpy python3-matplotlib python3-nbconvert python3-ipykernel
-  jupyter-nbconvert pybind11-dev python3-pytest
+  jupyter-nbconvert pybind11-dev python3-pytest python3-scipy
   python3.11-doc dataset-fashion-mnist
 )
 

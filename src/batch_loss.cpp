@@ -7,10 +7,9 @@
 
 namespace bs {
 
-torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name) {
-  torch::Tensor out;
+torch::Tensor batch_outputs(Network& net, const Batch& batch, const std::string& data_name) {
   try {
-    out = net.forward(batch.inputs);
+    return net.forward(batch.inputs);
   } catch (const UserError&) {
     throw;
   } catch (const std::exception& e) {
@@ -19,7 +18,10 @@ torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const 
       << data_name << "': " << torch_error_line(e);
     throw UserError(s.str());
   }
-  return compute_loss(out, batch.targets, loss);
+}
+
+torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name) {
+  return compute_loss(batch_outputs(net, batch, data_name), batch.targets, loss);
 }
 
 }  // namespace bs

@@ -9,6 +9,8 @@
 
 namespace bs {
 
+// The outputs of `net` on `batch`; a model that rejects the inputs becomes a UserError naming model and data.
+torch::Tensor batch_outputs(Network& net, const Batch& batch, const std::string& data_name);
 // Loss of `net` on `batch`. A model that rejects the inputs becomes a UserError naming model and data.
 torch::Tensor batch_loss(Network& net, const Batch& batch, LossKind loss, const std::string& data_name);
 

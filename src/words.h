@@ -1,6 +1,7 @@
 // Words: for each mode enum, the one table of the words that name its values. The CLI's enum options
 // (add_enum_option) and the Python module's keyword arguments both parse through these tables.
 #pragma once
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,14 @@ E parse_word(const std::string& what, const std::string& word, const Words<E>& t
   for (const auto& [w, e] : table)
     if (w == word) return e;
   throw UserError(what + " '" + word + "': expected " + word_list(table));
+}
+
+// The word that names `value` (the table's first for it).
+template <class E>
+const std::string& word_of(E value, const Words<E>& table) {
+  for (const auto& [w, e] : table)
+    if (e == value) return w;
+  throw std::logic_error("word_of: a value without a word");
 }
 
 }  // namespace bs

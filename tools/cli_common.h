@@ -33,4 +33,9 @@ CLI::Option* add_enum_option(CLI::App* cmd, const std::string& flag, E& target, 
   return cmd->add_option_function<std::string>(flag, parse, help)->default_str(current);
 }
 
+// --curvature (profile, structure) and --trace-curvature (train): which matrix is measured.
+inline constexpr const char* kCurvatureHelp =
+    "hessian, ggn (Gauss-Newton J^T H_L J), fisher (labels sampled from the model, seeded) or empirical-fisher "
+    "(true labels)";
+
 }  // namespace bs

@@ -64,6 +64,10 @@ void register_profile(CLI::App& app) {
                   "LA largest, SA smallest, LM largest-magnitude eigenvalues (Lanczos)");
   cmd->add_option_function<double>(
       "--tol", [p](double v) { p->tol = v; }, "eigensolver tolerance (default: Lanczos 1e-10, power iteration 1e-3)");
+  cmd->add_option_function<double>(
+      "--eig-accuracy", [p](double v) { p->eig_accuracy = v; },
+      "wanted relative accuracy of the eigenvalues (Lanczos; sets the residual tolerance from the bound "
+      "residual^2/gap instead of --tol)");
   add_enum_option(cmd, "--block-eigs", p->block_eigs, block_eigs_words(),
                   "lambda_max of diagonal blocks: none, kinds or all (every tensor)");
   cmd->add_option("--density-runs", p->density_runs, "SLQ runs for the spectral density (0 = skip)")
@@ -71,6 +75,10 @@ void register_profile(CLI::App& app) {
   cmd->add_option("--density-steps", p->density_steps, "Lanczos steps per SLQ run")->capture_default_str();
   cmd->add_flag("!--no-reorth", p->reorth, "SLQ without full reorthogonalisation (less memory)");
   cmd->add_option("--gn-samples", p->gn_samples, "sampled-label gradients for the Gauss-Newton diagonal (ce only)")
+      ->capture_default_str();
+  add_enum_option(cmd, "--curvature", p->curvature, curvature_words(), kCurvatureHelp);
+  cmd->add_option("--noise-batches", p->noise_batches,
+                  "batch gradients for the gradient noise scale B_simple = tr(Sigma)/|G|^2 (0: skip)")
       ->capture_default_str();
   cmd->add_flag("!--recompute-graphs", p->keep_graphs, "hold one batch's graph at a time (less memory, slower)");
   auto e = std::make_shared<EmitOptions>();

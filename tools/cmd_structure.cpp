@@ -50,6 +50,7 @@ void register_structure(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--probes", o->probes, "probes of the randomized estimate")->capture_default_str();
   cmd->add_option("--batches", o->batches, "fixed batches the Hessian is averaged over")->capture_default_str();
+  add_enum_option(cmd, "--curvature", o->curvature, curvature_words(), kCurvatureHelp);
   cmd->callback([common, o] {
     prepare_out_dir(common->out);
     Session s = open_session(*common);

@@ -58,6 +58,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--trace-batch-size", t->trace.batch_size, "rows of the fixed probe batch (0: a full batch)")
       ->capture_default_str();
   cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
+  add_enum_option(cmd, "--trace-curvature", t->trace.curvature, curvature_words(), kCurvatureHelp);
   add_enum_option(cmd, "--on-nonfinite", t->on_nonfinite, {{"skip", OnNonfinite::Skip}, {"abort", OnNonfinite::Abort}},
                   "non-finite loss or gradient: skip the step (counted) or abort");
   cmd->add_flag("--zero1", t->zero1,

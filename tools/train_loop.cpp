@@ -205,7 +205,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     const ParamTable table(s.net->named_parameters());
     for (const auto& b : table.blocks()) names.push_back(b.name);
     if (dist::is_main())
-      trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names);
+      trace_file =
+          std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names, t.trace.curvature);
   }
   const ParamTable flat_table(s.net->named_parameters());
   auto flat_params = [&] {

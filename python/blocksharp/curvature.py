@@ -68,20 +68,55 @@ class _Session:
         self.shapes = [tuple(p.shape) for n, p in script.named_parameters() if p.requires_grad]
 
 
-def hvp(model, batches, v, loss="ce", dtype=None):
+class Operator:
+    """A curvature matrix of the mean loss over `batches` as a matrix-free operator: the graphs are built
+    once and every product reuses them. `matvec(v)` takes a flat tensor over the trainable parameters
+    (named_parameters() order); `n_products` counts the products; `as_scipy()` is a
+    scipy.sparse.linalg.LinearOperator (float64 numpy in and out) for eigsh and friends."""
+
+    def __init__(self, model, batches, loss="ce", dtype=None, curvature="hessian", seed=0):
+        self._s = _Session(model, batches, loss, dtype, seed)
+        self._op = _call(_core.Operator, self._s.core, len(self._s.batches), curvature)
+        self.shapes = self._s.shapes
+        self.size = self._op.size
+        self.shape = (self.size, self.size)
+
+    @property
+    def n_products(self):
+        return self._op.n_products
+
+    @property
+    def loss(self):
+        return self._op.loss
+
+    def matvec(self, v):
+        if v.numel() != self.size:
+            raise ValueError(f"v: {v.numel()} entries, the model has {self.size} trainable parameters")
+        return _call(self._op.apply, v.reshape(-1))
+
+    def as_scipy(self):
+        import numpy as np
+        from scipy.sparse.linalg import LinearOperator
+
+        def mv(x):
+            return self.matvec(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(-1)).to(
+                torch.float64).numpy()
+        return LinearOperator(self.shape, matvec=mv, dtype=np.float64)
+
+
+def hvp(model, batches, v, loss="ce", dtype=None, curvature="hessian", seed=0):
     """H v for the Hessian of the mean loss over `batches`. `v` is one flat tensor over the trainable
     parameters (named_parameters() order) or a list with one tensor per parameter; the result has
-    the same form, in the computation's dtype."""
-    s = _Session(model, batches, loss, dtype)
+    the same form, in the computation's dtype. curvature="ggn", "fisher" (labels drawn from the model
+    with `seed`) or "empirical-fisher" multiplies by that matrix instead of the Hessian. For many
+    products build an Operator once."""
+    op = Operator(model, batches, loss, dtype, curvature, seed)
     flat = v if isinstance(v, torch.Tensor) else torch.cat([t.reshape(-1) for t in v])
-    n = sum(int(torch.Size(sh).numel()) for sh in s.shapes)
-    if flat.numel() != n:
-        raise ValueError(f"v: {flat.numel()} entries, the model has {n} trainable parameters")
-    out = _call(_core.hvp, s.core, flat.reshape(-1), len(s.batches))
+    out = op.matvec(flat.reshape(-1))
     if isinstance(v, torch.Tensor):
         return out.reshape(v.shape)
     parts, at = [], 0
-    for sh in s.shapes:
+    for sh in op.shapes:
         k = int(torch.Size(sh).numel())
         parts.append(out[at:at + k].reshape(sh))
         at += k
@@ -100,9 +135,12 @@ class Profile:
         self.eigenvalues = d["eigen"]["eigenvalues"]
         self.residuals = d["eigen"]["residuals"]
         self.eig_status = d["eigen"]["status"]
+        self.eig_products = d["eigen"]["products"]
+        self.error_bounds = d["eigen"]["error_bounds"]  # with eig_accuracy: residual^2/gap per eigenvalue
         self.trace, self.trace_stderr = d["trace"], d["trace_stderr"]
         self.density = d["density"]
         self.blocks, self.kinds = d["blocks"], d["kinds"]
+        self.noise = d["noise"]  # gradient noise scale: scale (B_simple, rows), tr_sigma, g_sq, batches, rows
         self.n_hvp, self.seconds = d["n_hvp"], d["seconds"]
 
     def as_dict(self):
@@ -133,9 +171,12 @@ def profile(model, batches, loss="ce", dtype=None, seed=0, dim=0, n_heads=0, n_k
     and g-SNR of the loss on `batches` (all of them unless batches=N). Options as the CLI's: topk,
     probes, batches, method ("lanczos", "power"), which ("LA", "SA", "LM"), tol, block_eigs ("none",
     "kinds", "all"), trace_estimator ("hutchinson", "hutch++"), density_runs, density_steps, reorth,
-    gn_samples, keep_graphs. dim / n_heads are the attention sizes Adam-mini's rules need."""
+    eig_accuracy (the wanted relative eigenvalue accuracy, instead of tol), gn_samples, keep_graphs, curvature ("hessian", "ggn", "fisher", "empirical-fisher": the matrix every
+    number is of), noise_batches (batch gradients for the gradient noise scale; default: all the batches
+    given when there are at least 2, else 0). dim / n_heads are the attention sizes Adam-mini's rules need."""
     s = _Session(model, batches, loss, dtype, seed, dim, n_heads, n_kv_heads)
     options.setdefault("batches", len(s.batches))
+    options.setdefault("noise_batches", len(s.batches) if len(s.batches) >= 2 else 0)
     args = ", ".join([f"model={type(model).__name__}", f"batches={len(s.batches)}", f"loss={loss!r}", f"seed={seed}",
                       f"dim={dim}", f"n_heads={n_heads}"] + [f"{k}={v!r}" for k, v in sorted(options.items())])
     _core.set_command_line(f"python: blocksharp.curvature.profile({args})")
@@ -143,12 +184,13 @@ def profile(model, batches, loss="ce", dtype=None, seed=0, dim=0, n_heads=0, n_k
 
 
 def structure(model, batches, param, loss="ce", dtype=None, seed=0, dim=0, n_heads=0, threshold=0.9,
-              max_dense=4096, per_pass=1, probes=30, out=None):
+              max_dense=4096, per_pass=1, probes=30, out=None, curvature="hessian"):
     """The Hessian block of `param` (a name, or a list of names for a set) scored against candidate
     partitions (whole, per-head, per-row, per-column, per-element): a dict with "candidates" (name,
     n_blocks, fraction of the squared Frobenius mass inside the diagonal blocks), "recommended" and,
-    when formed densely, "hessian". With out=DIR also writes DIR/structure.h5 as the CLI does."""
+    when formed densely, "hessian" (the chosen curvature's block). With out=DIR also writes
+    DIR/structure.h5 as the CLI does."""
     s = _Session(model, batches, loss, dtype, seed, dim, n_heads)
     params = [param] if isinstance(param, str) else list(param)
     return _call(_core.structure, s.core, params, float(threshold), int(max_dense), int(per_pass), int(probes),
-                 len(s.batches), "" if out is None else os.fspath(out))
+                 len(s.batches), "" if out is None else os.fspath(out), curvature)

@@ -157,8 +157,8 @@ TEST(HvpOperator, SeveralBatchesAverageAndRecomputeMatches) {
   Session s = tiny_session("mlp");
   Batch b0 = tiny_batch(s, 0), b1 = tiny_batch(s, 1);
   auto H = 0.5 * (dense_hessian(*s.net, b0, s.loss) + dense_hessian(*s.net, b1, s.loss));
-  HvpOperator kept(*s.net, {b0, b1}, s.loss, "test", true);
-  HvpOperator recomputed(*s.net, {b0, b1}, s.loss, "test", false);
+  HvpOperator kept(*s.net, {b0, b1}, s.loss, "test", {Curvature::Hessian, 0, true});
+  HvpOperator recomputed(*s.net, {b0, b1}, s.loss, "test", {Curvature::Hessian, 0, false});
   std::mt19937_64 rng(4);
   auto v = gaussian(kept.size(), rng, torch::kFloat64);
   EXPECT_LT(rel(kept.apply(v), torch::mv(H, v)), 1e-10);

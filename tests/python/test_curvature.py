@@ -67,7 +67,7 @@ def test_profile_equals_the_cli_profile():
         f["targets"] = torch.cat([y for _, y in data]).numpy()
     opts = dict(topk=3, probes=6, density_runs=1, density_steps=8, block_eigs="all")
     r = subprocess.run([CLI, "profile", "--model", pt, "--data", h5, "--dtype", "float64", "--batch-size", str(B),
-                        "--batches", str(n), "--seed", "5", "--dim", "8", "--n-heads", "2", "--topk", "3",
+                        "--batches", str(n), "--noise-batches", str(n), "--seed", "5", "--dim", "8", "--n-heads", "2", "--topk", "3",
                         "--probes", "6", "--density-runs", "1", "--density-steps", "8", "--block-eigs", "all",
                         "--out", cli_out], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
