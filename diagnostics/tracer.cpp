@@ -29,7 +29,8 @@ Tracer::Tracer(const Context& c, const DataSource& data, TraceOptions o) : m_c(c
   m_probe = dist::shard(m_probe, "--trace-batch-size");
 }
 
-TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update) {
+TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update,
+                            const Preconditioning* pre) {
   m_c.net->set_train(false);
   HvpOperator H(*m_c.net, {m_probe}, m_c.loss, m_c.data, {m_o.curvature, m_c.seed});
   TraceRecord r;
@@ -63,6 +64,20 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   }
   for (const auto& [kind, v] : kinds) r.kind_sharpness[kind] = v.first / static_cast<double>(v.second);
   if (update.defined() && update.norm().item<double>() > 0) r.directional = directional_sharpness(H, update);
+  r.threshold = 2 / lr;
+  if (pre && pre->step_sizes.defined()) {
+    // lambda_max(D^1/2 H D^1/2) by Lanczos, warm-started like lambda_max; over eta it is the sharpness
+    // with the learning rate outside the preconditioner.
+    const auto root = pre->step_sizes.sqrt().to(H.dtype());
+    const LinearOp scaled = [&](const torch::Tensor& v) { return root * H.apply(root * v.to(H.dtype())); };
+    EigOptions po = eo;
+    po.start = m_warm_pre.defined() ? m_warm_pre : torch::Tensor();
+    const auto pe = lanczos_eigs(scaled, H.size(), po);
+    r.preconditioned_lambda_max = pe.values.empty() ? NAN : pe.values.front() / lr;
+    r.preconditioned_threshold = pre->threshold / lr;
+    r.preconditioned_products = pe.n_products;
+    if (!pe.vectors.empty()) m_warm_pre = pe.vectors.front();
+  }
   if (m_o.block_eigs)
     for (size_t i = 0; i < blocks.size(); ++i)
       r.block_lambda_max.push_back(block_lambda_max(H, {i}, m_o.tol, m_c.seed + i));
@@ -70,14 +85,38 @@ TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const to
   return r;
 }
 
-TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names, Curvature curvature)
-    : m_path(std::move(path)), m_blocks(std::move(block_names)), m_curvature(curvature) {
+torch::Tensor Tracer::warm_start() const {
+  if (!m_warm_pre.defined() || !m_warm.defined()) return m_warm;
+  return torch::stack({m_warm, m_warm_pre});
+}
+
+void Tracer::set_warm_start(const torch::Tensor& v) {
+  if (v.dim() == 2) {
+    m_warm = v[0].clone();
+    m_warm_pre = v[1].clone();
+  } else {
+    m_warm = v;
+  }
+}
+
+TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names, Curvature curvature,
+                     bool preconditioned)
+    : m_path(std::move(path)),
+      m_blocks(std::move(block_names)),
+      m_curvature(curvature),
+      m_preconditioned(preconditioned) {
   if (resume_step < 0 || access(m_path.c_str(), F_OK) != 0) return;
   // Keep the records of the interrupted run up to its checkpoint: those after it are measured again.
   auto steps = read_h5_dataset(m_path, "step", "--resume");
   auto col = [&](const std::string& name) { return read_h5_dataset(m_path, name, "--resume"); };
   auto loss = col("loss"), probe = col("probe_loss"), lr = col("lr"), gn = col("grad_norm");
-  const bool has_noise = h5_has_dataset(m_path, "noise_scale");  // files before it was recorded lack it
+  const bool has_noise = h5_has_dataset(m_path, "noise_scale");
+  const bool has_pre = h5_has_dataset(m_path, "sharpness/preconditioned_lambda_max");
+  torch::Tensor thr = has_pre ? col("sharpness/threshold") : torch::Tensor(),
+                plm = has_pre ? col("sharpness/preconditioned_lambda_max") : torch::Tensor(),
+                pth = has_pre ? col("sharpness/preconditioned_threshold") : torch::Tensor(),
+                ppr = has_pre ? col("sharpness/preconditioned_products")
+                              : torch::Tensor();  // files before it was recorded lack it
   torch::Tensor noise = has_noise ? col("noise_scale") : torch::Tensor();
   auto lmax = col("sharpness/lambda_max"), dir = col("sharpness/directional"), prod = col("sharpness/lanczos_products");
   std::map<std::string, torch::Tensor> kinds;
@@ -94,6 +133,12 @@ TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::str
     r.lr = lr[i].item<double>();
     r.grad_norm = gn[i].item<double>();
     if (has_noise) r.noise_scale = noise[i].item<double>();
+    if (has_pre) {
+      r.threshold = thr[i].item<double>();
+      r.preconditioned_lambda_max = plm[i].item<double>();
+      r.preconditioned_threshold = pth[i].item<double>();
+      r.preconditioned_products = ppr[i].item<int64_t>();
+    }
     r.lambda_max = lmax[i].item<double>();
     r.directional = dir[i].item<double>();
     r.lanczos_products = prod[i].item<int64_t>();
@@ -140,6 +185,19 @@ void TraceFile::write() const {
         "grad_norm", [](const TraceRecord& r) { return r.grad_norm; }, H5::PredType::NATIVE_DOUBLE, 0.0);
     column(
         "noise_scale", [](const TraceRecord& r) { return r.noise_scale; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+    if (m_preconditioned) {
+      column(
+          "sharpness/threshold", [](const TraceRecord& r) { return r.threshold; }, H5::PredType::NATIVE_DOUBLE, 0.0);
+      column(
+          "sharpness/preconditioned_lambda_max", [](const TraceRecord& r) { return r.preconditioned_lambda_max; },
+          H5::PredType::NATIVE_DOUBLE, 0.0);
+      column(
+          "sharpness/preconditioned_threshold", [](const TraceRecord& r) { return r.preconditioned_threshold; },
+          H5::PredType::NATIVE_DOUBLE, 0.0);
+      column(
+          "sharpness/preconditioned_products", [](const TraceRecord& r) { return r.preconditioned_products; },
+          H5::PredType::NATIVE_INT64, int64_t{0});
+    }
     column(
         "sharpness/lambda_max", [](const TraceRecord& r) { return r.lambda_max; }, H5::PredType::NATIVE_DOUBLE, 0.0);
     column(

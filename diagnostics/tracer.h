@@ -23,6 +23,14 @@ struct TraceOptions {
   double tol = 1e-4;                         // Lanczos tolerance of the tracked lambda_max
   bool block_eigs = false;                   // per-tensor lambda_max too (costly)
   Curvature curvature = Curvature::Hessian;  // the matrix whose lambda_max and traces are tracked
+  bool preconditioned = false;               // also lambda_max(P^-1 H) of the live optimizer (--trace-preconditioned)
+};
+
+// The optimizer's preconditioner as the tracer takes it (the training loop converts the optimizer's
+// StepSizes): D = eta_i / P_i per coordinate (flat, float64), and the threshold of lambda_max(D^1/2 H D^1/2).
+struct Preconditioning {
+  torch::Tensor step_sizes;
+  double threshold = 2;
 };
 
 struct TraceRecord {
@@ -32,6 +40,11 @@ struct TraceRecord {
   double noise_scale = NAN;  // gradient noise scale B_simple over the probe batch's rows (>= 2 rows)
   std::map<std::string, double> kind_sharpness;  // kind -> Tr(H_kk)/numel
   std::vector<double> block_lambda_max;          // per tensor when block_eigs
+  // With preconditioning (eta the record's lr): lambda_max(P^-1/2 H P^-1/2) with eta outside P, i.e.
+  // lambda_max(D^1/2 H D^1/2) / eta, and its threshold (38/eta for Adam at beta1 0.9); 2/eta is
+  // lambda_max's. NaN when not measured (or before the optimizer's first step).
+  double preconditioned_lambda_max = NAN, preconditioned_threshold = NAN, threshold = NAN;
+  int64_t preconditioned_products = 0;
 };
 
 // Measures one record at the current parameters; `update` is the last optimizer update (flat, may be
@@ -40,29 +53,33 @@ class Tracer {
  public:
   // The probe batch: the first validation batch of `data` when there is one, else the first training batch.
   Tracer(const Context& c, const DataSource& data, TraceOptions o);
-  TraceRecord measure(int64_t step, double train_loss, double lr, const torch::Tensor& update);
-  // The warm start (the last top eigenvector, undefined before the first record): checkpointed, so a
-  // resumed run measures its records exactly as the uninterrupted one does.
-  const torch::Tensor& warm_start() const { return m_warm; }
-  void set_warm_start(torch::Tensor v) { m_warm = std::move(v); }
+  TraceRecord measure(int64_t step, double train_loss, double lr, const torch::Tensor& update,
+                      const Preconditioning* pre = nullptr);
+  // The warm start (the last top eigenvector, undefined before the first record; with the
+  // preconditioned one, both as the rows of a [2, n] tensor): checkpointed, so a resumed run measures
+  // its records exactly as the uninterrupted one does.
+  torch::Tensor warm_start() const;
+  void set_warm_start(const torch::Tensor& v);
 
  private:
   Context m_c;
   TraceOptions m_o;
   Batch m_probe;
-  torch::Tensor m_warm;
+  torch::Tensor m_warm, m_warm_pre;
 };
 
 // trace.h5: extendible, chunked datasets along the step axis (/step, /loss, /probe_loss, /lr,
-// /grad_norm, /noise_scale, /sharpness/lambda_max, /sharpness/directional, /sharpness/lanczos_products,
-// /sharpness/kind/<Kind>, /sharpness/block_lambda_max [n, B]; attribute curvature). Each append rewrites the file under
-// a temporary name and renames it, so a crash at any point leaves the previous complete file.
+// /grad_norm, /noise_scale, /sharpness/threshold, /sharpness/preconditioned_lambda_max,
+// /sharpness/preconditioned_threshold, /sharpness/preconditioned_products, /sharpness/lambda_max,
+// /sharpness/directional, /sharpness/lanczos_products, /sharpness/kind/<Kind>, /sharpness/block_lambda_max [n, B];
+// attribute curvature). Each append rewrites the file under a temporary name and renames it, so a crash at any point
+// leaves the previous complete file.
 class TraceFile {
  public:
   // Opens DIR/trace.h5: with `resume_step` >= 0 keeps the records with step <= resume_step (the ones an
   // interrupted run had checkpointed), otherwise starts empty.
   TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names,
-            Curvature curvature = Curvature::Hessian);
+            Curvature curvature = Curvature::Hessian, bool preconditioned = false);
   void append(const TraceRecord& r);
   size_t size() const { return m_records.size(); }
 
@@ -72,6 +89,7 @@ class TraceFile {
   std::vector<std::string> m_blocks;
   std::vector<TraceRecord> m_records;
   Curvature m_curvature;
+  bool m_preconditioned;
 };
 
 }  // namespace bs

@@ -34,10 +34,42 @@ void validate(const OptimizerOptions& o) {
 
 namespace {
 
+// The edge-of-stability threshold of an update whose momentum is an exponential average with beta1
+// (m = beta1 m + (1 - beta1) g): (2 + 2 beta1) / (1 - beta1); 2 without momentum.
+double ema_threshold(double beta1) { return (2 + 2 * beta1) / (1 - beta1); }
+
+// One value per block of `b` (h [n_blocks]) spread over the tensor's coordinates, as the update visits them.
+torch::Tensor expand_blocks(const ParamBlock& b, const torch::Tensor& h, int64_t numel) {
+  if (b.regions.empty()) return h.repeat_interleave(b.block_size);
+  auto out = torch::empty({numel}, torch::kFloat64);
+  double* o = out.data_ptr<double>();
+  const auto hc = h.contiguous();
+  const double* hp = hc.data_ptr<double>();
+  int64_t base = 0;
+  for (const BlockRegion& r : b.regions) {
+    for (int64_t k = 0; k < r.count; ++k) {
+      const int64_t start = r.offset + k * r.step;
+      for (int64_t q = 0; q < r.runs; ++q)
+        for (int64_t e = 0; e < r.run; ++e) o[start + q * r.stride + e] = hp[base + k];
+    }
+    base += r.count;
+  }
+  return out;
+}
+
 class FusedAdamW : public FusedBase {
  public:
   FusedAdamW(const OptimizerInputs& in, const OptimizerOptions& o) : FusedBase(in, o, {"exp_avg", "exp_avg_sq"}) {}
   std::string name() const override { return "adamw"; }
+  // eta_i / (sqrt(v / (1 - beta2^t)) + eps), as AdamWUpdate divides.
+  std::optional<StepSizes> step_sizes() const override {
+    StepSizes s{{}, ema_threshold(m_o.beta1)};
+    if (m_state.empty() || m_step == 0) return s;
+    const double bc2 = 1 - std::pow(m_o.beta2, m_step);
+    for (size_t i = 0; i < m_params.size(); ++i)
+      s.per_tensor.push_back(m_lr[i] / ((m_state[i][1].to(torch::kFloat64) / bc2).sqrt() + m_o.eps));
+    return s;
+  }
 
  protected:
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_params[i].numel()}; }
@@ -72,6 +104,17 @@ class AdamMini : public FusedBase {
     }
   }
   std::string name() const override { return "adam-mini"; }
+  // eta_i / (sqrt(v_block / (1 - beta2^t)) + eps) on every coordinate of the block.
+  std::optional<StepSizes> step_sizes() const override {
+    StepSizes s{{}, ema_threshold(m_o.beta1)};
+    if (m_state.empty() || m_step == 0) return s;
+    const double bc2 = 1 - std::pow(m_o.beta2, m_step);
+    for (size_t i = 0; i < m_params.size(); ++i) {
+      const auto h = m_lr[i] / ((m_state[i][1].to(torch::kFloat64) / bc2).sqrt() + m_o.eps);
+      s.per_tensor.push_back(expand_blocks(m_part.params[i], h, m_params[i].numel()));
+    }
+    return s;
+  }
 
  protected:
   std::vector<int64_t> state_numels(size_t i) const override {
@@ -148,6 +191,15 @@ class SgdSai : public FusedBase {
     if (o.beta1 <= 0) throw UserError("--beta1 (momentum) must be > 0 for sgd-sai, as in the official code");
   }
   std::string name() const override { return "sgd-sai"; }
+  // eta_i * gsnr_i on every coordinate of the tensor (SgdSaiUpdate's step).
+  std::optional<StepSizes> step_sizes() const override {
+    StepSizes s{{}, ema_threshold(m_o.beta1)};
+    if (m_state.empty() || m_step == 0) return s;
+    for (size_t i = 0; i < m_params.size(); ++i)
+      s.per_tensor.push_back(
+          torch::full({m_params[i].numel()}, m_lr[i] * m_state[i][1].item<double>(), torch::kFloat64));
+    return s;
+  }
 
  protected:
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), 1}; }

@@ -122,6 +122,17 @@ class StateReader {
   const std::vector<std::string>& m_names;
 };
 
+// What the preconditioned sharpness (Cohen et al. 2022; ALGORITHMS.md section 12) needs from an optimizer:
+// the step size each coordinate's next update takes, D = eta_i / P_i (per tensor, flat, float64; blockwise
+// multipliers are in eta_i), so that D^{1/2} H D^{1/2} is the Hessian as the update sees it, and the
+// stability threshold of that matrix's largest eigenvalue: (2 + 2 beta1) / (1 - beta1) for momentum kept as
+// an exponential average (38 at beta1 = 0.9), 2 without momentum. `per_tensor` is empty before the first
+// step (no second moments yet).
+struct StepSizes {
+  std::vector<torch::Tensor> per_tensor;
+  double threshold = 2;
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -131,6 +142,9 @@ class Optimizer {
   virtual StateDict state_dict() const = 0;
   virtual void load_state_dict(const StateLookup& get) = 0;
   virtual int64_t state_bytes() const = 0;
+  // The diagonal preconditioner as step sizes; nullopt for an optimizer whose update is not one
+  // (projected, clipped, partial-momentum ones).
+  virtual std::optional<StepSizes> step_sizes() const { return std::nullopt; }
 };
 
 // Rejects invalid hyperparameters up front, naming the option.

@@ -59,6 +59,9 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--trace-block-eigs", t->trace.block_eigs, "also lambda_max of every tensor's block (slow)");
   add_enum_option(cmd, "--trace-curvature", t->trace.curvature, curvature_words(), kCurvatureHelp);
+  cmd->add_flag("--trace-preconditioned", t->trace.preconditioned,
+                "also lambda_max(P^-1 H) of the live optimizer's preconditioner and its edge-of-stability threshold "
+                "(adamw, adam-mini, sgd-sai)");
   add_enum_option(cmd, "--on-nonfinite", t->on_nonfinite, {{"skip", OnNonfinite::Skip}, {"abort", OnNonfinite::Abort}},
                   "non-finite loss or gradient: skip the step (counted) or abort");
   cmd->add_flag("--zero1", t->zero1,

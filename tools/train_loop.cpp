@@ -169,6 +169,10 @@ TrainResult train(Session& s, const TrainOptions& t) {
   if (t.dist_check_every < 0) throw UserError("--dist-check-every must be >= 0");
   auto opt =
       t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
+  if (t.trace.preconditioned && t.trace.every == 0) throw UserError("--trace-preconditioned needs --trace-every K");
+  if (t.trace.preconditioned && !opt->step_sizes())
+    throw UserError("--trace-preconditioned: optimizer " + opt->name() +
+                    " has no diagonal preconditioner to measure (adamw, adam-mini and sgd-sai have)");
   if (dist::is_main()) prepare_out_dir(s.opt.out);
 
   const std::string ckpt = s.opt.out + "/checkpoint.h5";
@@ -205,8 +209,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     const ParamTable table(s.net->named_parameters());
     for (const auto& b : table.blocks()) names.push_back(b.name);
     if (dist::is_main())
-      trace_file =
-          std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names, t.trace.curvature);
+      trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names, t.trace.curvature,
+                                               t.trace.preconditioned);
   }
   const ParamTable flat_table(s.net->named_parameters());
   auto flat_params = [&] {
@@ -286,7 +290,13 @@ TrainResult train(Session& s, const TrainOptions& t) {
     }
     if (traced) {
       bar.finish();
-      const TraceRecord rec = tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before);
+      Preconditioning pre;  // the live optimizer's step sizes, after this step's update
+      if (t.trace.preconditioned) {
+        const auto sizes = opt->step_sizes();
+        if (sizes && !sizes->per_tensor.empty()) pre = {torch::cat(sizes->per_tensor), sizes->threshold};
+      }
+      const TraceRecord rec = tracer->measure(step + 1, r.final_train_loss, lr, flat_params() - before,
+                                              t.trace.preconditioned ? &pre : nullptr);
       if (trace_file) trace_file->append(rec);
     }
     char status[96];

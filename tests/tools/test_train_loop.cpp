@@ -202,3 +202,60 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   auto a = traced.net->parameters(), b = plain.net->parameters();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
 }
+
+// Oracle for --trace-preconditioned: at the last record (the final parameters and the checkpointed AdamW
+// state) D = lr / (sqrt(v / (1 - beta2^t)) + eps) from the checkpoint's exp_avg_sq, the dense Hessian of the
+// probe batch, and lambda_max(D^1/2 H D^1/2) / lr from its eigendecomposition; the threshold 38 / lr.
+TEST(TrainLoop, PreconditionedSharpnessMatchesDensePreconditionedHessian) {
+  CommonOptions o = tiny("train_trace_pre");
+  o.dtype = torch::kFloat64;
+  o.sets = {"n_layer=1", "dim=8", "n_heads=2", "seq_len=4", "vocab=256"};
+  Session s = open_session(o);
+  TrainOptions t = steps(6);
+  t.trace.every = 3;
+  t.trace.probes = 3;
+  t.trace.tol = 1e-10;
+  t.trace.preconditioned = true;
+  t.checkpoint_every = 6;  // the final optimizer state, for the oracle
+  train(s, t);
+  const std::string trace = o.out + "/trace.h5";
+  auto pre = read_h5_dataset(trace, "sharpness/preconditioned_lambda_max", "test");
+  auto thr = read_h5_dataset(trace, "sharpness/preconditioned_threshold", "test");
+  auto lr = read_h5_dataset(trace, "lr", "test");
+  ASSERT_EQ(pre.numel(), 2);
+  const double eta = lr[1].item<double>();
+  EXPECT_NEAR(thr[1].item<double>(), (2 + 2 * 0.9) / (1 - 0.9) / eta, 1e-12 / eta);
+  const std::string ckpt = o.out + "/checkpoint.h5";
+  const int64_t step = read_h5_dataset(ckpt, "optimizer/step", "test").item<int64_t>();
+  ASSERT_EQ(step, 6);
+  const double bc2 = 1 - std::pow(t.optim.beta2, static_cast<double>(step));
+  std::vector<torch::Tensor> d;
+  for (const auto& [name, p] : s.net->named_parameters()) {
+    auto v = read_h5_dataset(ckpt, "optimizer/" + name + "/exp_avg_sq", "test").to(torch::kFloat64).reshape({-1});
+    d.push_back(eta / ((v / bc2).sqrt() + t.optim.eps));
+  }
+  const auto root = torch::cat(d).sqrt();
+  Batch probe = s.data->n_val_batches() > 0 ? s.val_batch(0) : s.train_batch(0);
+  probe.inputs = probe.inputs.narrow(0, 0, t.trace.batch_size);
+  probe.targets = probe.targets.narrow(0, 0, t.trace.batch_size);
+  HvpOperator H(*s.net, {probe}, s.loss, "brown");
+  const auto dense = dense_matrix(H.as_op(), H.size());
+  const auto A = root.unsqueeze(1) * dense * root.unsqueeze(0);
+  const double exact = torch::linalg_eigvalsh(A, "L").max().item<double>() / eta;
+  EXPECT_NEAR(pre[1].item<double>(), exact, 1e-7 * std::abs(exact));
+}
+
+TEST(TrainLoop, PreconditionedSharpnessNeedsADiagonalPreconditioner) {
+  CommonOptions o = tiny("train_trace_pre_bad");
+  Session s = open_session(o);
+  TrainOptions t = steps(2);
+  t.trace.every = 1;
+  t.trace.preconditioned = true;
+  t.optimizer = "galore";
+  try {
+    train(s, t);
+    FAIL() << "galore has no diagonal preconditioner";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--trace-preconditioned"), std::string::npos) << e.what();
+  }
+}

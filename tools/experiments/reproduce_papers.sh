@@ -102,7 +102,9 @@ mkdir -p "$(dirname "$REPORT")"
   echo "TOKENIZER=$TOKENIZER, DERIVE_AT=$DERIVE_AT). Recipe: ${RECIPE[*]}, warmup $WARMUP."
   for r in "${reports[@]}"; do
     echo
-    sed 's/^# /## /' "$r"
+    echo "## $(basename "$(dirname "$r")")"
+    echo
+    sed 's/^## /#### /; s/^# /### /' "$r"
   done
 } > "$REPORT.tmp"
 mv "$REPORT.tmp" "$REPORT"
