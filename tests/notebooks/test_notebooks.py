@@ -17,7 +17,7 @@ runs = [
 ]
 for opt in ("adamw", "adam-mini"):
     runs.append(["train", *small, "--optimizer", opt, "--steps", "12", "--trace-every", "4", "--trace-probes", "3",
-                 "--eval-batches", "2", "--out", os.path.join(work, "runs", opt)])
+                 "--eval-batches", "2", "--trace-preconditioned", "--out", os.path.join(work, "runs", opt)])
 for args in runs:
     r = subprocess.run([blocksharp, *args], capture_output=True, text=True)
     assert r.returncode == 0, f"{args[0]}: {r.stderr}"
