@@ -379,3 +379,46 @@ TEST(OptimizerRegistry, PublishedDefaultsAndEveryEntryBuilds) {
     EXPECT_NE(std::string(err.what()).find("available: adamw, adam-mini"), std::string::npos) << err.what();
   }
 }
+
+// Oracle for step_sizes() (the tracer's preconditioner): with beta1 = 0 and no weight decay the update is
+// -D * g exactly, so each coordinate's reported step size is -delta p / g of the step just taken. Adam-mini
+// on fused q/k/v weights in both layouts (strided per-head / per-unit blocks) and AdamW.
+TEST(StepSizes, AreTheLastUpdateOverTheGradient) {
+  const int64_t d = 12, hd = 3;
+  for (const std::string opt_name : {"adamw", "adam-mini"})
+    for (const bool conv1d : {false, true}) {
+      const std::string name = conv1d ? "h.0.attn.c_attn.weight" : "layers.0.self_attn.in_proj_weight";
+      const std::vector<int64_t> shape = conv1d ? std::vector<int64_t>{d, 3 * d} : std::vector<int64_t>{3 * d, d};
+      ParamEntry e;
+      e.name = name;
+      e.shape = shape;
+      e.numel = 3 * d * d;
+      e.slices = fused_qkv_slices(name, shape);
+      Partition part;
+      part.params.push_back(make_sliced_block(e, hd));
+      torch::manual_seed(5);
+      auto param = torch::randn(shape, torch::kFloat64);
+      OptimizerOptions o = default_options(opt_name);
+      o.beta1 = 0;
+      o.weight_decay = 0;
+      auto opt = make_optimizer(opt_name, {{name}, {param}, part, {}}, o);
+      ASSERT_TRUE(opt->step_sizes());
+      EXPECT_TRUE(opt->step_sizes()->per_tensor.empty());  // no moments before the first step
+      torch::Tensor before;
+      for (int t = 1; t <= 3; ++t) {
+        opt->set_lrs({1e-3 * t});
+        param.mutable_grad() = grad_at(e.numel, t, 0).view(shape);
+        before = param.detach().clone();
+        opt->step();
+      }
+      const auto sizes = opt->step_sizes();
+      ASSERT_EQ(sizes->per_tensor.size(), 1u);
+      EXPECT_DOUBLE_EQ(sizes->threshold, 2.0);  // beta1 = 0: no momentum
+      const auto g = param.grad().reshape({-1}), moved = (before - param).reshape({-1});
+      const auto nz = g.abs() > 1e-6;  // coordinates with a gradient to divide by
+      ASSERT_GT(nz.sum().item<int64_t>(), e.numel / 2);
+      const auto want = moved.masked_select(nz) / g.masked_select(nz);
+      const auto got = sizes->per_tensor[0].masked_select(nz);
+      EXPECT_LT(((got - want).abs().max() / want.abs().max()).item<double>(), 1e-9) << opt_name << " " << name;
+    }
+}
