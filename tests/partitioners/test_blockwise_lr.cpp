@@ -100,8 +100,11 @@ TEST(BlockwiseLr, InverseSharpnessKeepsThePaperMultiplierWhereSharpnessIsNotReso
     const bool expect_resolved = g["group"] != "Emb" && g["group"] != "QK";
     EXPECT_EQ(g["sharpness_resolved"].get<bool>(), expect_resolved) << g["group"];
   }
-  for (const auto& g : j["groups"])
-    if (g["group"] == "QK") EXPECT_DOUBLE_EQ(g["avg_sharpness_stderr"].get<double>(), 2.5 / 16);
+  for (const auto& g : j["groups"]) {
+    if (g["group"] == "QK") {
+      EXPECT_DOUBLE_EQ(g["avg_sharpness_stderr"].get<double>(), 2.5 / 16);
+    }
+  }
   // One resolved group (FFN) has no other to be compared with: the paper's table throughout.
   const std::vector<double> one_resolved = {-1.0, -2.0, 0.5, -4.0, 8.0, -3.0, 1.0};
   j = blockwise_lr_config(t, ModelInfo{}, one_resolved, p, {}, se);
