@@ -134,6 +134,17 @@ TEST(AdamMini, MatchesPublishedFormulaOnBlocks) {
   EXPECT_EQ(opt->state_bytes(), 8 * (numel + 1023 + 1 + 5 + 1));
 }
 
+// A fused q/k/v weight of width d: HF GPT-2's Conv1D c_attn [d, 3d] or nn.MultiheadAttention's
+// in_proj_weight [3d, d], with its q, k, v slices.
+static ParamEntry fused_qkv_entry(bool conv1d, int64_t d) {
+  ParamEntry e;
+  e.name = conv1d ? "h.0.attn.c_attn.weight" : "layers.0.self_attn.in_proj_weight";
+  e.shape = conv1d ? std::vector<int64_t>{d, 3 * d} : std::vector<int64_t>{3 * d, d};
+  e.numel = 3 * d * d;
+  e.slices = fused_qkv_slices(e.name, e.shape);
+  return e;
+}
+
 TEST(AdamMini, SlicedFusedWeightsMatchPerBlockReference) {
   // A fused q/k/v weight in both layouts (nn.MultiheadAttention's in_proj_weight [3d, d] and HF
   // GPT-2's Conv1D c_attn [d, 3d]), d = 12, 4 heads of 3: q and k one block per head, v one per
@@ -141,13 +152,9 @@ TEST(AdamMini, SlicedFusedWeightsMatchPerBlockReference) {
   // the scalar Adam-mini reference run on each block's elements alone.
   const int64_t d = 12, heads = 4, hd = 3;
   for (const bool conv1d : {false, true}) {
-    const std::string name = conv1d ? "h.0.attn.c_attn.weight" : "layers.0.self_attn.in_proj_weight";
-    const std::vector<int64_t> shape = conv1d ? std::vector<int64_t>{d, 3 * d} : std::vector<int64_t>{3 * d, d};
-    ParamEntry e;
-    e.name = name;
-    e.shape = shape;
-    e.numel = 3 * d * d;
-    e.slices = fused_qkv_slices(name, shape);
+    const ParamEntry e = fused_qkv_entry(conv1d, d);
+    const std::string& name = e.name;
+    const std::vector<int64_t>& shape = e.shape;
     ASSERT_EQ(e.slices.size(), 3u);
     Partition part;
     part.params.push_back(make_sliced_block(e, hd));
@@ -387,13 +394,9 @@ TEST(StepSizes, AreTheLastUpdateOverTheGradient) {
   const int64_t d = 12, hd = 3;
   for (const std::string opt_name : {"adamw", "adam-mini"})
     for (const bool conv1d : {false, true}) {
-      const std::string name = conv1d ? "h.0.attn.c_attn.weight" : "layers.0.self_attn.in_proj_weight";
-      const std::vector<int64_t> shape = conv1d ? std::vector<int64_t>{d, 3 * d} : std::vector<int64_t>{3 * d, d};
-      ParamEntry e;
-      e.name = name;
-      e.shape = shape;
-      e.numel = 3 * d * d;
-      e.slices = fused_qkv_slices(name, shape);
+      const ParamEntry e = fused_qkv_entry(conv1d, d);
+      const std::string& name = e.name;
+      const std::vector<int64_t>& shape = e.shape;
       Partition part;
       part.params.push_back(make_sliced_block(e, hd));
       torch::manual_seed(5);

@@ -171,6 +171,14 @@ TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
   }
 }
 
+// The tracer's probe batch: the first `rows` rows of the first validation batch (else training batch).
+static Batch tracer_probe(const Session& s, int64_t rows) {
+  Batch probe = s.data->n_val_batches() > 0 ? s.val_batch(0) : s.train_batch(0);
+  probe.inputs = probe.inputs.narrow(0, 0, rows);
+  probe.targets = probe.targets.narrow(0, 0, rows);
+  return probe;
+}
+
 // Oracle: the last record is measured at the final parameters, so its lambda_max equals the dense
 // eigendecomposition of the probe batch's Hessian there; tracing never changes the trained parameters.
 TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
@@ -187,10 +195,7 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   auto st = read_h5_dataset(o.out + "/trace.h5", "step", "test");
   ASSERT_EQ(st.numel(), 2);
   EXPECT_EQ(st[1].item<int64_t>(), 6);
-  Batch probe = traced.data->n_val_batches() > 0 ? traced.val_batch(0) : traced.train_batch(0);
-  probe.inputs = probe.inputs.narrow(0, 0, t.trace.batch_size);  // the tracer's probe rows
-  probe.targets = probe.targets.narrow(0, 0, t.trace.batch_size);
-  HvpOperator H(*traced.net, {probe}, traced.loss, "brown");
+  HvpOperator H(*traced.net, {tracer_probe(traced, t.trace.batch_size)}, traced.loss, "brown");
   const double exact = dense_eigs(H.as_op(), H.size()).values.front();
   EXPECT_NEAR(lmax[1].item<double>(), exact, 1e-7 * std::abs(exact));
 
@@ -235,10 +240,7 @@ TEST(TrainLoop, PreconditionedSharpnessMatchesDensePreconditionedHessian) {
     d.push_back(eta / ((v / bc2).sqrt() + t.optim.eps));
   }
   const auto root = torch::cat(d).sqrt();
-  Batch probe = s.data->n_val_batches() > 0 ? s.val_batch(0) : s.train_batch(0);
-  probe.inputs = probe.inputs.narrow(0, 0, t.trace.batch_size);
-  probe.targets = probe.targets.narrow(0, 0, t.trace.batch_size);
-  HvpOperator H(*s.net, {probe}, s.loss, "brown");
+  HvpOperator H(*s.net, {tracer_probe(s, t.trace.batch_size)}, s.loss, "brown");
   const auto dense = dense_matrix(H.as_op(), H.size());
   const auto A = root.unsqueeze(1) * dense * root.unsqueeze(0);
   const double exact = torch::linalg_eigvalsh(A, "L").max().item<double>() / eta;
