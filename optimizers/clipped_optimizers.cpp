@@ -1,6 +1,7 @@
 // Coordinate-wise clipping (Pan & Li 2023, panyan7/adam-vs-sgd): the threshold tau is |g| at index
 // int(N c) of the descending sort over all tensors together (c = 0: no clipping, c = 1: tau = 0), times
-// threshold_scale; SGDClip and AdamClip apply it through their functors.
+// threshold_scale; SGDClip and AdamClip apply it through their functors. The order statistic is
+// found in about one read of the gradients (order_statistic.h), not by sorting a float64 copy.
 #include "clipped_optimizers.h"
 
 #include <cmath>
@@ -13,17 +14,19 @@
 
 namespace bs {
 
-double clip_threshold(const std::vector<torch::Tensor>& grads, double fraction, double scale) {
+double clip_threshold(const std::vector<AbsSource>& values, double fraction, double scale) {
   if (!(fraction >= 0 && fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
   if (fraction == 0) return std::numeric_limits<double>::infinity();
-  std::vector<torch::Tensor> flat;
-  for (const auto& g : grads)
-    if (g.defined()) flat.push_back(g.detach().abs().reshape({-1}).to(torch::kFloat64));
-  auto all = torch::cat(flat);
-  const int64_t n = all.numel(), idx = static_cast<int64_t>(static_cast<double>(n) * fraction);
+  const int64_t n = total_values(values), idx = static_cast<int64_t>(static_cast<double>(n) * fraction);
   if (idx >= n) return 0.0;
-  // Descending index idx is ascending position n-1-idx: the (n-idx)-th smallest.
-  return std::get<0>(torch::kthvalue(all, n - idx)).item<double>() * scale;
+  // Descending index idx is ascending position n-1-idx.
+  return rth_smallest_abs(values, n - 1 - idx) * scale;
+}
+
+double clip_threshold(const std::vector<torch::Tensor>& grads, double fraction, double scale) {
+  std::vector<AbsSource> values;
+  for (const auto& g : grads) values.push_back({g, {}, 0.0});
+  return clip_threshold(values, fraction, scale);
 }
 
 namespace {
@@ -74,11 +77,8 @@ class AdamClip : public FusedBase {
  protected:
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_params[i].numel()}; }
   void before_step() override {
-    std::vector<torch::Tensor> decayed;  // tau is taken over g + wd p, the gradient that is clipped
-    for (size_t i = 0; i < m_params.size(); ++i) {
-      const auto& p = m_params[i];
-      decayed.push_back(p.grad().defined() ? p.grad() + m_wd[i] * p.detach() : torch::Tensor());
-    }
+    std::vector<AbsSource> decayed;  // tau is taken over g + wd p, the gradient that is clipped
+    for (size_t i = 0; i < m_params.size(); ++i) decayed.push_back({m_params[i].grad(), m_params[i], m_wd[i]});
     m_tau = clip_threshold(decayed, *m_c.fraction, m_c.threshold_scale);
   }
   BS_DISPATCH_UPDATE

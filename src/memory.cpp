@@ -59,6 +59,16 @@ int64_t peak_resident_bytes() {
   return kib < 0 ? -1 : kib * 1024;
 }
 
+int64_t resident_bytes() {
+  const int64_t kib = proc_field_kib("/proc/self/status", "VmRSS");
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+bool reset_peak_resident() {
+  std::ofstream f("/proc/self/clear_refs");
+  return static_cast<bool>(f << "5" << std::flush);
+}
+
 std::string format_bytes(double bytes) {
   char buf[32];
   if (bytes >= 1024.0 * 1024 * 1024)

@@ -12,6 +12,11 @@ namespace bs {
 int64_t available_memory_bytes();
 // Peak resident set size of this process (VmHWM); -1 if unknown.
 int64_t peak_resident_bytes();
+// Resident set size now (VmRSS); -1 if unknown.
+int64_t resident_bytes();
+// Sets the peak (VmHWM) back to the resident size now (Linux's clear_refs 5), so that a benchmark
+// reads the peak of one phase; false where the kernel refuses.
+bool reset_peak_resident();
 // "12.3 GiB"
 std::string format_bytes(double bytes);
 

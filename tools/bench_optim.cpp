@@ -1,10 +1,12 @@
 // `blocksharp bench optim`: optimizer step cost on a GPT-2-like set of float32 tensors (>= 32M
-// parameters), measured with Google Benchmark in one process: step time, bytes moved per step over the
-// copy bandwidth measured in the same run, speedup over LibTorch's AdamW, state bytes over AdamW's.
+// parameters), measured with Google Benchmark in one process at each thread count: step time, bytes a
+// step must move over the copy bandwidth measured at the same thread count, speedup over LibTorch's
+// AdamW, state bytes over AdamW's.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +14,7 @@
 #include "commands.h"
 #include "cpu_loop.h"
 #include "optimizer.h"
+#include "session.h"
 
 namespace bs {
 
@@ -20,7 +23,7 @@ namespace {
 struct OptimBenchOptions {
   int64_t layers = 8, dim = 512, vocab = 16384;
   double min_time = 0.5;
-  int threads = 0;
+  std::vector<int> threads;  // empty: 1 and every core
 };
 
 // Captures each benchmark's real time per iteration (seconds).
@@ -66,6 +69,83 @@ Model gpt2_like(const OptimBenchOptions& o) {
   return m;
 }
 
+// One independent set of parameters, gradients and optimizer; floor_words: float32 words per parameter a step
+// must move.
+struct Case {
+  std::string name;
+  double floor_words;
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<Optimizer> opt;
+};
+
+// One thread count's run: the bandwidth baselines and every case, measured with Google Benchmark.
+nlohmann::json run_at(int threads, int64_t numel, double min_time, std::vector<Case>& cases) {
+  torch::set_num_threads(threads);
+  // Streaming bandwidth at the same thread count: memcpy (2 words per element) and the in-place
+  // y += x (3 words, every written array read first, like an optimizer step). The larger is the
+  // baseline of bandwidth_fraction.
+  auto src = torch::randn({numel}, torch::kFloat32), dst = torch::empty_like(src);
+  const float* sp = src.data_ptr<float>();
+  float* dp = dst.data_ptr<float>();
+  Collect rep;
+  benchmark::RegisterBenchmark("copy",
+                               [&](benchmark::State& st) {
+                                 for (auto _ : st) {
+                                   at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
+                                     std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
+                                   });
+                                   benchmark::ClobberMemory();
+                                 }
+                               })
+      ->UseRealTime()
+      ->MinTime(min_time);
+  benchmark::RegisterBenchmark("axpy",
+                               [&](benchmark::State& st) {
+                                 for (auto _ : st) {
+                                   parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
+                                   benchmark::ClobberMemory();
+                                 }
+                               })
+      ->UseRealTime()
+      ->MinTime(min_time);
+  for (auto& c : cases)
+    benchmark::RegisterBenchmark(c.name.c_str(),
+                                 [&c](benchmark::State& st) {
+                                   for (auto _ : st) c.opt->step();
+                                 })
+        ->UseRealTime()
+        ->MinTime(min_time);
+  int argc = 1;
+  char arg0[] = "blocksharp";
+  char* argv[] = {arg0, nullptr};
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks(&rep);
+  benchmark::ClearRegisteredBenchmarks();
+
+  const double n = static_cast<double>(numel);
+  const double memcpy_bw = 2.0 * 4.0 * n / rep.seconds.at("copy"), axpy_bw = 3.0 * 4.0 * n / rep.seconds.at("axpy");
+  const double copy_bw = std::max(memcpy_bw, axpy_bw);
+  const double t_torch = rep.seconds.at("torch-adamw"), t_adamw = rep.seconds.at("adamw");
+  const int64_t adamw_state = cases[0].opt->state_bytes();
+  nlohmann::json out = {{"threads", torch::get_num_threads()},
+                        {"memcpy_bandwidth_GBps", memcpy_bw / 1e9},
+                        {"axpy_bandwidth_GBps", axpy_bw / 1e9},
+                        {"copy_bandwidth_GBps", copy_bw / 1e9}};
+  for (auto& c : cases) {
+    const double t = rep.seconds.at(c.name);
+    const double bw = c.floor_words * 4.0 * n / t;
+    out["optimizers"][c.name] = {{"step_ms", t * 1e3},
+                                 {"bytes_per_step", c.floor_words * 4.0 * n},
+                                 {"bandwidth_GBps", bw / 1e9},
+                                 {"bandwidth_fraction", bw / copy_bw},
+                                 {"speedup_vs_torch_adamw", t_torch / t},
+                                 {"step_time_over_adamw", t / t_adamw},
+                                 {"state_bytes", c.opt->state_bytes()},
+                                 {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_bench_optim(CLI::App& bench) {
@@ -75,56 +155,32 @@ void register_bench_optim(CLI::App& bench) {
   cmd->add_option("--dim", o->dim, "model width")->capture_default_str();
   cmd->add_option("--vocab", o->vocab, "embedding rows")->capture_default_str();
   cmd->add_option("--min-time", o->min_time, "Google Benchmark min time per optimizer (s)")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
+  cmd->add_option("--threads", o->threads,
+                  "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   cmd->callback([o] {
-    if (o->threads > 0) torch::set_num_threads(o->threads);
+    if (o->threads.empty()) {
+      o->threads = {1};
+      if (const int all = default_training_threads(); all > 1) o->threads.push_back(all);
+    }
     const Model model = gpt2_like(*o);
     torch::manual_seed(0);
     int64_t numel = 0;
     for (const auto& s : model.shapes) numel += c10::multiply_integers(s);
 
-    // Streaming bandwidth on the same machine and threads: memcpy (2 words per element) and the
-    // in-place y += x (3 words, every written array read first, like an optimizer step). The larger is
-    // the baseline of bandwidth_fraction.
-    auto src = torch::randn({numel}, torch::kFloat32), dst = torch::empty_like(src);
-    const float* sp = src.data_ptr<float>();
-    float* dp = dst.data_ptr<float>();
-    Collect rep;
-    benchmark::RegisterBenchmark("copy",
-                                 [&](benchmark::State& st) {
-                                   for (auto _ : st) {
-                                     at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
-                                       std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
-                                     });
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(o->min_time);
-    benchmark::RegisterBenchmark("axpy",
-                                 [&](benchmark::State& st) {
-                                   for (auto _ : st) {
-                                     parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(o->min_time);
-
-    // One independent set of parameters, gradients and optimizer per method.
-    struct Case {
-      std::string name;
-      double bytes_per_element;  // float32 words read + written per parameter per step
-      std::vector<torch::Tensor> params;
-      std::unique_ptr<Optimizer> opt;
-    };
+    // One independent set of parameters, gradients and optimizer per method. The floor counts the
+    // float32 words a step must move per parameter: the update's reads and writes, plus one read of
+    // what the clipping threshold is taken over (a global order statistic needs every value first).
     std::vector<Case> cases;
     ParamTable table;
-    for (const auto& [name, words] : std::vector<std::pair<std::string, double>>{
-             {"adamw", 7}, {"torch-adamw", 7}, {"adam-mini", 5}, {"sgd-sai", 5}, {"apollo-mini", 3}}) {
+    const std::vector<std::pair<std::string, double>> methods = {
+        {"adamw", 7},       {"torch-adamw", 7},     {"adam-mini", 5},    {"sgd-sai", 5},
+        {"apollo-mini", 3}, {"blockwise-adamw", 7}, {"sgd-clip", 5 + 1}, {"adam-clip", 7 + 2}};
+    for (const auto& [name, words] : methods) {
       Case c;
       c.name = name;
-      c.bytes_per_element = 4 * words;
+      c.floor_words = words;
       std::vector<std::pair<std::string, torch::Tensor>> named;
       for (size_t i = 0; i < model.names.size(); ++i) {
         auto p = torch::randn(model.shapes[i], torch::kFloat32);
@@ -136,63 +192,36 @@ void register_bench_optim(CLI::App& bench) {
       ModelInfo info;
       info.dim = o->dim;
       info.n_heads = 8;
+      const std::string opt_name = name == "blockwise-adamw" ? "adamw" : name;
       OptimizerInputs in{model.names, c.params, name == "adam-mini" ? adam_mini_rules(table, info) : Partition{}, {}};
-      c.opt = make_optimizer(name, in, default_options(name));
+      in.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;  // the paper's defaults
+      c.opt = make_optimizer(opt_name, in, default_options(opt_name));
+      if (name == "blockwise-adamw") {  // a learning rate per tensor, as a blockwise_lr config sets them
+        std::vector<double> lrs;
+        for (size_t i = 0; i < model.names.size(); ++i) lrs.push_back(1e-3 * (1 + static_cast<double>(i % 5)));
+        c.opt->set_lrs(lrs);
+      }
       c.opt->step();  // allocate state outside the timing
       cases.push_back(std::move(c));
     }
-    for (auto& c : cases)
-      benchmark::RegisterBenchmark(c.name.c_str(),
-                                   [&c](benchmark::State& st) {
-                                     for (auto _ : st) c.opt->step();
-                                   })
-          ->UseRealTime()
-          ->MinTime(o->min_time);
-    int argc = 1;
-    char arg0[] = "blocksharp";
-    char* argv[] = {arg0, nullptr};
-    benchmark::Initialize(&argc, argv);
-    benchmark::RunSpecifiedBenchmarks(&rep);
-    benchmark::ClearRegisteredBenchmarks();
-
-    const double memcpy_bw = 2.0 * 4.0 * static_cast<double>(numel) / rep.seconds.at("copy");
-    const double axpy_bw = 3.0 * 4.0 * static_cast<double>(numel) / rep.seconds.at("axpy");
-    const double copy_bw = std::max(memcpy_bw, axpy_bw);
-    const double t_torch = rep.seconds.at("torch-adamw"), t_adamw = rep.seconds.at("adamw");
-    const int64_t adamw_state = cases[0].opt->state_bytes();
-    nlohmann::json out = {{"bench", "optim"},
-                          {"parameters", numel},
-                          {"tensors", model.names.size()},
-                          {"dtype", "float32"},
-                          {"threads", torch::get_num_threads()},
-                          {"memcpy_bandwidth_GBps", memcpy_bw / 1e9},
-                          {"axpy_bandwidth_GBps", axpy_bw / 1e9},
-                          {"copy_bandwidth_GBps", copy_bw / 1e9}};
-    for (auto& c : cases) {
-      const double t = rep.seconds.at(c.name);
-      const double bw = c.bytes_per_element * static_cast<double>(numel) / t;
-      out["optimizers"][c.name] = {{"step_ms", t * 1e3},
-                                   {"bytes_per_step", c.bytes_per_element * static_cast<double>(numel)},
-                                   {"bandwidth_GBps", bw / 1e9},
-                                   {"bandwidth_fraction", bw / copy_bw},
-                                   {"speedup_vs_torch_adamw", t_torch / t},
-                                   {"step_time_over_adamw", t / t_adamw},
-                                   {"state_bytes", c.opt->state_bytes()},
-                                   {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
-    }
+    nlohmann::json out = {
+        {"bench", "optim"}, {"parameters", numel}, {"tensors", model.names.size()}, {"dtype", "float32"}};
+    for (int t : o->threads) out["runs"].push_back(run_at(t, numel, o->min_time, cases));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {
+      const Case& apollo =
+          *std::find_if(cases.begin(), cases.end(), [](const Case& c) { return c.name == "apollo-mini"; });
       std::vector<std::string> names;
       std::vector<torch::Tensor> ts;
       for (size_t i = 0; i < model.names.size(); ++i)
         if (model.shapes[i].size() == 2 &&
             (model.names[i].find("attn") != std::string::npos || model.names[i].find("mlp") != std::string::npos)) {
           names.push_back(model.names[i]);
-          ts.push_back(cases.back().params[i]);
+          ts.push_back(apollo.params[i]);
         }
       auto mini = make_optimizer("apollo-mini", OptimizerInputs(names, ts), default_options("apollo-mini"));
       auto full = make_optimizer("adamw", OptimizerInputs(names, ts), default_options("adamw"));
-      out["optimizers"]["apollo-mini"]["state_bytes_over_adamw_projected_weights"] =
+      out["apollo_mini_state_bytes_over_adamw_projected_weights"] =
           static_cast<double>(mini->state_bytes()) / static_cast<double>(full->state_bytes());
     }
     std::printf("%s\n", out.dump(2).c_str());

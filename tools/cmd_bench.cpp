@@ -284,6 +284,7 @@ void register_bench(CLI::App& app) {
   hvp->add_option("--threads", o->threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   register_bench_optim(*bench);
   register_bench_dist(*bench);
+  register_bench_train(*bench);
   hvp->callback([o] {
     nlohmann::json out = {
         {"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};

@@ -14,6 +14,9 @@ void register_train(CLI::App& app) {
   auto common = std::make_shared<CommonOptions>();
   auto t = std::make_shared<TrainOptions>();
   add_common_options(cmd, *common);
+  cmd->get_option("--threads")
+      ->description(
+          "intra-op threads (0: every core, shared among a host's ranks; OMP_NUM_THREADS, when set, decides instead)");
   std::string optimizers;  // the registry's names; --list-optimizers shows what each is
   for (const auto& e : optimizer_registry()) optimizers += (optimizers.empty() ? "" : ", ") + e.name;
   cmd->add_option("--optimizer", t->optimizer, optimizers + " (--list-optimizers: what each is)")
@@ -112,6 +115,7 @@ void register_train(CLI::App& app) {
     if (t->resume && !common->params_file.empty())  // before the session loads --params
       throw UserError(
           "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
+    if (common->threads == 0) common->threads = default_training_threads();
     Session s = open_session(*common);
     train(s, *t);
   });

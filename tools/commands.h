@@ -12,5 +12,6 @@ void register_config(CLI::App& app);
 void register_launch(CLI::App& app);
 void register_bench_optim(CLI::App& bench);  // a `bench` subcommand
 void register_bench_dist(CLI::App& bench);   // a `bench` subcommand
+void register_bench_train(CLI::App& bench);  // a `bench` subcommand
 
 }  // namespace bs

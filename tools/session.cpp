@@ -2,11 +2,13 @@
 #include "session.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -116,6 +118,20 @@ void load_params(Network& net, const std::string& path) {
   }
   torch::NoGradGuard g;
   for (auto& [t, v] : copies) t.copy_(v.to(t.scalar_type()));
+}
+
+int default_training_threads() {
+  if (std::getenv("OMP_NUM_THREADS")) return 0;
+  cpu_set_t set;
+  int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+  if (cores <= 0) cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  int ranks = 1;
+  for (const char* var : {"LOCAL_WORLD_SIZE", "WORLD_SIZE"})
+    if (const char* v = std::getenv(var)) {
+      ranks = std::max(1, std::atoi(v));
+      break;
+    }
+  return std::max(1, cores / ranks);
 }
 
 Session open_session(const CommonOptions& opt) {

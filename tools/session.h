@@ -64,6 +64,11 @@ struct Session {
 
 Session open_session(const CommonOptions& opt);
 
+// The intra-op threads a training run takes when --threads is not given: every core this process may
+// run on, shared among the ranks of this host when data parallel (LOCAL_WORLD_SIZE, else WORLD_SIZE);
+// 0 (LibTorch's default) where OMP_NUM_THREADS is set, which then decides, as in PyTorch.
+int default_training_threads();
+
 // Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
 void load_params(Network& net, const std::string& path);
 

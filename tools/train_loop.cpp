@@ -29,6 +29,12 @@
 
 namespace bs {
 
+std::string first_nonfinite_grad(const Network& net) {
+  for (const auto& [name, p] : net.named_parameters())
+    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
+  return "";
+}
+
 namespace {
 double validation_loss(Session& s, int64_t max_batches) {
   const int64_t n = std::min(max_batches, s.data->n_val_batches());
@@ -37,12 +43,6 @@ double validation_loss(Session& s, int64_t max_batches) {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += batch_loss(*s.net, s.val_batch(i), s.loss, s.opt.data).item<double>();
   return dist::all_reduce_mean(sum / static_cast<double>(n));  // each rank saw an equal share of every batch
-}
-
-std::string first_nonfinite_grad(const Network& net) {
-  for (const auto& [name, p] : net.named_parameters())
-    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
-  return "";
 }
 
 void write_final_params(const std::string& path, const Network& net, const std::string& model, OutputSet& set) {
@@ -358,6 +358,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
       {"skipped_steps", r.skipped_steps},
       {"optimizer_state_bytes", opt->state_bytes()},
       {"world_size", dist::world_size()},
+      {"threads", torch::get_num_threads()},
       {"zero1", t.zero1},
       {"optimizer_state_bytes_per_rank", state_per_rank},
       {"bytes_communicated_per_rank", dist::bytes_communicated()},

@@ -60,4 +60,7 @@ struct TrainResult {
 
 TrainResult train(Session& s, const TrainOptions& t);
 
+// The name of the first parameter whose gradient holds a NaN or an infinity; "" if none.
+std::string first_nonfinite_grad(const Network& net);
+
 }  // namespace bs

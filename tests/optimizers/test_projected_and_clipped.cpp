@@ -172,6 +172,43 @@ TEST(Clip, ThresholdIsTheSortedIndex) {
   EXPECT_DOUBLE_EQ(clip_threshold(g, 1.0, 1.0), 0.0);
 }
 
+// The bracketed selection (order_statistic.h) against a full sort of every value, exactly, at every
+// rank class: extremes, the clipping optimizers' ranks, heavy ties (zeros, a repeated value, both
+// bracket ends tied), float32 and float64 tensors together, and the |g + wd p| form of AdamClip
+// (computed in the tensor's dtype, as ATen's g + wd * p).
+TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
+  torch::manual_seed(11);
+  auto g32 = torch::randn({300, 257}, torch::kFloat32), g64 = torch::randn({40001}, torch::kFloat64);
+  auto zeros = torch::zeros({20000}, torch::kFloat32), same = torch::full({30000}, 0.25, torch::kFloat64);
+  auto heavy = torch::randn({50000}, torch::kFloat32).pow(7);  // values spread over many binades
+  auto p32 = torch::randn_like(g32), p64 = torch::randn_like(g64);
+  // Adversarial for the sample: every 4th value large, exactly where the stride-4 sample looks, so the
+  // bracket misses low ranks and the full selection answers.
+  auto pos = torch::arange(1 << 18, torch::kFloat64);
+  auto strided = torch::where(pos.remainder(4) == 0, 1e3 + pos, 1e-3 * pos);
+  const std::vector<std::vector<AbsSource>> cases = {
+      {{g32, {}, 0}},
+      {{g32, {}, 0}, {g64, {}, 0}, {heavy, {}, 0}},
+      {{zeros, {}, 0}, {g32, {}, 0}, {same, {}, 0}},
+      {{g32, p32, 0.1}, {g64, p64, 0.03}, {torch::Tensor(), {}, 0}},
+      {{same, {}, 0}, {zeros, {}, 0}},
+      {{strided, {}, 0}},
+  };
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const int64_t n = total_values(cases[c]);
+    for (double f : {0.0, 1e-4, 0.1, 0.5, 0.9, 0.37, 1.0}) {
+      const int64_t r = std::min<int64_t>(n - 1, static_cast<int64_t>(static_cast<double>(n) * f));
+      EXPECT_EQ(rth_smallest_abs(cases[c], r), rth_smallest_abs_reference(cases[c], r)) << "case " << c << " r " << r;
+    }
+  }
+  // The clipping threshold over a large float32 set equals the definition (sorted |g|, descending index).
+  std::vector<torch::Tensor> big = {torch::randn({1 << 20}), torch::randn({3, 1000})};
+  auto all = torch::cat({big[0].reshape(-1), big[1].reshape(-1)}).abs().to(torch::kFloat64);
+  const auto sorted = std::get<0>(all.sort(0, /*descending=*/true));
+  const int64_t idx = static_cast<int64_t>(static_cast<double>(all.numel()) * 0.1);
+  EXPECT_EQ(clip_threshold(big, 0.1, 1.0), sorted[idx].item<double>());
+}
+
 TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
   for (const char* method : {"sgd-clip", "adam-clip"}) {
     torch::manual_seed(3);

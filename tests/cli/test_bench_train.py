@@ -1,0 +1,75 @@
+"""`bench train` and `bench optim` on tiny shapes, and train's thread default. Oracles: the PyTorch
+script builds the same architecture (parameter counts equal ours) on the same batch (the same token
+sum from the same seed); each ratio is the quotient of the figures it is made of; train without
+--threads takes every core this process may use, unless OMP_NUM_THREADS decides or --threads is given.
+Speed itself is not asserted (a benchmark, not a timed test)."""
+import json
+import os
+import subprocess
+import sys
+
+blocksharp, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+
+
+def run(args, env=None):
+    r = subprocess.run([blocksharp, *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, (args, r.stderr)
+    return r.stdout
+
+
+# bench train: blocksharp (both matrix-product backends) against the PyTorch eager script.
+out = json.loads(run(["bench", "train", "--models", "gpt2-tiny,llama-tiny", "--steps", "2", "--rounds", "1",
+                      "--batch-size", "2", "--threads", "1"]))
+assert out["threads"] == 1, out["threads"]
+for model in ("gpt2-tiny", "llama-tiny"):
+    m = out["models"][model]
+    theirs = m["pytorch_eager"]
+    assert theirs["threads"] == 1, theirs
+    for key in ("blocksharp", "blocksharp_libtorch_gemm"):
+        ours = m[key]
+        assert ours["parameters"] == theirs["parameters"], (model, ours["parameters"], theirs["parameters"])
+        assert ours["token_sum"] == theirs["token_sum"], (model, ours["token_sum"], theirs["token_sum"])
+        assert ours["seq_len"] == theirs["seq_len"] == 64, (ours["seq_len"], theirs["seq_len"])
+        ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
+        assert abs(ours["tokens_per_s_over_pytorch"] - ratio) <= 1e-12 * ratio, (ours, ratio)
+        assert abs(ours["tokens_per_s"] - 2 * 64 / (ours["step_ms"] / 1e3)) <= 1e-9 * ours["tokens_per_s"]
+        assert ours["peak_rss_MiB"] >= ours["rss_before_model_MiB"] > 0, ours
+        assert 4.0 < ours["last_loss"] < 6.5 and 4.0 < theirs["last_loss"] < 6.5, (ours, theirs)  # near ln 256
+    assert "LibTorch" in m["blocksharp_libtorch_gemm"]["gemm"], m["blocksharp_libtorch_gemm"]["gemm"]
+print("bench train: same parameters and tokens on both sides, ratios consistent")
+
+bad = subprocess.run([blocksharp, "bench", "train", "--script", os.path.join(work, "missing.py")],
+                     capture_output=True, text=True)
+assert bad.returncode != 0 and bad.stderr.startswith("blocksharp: error: --script"), bad.stderr
+
+# bench optim at two thread counts, each with its own bandwidth baseline and every optimizer.
+out = json.loads(run(["bench", "optim", "--threads", "1,2", "--layers", "1", "--dim", "64", "--vocab", "256",
+                      "--min-time", "0.01"]))
+assert [r["threads"] for r in out["runs"]] == [1, 2], out["runs"]
+for r in out["runs"]:
+    assert r["copy_bandwidth_GBps"] == max(r["memcpy_bandwidth_GBps"], r["axpy_bandwidth_GBps"]) > 0
+    names = set(r["optimizers"])
+    assert names == {"adamw", "torch-adamw", "adam-mini", "sgd-sai", "apollo-mini", "blockwise-adamw", "sgd-clip",
+                     "adam-clip"}, names
+    adamw = r["optimizers"]["adamw"]
+    for name, o in r["optimizers"].items():
+        assert abs(o["step_time_over_adamw"] - o["step_ms"] / adamw["step_ms"]) <= 1e-9 * o["step_time_over_adamw"]
+        frac = o["bytes_per_step"] / (o["step_ms"] / 1e3) / (r["copy_bandwidth_GBps"] * 1e9)
+        assert abs(o["bandwidth_fraction"] - frac) <= 1e-9 * frac, (name, o)
+print("bench optim: runs at 1 and 2 threads, fractions consistent")
+
+# train's thread default.
+env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+cores = len(os.sched_getaffinity(0))
+for extra, env_threads, want in (([], None, cores), (["--threads", "1"], None, 1), ([], "1", 1)):
+    e = dict(env)
+    if env_threads:
+        e["OMP_NUM_THREADS"] = env_threads
+    d = os.path.join(work, f"threads{len(extra)}{env_threads}")
+    run(["train", "--steps", "1", "--eval-batches", "1", "--out", d, *extra], env=e)
+    got = json.load(open(os.path.join(d, "train_summary.json")))["threads"]
+    assert got == want, (extra, env_threads, got, want)
+help_text = run(["train", "--help"])
+assert "every core" in help_text, help_text
+print(f"train threads: {cores} by default (every core), --threads and OMP_NUM_THREADS decide when given")

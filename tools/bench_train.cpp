@@ -1,0 +1,198 @@
+// `blocksharp bench train`: tokens per second of a full training step (forward, loss, backward, the
+// non-finite check, global-norm clipping, AdamW) of built-in language models, against the same
+// architecture in plain PyTorch eager (tools/experiments/bench_train_pytorch.py) run by this command
+// with the same batch (same seed, same random tokens), threads and LibTorch; one JSON object of ratios.
+// Peak resident memory is read per phase (VmHWM reset before each model is built).
+#include <algorithm>
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "errors.h"
+#include "gemm.h"
+#include "memory.h"
+#include "optimizer_setup.h"
+#include "progress.h"
+#include "session.h"
+#include "train_loop.h"
+
+#ifndef BS_SOURCE_DIR
+#define BS_SOURCE_DIR "."
+#endif
+
+namespace bs {
+
+namespace {
+
+struct TrainBenchOptions {
+  std::vector<std::string> models = {"gpt2-small-cpu", "llama-small-cpu"};
+  int64_t batch_size = 8, seq_len = 0, steps = 10, rounds = 2;
+  int threads = 0;  // 0: every core
+  uint64_t seed = 0;
+  std::vector<std::string> backends = {"onednn", "libtorch"};
+  std::string python = "/usr/bin/python3";  // "" or "none": blocksharp only
+  std::string script = std::string(BS_SOURCE_DIR) + "/tools/experiments/bench_train_pytorch.py";
+};
+
+// The same tokens as the script's torch.randint(0, vocab, (B, T + 1), generator seeded with `seed`).
+Batch random_tokens(int64_t vocab, int64_t B, int64_t T, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto t = torch::randint(0, vocab, {B, T + 1}, gen, torch::kLong);
+  return {t.slice(1, 0, T).contiguous(), t.slice(1, 1, T + 1).contiguous()};
+}
+
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Median seconds of `steps` training steps of `model`, after two untimed ones; peak memory of the phase.
+nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOptions& o, Progress& bar, int64_t& done) {
+  malloc_trim(0);  // what an earlier phase freed leaves the process, so that this phase's growth is its own
+  reset_peak_resident();
+  const int64_t before = resident_bytes();
+  CommonOptions c;
+  c.model = model;
+  c.batch_size = o.batch_size;
+  c.seq_len = o.seq_len;
+  c.seed = o.seed;
+  c.threads = o.threads > 0 ? o.threads : default_training_threads();
+  Session s = open_session(c);
+  const ModelInfo info = s.net->info();
+  const int64_t T = o.seq_len > 0 ? o.seq_len : info.seq_len;
+  const Batch batch = random_tokens(info.vocab, o.batch_size, T, o.seed);
+  OptimizerSetup setup = optimizer_setup("adamw", s.net->named_parameters(), info, {});
+  auto opt = make_optimizer("adamw", setup.inputs, default_options("adamw"));
+  auto params = s.net->parameters();
+  double loss = 0;
+  auto step = [&] {  // as train()'s step, without schedule and data parallelism
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    auto l = batch_loss(*s.net, batch, s.loss, model);
+    loss = l.item<double>();
+    l.backward();
+    if (!first_nonfinite_grad(*s.net).empty()) throw UserError("bench train: non-finite gradient");
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    opt->step();
+  };
+  step();
+  step();
+  std::vector<double> t;
+  for (int64_t i = 0; i < o.steps; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    step();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+    bar.update(++done);
+  }
+  int64_t n = 0;
+  for (const auto& p : params) n += p.numel();
+  return {{"parameters", n},
+          {"seq_len", T},
+          {"step_ms", median(t) * 1e3},
+          {"step_ms_min", *std::min_element(t.begin(), t.end()) * 1e3},
+          {"tokens_per_s", static_cast<double>(o.batch_size * T) / median(t)},
+          {"last_loss", loss},
+          {"token_sum", batch.inputs.sum().item<int64_t>()},
+          {"peak_rss_MiB", static_cast<double>(peak_resident_bytes()) / (1 << 20)},
+          {"rss_before_model_MiB", static_cast<double>(before) / (1 << 20)}};
+}
+
+// The PyTorch script's JSON line for `model`; a failure to run it is one line naming the script.
+nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBenchOptions& o) {
+  const std::string cmd = "'" + o.python + "' '" + o.script + "' --model " + model + " --batch-size " +
+                          std::to_string(o.batch_size) + " --seq-len " + std::to_string(T) + " --threads " +
+                          std::to_string(torch::get_num_threads()) + " --steps " + std::to_string(o.steps) +
+                          " --seed " + std::to_string(o.seed);
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) throw UserError("bench train: cannot run " + o.python);
+  std::string text;
+  char buf[4096];
+  while (size_t k = std::fread(buf, 1, sizeof buf, f)) text.append(buf, k);
+  const int rc = pclose(f);
+  const auto line = text.find('{');
+  if (rc != 0 || line == std::string::npos)
+    throw UserError("bench train: '" + o.script + "' failed (exit " + std::to_string(rc) +
+                    "); --python none measures blocksharp alone");
+  return nlohmann::json::parse(text.substr(line));
+}
+
+}  // namespace
+
+void register_bench_train(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand(
+      "train", "training tokens/s and peak memory against the same model in plain PyTorch eager (one JSON object)");
+  auto o = std::make_shared<TrainBenchOptions>();
+  cmd->add_option("--models", o->models, "built-in language models")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"gpt2-tiny", "gpt2-small-cpu", "llama-tiny", "llama-small-cpu"}))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "sequences per batch")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();
+  cmd->add_option("--steps", o->steps, "timed steps per round (median), after two untimed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rounds", o->rounds, "rounds, blocksharp then PyTorch in each (the best median is kept)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--gemm", o->backends,
+                  "matrix-product backends of blocksharp's side, the first the headline (libtorch: LibTorch's own "
+                  "BLAS, as PyTorch eager uses)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"onednn", "libtorch"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "intra-op threads of both (0: as train, every core)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the initialisation and the tokens")->capture_default_str();
+  cmd->add_option("--python", o->python, "interpreter with torch for the PyTorch side (none: skip it)")
+      ->capture_default_str();
+  cmd->add_option("--script", o->script, "the PyTorch side")->capture_default_str();
+  cmd->callback([o] {
+    const bool with_torch = !o->python.empty() && o->python != "none";
+    if (with_torch && !std::ifstream(o->script)) throw UserError("--script '" + o->script + "': no such file");
+    if (o->seq_len < 0) throw UserError("--seq-len must be >= 0");
+    if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
+    nlohmann::json out = {
+        {"bench", "train"}, {"batch_size", o->batch_size}, {"optimizer", "adamw"}, {"grad_clip", 1.0}};
+    Progress bar("bench train: steps",
+                 static_cast<int64_t>(o->models.size() * o->backends.size()) * o->rounds * o->steps);
+    int64_t done = 0;
+    for (const auto& model : o->models) {
+      std::vector<nlohmann::json> best_ours(o->backends.size());
+      nlohmann::json best_torch;
+      auto keep_faster = [](nlohmann::json& best, nlohmann::json run) {
+        if (best.is_null() || run["step_ms"] < best["step_ms"]) best = std::move(run);
+      };
+      for (int64_t r = 0; r < o->rounds; ++r) {
+        for (size_t b = 0; b < o->backends.size(); ++b) {
+          gemm::ScopedBackend scope(o->backends[b] == "libtorch" ? gemm::Backend::LibTorch : gemm::Backend::OneDnn);
+          keep_faster(best_ours[b], bench_blocksharp(model, *o, bar, done));
+          best_ours[b]["gemm"] = gemm::describe(gemm::backend());
+        }
+        if (with_torch) keep_faster(best_torch, bench_pytorch(model, best_ours[0]["seq_len"].get<int64_t>(), *o));
+      }
+      auto& m = out["models"][model];
+      // The memory a step adds to the process it runs in (model, optimizer state, activations).
+      const auto grown = [](const nlohmann::json& j) {
+        return j["peak_rss_MiB"].get<double>() - j["rss_before_model_MiB"].get<double>();
+      };
+      for (size_t b = 0; b < o->backends.size(); ++b) {
+        const std::string key = b == 0 ? "blocksharp" : "blocksharp_" + o->backends[b] + "_gemm";
+        m[key] = best_ours[b];
+        if (!with_torch) continue;
+        m[key]["tokens_per_s_over_pytorch"] =
+            best_ours[b]["tokens_per_s"].get<double>() / best_torch["tokens_per_s"].get<double>();
+        m[key]["peak_rss_growth_over_pytorch"] = grown(best_ours[b]) / grown(best_torch);
+      }
+      if (with_torch) m["pytorch_eager"] = best_torch;
+    }
+    bar.finish();
+    out["threads"] = torch::get_num_threads();
+    std::printf("%s\n", out.dump(2).c_str());
+  });
+}
+
+}  // namespace bs
