@@ -148,11 +148,20 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
       visit(src[t], pos - base, pos - base + 1, [&](double v) { sample.push_back(key_of(v)); });
     }
   }
-  std::sort(sample.begin(), sample.end());
   const int64_t m = static_cast<int64_t>(std::ceil(4 * std::sqrt(static_cast<double>(S)))) + 4;
   const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
-  const Key lo = q - m >= 0 ? sample[q - m] : Key(0);
-  const Key hi = q + m < S ? sample[q + m] : key_of(std::numeric_limits<double>::infinity());
+  // The sample's (q-m)-th and (q+m)-th smallest: two selections, not a sort.
+  Key lo = 0, hi = key_of(std::numeric_limits<double>::infinity());
+  auto from = sample.begin();
+  if (q - m >= 0) {
+    std::nth_element(sample.begin(), sample.begin() + (q - m), sample.end());
+    lo = sample[q - m];
+    from = sample.begin() + (q - m);
+  }
+  if (q + m < S) {
+    std::nth_element(from, sample.begin() + (q + m), sample.end());
+    hi = sample[q + m];
+  }
 
   const double lo_v = value_of(lo), hi_v = value_of(hi);
 
