@@ -125,6 +125,35 @@ std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const T
   return {gemm::addmm_(gdy, a, Bw.t()), gemm::mm(dy.t(), cda), gh};
 }
 
+// A training step's dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the
+// second tanh LibTorch's gelu_backward evaluates: with s = 1 + tanh(u) = 2a/h (s = 1 at h = 0) and
+// 1 - tanh(u)^2 = s (2 - s), f'(h) = s/2 + h s (2 - s) u'/2, u' = k (1 + 3 c h^2). Agrees with
+// gelu_backward to rounding (a carries tanh's rounding into s).
+template <class T>
+void gelu_tanh_backward_from_value(const T* da, const T* h, const T* a, T* dh, int64_t n) {
+  const T k = static_cast<T>(std::sqrt(2.0 / M_PI)), k3c = static_cast<T>(3 * 0.044715 * std::sqrt(2.0 / M_PI));
+  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t j = begin; j < end; ++j) {
+      const T x = h[j];
+      const T s = x == T(0) ? T(1) : T(2) * a[j] / x;
+      dh[j] = da[j] * (T(0.5) * s + T(0.5) * x * s * (T(2) - s) * (k + k3c * x * x));
+    }
+  });
+}
+
+// dh of a first-order backward: the fused pass above on CPU arrays, LibTorch's gelu_backward elsewhere.
+Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
+  if (generic({da, h, a}) || !da.device().is_cpu() || a.sizes() != h.sizes()) return GeluTanhSpec::backward(da, h);
+  const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
+  auto dh = torch::empty_like(hc);
+  AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gelu_tanh_backward_from_value", [&] {
+    gelu_tanh_backward_from_value<scalar_t>(dac.data_ptr<scalar_t>(), hc.data_ptr<scalar_t>(), ac.data_ptr<scalar_t>(),
+                                            dh.data_ptr<scalar_t>(), hc.numel());
+  });
+  return dh;
+}
+
 // (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built; d1, d2 are
 // f'(h), f''(h) as [rows, D] constants.
 struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
@@ -183,8 +212,11 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     auto g2 = linear_gradient(gy, a, W2);  // (da, dW2, db2)
     Tensor dh, &da = g2[0];
     const auto it = ctx->saved_data.find("d1");
-    if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {
+    if (torch::GradMode::is_enabled()) {
       dh = GeluTanhSpec::backward(da, h2);
+      if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
+    } else if (it == ctx->saved_data.end()) {  // a training step's backward
+      dh = gelu_tanh_backward(da, h2, a);
       if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
     } else {
       dh = grad[1].defined() ? torch::addcmul(grad[1].reshape(da.sizes()), da, it->second.toTensor())

@@ -5,6 +5,8 @@
 // differences, while ours agrees).
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <functional>
 
 #include "models/curvature_ops.h"
@@ -168,6 +170,37 @@ INSTANTIATE_TEST_SUITE_P(
                  return Inputs{leaf({2, 5, 6, 3}), leaf({2, 5, 2, 3}), leaf({2, 5, 2, 3})};
                }}),
     [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
+
+// A training step's backward (no graph kept) through GPT-2's MLP: dh from the forward's gelu(h) without
+// a second tanh. Oracle: LibTorch's gelu / gelu_backward graph (NativeSecondOrder), in float64 to 1e-13
+// and in float32 to float32 rounding, with pre-activations spread from -30 to 30 and exact zeros.
+TEST(GeluMlp, FirstOrderGradientMatchesLibTorch) {
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    torch::manual_seed(5);
+    auto x = (torch::randn({3, 7, 4}, dtype) * 4).requires_grad_(true);
+    auto W1 = (torch::randn({16, 4}, dtype) * 2).requires_grad_(true);
+    auto b1 = torch::randn({16}, dtype);
+    b1[0] = -30.0;  // deep in the flat tail (tanh rounds to -1)
+    b1[1] = 30.0;   // and the linear one
+    auto W2 = torch::randn({5, 16}, dtype).requires_grad_(true), b2 = torch::randn({5}, dtype).requires_grad_(true);
+    {
+      torch::NoGradGuard g;
+      W1[2].zero_();  // h exactly 0 in a column: s = 1 there
+      b1[2] = 0.0;
+    }
+    b1.requires_grad_(true);
+    const std::vector<torch::Tensor> leaves = {x, W1, b1, W2, b2};
+    auto grads = [&](bool native) {
+      std::optional<ops::NativeSecondOrder> guard;
+      if (native) guard.emplace();
+      const auto y = ops::gelu_mlp(x, W1, b1, W2, b2);
+      return torch::autograd::grad({(y * y).sum()}, leaves, {}, false, false);
+    };
+    const auto fast = grads(false), ref = grads(true);
+    const double tol = dtype == torch::kFloat64 ? 1e-13 : 3e-6;
+    for (size_t i = 0; i < leaves.size(); ++i) EXPECT_LT(rel(fast[i], ref[i]), tol) << "leaf " << i << " " << dtype;
+  }
+}
 
 TEST(CausalAttention, SeesNoFutureKey) {
   torch::manual_seed(8);
