@@ -164,38 +164,9 @@ void HvpOperator::build_output_space(Graph& g, size_t b) const {
   }
 }
 
-// J_b^T M J_b v_b: J v from the double backward of J^T u, the output-space factor M row by row, then the
-// vector-Jacobian product onto the block's parameters.
-torch::Tensor HvpOperator::output_product(const Graph& g, const std::vector<size_t>& block,
-                                          const torch::Tensor& v_b) const {
-  const bool rows = v_b.dim() == 2;
-  const int64_t m = rows ? v_b.size(0) : 1;
-  std::optional<VmapLevel> vmap;
-  if (rows) vmap.emplace();
-  auto shaped = [&](std::vector<int64_t> shape) {
-    if (rows) shape.insert(shape.begin(), m);
-    return shape;
-  };
-  std::vector<torch::Tensor> outs, ins, vs;
-  std::vector<size_t> used;
-  int64_t off = 0;
-  for (size_t i : block) {
-    const auto& e = m_table.at(i);
-    if (g.jtu[i].defined() && g.jtu[i].requires_grad()) {
-      outs.push_back(g.jtu[i]);
-      ins.push_back(m_params[i]);
-      const auto part = v_b.narrow(-1, off, e.numel).reshape(shaped(e.shape));
-      vs.push_back(rows ? at::_add_batch_dim(part, 0, vmap->level) : part);
-      used.push_back(i);
-    }
-    off += e.numel;
-  }
-  if (outs.empty()) return torch::zeros(shaped({off}), m_dtype);
-  auto jv = torch::autograd::grad(outs, {g.u}, vs, /*retain_graph=*/true, /*create_graph=*/false,
-                                  /*allow_unused=*/true)[0];
-  if (!jv.defined()) return torch::zeros(shaped({off}), m_dtype);
-  const int64_t D = row_width(g.outputs);
-  auto w = jv.reshape({-1, D});
+// M (J v) row by row, scaled by 1/N: the output-space factor of J^T M J.
+torch::Tensor HvpOperator::output_space(const Graph& g, const torch::Tensor& jv) const {
+  const auto w = jv.reshape({-1, row_width(g.outputs)});
   torch::Tensor c;
   if (m_o.curvature == Curvature::Ggn && m_loss_kind == LossKind::CrossEntropy)
     c = g.rows * w - g.rows * (g.rows * w).sum(-1, true);
@@ -203,23 +174,7 @@ torch::Tensor HvpOperator::output_product(const Graph& g, const std::vector<size
     c = w;
   else
     c = g.rows * (g.rows * w).sum(-1, true);
-  c = (c * g.scale).reshape(g.outputs.sizes());
-  auto jtc = torch::autograd::grad({g.outputs}, ins, {c}, /*retain_graph=*/true, /*create_graph=*/false,
-                                   /*allow_unused=*/true);
-  std::vector<torch::Tensor> pieces;
-  size_t k = 0;
-  for (size_t i : block) {
-    const auto& e = m_table.at(i);
-    const bool has = k < used.size() && used[k] == i;
-    if (has && jtc[k].defined()) {
-      const auto h = rows ? at::_remove_batch_dim(jtc[k], vmap->level, m, 0) : jtc[k];
-      pieces.push_back(h.reshape(shaped({e.numel})));
-    } else {
-      pieces.push_back(torch::zeros(shaped({e.numel}), m_dtype));
-    }
-    if (has) ++k;
-  }
-  return torch::cat(pieces, -1);
+  return (c * g.scale).reshape(g.outputs.sizes());
 }
 
 int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
@@ -228,9 +183,13 @@ int64_t HvpOperator::block_size(const std::vector<size_t>& block) const {
   return n;
 }
 
+// The Hessian: d(g . v)/dw with g the gradient built with create_graph. The others: J_b v_b from the
+// double backward of J^T u (d(J^T u . v)/du), the output-space factor M, then the vector-Jacobian product
+// J_b^T (M J_b v_b) onto the block's parameters.
 torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const {
-  if (m_o.curvature != Curvature::Hessian) return output_product(g, block, v_b);
-  const bool rows = v_b.dim() == 2;  // several directions, one pass
+  const bool hessian = m_o.curvature == Curvature::Hessian;
+  const std::vector<torch::Tensor>& first = hessian ? g.grads : g.jtu;  // differentiated against v
+  const bool rows = v_b.dim() == 2;                                     // several directions, one pass
   const int64_t m = rows ? v_b.size(0) : 1;
   std::optional<VmapLevel> vmap;
   if (rows) vmap.emplace();
@@ -243,8 +202,8 @@ torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& bl
   int64_t off = 0;
   for (size_t i : block) {
     const auto& e = m_table.at(i);
-    if (g.grads[i].defined() && g.grads[i].requires_grad()) {
-      outs.push_back(g.grads[i]);
+    if (first[i].defined() && first[i].requires_grad()) {
+      outs.push_back(first[i]);
       ins.push_back(m_params[i]);
       const auto part = v_b.narrow(-1, off, e.numel).reshape(shaped(e.shape));
       vs.push_back(rows ? at::_add_batch_dim(part, 0, vmap->level) : part);
@@ -253,7 +212,16 @@ torch::Tensor HvpOperator::product(const Graph& g, const std::vector<size_t>& bl
     off += e.numel;
   }
   if (outs.empty()) return torch::zeros(shaped({off}), m_dtype);  // no (or a constant) gradient: a zero block
-  auto hv = torch::autograd::grad(outs, ins, vs, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+  std::vector<torch::Tensor> hv;
+  if (hessian) {
+    hv = torch::autograd::grad(outs, ins, vs, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+  } else {
+    const auto jv = torch::autograd::grad(outs, {g.u}, vs, /*retain_graph=*/true, /*create_graph=*/false,
+                                          /*allow_unused=*/true)[0];
+    if (!jv.defined()) return torch::zeros(shaped({off}), m_dtype);
+    hv = torch::autograd::grad({g.outputs}, ins, {output_space(g, jv)}, /*retain_graph=*/true,
+                               /*create_graph=*/false, /*allow_unused=*/true);
+  }
   std::vector<torch::Tensor> pieces;  // concatenated: each entry written once
   size_t u = 0;
   for (size_t i : block) {

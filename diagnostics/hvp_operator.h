@@ -89,7 +89,7 @@ class HvpOperator {
   Graph build(size_t batch) const;
   void build_output_space(Graph& g, size_t batch) const;
   torch::Tensor product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const;
-  torch::Tensor output_product(const Graph& g, const std::vector<size_t>& block, const torch::Tensor& v_b) const;
+  torch::Tensor output_space(const Graph& g, const torch::Tensor& jv) const;
 
   Network& m_net;
   std::vector<Batch> m_batches;
