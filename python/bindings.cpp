@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "dtype_words.h"
 #include "emit_configs.h"
 #include "errors.h"
 #include "optimizer_setup.h"
@@ -199,12 +200,7 @@ struct PySession {
     s.opt.n_kv_heads = n_kv_heads;
     s.opt.batch_size = batches.empty() ? 0 : batches.front().first.size(0);
     s.opt.loss = s.loss = loss_kind_from_string(loss);
-    if (dtype == "float32")
-      s.opt.dtype = s.dtype = torch::kFloat32;
-    else if (dtype == "float64")
-      s.opt.dtype = s.dtype = torch::kFloat64;
-    else
-      throw UserError("dtype '" + dtype + "': expected float32 or float64");
+    s.opt.dtype = s.dtype = parse_word("dtype", dtype, dtype_words());
     s.net = load_torchscript(path);
     const ModelInfo dims = python_model(name, dim, n_heads, n_kv_heads);
     auto& info = s.net->info();

@@ -1,6 +1,8 @@
 // Common options.
 #include "cli_common.h"
 
+#include "dtype_words.h"
+
 namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o) {
@@ -23,7 +25,7 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--batch-size", o.batch_size, "examples per batch")->capture_default_str();
   cmd->add_option("--seq-len", o.seq_len, "tokens per sequence (default: the model's)");
   cmd->add_option("--seed", o.seed, "seed for initialisation, batches and probes")->capture_default_str();
-  add_enum_option(cmd, "--dtype", o.dtype, {{"float32", torch::kFloat32}, {"float64", torch::kFloat64}}, "dtype");
+  add_enum_option(cmd, "--dtype", o.dtype, dtype_words(), "dtype");
   add_enum_option(cmd, "--device", o.device, {{"cpu", Device::Cpu}, {"cuda", Device::Cuda}}, "device");
   cmd->add_option("--threads", o.threads, "intra-op threads (0: LibTorch default)")->capture_default_str();
   cmd->add_option("--out", o.out, "output folder")->capture_default_str();

@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "dtype_words.h"
 #include "errors.h"
 #include "memory.h"
 #include "h5io.h"
@@ -139,8 +140,9 @@ Session open_session(const CommonOptions& opt) {
   Session s;
   s.opt = opt;
   s.loss = opt.loss;
-  if (opt.dtype != torch::kFloat32 && opt.dtype != torch::kFloat64)
-    throw UserError(std::string("--dtype '") + dtype_name(opt.dtype) + "': expected float32 or float64");
+  const auto& dtypes = dtype_words();
+  if (std::none_of(dtypes.begin(), dtypes.end(), [&](const auto& w) { return w.second == opt.dtype; }))
+    throw UserError(std::string("--dtype '") + dtype_name(opt.dtype) + "': expected " + word_list(dtypes));
   s.dtype = opt.dtype;
   if (opt.device == Device::Cuda) {
     if (!torch::cuda::is_available()) throw UserError("--device cuda: no CUDA device (or this LibTorch has no CUDA)");
