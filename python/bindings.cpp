@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,37 +54,69 @@ ModelInfo python_model(const std::string& name, int64_t dim, int64_t n_heads, in
   return info;
 }
 
+// Keyword arguments bound by name to the fields of an options struct: one table per struct, each
+// entry a setter. An unknown keyword is a UserError naming `what`.
+template <class O>
+using Keywords = std::map<std::string, std::function<void(O&, const py::handle&)>>;
+
+template <class O>
+void apply_keywords(O& o, const py::dict& kw, const Keywords<O>& table, const std::string& what) {
+  for (const auto& [k, v] : kw) {
+    const std::string key = py::str(k);
+    const auto it = table.find(key);
+    if (it == table.end()) throw UserError(what + "unknown option '" + key + "'");
+    it->second(o, v);
+  }
+}
+
+// A setter of the field `member` of `path(o)` from the keyword's Python value.
+template <class O, class S, class T>
+std::function<void(O&, const py::handle&)> set(S& (*path)(O&), T S::*member) {
+  return [path, member](O& o, const py::handle& v) { path(o).*member = v.cast<T>(); };
+}
+template <class O, class T>
+std::function<void(O&, const py::handle&)> set(T O::*member) {
+  return [member](O& o, const py::handle& v) { o.*member = v.cast<T>(); };
+}
+// A setter of an enum field (of `path(o)`) from its word, by the CLI's table of words.
+template <class O, class S, class E>
+std::function<void(O&, const py::handle&)> set_word(const std::string& key, S& (*path)(O&), E S::*member,
+                                                    const Words<E>& words) {
+  return [key, path, member, &words](O& o, const py::handle& v) {
+    path(o).*member = parse_word(key, v.cast<std::string>(), words);
+  };
+}
+template <class O, class E>
+std::function<void(O&, const py::handle&)> set_word(const std::string& key, E O::*member, const Words<E>& words) {
+  return
+      [key, member, &words](O& o, const py::handle& v) { o.*member = parse_word(key, v.cast<std::string>(), words); };
+}
+
+ClipOptions& clip(OptimizerInputs& in) { return in.clip; }
+ProjectionOptions& projection(OptimizerInputs& in) { return in.projection; }
+FrugalOptions& frugal(OptimizerInputs& in) { return in.frugal; }
+LrPolicy& lr_policy(EmitOptions& e) { return e.lr_policy; }
+
 // The optimizer-specific options of optim.py's keyword arguments, by the CLI's names.
 void apply_extra(OptimizerInputs& in, const py::dict& extra) {
-  for (const auto& [k, v] : extra) {
-    const std::string key = py::str(k);
-    if (key == "clip_fraction")
-      in.clip.fraction = v.cast<double>();
-    else if (key == "clip_scale")
-      in.clip.threshold_scale = v.cast<double>();
-    else if (key == "rank")
-      in.projection.rank = v.cast<int64_t>();
-    else if (key == "update_proj_gap")
-      in.projection.update_gap = in.frugal.update_gap = v.cast<int64_t>();
-    else if (key == "scale")
-      in.projection.scale = v.cast<double>();
-    else if (key == "scale_front")
-      in.projection.scale_front = v.cast<bool>();
-    else if (key == "disable_nl")
-      in.projection.disable_nl = v.cast<bool>();
-    else if (key == "seed")
-      in.projection.seed = in.frugal.seed = v.cast<uint64_t>();
-    else if (key == "selection")
-      in.frugal.selection = parse_word("selection", v.cast<std::string>(), frugal_selection_words());
-    else if (key == "density")
-      in.frugal.density = v.cast<double>();
-    else if (key == "inactive_lr_scale")
-      in.frugal.inactive_lr_scale = v.cast<double>();
-    else if (key == "no_decay")
-      in.no_decay = v.cast<std::vector<std::string>>();
-    else
-      throw UserError("unknown option '" + key + "'");
-  }
+  static const Keywords<OptimizerInputs> table = {
+      {"clip_fraction", set(clip, &ClipOptions::fraction)},
+      {"clip_scale", set(clip, &ClipOptions::threshold_scale)},
+      {"rank", set(projection, &ProjectionOptions::rank)},
+      {"update_proj_gap",
+       [](OptimizerInputs& o, const py::handle& v) {
+         o.projection.update_gap = o.frugal.update_gap = v.cast<int64_t>();
+       }},
+      {"scale", set(projection, &ProjectionOptions::scale)},
+      {"scale_front", set(projection, &ProjectionOptions::scale_front)},
+      {"disable_nl", set(projection, &ProjectionOptions::disable_nl)},
+      {"seed", [](OptimizerInputs& o, const py::handle& v) { o.projection.seed = o.frugal.seed = v.cast<uint64_t>(); }},
+      {"selection", set_word("selection", frugal, &FrugalOptions::selection, frugal_selection_words())},
+      {"density", set(frugal, &FrugalOptions::density)},
+      {"inactive_lr_scale", set(frugal, &FrugalOptions::inactive_lr_scale)},
+      {"no_decay", set(&OptimizerInputs::no_decay)},
+  };
+  apply_keywords(in, extra, table, "");
 }
 
 // One registry optimizer over the caller's tensors. A fused tensor whose slices have their own
@@ -277,70 +310,42 @@ class ProfileResult {
 };
 
 ProfileOptions profile_options(const py::dict& kw) {
+  static const Keywords<ProfileOptions> table = {
+      {"topk", set(&ProfileOptions::topk)},
+      {"probes", set(&ProfileOptions::probes)},
+      {"batches", set(&ProfileOptions::batches)},
+      {"density_runs", set(&ProfileOptions::density_runs)},
+      {"density_steps", set(&ProfileOptions::density_steps)},
+      {"reorth", set(&ProfileOptions::reorth)},
+      {"tol", set(&ProfileOptions::tol)},
+      {"gn_samples", set(&ProfileOptions::gn_samples)},
+      {"keep_graphs", set(&ProfileOptions::keep_graphs)},
+      {"eig_accuracy", set(&ProfileOptions::eig_accuracy)},
+      {"noise_batches", set(&ProfileOptions::noise_batches)},
+      {"curvature", set_word("curvature", &ProfileOptions::curvature, curvature_words())},
+      {"method", set_word("method", &ProfileOptions::method, eig_method_words())},
+      {"which", set_word("which", &ProfileOptions::which, eig_which_words())},
+      {"block_eigs", set_word("block_eigs", &ProfileOptions::block_eigs, block_eigs_words())},
+      {"trace_estimator", set_word("trace_estimator", &ProfileOptions::trace_estimator, trace_estimator_words())},
+  };
   ProfileOptions o;
-  for (const auto& [k, v] : kw) {
-    const std::string key = py::str(k);
-    if (key == "topk")
-      o.topk = v.cast<int64_t>();
-    else if (key == "probes")
-      o.probes = v.cast<int64_t>();
-    else if (key == "batches")
-      o.batches = v.cast<int64_t>();
-    else if (key == "density_runs")
-      o.density_runs = v.cast<int64_t>();
-    else if (key == "density_steps")
-      o.density_steps = v.cast<int64_t>();
-    else if (key == "reorth")
-      o.reorth = v.cast<bool>();
-    else if (key == "tol")
-      o.tol = v.cast<double>();
-    else if (key == "gn_samples")
-      o.gn_samples = v.cast<int64_t>();
-    else if (key == "keep_graphs")
-      o.keep_graphs = v.cast<bool>();
-    else if (key == "eig_accuracy")
-      o.eig_accuracy = v.cast<double>();
-    else if (key == "noise_batches")
-      o.noise_batches = v.cast<int64_t>();
-    else if (key == "curvature")
-      o.curvature = parse_word("curvature", v.cast<std::string>(), curvature_words());
-    else if (key == "method")
-      o.method = parse_word("method", v.cast<std::string>(), eig_method_words());
-    else if (key == "which")
-      o.which = parse_word("which", v.cast<std::string>(), eig_which_words());
-    else if (key == "block_eigs")
-      o.block_eigs = parse_word("block_eigs", v.cast<std::string>(), block_eigs_words());
-    else if (key == "trace_estimator")
-      o.trace_estimator = parse_word("trace_estimator", v.cast<std::string>(), trace_estimator_words());
-    else
-      throw UserError("profile: unknown option '" + key + "'");
-  }
+  apply_keywords(o, kw, table, "profile: ");
   return o;
 }
 
 EmitOptions emit_options(const py::dict& kw) {
+  static const Keywords<EmitOptions> table = {
+      {"adam_mini", set_word("adam_mini", &EmitOptions::adam_mini, adam_mini_mode_words())},
+      {"lr_policy", set_word("lr_policy", lr_policy, &LrPolicy::kind, lr_policy_words())},
+      {"lr_exponent", set(lr_policy, &LrPolicy::exponent)},
+      {"lr_min_multiplier", set(lr_policy, &LrPolicy::min_multiplier)},
+      {"lr_max_multiplier", set(lr_policy, &LrPolicy::max_multiplier)},
+      {"structure_threshold", set(&EmitOptions::structure_threshold)},
+      {"group_patterns", set(&EmitOptions::group_patterns)},
+      {"gsnr_batches", set(&EmitOptions::gsnr_batches)},
+  };
   EmitOptions e;
-  for (const auto& [k, v] : kw) {
-    const std::string key = py::str(k);
-    if (key == "adam_mini")
-      e.adam_mini = parse_word("adam_mini", v.cast<std::string>(), adam_mini_mode_words());
-    else if (key == "lr_policy")
-      e.lr_policy.kind = parse_word("lr_policy", v.cast<std::string>(), lr_policy_words());
-    else if (key == "lr_exponent")
-      e.lr_policy.exponent = v.cast<double>();
-    else if (key == "lr_min_multiplier")
-      e.lr_policy.min_multiplier = v.cast<double>();
-    else if (key == "lr_max_multiplier")
-      e.lr_policy.max_multiplier = v.cast<double>();
-    else if (key == "structure_threshold")
-      e.structure_threshold = v.cast<double>();
-    else if (key == "group_patterns")
-      e.group_patterns = v.cast<std::vector<std::string>>();
-    else if (key == "gsnr_batches")
-      e.gsnr_batches = v.cast<int64_t>();
-    else
-      throw UserError("write_configs: unknown option '" + key + "'");
-  }
+  apply_keywords(e, kw, table, "write_configs: ");
   return e;
 }
 
