@@ -362,7 +362,7 @@ PYBIND11_MODULE(_core, m) {
   });
 
   // What provenance records as the command line of the files this process writes.
-  m.def("set_command_line", [](const std::string& line) { command_line() = line; });
+  m.def("set_command_line", [](const std::string& line) { set_invocation(line); });
 
   m.def("optimizers", [] {
     py::list out;

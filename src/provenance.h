@@ -1,5 +1,6 @@
-// What made an output: blocksharp's version and the command line that ran it. Every output file
-// carries these (HDF5 root attributes, JSON keys) from this one list.
+// What made an output: blocksharp's version and what started the process (the front end says: the
+// CLI its command line, the Python module its call). Every output file carries these (HDF5 root
+// attributes, JSON keys) from this one list.
 #pragma once
 #include <string>
 #include <utility>
@@ -7,10 +8,11 @@
 
 namespace bs {
 
-// The command line (the CLI's main fills it; empty when the library is called from elsewhere).
-std::string& command_line();
+// Set once by the front end; empty when nobody said.
+void set_invocation(std::string what);
+const std::string& invocation();
 
-// {"blocksharp_version", ...}, {"command_line", ...}.
+// {"blocksharp_version", ...}, {"command_line", invocation()}.
 std::vector<std::pair<std::string, std::string>> provenance();
 
 }  // namespace bs

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "commands.h"
+#include "provenance.h"
 #include "distributed.h"
 #include "errors.h"
 #include "gemm.h"
@@ -29,18 +30,14 @@ int main(int argc, char** argv) {
   bs::register_config(app);
   bs::register_bench(app);
   bs::register_launch(app);
-  for (int i = 0; i < argc; ++i) bs::command_line() += (i ? " " : "") + std::string(argv[i]);
+  std::string command_line;  // the provenance of every output this run writes
+  for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
+  bs::set_invocation(command_line);
   std::string error;
   try {
     bs::gemm::backend();  // a bad BLOCKSHARP_GEMM stops here, before any work
     app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help, --version
-    return app.exit(e);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version (CLI11's CallFor* derive from it)
     return app.exit(e);
   } catch (const CLI::ParseError& e) {  // one line, like every other error
     std::fprintf(stderr, "blocksharp: error: %s (see --help)\n", e.what());
