@@ -252,6 +252,13 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const Optimiz
   const OptimizerEntry& entry = find_optimizer(name);
   validate(o);
   if (in.names.size() != in.params.size()) throw UserError("optimizer: one name per parameter is required");
+  if (entry.cpu_only)
+    for (size_t i = 0; i < in.params.size(); ++i)
+      if (in.params[i].defined() && !in.params[i].device().is_cpu())
+        throw UserError("optimizer '" + name + "': parameter '" + in.names[i] + "' is on " +
+                        in.params[i].device().str() +
+                        "; this build steps CPU tensors (the CUDA kernels are compiled, not dispatched): use "
+                        "torch-adamw or CPU parameters");
   return entry.make(in, o);
 }
 

@@ -127,7 +127,8 @@ std::vector<OptimizerEntry> build() {
        {"blockwise_lr"},
        false,
        make_torch_adamw,
-       ""},
+       "",
+       /*cpu_only=*/false},
   };
 }
 

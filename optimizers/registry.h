@@ -23,6 +23,9 @@ struct OptimizerEntry {
   bool needs_partition = false;      // takes the Adam-mini partition: adam_mini.json, else the official rules
   Factory make;
   std::string couples_tensors;  // what ties all tensors in one update ("": state per tensor, ZeRO-1 shards it)
+  // Steps CPU tensors only (the fused CPU loop; cuda/fused_kernels.cu is compiled but not dispatched):
+  // parameters on another device are refused in one line, not read through a host pointer.
+  bool cpu_only = true;
 };
 
 const std::vector<OptimizerEntry>& optimizer_registry();

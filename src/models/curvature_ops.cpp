@@ -19,10 +19,12 @@ bool detail::recorded(const torch::Tensor& x) {
   return !g_native && torch::GradMode::is_enabled() && x.requires_grad();
 }
 
-bool detail::batched(const torch::Tensor& t) { return t.defined() && at::isBatchedTensor(t); }
+bool detail::off_rows(const torch::Tensor& t) {
+  return t.defined() && (at::isBatchedTensor(t) || !t.device().is_cpu());
+}
 
 bool detail::generic(std::initializer_list<torch::Tensor> tensors) {
-  return torch::GradMode::is_enabled() || std::any_of(tensors.begin(), tensors.end(), batched);
+  return torch::GradMode::is_enabled() || std::any_of(tensors.begin(), tensors.end(), off_rows);
 }
 
 NativeSecondOrder::NativeSecondOrder() : m_previous(g_native) { g_native = true; }

@@ -16,11 +16,12 @@ using torch::autograd::variable_list;
 // True when x's op is being recorded for a gradient and NativeSecondOrder is not in force.
 bool recorded(const torch::Tensor& x);
 
-// True when t carries a vmap batch dimension (several products at once: HvpOperator::apply_block
-// with a matrix of directions); such a tensor has no storage for a row kernel to read.
-bool batched(const Tensor& t);
+// True when t has no CPU array for a row kernel to read: it carries a vmap batch dimension (several
+// products at once: HvpOperator::apply_block with a matrix of directions) or lives on another device
+// (a CUDA tensor), where LibTorch's ops compute the same formulas.
+bool off_rows(const Tensor& t);
 // True where a pass must run as LibTorch's ops instead of a row kernel over raw arrays: grad mode is
-// on (a third derivative) or a tensor is batched.
+// on (a third derivative) or a tensor is off_rows.
 bool generic(std::initializer_list<Tensor> tensors);
 
 // Constants a recorded backward keeps for the products' passes (contiguous: the row kernels read

@@ -144,7 +144,7 @@ void gelu_tanh_backward_from_value(const T* da, const T* h, const T* a, T* dh, i
 
 // dh of a first-order backward: the fused pass above on CPU arrays, LibTorch's gelu_backward elsewhere.
 Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
-  if (generic({da, h, a}) || !da.device().is_cpu() || a.sizes() != h.sizes()) return GeluTanhSpec::backward(da, h);
+  if (generic({da, h, a}) || a.sizes() != h.sizes()) return GeluTanhSpec::backward(da, h);
   const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
   auto dh = torch::empty_like(hc);
   AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gelu_tanh_backward_from_value", [&] {

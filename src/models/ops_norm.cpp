@@ -123,7 +123,7 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
       auto g = LayerNormBackward::apply(grad[0], x, w, b, mean, rstd, ctx->saved_data["eps"].toDouble());
       return {g[0], g[1], g[2], Tensor()};
     }
-    if (batched(grad[0])) {  // batched products: the gradient in LibTorch's elementwise ops
+    if (off_rows(grad[0])) {  // batched products: the gradient in LibTorch's elementwise ops
       const int64_t D = x.size(-1);
       const auto xh = (x - mean) * rstd, z = grad[0] * w;
       const auto dx = rstd * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));

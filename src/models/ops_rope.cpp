@@ -26,7 +26,7 @@ void rotate_rows(const T* x, const T* c, const T* s, T sigma, T* y, int64_t rows
 }
 
 Tensor rotate(const Tensor& x, const Tensor& c, const Tensor& s, double sigma) {
-  if (batched(x)) {  // batched products: the same map in LibTorch's ops
+  if (off_rows(x)) {  // batched products or another device: the same map in LibTorch's ops
     const int64_t h = c.size(1);
     const auto x1 = x.narrow(-1, 0, h), x2 = x.narrow(-1, h, h);
     return torch::cat({x1 * c - sigma * x2 * s, x2 * c + sigma * x1 * s}, -1);

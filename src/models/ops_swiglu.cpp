@@ -101,7 +101,7 @@ struct Swiglu : torch::autograd::Function<Swiglu> {
     const auto it = ctx->saved_data.find("f");
     if (it == ctx->saved_data.end()) return {SiluSpec::backward(grad[0] * u, g), grad[0] * SiluSpec::value(g)};
     const auto f = it->second.toTensor(), uf1 = kept(ctx, "uf1");
-    if (batched(grad[0])) return {(grad[0] * uf1).view(g.sizes()), (grad[0] * f).view(u.sizes())};
+    if (off_rows(grad[0])) return {(grad[0] * uf1).view(g.sizes()), (grad[0] * f).view(u.sizes())};
     const auto dy = grad[0].contiguous();
     auto dg = torch::empty_like(dy), du = torch::empty_like(dy);
     AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "swiglu_first_order", [&] {

@@ -425,3 +425,22 @@ TEST(StepSizes, AreTheLastUpdateOverTheGradient) {
       EXPECT_LT(((got - want).abs().max() / want.abs().max()).item<double>(), 1e-9) << opt_name << " " << name;
     }
 }
+
+// Parameters on another device are refused in one line by every optimizer stepping through the CPU
+// loop (a host pointer into device memory would crash), and taken by torch-adamw (LibTorch's ops).
+TEST(Registry, CpuLoopOptimizersRefuseParametersOnAnotherDevice) {
+  const auto meta = torch::empty({4, 4}, torch::TensorOptions().device(torch::kMeta));
+  for (const auto& e : optimizer_registry()) {
+    OptimizerInputs in({"h.0.mlp.fc_in.weight"}, {meta});
+    in.clip.fraction = 0.1;
+    if (!e.cpu_only) continue;
+    try {
+      make_optimizer(e.name, in, default_options(e.name));
+      ADD_FAILURE() << e.name << " took a meta parameter";
+    } catch (const UserError& err) {
+      EXPECT_NE(std::string(err.what()).find("'h.0.mlp.fc_in.weight' is on meta"), std::string::npos) << err.what();
+    }
+  }
+  EXPECT_FALSE(find_optimizer("torch-adamw").cpu_only);
+  EXPECT_NO_THROW(make_optimizer("torch-adamw", OptimizerInputs({"w"}, {meta}), default_options("torch-adamw")));
+}

@@ -202,6 +202,62 @@ TEST(GeluMlp, FirstOrderGradientMatchesLibTorch) {
   }
 }
 
+// On another device the ops' CPU row kernels step aside for LibTorch's ops (off_rows): every op's
+// value, gradient and product run on "meta" tensors (a device without storage, which a row kernel
+// reading a host pointer would refuse) and keep their shapes. What CUDA tensors take, checked here
+// without a GPU. LayerNorm is left out: LibTorch 1.13 has no meta kernel for its own layer_norm.
+TEST(CurvatureOpsOnAnotherDevice, TakeLibTorchsOpsAndKeepShapes) {
+  auto m = [](std::vector<int64_t> shape) {
+    return torch::empty(shape, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kMeta)).requires_grad_(true);
+  };
+  const auto f = torch::empty({5, 3}, torch::TensorOptions().device(torch::kMeta));
+  const std::vector<std::pair<std::string, std::function<std::pair<torch::Tensor, std::vector<torch::Tensor>>()>>> cases = {
+      {"gelu_mlp",
+       [&] {
+         auto x = m({2, 3, 4}), W1 = m({6, 4}), b1 = m({6}), W2 = m({5, 6}), b2 = m({5});
+         return std::make_pair(ops::gelu_mlp(x, W1, b1, W2, b2), std::vector<torch::Tensor>{x, W1, b1, W2, b2});
+       }},
+      {"rms_norm",
+       [&] {
+         auto x = m({2, 3, 6}), w = m({6});
+         return std::make_pair(ops::rms_norm(x, w, 1e-6), std::vector<torch::Tensor>{x, w});
+       }},
+      {"swiglu",
+       [&] {
+         auto g = m({3, 7}), u = m({3, 7});
+         return std::make_pair(ops::swiglu(g, u), std::vector<torch::Tensor>{g, u});
+       }},
+      {"rope",
+       [&] {
+         auto x = m({2, 2, 5, 6});
+         return std::make_pair(ops::rope(x, f, f), std::vector<torch::Tensor>{x});
+       }},
+      {"causal_attention",
+       [&] {
+         auto q = m({2, 4, 5, 3}), k = m({2, 2, 5, 3}), v = m({2, 2, 5, 3});
+         return std::make_pair(ops::causal_attention(q, k, v), std::vector<torch::Tensor>{q, k, v});
+       }},
+  };
+  for (const auto& [name, make] : cases) {
+    SCOPED_TRACE(name);
+    auto [y, leaves] = make();
+    EXPECT_TRUE(y.device().is_meta());
+    const auto loss = (y * y).sum();
+    const auto first = torch::autograd::grad({loss}, leaves, {}, /*retain_graph=*/true, /*create_graph=*/false);
+    auto g = torch::autograd::grad({loss}, leaves, {}, /*retain_graph=*/true, /*create_graph=*/true);
+    std::vector<torch::Tensor> v;
+    for (const auto& l : leaves) v.push_back(torch::empty_like(l.detach()));
+    const auto hv =
+        torch::autograd::grad(g, leaves, v, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      EXPECT_EQ(first[i].sizes(), leaves[i].sizes());
+      if (hv[i].defined()) {
+        EXPECT_EQ(hv[i].sizes(), leaves[i].sizes());
+      }
+    }
+  }
+}
+
 TEST(CausalAttention, SeesNoFutureKey) {
   torch::manual_seed(8);
   auto q = leaf({1, 1, 4, 2}), k = leaf({1, 1, 4, 2}), v = leaf({1, 1, 4, 2});
