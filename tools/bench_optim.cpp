@@ -12,6 +12,7 @@
 
 #include "adam_mini_partition.h"
 #include "commands.h"
+#include "errors.h"
 #include "cpu_loop.h"
 #include "optimizer.h"
 #include "session.h"
@@ -157,9 +158,10 @@ void register_bench_optim(CLI::App& bench) {
   cmd->add_option("--min-time", o->min_time, "Google Benchmark min time per optimizer (s)")->capture_default_str();
   cmd->add_option("--threads", o->threads,
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
-      ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->delimiter(',');
   cmd->callback([o] {
+    for (int t : o->threads)
+      if (t < 1) throw UserError("--threads: thread counts must be >= 1, got " + std::to_string(t));
     if (o->threads.empty()) {
       o->threads = {1};
       if (const int all = default_training_threads(); all > 1) o->threads.push_back(all);

@@ -5,6 +5,8 @@
 // Peak resident memory is read per phase (VmHWM reset before each model is built).
 #include <algorithm>
 #include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -106,17 +108,19 @@ nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBen
                           std::to_string(o.batch_size) + " --seq-len " + std::to_string(T) + " --threads " +
                           std::to_string(torch::get_num_threads()) + " --steps " + std::to_string(o.steps) +
                           " --seed " + std::to_string(o.seed);
-  FILE* f = popen(cmd.c_str(), "r");
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
   if (!f) throw UserError("bench train: cannot run " + o.python);
   std::string text;
   char buf[4096];
   while (size_t k = std::fread(buf, 1, sizeof buf, f)) text.append(buf, k);
-  const int rc = pclose(f);
-  const auto line = text.find('{');
-  if (rc != 0 || line == std::string::npos)
-    throw UserError("bench train: '" + o.script + "' failed (exit " + std::to_string(rc) +
-                    "); --python none measures blocksharp alone");
-  return nlohmann::json::parse(text.substr(line));
+  const int status = pclose(f);
+  // The script prints its JSON as its last line; anything else is its error, said in one line.
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  const std::string last = text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  if (status != 0 || last.empty() || last.front() != '{')
+    throw UserError("bench train: '" + o.script + "' failed (exit " +
+                    std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "): " + last);
+  return nlohmann::json::parse(last);
 }
 
 }  // namespace
@@ -133,12 +137,9 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "timed steps per round (median), after two untimed")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o->steps, "timed steps per round (median), after two untimed")->capture_default_str();
   cmd->add_option("--rounds", o->rounds, "rounds, blocksharp then PyTorch in each (the best median is kept)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->capture_default_str();
   cmd->add_option("--gemm", o->backends,
                   "matrix-product backends of blocksharp's side, the first the headline (libtorch: LibTorch's own "
                   "BLAS, as PyTorch eager uses)")
@@ -151,9 +152,16 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--script", o->script, "the PyTorch side")->capture_default_str();
   cmd->callback([o] {
-    const bool with_torch = !o->python.empty() && o->python != "none";
-    if (with_torch && !std::ifstream(o->script)) throw UserError("--script '" + o->script + "': no such file");
+    for (const auto& [flag, v] : {std::pair<const char*, int64_t>{"--batch-size", o->batch_size},
+                                  {"--steps", o->steps},
+                                  {"--rounds", o->rounds}})
+      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
     if (o->seq_len < 0) throw UserError("--seq-len must be >= 0");
+    if (o->threads < 0) throw UserError("--threads must be >= 0");
+    const bool with_torch = !o->python.empty() && o->python != "none";
+    if (with_torch && access(o->python.c_str(), X_OK) != 0)
+      throw UserError("--python '" + o->python + "': not an executable (--python none measures blocksharp alone)");
+    if (with_torch && !std::ifstream(o->script)) throw UserError("--script '" + o->script + "': no such file");
     if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
     nlohmann::json out = {
         {"bench", "train"}, {"batch_size", o->batch_size}, {"optimizer", "adamw"}, {"grad_clip", 1.0}};

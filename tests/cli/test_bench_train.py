@@ -39,9 +39,19 @@ for model in ("gpt2-tiny", "llama-tiny"):
     assert "LibTorch" in m["blocksharp_libtorch_gemm"]["gemm"], m["blocksharp_libtorch_gemm"]["gemm"]
 print("bench train: same parameters and tokens on both sides, ratios consistent")
 
-bad = subprocess.run([blocksharp, "bench", "train", "--script", os.path.join(work, "missing.py")],
-                     capture_output=True, text=True)
-assert bad.returncode != 0 and bad.stderr.startswith("blocksharp: error: --script"), bad.stderr
+# Bad input: one line naming the option, before any model is built; a failing script's own last line.
+failing = os.path.join(work, "failing.py")
+with open(failing, "w") as f:
+    f.write('import sys\nsys.exit("no torch on this interpreter")\n')
+for args, want in ((["--script", os.path.join(work, "missing.py")], "blocksharp: error: --script"),
+                   (["--python", os.path.join(work, "no-python")], "blocksharp: error: --python"),
+                   (["--steps", "0"], "blocksharp: error: --steps must be >= 1"),
+                   (["--script", failing, "--models", "gpt2-tiny", "--steps", "1", "--rounds", "1", "--gemm", "onednn"],
+                    "blocksharp: error: bench train: '" + failing + "' failed (exit 1): no torch on this interpreter")):
+    bad = subprocess.run([blocksharp, "bench", "train", *args], capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.startswith(want) and bad.stderr.count("\n") == 1, (args, bad.stderr)
+bad = subprocess.run([blocksharp, "bench", "optim", "--threads", "1,0"], capture_output=True, text=True)
+assert bad.returncode != 0 and bad.stderr.startswith("blocksharp: error: --threads"), bad.stderr
 
 # bench optim at two thread counts, each with its own bandwidth baseline and every optimizer.
 out = json.loads(run(["bench", "optim", "--threads", "1,2", "--layers", "1", "--dim", "64", "--vocab", "256",
