@@ -1,5 +1,6 @@
-// order_statistic.h: the sample is sorted as the bit patterns of non-negative doubles (monotone in the
-// value, NaN above infinity); the bracket pass compares doubles in branch-free loops.
+// order_statistic.h: the sample is selected on the bit patterns of non-negative doubles (monotone in
+// the value, NaN above infinity); the bracket pass compares in the tensor's dtype where the bracket's
+// ends are exact in it, else in double.
 #include "order_statistic.h"
 
 #include <algorithm>
@@ -27,22 +28,27 @@ double value_of(Key k) {
   return v;
 }
 
-// f(|g + wd p|) in g's dtype, widened to double, for elements [begin, end) of a contiguous source.
-template <class F>
-void visit(const AbsSource& s, int64_t begin, int64_t end, const F& f) {
-  AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "abs_values", [&] {
+// |g + wd p| (|g| without decay) in the tensor's dtype.
+template <class T, bool kDecay>
+T abs_value(const T* __restrict g, const T* __restrict p, T wd, int64_t k) {
+  if constexpr (kDecay) {
+    const T d = p[k] * wd;
+    return std::abs(g[k] + d);
+  } else {
+    return std::abs(g[k]);
+  }
+}
+
+// One value |g + wd p| of a contiguous source, widened to double (the strided sample).
+double abs_at(const AbsSource& s, int64_t k) {
+  double v = 0;
+  AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "abs_at", [&] {
     const scalar_t* g = s.g.data_ptr<scalar_t>();
-    if (s.p.defined()) {
-      const scalar_t* p = s.p.data_ptr<scalar_t>();
-      const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
-      for (int64_t k = begin; k < end; ++k) {
-        const scalar_t d = p[k] * wd;
-        f(static_cast<double>(std::abs(g[k] + d)));
-      }
-    } else {
-      for (int64_t k = begin; k < end; ++k) f(static_cast<double>(std::abs(g[k])));
-    }
+    const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
+    v = s.p.defined() ? abs_value<scalar_t, true>(g, s.p.data_ptr<scalar_t>(), wd, k)
+                      : abs_value<scalar_t, false>(g, nullptr, wd, k);
   });
+  return v;
 }
 
 std::vector<AbsSource> contiguous_sources(const std::vector<AbsSource>& src) {
@@ -60,17 +66,6 @@ struct ChunkCount {
 };
 
 constexpr int64_t kChunk = 4096;  // elements per bracket-pass chunk: the second loop reads them from L1
-
-// |g + wd p| (|g| without decay) in the tensor's dtype.
-template <class T, bool kDecay>
-T abs_value(const T* __restrict g, const T* __restrict p, T wd, int64_t k) {
-  if constexpr (kDecay) {
-    const T d = p[k] * wd;
-    return std::abs(g[k] + d);
-  } else {
-    return std::abs(g[k]);
-  }
-}
 
 // The bracket pass over one chunk (at most kChunk values) without branches: the counts in one loop
 // the compiler vectorizes, then the values strictly inside (lo, hi) compacted into `buf`. Compares in
@@ -145,7 +140,7 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
     for (int64_t j = 0; j < S; ++j) {
       const int64_t pos = static_cast<int64_t>((static_cast<__int128>(j) * n) / S);
       while (pos >= base + src[t].g.numel()) base += src[t++].g.numel();
-      visit(src[t], pos - base, pos - base + 1, [&](double v) { sample.push_back(key_of(v)); });
+      sample.push_back(key_of(abs_at(src[t], pos - base)));
     }
   }
   const int64_t m = static_cast<int64_t>(std::ceil(4 * std::sqrt(static_cast<double>(S)))) + 4;
