@@ -36,6 +36,12 @@ int64_t read_int(const char* path) {
   }
 }
 
+// A size field of /proc/self/status (kB there) in bytes; -1 if unknown.
+int64_t status_bytes(const std::string& key) {
+  const int64_t kib = proc_field_kib("/proc/self/status", key);
+  return kib < 0 ? -1 : kib * 1024;
+}
+
 }  // namespace
 
 int64_t available_memory_bytes() {
@@ -54,15 +60,9 @@ int64_t available_memory_bytes() {
   return avail;
 }
 
-int64_t peak_resident_bytes() {
-  const int64_t kib = proc_field_kib("/proc/self/status", "VmHWM");
-  return kib < 0 ? -1 : kib * 1024;
-}
+int64_t peak_resident_bytes() { return status_bytes("VmHWM"); }
 
-int64_t resident_bytes() {
-  const int64_t kib = proc_field_kib("/proc/self/status", "VmRSS");
-  return kib < 0 ? -1 : kib * 1024;
-}
+int64_t resident_bytes() { return status_bytes("VmRSS"); }
 
 bool reset_peak_resident() {
   std::ofstream f("/proc/self/clear_refs");

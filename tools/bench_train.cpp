@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bench_timing.h"
 #include "commands.h"
 #include "errors.h"
 #include "gemm.h"
@@ -45,11 +46,6 @@ Batch random_tokens(int64_t vocab, int64_t B, int64_t T, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   const auto t = torch::randint(0, vocab, {B, T + 1}, gen, torch::kLong);
   return {t.slice(1, 0, T).contiguous(), t.slice(1, 1, T + 1).contiguous()};
-}
-
-double median(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
 }
 
 // Median seconds of `steps` training steps of `model`, after two untimed ones; peak memory of the phase.

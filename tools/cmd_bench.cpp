@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gemm.h"
+#include "bench_timing.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
@@ -38,22 +39,6 @@ struct BenchOptions {
 
 bool wants(const BenchOptions& o, const char* part) {
   return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end();
-}
-
-double median(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-template <class F>
-double median_seconds(int64_t repeats, F&& f) {
-  std::vector<double> t;
-  for (int64_t r = 0; r < repeats; ++r) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  return median(t);
 }
 
 double max_rel_err(const std::vector<double>& got, const std::vector<double>& ref) {

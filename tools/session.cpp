@@ -121,11 +121,18 @@ void load_params(Network& net, const std::string& path) {
   for (auto& [t, v] : copies) t.copy_(v.to(t.scalar_type()));
 }
 
+namespace {
+// The cores this process may run on (its affinity mask; the online count where that is unknown).
+int usable_cores() {
+  cpu_set_t set;
+  const int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+  return cores > 0 ? cores : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+}
+}  // namespace
+
 int default_training_threads() {
   if (std::getenv("OMP_NUM_THREADS")) return 0;
-  cpu_set_t set;
-  int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
-  if (cores <= 0) cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  const int cores = usable_cores();
   int ranks = 1;
   for (const char* var : {"LOCAL_WORLD_SIZE", "WORLD_SIZE"})
     if (const char* v = std::getenv(var)) {
@@ -151,10 +158,10 @@ Session open_session(const CommonOptions& opt) {
   dist::init_from_env(opt.dist);
   if (opt.threads < 0) throw UserError("--threads must be >= 0");
   if (opt.threads > 0) {
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const int cores = usable_cores();
     if (cores > 0 && opt.threads > cores)
       std::fprintf(stderr,
-                   "blocksharp: warning: --threads %d is more than the %ld cores here; threads beyond them only wait "
+                   "blocksharp: warning: --threads %d is more than the %d cores here; threads beyond them only wait "
                    "for each other\n",
                    opt.threads, cores);
     torch::set_num_threads(opt.threads);
