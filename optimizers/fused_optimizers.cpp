@@ -38,6 +38,11 @@ namespace {
 // (m = beta1 m + (1 - beta1) g): (2 + 2 beta1) / (1 - beta1); 2 without momentum.
 double ema_threshold(double beta1) { return (2 + 2 * beta1) / (1 - beta1); }
 
+// Adam's step size from a second moment v (per element or per block): lr / (sqrt(v / bc2) + eps), in float64.
+torch::Tensor adam_step_size(const torch::Tensor& v, double lr, double bc2, double eps) {
+  return lr / ((v.to(torch::kFloat64) / bc2).sqrt() + eps);
+}
+
 // One value per block of `b` (h [n_blocks]) spread over the tensor's coordinates, as the update visits them.
 torch::Tensor expand_blocks(const ParamBlock& b, const torch::Tensor& h, int64_t numel) {
   if (b.regions.empty()) return h.repeat_interleave(b.block_size);
@@ -67,7 +72,7 @@ class FusedAdamW : public FusedBase {
     if (m_state.empty() || m_step == 0) return s;
     const double bc2 = 1 - std::pow(m_o.beta2, m_step);
     for (size_t i = 0; i < m_params.size(); ++i)
-      s.per_tensor.push_back(m_lr[i] / ((m_state[i][1].to(torch::kFloat64) / bc2).sqrt() + m_o.eps));
+      s.per_tensor.push_back(adam_step_size(m_state[i][1], m_lr[i], bc2, m_o.eps));
     return s;
   }
 
@@ -110,7 +115,7 @@ class AdamMini : public FusedBase {
     if (m_state.empty() || m_step == 0) return s;
     const double bc2 = 1 - std::pow(m_o.beta2, m_step);
     for (size_t i = 0; i < m_params.size(); ++i) {
-      const auto h = m_lr[i] / ((m_state[i][1].to(torch::kFloat64) / bc2).sqrt() + m_o.eps);
+      const auto h = adam_step_size(m_state[i][1], m_lr[i], bc2, m_o.eps);
       s.per_tensor.push_back(expand_blocks(m_part.params[i], h, m_params[i].numel()));
     }
     return s;
