@@ -179,17 +179,29 @@ static Batch tracer_probe(const Session& s, int64_t rows) {
   return probe;
 }
 
-// Oracle: the last record is measured at the final parameters, so its lambda_max equals the dense
-// eigendecomposition of the probe batch's Hessian there; tracing never changes the trained parameters.
-TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
-  CommonOptions o = tiny("train_trace");
+// A float64 model small enough for a dense Hessian, and 6 steps traced every 3 with a tight Lanczos
+// tolerance: the setting of the tracer's dense oracles.
+static CommonOptions dense_trace_model(const std::string& out) {
+  CommonOptions o = tiny(out);
   o.dtype = torch::kFloat64;
   o.sets = {"n_layer=1", "dim=8", "n_heads=2", "seq_len=4", "vocab=256"};
-  Session traced = open_session(o);
+  return o;
+}
+
+static TrainOptions dense_trace_run() {
   TrainOptions t = steps(6);
   t.trace.every = 3;
   t.trace.probes = 3;
   t.trace.tol = 1e-10;
+  return t;
+}
+
+// Oracle: the last record is measured at the final parameters, so its lambda_max equals the dense
+// eigendecomposition of the probe batch's Hessian there; tracing never changes the trained parameters.
+TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
+  const CommonOptions o = dense_trace_model("train_trace");
+  Session traced = open_session(o);
+  const TrainOptions t = dense_trace_run();
   train(traced, t);
   auto lmax = read_h5_dataset(o.out + "/trace.h5", "sharpness/lambda_max", "test");
   auto st = read_h5_dataset(o.out + "/trace.h5", "step", "test");
@@ -212,14 +224,9 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
 // state) D = lr / (sqrt(v / (1 - beta2^t)) + eps) from the checkpoint's exp_avg_sq, the dense Hessian of the
 // probe batch, and lambda_max(D^1/2 H D^1/2) / lr from its eigendecomposition; the threshold 38 / lr.
 TEST(TrainLoop, PreconditionedSharpnessMatchesDensePreconditionedHessian) {
-  CommonOptions o = tiny("train_trace_pre");
-  o.dtype = torch::kFloat64;
-  o.sets = {"n_layer=1", "dim=8", "n_heads=2", "seq_len=4", "vocab=256"};
+  const CommonOptions o = dense_trace_model("train_trace_pre");
   Session s = open_session(o);
-  TrainOptions t = steps(6);
-  t.trace.every = 3;
-  t.trace.probes = 3;
-  t.trace.tol = 1e-10;
+  TrainOptions t = dense_trace_run();
   t.trace.preconditioned = true;
   t.checkpoint_every = 6;  // the final optimizer state, for the oracle
   train(s, t);
