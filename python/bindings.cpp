@@ -55,9 +55,11 @@ ModelInfo python_model(const std::string& name, int64_t dim, int64_t n_heads, in
 }
 
 // Keyword arguments bound by name to the fields of an options struct: one table per struct, each
-// entry a setter. An unknown keyword is a UserError naming `what`.
+// entry a setter (given the keyword too, for its messages). An unknown keyword is a UserError naming `what`.
 template <class O>
-using Keywords = std::map<std::string, std::function<void(O&, const py::handle&)>>;
+using Setter = std::function<void(O&, const py::handle&, const std::string&)>;
+template <class O>
+using Keywords = std::map<std::string, Setter<O>>;
 
 template <class O>
 void apply_keywords(O& o, const py::dict& kw, const Keywords<O>& table, const std::string& what) {
@@ -65,31 +67,31 @@ void apply_keywords(O& o, const py::dict& kw, const Keywords<O>& table, const st
     const std::string key = py::str(k);
     const auto it = table.find(key);
     if (it == table.end()) throw UserError(what + "unknown option '" + key + "'");
-    it->second(o, v);
+    it->second(o, v, key);
   }
 }
 
 // A setter of the field `member` of `path(o)` from the keyword's Python value.
 template <class O, class S, class T>
-std::function<void(O&, const py::handle&)> set(S& (*path)(O&), T S::*member) {
-  return [path, member](O& o, const py::handle& v) { path(o).*member = v.cast<T>(); };
+Setter<O> set(S& (*path)(O&), T S::*member) {
+  return [path, member](O& o, const py::handle& v, const std::string&) { path(o).*member = v.cast<T>(); };
 }
 template <class O, class T>
-std::function<void(O&, const py::handle&)> set(T O::*member) {
-  return [member](O& o, const py::handle& v) { o.*member = v.cast<T>(); };
+Setter<O> set(T O::*member) {
+  return [member](O& o, const py::handle& v, const std::string&) { o.*member = v.cast<T>(); };
 }
 // A setter of an enum field (of `path(o)`) from its word, by the CLI's table of words.
 template <class O, class S, class E>
-std::function<void(O&, const py::handle&)> set_word(const std::string& key, S& (*path)(O&), E S::*member,
-                                                    const Words<E>& words) {
-  return [key, path, member, &words](O& o, const py::handle& v) {
+Setter<O> set_word(S& (*path)(O&), E S::*member, const Words<E>& words) {
+  return [path, member, &words](O& o, const py::handle& v, const std::string& key) {
     path(o).*member = parse_word(key, v.cast<std::string>(), words);
   };
 }
 template <class O, class E>
-std::function<void(O&, const py::handle&)> set_word(const std::string& key, E O::*member, const Words<E>& words) {
-  return
-      [key, member, &words](O& o, const py::handle& v) { o.*member = parse_word(key, v.cast<std::string>(), words); };
+Setter<O> set_word(E O::*member, const Words<E>& words) {
+  return [member, &words](O& o, const py::handle& v, const std::string& key) {
+    o.*member = parse_word(key, v.cast<std::string>(), words);
+  };
 }
 
 ClipOptions& clip(OptimizerInputs& in) { return in.clip; }
@@ -104,14 +106,15 @@ void apply_extra(OptimizerInputs& in, const py::dict& extra) {
       {"clip_scale", set(clip, &ClipOptions::threshold_scale)},
       {"rank", set(projection, &ProjectionOptions::rank)},
       {"update_proj_gap",
-       [](OptimizerInputs& o, const py::handle& v) {
+       [](OptimizerInputs& o, const py::handle& v, const std::string&) {
          o.projection.update_gap = o.frugal.update_gap = v.cast<int64_t>();
        }},
       {"scale", set(projection, &ProjectionOptions::scale)},
       {"scale_front", set(projection, &ProjectionOptions::scale_front)},
       {"disable_nl", set(projection, &ProjectionOptions::disable_nl)},
-      {"seed", [](OptimizerInputs& o, const py::handle& v) { o.projection.seed = o.frugal.seed = v.cast<uint64_t>(); }},
-      {"selection", set_word("selection", frugal, &FrugalOptions::selection, frugal_selection_words())},
+      {"seed", [](OptimizerInputs& o, const py::handle& v,
+                  const std::string&) { o.projection.seed = o.frugal.seed = v.cast<uint64_t>(); }},
+      {"selection", set_word(frugal, &FrugalOptions::selection, frugal_selection_words())},
       {"density", set(frugal, &FrugalOptions::density)},
       {"inactive_lr_scale", set(frugal, &FrugalOptions::inactive_lr_scale)},
       {"no_decay", set(&OptimizerInputs::no_decay)},
@@ -322,11 +325,11 @@ ProfileOptions profile_options(const py::dict& kw) {
       {"keep_graphs", set(&ProfileOptions::keep_graphs)},
       {"eig_accuracy", set(&ProfileOptions::eig_accuracy)},
       {"noise_batches", set(&ProfileOptions::noise_batches)},
-      {"curvature", set_word("curvature", &ProfileOptions::curvature, curvature_words())},
-      {"method", set_word("method", &ProfileOptions::method, eig_method_words())},
-      {"which", set_word("which", &ProfileOptions::which, eig_which_words())},
-      {"block_eigs", set_word("block_eigs", &ProfileOptions::block_eigs, block_eigs_words())},
-      {"trace_estimator", set_word("trace_estimator", &ProfileOptions::trace_estimator, trace_estimator_words())},
+      {"curvature", set_word(&ProfileOptions::curvature, curvature_words())},
+      {"method", set_word(&ProfileOptions::method, eig_method_words())},
+      {"which", set_word(&ProfileOptions::which, eig_which_words())},
+      {"block_eigs", set_word(&ProfileOptions::block_eigs, block_eigs_words())},
+      {"trace_estimator", set_word(&ProfileOptions::trace_estimator, trace_estimator_words())},
   };
   ProfileOptions o;
   apply_keywords(o, kw, table, "profile: ");
@@ -335,8 +338,8 @@ ProfileOptions profile_options(const py::dict& kw) {
 
 EmitOptions emit_options(const py::dict& kw) {
   static const Keywords<EmitOptions> table = {
-      {"adam_mini", set_word("adam_mini", &EmitOptions::adam_mini, adam_mini_mode_words())},
-      {"lr_policy", set_word("lr_policy", lr_policy, &LrPolicy::kind, lr_policy_words())},
+      {"adam_mini", set_word(&EmitOptions::adam_mini, adam_mini_mode_words())},
+      {"lr_policy", set_word(lr_policy, &LrPolicy::kind, lr_policy_words())},
       {"lr_exponent", set(lr_policy, &LrPolicy::exponent)},
       {"lr_min_multiplier", set(lr_policy, &LrPolicy::min_multiplier)},
       {"lr_max_multiplier", set(lr_policy, &LrPolicy::max_multiplier)},
