@@ -142,9 +142,10 @@ void gelu_tanh_backward_from_value(const T* da, const T* h, const T* a, T* dh, i
   });
 }
 
-// dh of a first-order backward: the fused pass above on CPU arrays, LibTorch's gelu_backward elsewhere.
+// dh = da f'(h) given a = gelu(h): the fused pass above on CPU arrays, LibTorch's (differentiable)
+// gelu_backward where generic() says so (grad mode on for third derivatives, batched, another device).
 Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
-  if (generic({da, h, a}) || a.sizes() != h.sizes()) return GeluTanhSpec::backward(da, h);
+  if (generic({da, h, a})) return GeluTanhSpec::backward(da, h);
   const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
   auto dh = torch::empty_like(hc);
   AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gelu_tanh_backward_from_value", [&] {
@@ -212,10 +213,7 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     auto g2 = linear_gradient(gy, a, W2);  // (da, dW2, db2)
     Tensor dh, &da = g2[0];
     const auto it = ctx->saved_data.find("d1");
-    if (torch::GradMode::is_enabled()) {
-      dh = GeluTanhSpec::backward(da, h2);
-      if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
-    } else if (it == ctx->saved_data.end()) {  // a training step's backward
+    if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {  // recorded, or a training step's
       dh = gelu_tanh_backward(da, h2, a);
       if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
     } else {
