@@ -2,10 +2,13 @@
 #include "tracer.h"
 
 #include <H5Cpp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <type_traits>
 
 #include "batch_loss.h"
 #include "distributed.h"
@@ -99,131 +102,148 @@ void Tracer::set_warm_start(const torch::Tensor& v) {
   }
 }
 
+namespace {
+
+// One column of trace.h5 along the step axis: its path, whether it is stored as int64, and how a
+// record gives and takes its value (integers pass through double exactly: steps and counts < 2^53).
+struct Column {
+  std::string name;
+  bool integer;
+  std::function<double(const TraceRecord&)> get;
+  std::function<void(TraceRecord&, double)> set;
+};
+
+template <class T>
+Column field(std::string name, T TraceRecord::*member) {
+  return {std::move(name), std::is_integral_v<T>,
+          [member](const TraceRecord& r) { return static_cast<double>(r.*member); },
+          [member](TraceRecord& r, double v) { r.*member = static_cast<T>(v); }};
+}
+
+// Every column but the 2-D block_lambda_max, /step first.
+std::vector<Column> columns(const std::vector<std::string>& kinds, bool preconditioned) {
+  std::vector<Column> c = {field("step", &TraceRecord::step),
+                           field("loss", &TraceRecord::loss),
+                           field("probe_loss", &TraceRecord::probe_loss),
+                           field("lr", &TraceRecord::lr),
+                           field("grad_norm", &TraceRecord::grad_norm),
+                           field("noise_scale", &TraceRecord::noise_scale)};
+  if (preconditioned) {
+    c.push_back(field("sharpness/threshold", &TraceRecord::threshold));
+    c.push_back(field("sharpness/preconditioned_lambda_max", &TraceRecord::preconditioned_lambda_max));
+    c.push_back(field("sharpness/preconditioned_threshold", &TraceRecord::preconditioned_threshold));
+    c.push_back(field("sharpness/preconditioned_products", &TraceRecord::preconditioned_products));
+  }
+  c.push_back(field("sharpness/lambda_max", &TraceRecord::lambda_max));
+  c.push_back(field("sharpness/directional", &TraceRecord::directional));
+  c.push_back(field("sharpness/lanczos_products", &TraceRecord::lanczos_products));
+  for (const auto& k : kinds)
+    c.push_back({"sharpness/kind/" + k, false,
+                 [k](const TraceRecord& r) { return r.kind_sharpness.count(k) ? r.kind_sharpness.at(k) : NAN; },
+                 [k](TraceRecord& r, double v) { r.kind_sharpness[k] = v; }});
+  return c;
+}
+
+const H5::PredType& type_of(const Column& c) {
+  return c.integer ? H5::PredType::NATIVE_INT64 : H5::PredType::NATIVE_DOUBLE;
+}
+
+// The file behind a path (device, inode): an in-place append goes only into the file this object wrote.
+std::pair<uint64_t, uint64_t> identity(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return {0, 0};
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
+// Records the chunks of a file rewritten at n records hold: room to double, at least 64.
+hsize_t capacity_for(size_t n) {
+  hsize_t c = 64;
+  while (c < 2 * n) c *= 2;
+  return c;
+}
+
+}  // namespace
+
 TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::string> block_names, Curvature curvature,
                      bool preconditioned)
     : m_path(std::move(path)),
       m_blocks(std::move(block_names)),
       m_curvature(curvature),
       m_preconditioned(preconditioned) {
-  if (resume_step < 0 || access(m_path.c_str(), F_OK) != 0) return;
-  // Keep the records of the interrupted run up to its checkpoint: those after it are measured again.
-  auto steps = read_h5_dataset(m_path, "step", "--resume");
-  auto col = [&](const std::string& name) { return read_h5_dataset(m_path, name, "--resume"); };
-  auto loss = col("loss"), probe = col("probe_loss"), lr = col("lr"), gn = col("grad_norm");
-  const bool has_noise = h5_has_dataset(m_path, "noise_scale");
-  const bool has_pre = h5_has_dataset(m_path, "sharpness/preconditioned_lambda_max");
-  torch::Tensor thr = has_pre ? col("sharpness/threshold") : torch::Tensor(),
-                plm = has_pre ? col("sharpness/preconditioned_lambda_max") : torch::Tensor(),
-                pth = has_pre ? col("sharpness/preconditioned_threshold") : torch::Tensor(),
-                ppr = has_pre ? col("sharpness/preconditioned_products")
-                              : torch::Tensor();  // files before it was recorded lack it
-  torch::Tensor noise = has_noise ? col("noise_scale") : torch::Tensor();
-  auto lmax = col("sharpness/lambda_max"), dir = col("sharpness/directional"), prod = col("sharpness/lanczos_products");
-  std::map<std::string, torch::Tensor> kinds;
-  for (const char* k : {"Emb", "QK", "VO", "FFN", "Norm", "Head", "Bias", "Other"})
-    if (h5_has_dataset(m_path, std::string("sharpness/kind/") + k)) kinds[k] = col(std::string("sharpness/kind/") + k);
-  const bool blocks = h5_has_dataset(m_path, "sharpness/block_lambda_max");
-  torch::Tensor bl = blocks ? col("sharpness/block_lambda_max") : torch::Tensor();
-  for (int64_t i = 0; i < steps.numel(); ++i) {
-    TraceRecord r;
-    r.step = steps[i].item<int64_t>();
-    if (r.step > resume_step) break;
-    r.loss = loss[i].item<double>();
-    r.probe_loss = probe[i].item<double>();
-    r.lr = lr[i].item<double>();
-    r.grad_norm = gn[i].item<double>();
-    if (has_noise) r.noise_scale = noise[i].item<double>();
-    if (has_pre) {
-      r.threshold = thr[i].item<double>();
-      r.preconditioned_lambda_max = plm[i].item<double>();
-      r.preconditioned_threshold = pth[i].item<double>();
-      r.preconditioned_products = ppr[i].item<int64_t>();
+  if (resume_step >= 0 && access(m_path.c_str(), F_OK) == 0) {
+    // Keep the records of the interrupted run up to its checkpoint: those after it are measured again.
+    // /step is the record count: an append killed part-way may have lengthened other columns (it
+    // writes /step last), never /step alone.
+    const auto steps = read_h5_dataset(m_path, "step", "--resume");
+    std::vector<std::string> kinds;
+    for (int k = 0; k <= static_cast<int>(BlockKind::Other); ++k) {
+      const std::string kind = to_string(static_cast<BlockKind>(k));
+      if (h5_has_dataset(m_path, "sharpness/kind/" + kind)) kinds.push_back(kind);
     }
-    r.lambda_max = lmax[i].item<double>();
-    r.directional = dir[i].item<double>();
-    r.lanczos_products = prod[i].item<int64_t>();
-    for (auto& [k, t] : kinds) r.kind_sharpness[k] = t[i].item<double>();
-    if (blocks)
-      for (int64_t b = 0; b < bl.size(1); ++b) r.block_lambda_max.push_back(bl[i][b].item<double>());
-    m_records.push_back(r);
+    int64_t n = 0;
+    while (n < steps.numel() && steps[n].item<int64_t>() <= resume_step) ++n;
+    m_records.resize(n);
+    // Files written before a column was recorded lack it (noise_scale, the preconditioned ones): NaN.
+    for (const auto& c : columns(kinds, true)) {
+      if (!h5_has_dataset(m_path, c.name)) continue;
+      const auto v = read_h5_dataset(m_path, c.name, "--resume").to(torch::kFloat64).contiguous();
+      if (v.numel() < n) throw UserError("--resume '" + m_path + "': column " + c.name + " is shorter than /step");
+      for (int64_t i = 0; i < n; ++i) c.set(m_records[i], v.data_ptr<double>()[i]);
+    }
+    if (h5_has_dataset(m_path, "sharpness/block_lambda_max")) {
+      const auto bl = read_h5_dataset(m_path, "sharpness/block_lambda_max", "--resume").to(torch::kFloat64);
+      if (bl.dim() != 2 || bl.size(0) < n)
+        throw UserError("--resume '" + m_path + "': sharpness/block_lambda_max is shorter than /step");
+      for (int64_t i = 0; i < n; ++i) {
+        const auto row = bl[i].contiguous();
+        m_records[i].block_lambda_max.assign(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+      }
+    }
   }
-  write();  // drop the records past the checkpoint now
+  rewrite();  // drop the records past the checkpoint now
 }
 
 void TraceFile::append(const TraceRecord& r) {
   m_records.push_back(r);
-  write();
+  if (!append_in_place()) rewrite();
 }
 
-void TraceFile::write() const {
+std::vector<std::string> TraceFile::kinds() const {
+  std::vector<std::string> k;
+  if (!m_records.empty())
+    for (const auto& [kind, v] : m_records.front().kind_sharpness) k.push_back(kind);
+  return k;
+}
+
+void TraceFile::rewrite() {
+  const hsize_t n = m_records.size(), capacity = capacity_for(n);
   const std::string tmp = temp_name(m_path);
   h5_write_or_fail(m_path, tmp, [&] {
     H5::H5File f(tmp, H5F_ACC_TRUNC);
-    const hsize_t n = m_records.size();
-    auto column = [&](const std::string& name, auto get, const H5::PredType& type, auto zero) {
-      using V = decltype(zero);
-      std::vector<V> v;
-      for (const auto& r : m_records) v.push_back(get(r));
-      hsize_t dims[1] = {n}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {64};
-      H5::DataSpace space(1, dims, maxdims);
+    H5::LinkCreatPropList lcpl;
+    H5Pset_create_intermediate_group(lcpl.getId(), 1);
+    // An extendible dataset whose first chunk holds `capacity` records: appends up to it write in place.
+    auto create = [&](const std::string& name, const H5::PredType& type, hsize_t width, const void* data) {
+      const int rank = width ? 2 : 1;
+      hsize_t dims[2] = {n, width}, maxdims[2] = {H5S_UNLIMITED, width}, chunk[2] = {capacity, width};
+      H5::DataSpace space(rank, dims, maxdims);
       H5::DSetCreatPropList plist;
-      plist.setChunk(1, chunk);
-      H5::LinkCreatPropList lcpl;
-      H5Pset_create_intermediate_group(lcpl.getId(), 1);
+      plist.setChunk(rank, chunk);
       auto ds = f.createDataSet(name, type, space, plist, H5::DSetAccPropList::DEFAULT, lcpl);
-      if (n > 0) ds.write(v.data(), type);
+      if (n > 0) ds.write(data, type);
     };
-    column(
-        "step", [](const TraceRecord& r) { return r.step; }, H5::PredType::NATIVE_INT64, int64_t{0});
-    column(
-        "loss", [](const TraceRecord& r) { return r.loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "probe_loss", [](const TraceRecord& r) { return r.probe_loss; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "lr", [](const TraceRecord& r) { return r.lr; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "grad_norm", [](const TraceRecord& r) { return r.grad_norm; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "noise_scale", [](const TraceRecord& r) { return r.noise_scale; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    if (m_preconditioned) {
-      column(
-          "sharpness/threshold", [](const TraceRecord& r) { return r.threshold; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-      column(
-          "sharpness/preconditioned_lambda_max", [](const TraceRecord& r) { return r.preconditioned_lambda_max; },
-          H5::PredType::NATIVE_DOUBLE, 0.0);
-      column(
-          "sharpness/preconditioned_threshold", [](const TraceRecord& r) { return r.preconditioned_threshold; },
-          H5::PredType::NATIVE_DOUBLE, 0.0);
-      column(
-          "sharpness/preconditioned_products", [](const TraceRecord& r) { return r.preconditioned_products; },
-          H5::PredType::NATIVE_INT64, int64_t{0});
+    for (const auto& c : columns(kinds(), m_preconditioned)) {
+      std::vector<double> real;
+      std::vector<int64_t> whole;
+      for (const auto& r : m_records)
+        (c.integer ? whole.push_back(static_cast<int64_t>(c.get(r))) : real.push_back(c.get(r)));
+      create(c.name, type_of(c), 0, c.integer ? static_cast<const void*>(whole.data()) : real.data());
     }
-    column(
-        "sharpness/lambda_max", [](const TraceRecord& r) { return r.lambda_max; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "sharpness/directional", [](const TraceRecord& r) { return r.directional; }, H5::PredType::NATIVE_DOUBLE, 0.0);
-    column(
-        "sharpness/lanczos_products", [](const TraceRecord& r) { return r.lanczos_products; },
-        H5::PredType::NATIVE_INT64, int64_t{0});
-    if (!m_records.empty())
-      for (const auto& [kind, v] : m_records.front().kind_sharpness) {
-        const std::string k = kind;
-        column(
-            "sharpness/kind/" + k,
-            [k](const TraceRecord& r) { return r.kind_sharpness.count(k) ? r.kind_sharpness.at(k) : NAN; },
-            H5::PredType::NATIVE_DOUBLE, 0.0);
-      }
     if (!m_records.empty() && !m_records.front().block_lambda_max.empty()) {
-      const hsize_t B = m_records.front().block_lambda_max.size();
       std::vector<double> v;
       for (const auto& r : m_records) v.insert(v.end(), r.block_lambda_max.begin(), r.block_lambda_max.end());
-      hsize_t dims[2] = {n, B}, maxdims[2] = {H5S_UNLIMITED, B}, chunk[2] = {16, B};
-      H5::DataSpace space(2, dims, maxdims);
-      H5::DSetCreatPropList plist;
-      plist.setChunk(2, chunk);
-      f.openGroup("sharpness")
-          .createDataSet("block_lambda_max", H5::PredType::NATIVE_DOUBLE, space, plist)
-          .write(v.data(), H5::PredType::NATIVE_DOUBLE);
+      create("sharpness/block_lambda_max", H5::PredType::NATIVE_DOUBLE, m_records.front().block_lambda_max.size(),
+             v.data());
     }
     if (!m_blocks.empty()) {
       H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
@@ -242,6 +262,54 @@ void TraceFile::write() const {
     f.close();
   });
   publish(tmp, m_path);
+  m_capacity = capacity;
+  m_identity = identity(m_path);
+  ++m_rewrites;
+}
+
+bool TraceFile::append_in_place() {
+  const hsize_t n = m_records.size();  // with the new record
+  // The first record allocates the chunks; past the capacity a new chunk would change the file's
+  // layout: both are rewrites. So is a file replaced since (or locked by a reader: HDF5 refuses the open).
+  if (n < 2 || n > m_capacity || identity(m_path) != m_identity) return false;
+  const TraceRecord& r = m_records.back();
+  const auto cols = columns(kinds(), m_preconditioned);
+  const bool blocks = !r.block_lambda_max.empty();
+  try {
+    H5::H5File f(m_path, H5F_ACC_RDWR);
+    H5::DSetAccPropList direct;  // no chunk cache: a row goes straight to its place in the allocated chunk
+    direct.setChunkCache(H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+    // Every dataset must hold the n-1 records this object wrote before any is touched.
+    std::vector<H5::DataSet> sets;
+    for (const auto& c : cols) sets.push_back(f.openDataSet(c.name, direct));
+    if (blocks) sets.push_back(f.openDataSet("sharpness/block_lambda_max", direct));
+    for (auto& ds : sets) {
+      hsize_t dims[2] = {0, 0};
+      ds.getSpace().getSimpleExtentDims(dims);
+      if (dims[0] != n - 1) return false;
+    }
+    auto put = [&](H5::DataSet& ds, const void* value, const H5::PredType& type, hsize_t width) {
+      const int rank = width ? 2 : 1;
+      hsize_t dims[2] = {n, width}, start[2] = {n - 1, 0}, count[2] = {1, width};
+      ds.extend(dims);
+      H5::DataSpace file_space = ds.getSpace(), memory(rank, count);
+      file_space.selectHyperslab(H5S_SELECT_SET, count, start);
+      ds.write(value, type, memory, file_space);
+      H5Dflush(ds.getId());
+    };
+    if (blocks) put(sets.back(), r.block_lambda_max.data(), H5::PredType::NATIVE_DOUBLE, r.block_lambda_max.size());
+    // /step last: a kill part-way leaves some columns one record longer than /step, which counts the records.
+    for (size_t i = cols.size(); i-- > 0;) {
+      const double real = cols[i].get(r);
+      const int64_t whole = static_cast<int64_t>(real);
+      put(sets[i], cols[i].integer ? static_cast<const void*>(&whole) : &real, type_of(cols[i]), 0);
+    }
+    sets.clear();
+    f.close();
+  } catch (const H5::Exception&) {
+    return false;  // the rewrite replaces whatever this left
+  }
+  return true;
 }
 
 }  // namespace bs

@@ -4,8 +4,10 @@
 // update (Pan & Li), the gradient noise scale over the probe batch's rows, the gradient norm and the
 // loss; appended to DIR/trace.h5.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gradient_noise.h"
@@ -72,8 +74,12 @@ class Tracer {
 // /grad_norm, /noise_scale, /sharpness/threshold, /sharpness/preconditioned_lambda_max,
 // /sharpness/preconditioned_threshold, /sharpness/preconditioned_products, /sharpness/lambda_max,
 // /sharpness/directional, /sharpness/lanczos_products, /sharpness/kind/<Kind>, /sharpness/block_lambda_max [n, B];
-// attribute curvature). Each append rewrites the file under a temporary name and renames it, so a crash at any point
-// leaves the previous complete file.
+// attribute curvature).
+// An append writes its record in place into the chunks' room (one row per dataset, /step last, each
+// flushed), so its cost does not grow with the run. When the room is spent the whole file is rewritten
+// under a temporary name and renamed, with chunks twice the records' count: O(log n) rewrites, O(1)
+// amortised per record. A kill leaves a readable file: the previous one, or one whose other columns
+// may hold one record more than /step, the record count (a resume keeps /step's).
 class TraceFile {
  public:
   // Opens DIR/trace.h5: with `resume_step` >= 0 keeps the records with step <= resume_step (the ones an
@@ -82,14 +88,20 @@ class TraceFile {
             Curvature curvature = Curvature::Hessian, bool preconditioned = false);
   void append(const TraceRecord& r);
   size_t size() const { return m_records.size(); }
+  int64_t rewrites() const { return m_rewrites; }  // whole-file writes so far (the constructor's included)
 
  private:
-  void write() const;
+  void rewrite();
+  bool append_in_place();  // false (having changed nothing a rewrite does not replace) when it cannot
+  std::vector<std::string> kinds() const;
   std::string m_path;
   std::vector<std::string> m_blocks;
   std::vector<TraceRecord> m_records;
   Curvature m_curvature;
   bool m_preconditioned;
+  uint64_t m_capacity = 0;                   // records the file's chunks hold
+  std::pair<uint64_t, uint64_t> m_identity;  // (device, inode) of the file last rewritten
+  int64_t m_rewrites = 0;
 };
 
 }  // namespace bs
