@@ -60,11 +60,9 @@ class AdaPM : public Optimizer {
       Slot s;
       s.policy = adapm_policy(m_names[i], m_params[i]);
       if (s.policy == MomentumPolicy::LowRank) {
-        s.rows = m_params[i].size(0);
-        s.cols = m_params[i].size(1);
-        const int64_t small = std::min(s.rows, s.cols);
-        s.rank = m_proj.rank ? std::min(*m_proj.rank, small) : std::max<int64_t>(1, small / 8);
-        s.seed = m_proj.seed + static_cast<uint64_t>(in.model_index(i)) + 1;
+        const int64_t small = std::min(m_params[i].size(0), m_params[i].size(1));
+        s.frame(m_params[i], m_proj.rank ? *m_proj.rank : std::max<int64_t>(1, small / 8), m_proj.seed,
+                in.model_index(i));
       }
       m_slots.push_back(s);
     }
@@ -89,16 +87,14 @@ class AdaPM : public Optimizer {
         s.m.mul_(m_o.beta1).add_(G, 1 - m_o.beta1);
         d = s.m / bc1;
       } else {
-        const bool right = s.rows >= s.cols;
         if (before % m_proj.update_gap == 0) {
           s.proj = adapm_projection(s.rows, s.cols, s.rank, s.seed, G.scalar_type());
           s.seed = next_projection_seed(s.seed);
         }
-        auto R = right ? G.mm(s.proj.t()) : s.proj.t().mm(G);
+        auto R = s.down(G);
         if (!s.m.defined()) s.m = torch::zeros_like(R);
         s.m.mul_(m_o.beta1).add_(R, 1 - m_o.beta1);
-        auto back = [&](const torch::Tensor& x) { return right ? x.mm(s.proj) : s.proj.mm(x); };
-        d = back(s.m) / bc1 + (G - back(R));
+        d = s.up(s.m) / bc1 + (G - s.up(R));
       }
       d = d.contiguous();
       if (!s.v.defined()) s.v = torch::zeros({m_part.params[i].n_blocks}, G.options());
@@ -151,18 +147,16 @@ class AdaPM : public Optimizer {
       const Slot& s = m_slots[i];
       int64_t e = m_part.params[i].n_blocks;
       if (s.policy == MomentumPolicy::Full) e += m_params[i].numel();
-      if (s.policy == MomentumPolicy::LowRank) e += (std::max(s.rows, s.cols) + std::min(s.rows, s.cols)) * s.rank;
+      if (s.policy == MomentumPolicy::LowRank) e += s.projected_numel() + s.projection_numel();
       n += e * m_params[i].element_size();
     }
     return n;
   }
 
  private:
-  struct Slot {
+  struct Slot : LowRankFrame {
     MomentumPolicy policy = MomentumPolicy::Full;
-    int64_t rows = 0, cols = 0, rank = 0;
-    uint64_t seed = 0;
-    torch::Tensor m, v, proj;
+    torch::Tensor m, v;
   };
   std::vector<torch::Tensor> m_params;
   std::vector<std::string> m_names;

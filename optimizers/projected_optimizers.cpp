@@ -68,10 +68,7 @@ class Projected : public Optimizer {
       Slot s;
       s.projected = is_projected_param(m_names[i], m_params[i]);
       if (s.projected) {
-        s.rows = m_params[i].size(0);
-        s.cols = m_params[i].size(1);
-        s.rank = std::min<int64_t>(*m_p.rank, std::min(s.rows, s.cols));
-        s.seed = m_p.seed + static_cast<uint64_t>(in.model_index(i)) + 1;  // the official seed: the 1-based index
+        s.frame(m_params[i], *m_p.rank, m_p.seed, in.model_index(i));
       }
       m_slots.push_back(s);
     }
@@ -94,18 +91,17 @@ class Projected : public Optimizer {
         if (!s.m.defined()) s.m = torch::zeros_like(p), s.v = torch::zeros_like(p);
         update = hf_moments(G, s.m, s.v, m_o);
       } else {
-        const bool right = s.rows >= s.cols;
         if (before % m_p.update_gap == 0) refresh(s, G);
-        auto R = right ? G.mm(s.proj.t()) : s.proj.t().mm(G);
+        auto R = s.down(G);
         if (!s.m.defined()) s.m = torch::zeros_like(R), s.v = torch::zeros_like(R);
         auto N = hf_moments(R, s.m, s.v, m_o);
         if (m_name == "galore") {
-          update = (right ? N.mm(s.proj) : s.proj.mm(N)) * *m_p.scale;
+          update = s.up(N) * *m_p.scale;
         } else {
           torch::Tensor factor;
           if (m_tensor_scaling)
             factor = N.norm() / (R.norm() + 1e-8);
-          else if (right)
+          else if (s.right())
             factor = N.norm(2, {1}, true) / (R.norm(2, {1}, true) + 1e-8);  // one per row
           else
             factor = N.norm(2, {0}) / (R.norm(2, {0}) + 1e-8);  // one per column
@@ -162,28 +158,22 @@ class Projected : public Optimizer {
       if (!s.projected) {
         n += 2 * m_params[i].numel() * elt;
       } else {
-        const bool right = s.rows >= s.cols;
-        const int64_t r_numel = (right ? s.rows : s.cols) * s.rank;
-        const int64_t p_numel = (right ? s.cols : s.rows) * s.rank;
-        n += (2 * r_numel + p_numel) * elt + (m_name == "galore" ? 0 : 8);
+        n += (2 * s.projected_numel() + s.projection_numel()) * elt + (m_name == "galore" ? 0 : 8);
       }
     }
     return n;
   }
 
  private:
-  struct Slot {
+  struct Slot : LowRankFrame {
     bool projected = false;
-    int64_t rows = 0, cols = 0, rank = 0;
-    uint64_t seed = 0;
     double nl_prev = -1;
-    torch::Tensor m, v, proj;
+    torch::Tensor m, v;
   };
   void refresh(Slot& s, const torch::Tensor& G) {
-    const bool right = s.rows >= s.cols;
     if (m_name == "galore") {
       auto [U, S, Vh] = torch::linalg_svd(G.to(torch::kFloat32), false);
-      s.proj = (right ? Vh.narrow(0, 0, s.rank) : U.narrow(1, 0, s.rank)).to(G.scalar_type()).contiguous();
+      s.proj = (s.right() ? Vh.narrow(0, 0, s.rank) : U.narrow(1, 0, s.rank)).to(G.scalar_type()).contiguous();
     } else {
       s.proj = apollo_projection(s.rows, s.cols, s.rank, s.seed, G.scalar_type());
       s.seed = next_projection_seed(s.seed);
@@ -201,6 +191,13 @@ class Projected : public Optimizer {
 };
 
 }  // namespace
+
+void LowRankFrame::frame(const torch::Tensor& p, int64_t r, uint64_t base_seed, int64_t index) {
+  rows = p.size(0);
+  cols = p.size(1);
+  rank = std::min(r, std::min(rows, cols));
+  seed = base_seed + static_cast<uint64_t>(index) + 1;
+}
 
 StateWriter& save_projection(StateWriter& w, size_t i, const torch::Tensor& proj, uint64_t seed) {
   return w.tensor(i, "projection", proj).integer(i, "seed", static_cast<int64_t>(seed));

@@ -11,62 +11,20 @@
 
 namespace bs {
 
+// One row per preset, ModelConfig's fields in order.
 static const std::map<std::string, ModelConfig>& presets() {
-  static const std::map<std::string, ModelConfig> p = [] {
-    std::map<std::string, ModelConfig> m;
-    ModelConfig c;
-    c.family = "gpt2";
-    c.n_layer = 2;
-    c.dim = 64;
-    c.n_heads = 4;
-    c.vocab = 256;
-    c.seq_len = 64;
-    c.tied = true;
-    m["gpt2-tiny"] = c;
-    c.n_layer = 8;
-    c.dim = 256;
-    c.n_heads = 8;
-    c.seq_len = 128;
-    m["gpt2-small-cpu"] = c;
-    c = ModelConfig{};
-    c.family = "gpt2";
-    c.tied = true;
-    c.n_layer = 12;
-    c.dim = 768;
-    c.n_heads = 12;
-    c.vocab = 50257;
-    c.seq_len = 1024;  // GPT-2 small's shape
-    m["gpt2-124m"] = c;
-    c = ModelConfig{};
-    c.family = "llama";
-    c.n_layer = 2;
-    c.dim = 64;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.vocab = 256;
-    c.seq_len = 64;
-    c.tied = false;
-    m["llama-tiny"] = c;
-    c.n_layer = 8;
-    c.dim = 256;
-    c.n_heads = 8;
-    c.n_kv_heads = 4;
-    c.seq_len = 128;
-    m["llama-small-cpu"] = c;
-    c = ModelConfig{};
-    c.family = "mlp";
-    c.n_layer = 2;
-    c.hidden = 128;
-    c.vocab = 0;
-    c.seq_len = 0;
-    c.tied = false;
-    m["mlp-mnist"] = c;
-    c.family = "cnn";
-    c.n_layer = 2;
-    c.hidden = 32;
-    m["cnn-mnist"] = c;
-    return m;
-  }();
+  // clang-format off
+  static const std::map<std::string, ModelConfig> p = {
+      // name               family   layers dim  heads kv vocab  seq   ffn tied   in   classes hidden
+      {"gpt2-tiny",       {"gpt2",  2,     64,  4,    0, 256,   64,   0,  true,  784, 10,     128}},
+      {"gpt2-small-cpu",  {"gpt2",  8,     256, 8,    0, 256,   128,  0,  true,  784, 10,     128}},
+      {"gpt2-124m",       {"gpt2",  12,    768, 12,   0, 50257, 1024, 0,  true,  784, 10,     128}},  // GPT-2 small
+      {"llama-tiny",      {"llama", 2,     64,  4,    2, 256,   64,   0,  false, 784, 10,     128}},
+      {"llama-small-cpu", {"llama", 8,     256, 8,    4, 256,   128,  0,  false, 784, 10,     128}},
+      {"mlp-mnist",       {"mlp",   2,     64,  4,    0, 0,     0,    0,  false, 784, 10,     128}},
+      {"cnn-mnist",       {"cnn",   2,     64,  4,    0, 0,     0,    0,  false, 784, 10,     32}},
+  };
+  // clang-format on
   return p;
 }
 
