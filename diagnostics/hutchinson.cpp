@@ -54,7 +54,7 @@ TraceResult from_samples(const std::vector<std::vector<double>>& samples, const 
 }  // namespace
 
 TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t probes, uint64_t seed, torch::Dtype dtype) {
-  if (probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
+  if (probes < 2) throw UserError(param("probes") + " must be at least 2 (the standard error needs two samples)");
   const size_t B = table.blocks().size();
   std::vector<std::vector<double>> samples(B + 1, std::vector<double>(probes));
   std::mt19937_64 rng(seed);
@@ -73,7 +73,7 @@ TraceResult hutchinson(const LinearOp& op, const ParamTable& table, int64_t prob
 TraceResult hutch_plus_plus(const LinearOp& op, const ParamTable& table, int64_t products, uint64_t seed,
                             torch::Dtype dtype) {
   if (products < 6 || products % 3 != 0)
-    throw UserError("--probes " + std::to_string(products) + ": Hutch++ needs a multiple of 3, at least 6");
+    throw UserError(param("probes") + " " + std::to_string(products) + ": Hutch++ needs a multiple of 3, at least 6");
   const int64_t n = table.total_numel(), k = products / 3;
   const size_t B = table.blocks().size();
   std::mt19937_64 rng(seed);

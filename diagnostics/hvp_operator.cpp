@@ -73,7 +73,7 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
       m_table(net.named_parameters()),
       m_params(net.parameters()),
       m_dtype(net.dtype()) {
-  if (m_batches.empty()) throw UserError("--batches must be at least 1");
+  if (m_batches.empty()) throw UserError(param("batches") + " must be at least 1");
   for (auto& p : m_params) p.requires_grad_(true);
   for (size_t i = 0; i < m_params.size(); ++i) m_all.push_back(i);
   m_grad = torch::zeros({size()}, m_dtype);
@@ -98,7 +98,8 @@ HvpOperator::HvpOperator(Network& net, std::vector<Batch> batches, LossKind loss
   for (size_t b = 0; b < m_batches.size(); ++b) {
     const double l = losses[static_cast<int64_t>(b)].item<double>();
     if (!std::isfinite(l))
-      throw UserError("non-finite loss on batch " + std::to_string(b) + " of --data '" + m_data_name + "'");
+      throw UserError("non-finite loss on batch " + std::to_string(b) + " of " + param("data") + " '" + m_data_name +
+                      "'");
     m_loss += l / static_cast<double>(m_batches.size());
   }
 }
@@ -253,7 +254,7 @@ torch::Tensor HvpOperator::apply_block(const std::vector<size_t>& block, const t
   if (bad >= 0 || (dist::active() && !all_finite(sum)))
     throw UserError(std::string("non-finite ") + curvature_noun(m_o.curvature) + "-vector product on " +
                     (bad >= 0 ? "batch " + std::to_string(bad) : std::string("another rank's share of a batch")) +
-                    " of --data '" + m_data_name + "'");
+                    " of " + param("data") + " '" + m_data_name + "'");
   return sum;
 }
 

@@ -18,7 +18,7 @@
 namespace bs {
 
 std::vector<double> gsnr_over_batches(const Context& c, int64_t batches) {
-  if (batches < 1) throw UserError("--gsnr-batches must be at least 1");
+  if (batches < 1) throw UserError(param("gsnr_batches") + " must be at least 1");
   auto params = c.net->parameters();
   std::vector<double> out(params.size(), 0.0);
   for (int64_t b = 0; b < batches; ++b) {
@@ -93,10 +93,10 @@ MemoryPlan plan_memory(int64_t n, const ProfileOptions& opt) {
     if (ncv > fit) {
       if (fit < opt.topk + 2)
         throw UserError("profile: " + std::to_string(n) + " parameters need about " +
-                        format_bytes(work + vec * (opt.topk + 2)) +
-                        " for the eigensolver (at least --topk + 2 = " + std::to_string(opt.topk + 2) +
-                        " float64 vectors of " + format_bytes(vec) + ", plus work vectors) but " + format_bytes(avail) +
-                        " is available; use a smaller --topk, --batch-size or model");
+                        format_bytes(work + vec * (opt.topk + 2)) + " for the eigensolver (at least " + param("topk") +
+                        " + 2 = " + std::to_string(opt.topk + 2) + " float64 vectors of " + format_bytes(vec) +
+                        ", plus work vectors) but " + format_bytes(avail) + " is available; use a smaller " +
+                        param("topk") + ", " + param("batch_size") + " or model");
       plan.ncv = fit;
       std::fprintf(stderr, "blocksharp: note: eigensolver basis cut from %lld to %lld vectors to fit %s of memory\n",
                    static_cast<long long>(ncv), static_cast<long long>(fit), format_bytes(avail).c_str());
@@ -122,30 +122,34 @@ const char* to_string(BlockEigs b) { return b == BlockEigs::None ? "none" : b ==
 const char* to_string(TraceEstimator t) { return t == TraceEstimator::HutchPlusPlus ? "hutch++" : "hutchinson"; }
 
 Profile run_profile(const Context& c, const ProfileOptions& opt) {
-  if (opt.batches < 1) throw UserError("--batches must be at least 1");
+  if (opt.batches < 1) throw UserError(param("batches") + " must be at least 1");
   // Every option is checked here, before any product: nothing runs on options refused later.
-  if (opt.topk < 1) throw UserError("--topk must be at least 1");
+  if (opt.topk < 1) throw UserError(param("topk") + " must be at least 1");
   if (opt.trace_estimator == TraceEstimator::HutchPlusPlus && opt.probes < 3)
-    throw UserError("--probes " + std::to_string(opt.probes) + ": --trace-estimator hutch++ needs at least 3");
-  if (opt.probes < 2) throw UserError("--probes must be at least 2 (the standard error needs two samples)");
-  if (opt.density_runs < 0) throw UserError("--density-runs must be >= 0");
-  if (opt.density_runs > 0 && opt.density_steps < 2) throw UserError("--density-steps must be >= 2");
-  if (!(opt.eig_tol() > 0)) throw UserError("--tol must be positive");
+    throw UserError(param("probes") + " " + std::to_string(opt.probes) + ": " + param("trace_estimator") +
+                    " hutch++ needs at least 3");
+  if (opt.probes < 2) throw UserError(param("probes") + " must be at least 2 (the standard error needs two samples)");
+  if (opt.density_runs < 0) throw UserError(param("density_runs") + " must be >= 0");
+  if (opt.density_runs > 0 && opt.density_steps < 2) throw UserError(param("density_steps") + " must be >= 2");
+  if (!(opt.eig_tol() > 0)) throw UserError(param("tol") + " must be positive");
   if (opt.eig_accuracy) {
     if (!(*opt.eig_accuracy > 0 && *opt.eig_accuracy < 1))
-      throw UserError("--eig-accuracy must be in (0, 1) (got " + std::to_string(*opt.eig_accuracy) + ")");
-    if (opt.tol) throw UserError("--eig-accuracy and --tol: give one (the accuracy sets the tolerance)");
-    if (opt.method != EigMethod::Lanczos) throw UserError("--eig-accuracy needs --method lanczos");
+      throw UserError(param("eig_accuracy") + " must be in (0, 1) (got " + std::to_string(*opt.eig_accuracy) + ")");
+    if (opt.tol)
+      throw UserError(param("eig_accuracy") + " and " + param("tol") + ": give one (the accuracy sets the tolerance)");
+    if (opt.method != EigMethod::Lanczos)
+      throw UserError(param("eig_accuracy") + " needs " + param("method") + " lanczos");
   }
-  if (opt.gn_samples < 0) throw UserError("--gn-samples must be >= 0");
+  if (opt.gn_samples < 0) throw UserError(param("gn_samples") + " must be >= 0");
   if (opt.noise_batches < 0 || opt.noise_batches == 1)
-    throw UserError("--noise-batches must be 0 (skip) or at least 2 (got " + std::to_string(opt.noise_batches) + ")");
+    throw UserError(param("noise_batches") + " must be 0 (skip) or at least 2 (got " +
+                    std::to_string(opt.noise_batches) + ")");
   {
     int64_t n = 0;
     for (const auto& [name, t] : c.net->named_parameters()) n += t.numel();
     if (opt.topk >= n)
-      throw UserError("--topk " + std::to_string(opt.topk) + " must be smaller than the number of parameters (" +
-                      std::to_string(n) + ")");
+      throw UserError(param("topk") + " " + std::to_string(opt.topk) +
+                      " must be smaller than the number of parameters (" + std::to_string(n) + ")");
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Batch> batches;

@@ -49,7 +49,8 @@ SlqRun slq_run(const LinearOp& op, const torch::Tensor& start, int64_t steps, bo
 
 Density slq_density(const LinearOp& op, int64_t n, int64_t runs, int64_t steps, bool reorth, uint64_t seed,
                     torch::Dtype dtype, int64_t points) {
-  if (runs < 1 || steps < 2) throw UserError("--density-runs must be >= 1 and --density-steps >= 2");
+  if (runs < 1 || steps < 2)
+    throw UserError(param("density_runs") + " must be >= 1 and " + param("density_steps") + " >= 2");
   Density d;
   std::mt19937_64 rng(seed);
   int64_t calls = 0;

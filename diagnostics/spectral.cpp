@@ -68,9 +68,9 @@ Spectra::SortRule rule(EigWhich which) {
 }
 
 void check_k(int64_t k, int64_t n) {
-  if (k < 1) throw UserError("--topk must be at least 1");
+  if (k < 1) throw UserError(param("topk") + " must be at least 1");
   if (k >= n)
-    throw UserError("--topk " + std::to_string(k) + " must be smaller than the number of parameters (" +
+    throw UserError(param("topk") + " " + std::to_string(k) + " must be smaller than the number of parameters (" +
                     std::to_string(n) + ")");
 }
 

@@ -52,7 +52,7 @@ void score_dense(const torch::Tensor& H, std::vector<Candidate>& cands) {
 }
 
 void score_randomized(const LinearOp& op, int64_t n, int64_t probes, uint64_t seed, std::vector<Candidate>& cands) {
-  if (probes < 2) throw UserError("--probes must be at least 2");
+  if (probes < 2) throw UserError(param("probes") + " must be at least 2");
   std::mt19937_64 rng(seed);
   const size_t C = cands.size();
   std::vector<std::vector<double>> inside(C, std::vector<double>(probes));
@@ -93,9 +93,9 @@ const Candidate& recommend(const std::vector<Candidate>& cands, double threshold
 }
 
 StructureResult run_structure(const Context& c, const StructureOptions& o) {
-  if (o.params.empty()) throw UserError("--param is required");
-  if (!(o.threshold > 0 && o.threshold <= 1)) throw UserError("--threshold must be in (0, 1]");
-  if (o.per_pass < 1) throw UserError("--per-pass must be at least 1");
+  if (o.params.empty()) throw UserError(param("param") + " is required");
+  if (!(o.threshold > 0 && o.threshold <= 1)) throw UserError(param("threshold") + " must be in (0, 1]");
+  if (o.per_pass < 1) throw UserError(param("per_pass") + " must be at least 1");
   std::vector<Batch> batches;
   for (int64_t b = 0; b < o.batches; ++b) batches.push_back(c.train_batch(b));
   HvpOperator H(*c.net, batches, c.loss, c.data, {o.curvature, c.seed});

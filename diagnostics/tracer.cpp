@@ -20,16 +20,16 @@
 namespace bs {
 
 Tracer::Tracer(const Context& c, const DataSource& data, TraceOptions o) : m_c(c), m_o(o) {
-  if (m_o.probes < 2) throw UserError("--trace-probes must be at least 2");
+  if (m_o.probes < 2) throw UserError(param("trace_probes") + " must be at least 2");
   // A fixed probe batch: the first validation batch when there is one, else the first training batch.
   // Its first --trace-batch-size rows are cut before sharding, so data-parallel ranks share the same rows.
   m_probe = batch_to(data.n_val_batches() > 0 ? data.val_batch(0) : data.train_batch(0), c.dtype);
-  if (m_o.batch_size < 0) throw UserError("--trace-batch-size must be >= 0");
+  if (m_o.batch_size < 0) throw UserError(param("trace_batch_size") + " must be >= 0");
   if (m_o.batch_size > 0 && m_o.batch_size < m_probe.inputs.size(0)) {
     m_probe.inputs = m_probe.inputs.narrow(0, 0, m_o.batch_size);
     m_probe.targets = m_probe.targets.narrow(0, 0, m_o.batch_size);
   }
-  m_probe = dist::shard(m_probe, "--trace-batch-size");
+  m_probe = dist::shard(m_probe, param("trace_batch_size"));
 }
 
 TraceRecord Tracer::measure(int64_t step, double train_loss, double lr, const torch::Tensor& update,
@@ -174,7 +174,7 @@ TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::str
     // Keep the records of the interrupted run up to its checkpoint: those after it are measured again.
     // /step is the record count: an append killed part-way may have lengthened other columns (it
     // writes /step last), never /step alone.
-    const auto steps = read_h5_dataset(m_path, "step", "--resume");
+    const auto steps = read_h5_dataset(m_path, "step", param("resume"));
     std::vector<std::string> kinds;
     for (int k = 0; k <= static_cast<int>(BlockKind::Other); ++k) {
       const std::string kind = to_string(static_cast<BlockKind>(k));
@@ -186,14 +186,15 @@ TraceFile::TraceFile(std::string path, int64_t resume_step, std::vector<std::str
     // Files written before a column was recorded lack it (noise_scale, the preconditioned ones): NaN.
     for (const auto& c : columns(kinds, true)) {
       if (!h5_has_dataset(m_path, c.name)) continue;
-      const auto v = read_h5_dataset(m_path, c.name, "--resume").to(torch::kFloat64).contiguous();
-      if (v.numel() < n) throw UserError("--resume '" + m_path + "': column " + c.name + " is shorter than /step");
+      const auto v = read_h5_dataset(m_path, c.name, param("resume")).to(torch::kFloat64).contiguous();
+      if (v.numel() < n)
+        throw UserError(param("resume") + " '" + m_path + "': column " + c.name + " is shorter than /step");
       for (int64_t i = 0; i < n; ++i) c.set(m_records[i], v.data_ptr<double>()[i]);
     }
     if (h5_has_dataset(m_path, "sharpness/block_lambda_max")) {
-      const auto bl = read_h5_dataset(m_path, "sharpness/block_lambda_max", "--resume").to(torch::kFloat64);
+      const auto bl = read_h5_dataset(m_path, "sharpness/block_lambda_max", param("resume")).to(torch::kFloat64);
       if (bl.dim() != 2 || bl.size(0) < n)
-        throw UserError("--resume '" + m_path + "': sharpness/block_lambda_max is shorter than /step");
+        throw UserError(param("resume") + " '" + m_path + "': sharpness/block_lambda_max is shorter than /step");
       for (int64_t i = 0; i < n; ++i) {
         const auto row = bl[i].contiguous();
         m_records[i].block_lambda_max.assign(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());

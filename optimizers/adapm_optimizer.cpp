@@ -51,11 +51,12 @@ class AdaPM : public Optimizer {
     if (m_part.params.size() != m_params.size()) throw UserError("adapm: the partition does not match the model");
     for (const auto& b : m_part.params)
       if (!b.regions.empty())
-        throw UserError("adapm: '" + b.name +
-                        "' has a sliced Adam-mini partition (--adam-mini slices); adapm takes "
-                        "contiguous blocks: use an adam_mini.json from --adam-mini rules or measured");
-    if (m_proj.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
-    if (m_proj.rank && *m_proj.rank <= 0) throw UserError("--rank must be positive");
+        throw UserError("adapm: '" + b.name + "' has a sliced Adam-mini partition (" + param("adam_mini") +
+                        " slices); adapm takes "
+                        "contiguous blocks: use an adam_mini.json from " +
+                        param("adam_mini") + " rules or measured");
+    if (m_proj.update_gap <= 0) throw UserError(param("update_proj_gap") + " must be positive");
+    if (m_proj.rank && *m_proj.rank <= 0) throw UserError(param("rank") + " must be positive");
     for (size_t i = 0; i < m_params.size(); ++i) {
       Slot s;
       s.policy = adapm_policy(m_names[i], m_params[i]);

@@ -15,7 +15,7 @@
 namespace bs {
 
 double clip_threshold(const std::vector<AbsSource>& values, double fraction, double scale) {
-  if (!(fraction >= 0 && fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
+  if (!(fraction >= 0 && fraction <= 1)) throw UserError(param("clip_fraction") + " must be in [0, 1]");
   if (fraction == 0) return std::numeric_limits<double>::infinity();
   const int64_t n = total_values(values), idx = static_cast<int64_t>(static_cast<double>(n) * fraction);
   if (idx >= n) return 0.0;
@@ -32,8 +32,9 @@ double clip_threshold(const std::vector<torch::Tensor>& grads, double fraction, 
 namespace {
 
 void check(const ClipOptions& c) {
-  if (!c.fraction || !(*c.fraction >= 0 && *c.fraction <= 1)) throw UserError("--clip-fraction must be in [0, 1]");
-  if (!(c.threshold_scale > 0)) throw UserError("--clip-scale must be positive");
+  if (!c.fraction || !(*c.fraction >= 0 && *c.fraction <= 1))
+    throw UserError(param("clip_fraction") + " must be in [0, 1]");
+  if (!(c.threshold_scale > 0)) throw UserError(param("clip_scale") + " must be positive");
 }
 
 class SgdClip : public FusedBase {

@@ -33,8 +33,8 @@ class Frugal : public Optimizer {
         m_f(in.frugal),
         m_lr(in.params.size(), o.lr),
         m_wd(per_param_decay(in, o)) {
-    if (!(m_f.density >= 0 && m_f.density <= 1)) throw UserError("--density must be in [0, 1]");
-    if (m_f.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
+    if (!(m_f.density >= 0 && m_f.density <= 1)) throw UserError(param("density") + " must be in [0, 1]");
+    if (m_f.update_gap <= 0) throw UserError(param("update_proj_gap") + " must be positive");
     m_slots.resize(m_params.size());
     for (size_t i = 0; i < m_params.size(); ++i)
       m_slots[i].projectable = is_frugal_projectable(m_names[i], m_params[i]);

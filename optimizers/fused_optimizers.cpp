@@ -25,11 +25,11 @@ std::vector<double> per_param_decay(const OptimizerInputs& in, const OptimizerOp
 }
 
 void validate(const OptimizerOptions& o) {
-  if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError("--lr must be a positive finite number");
-  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0)) throw UserError("--weight-decay must be >= 0");
-  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw UserError("--beta1 must be in [0, 1)");
-  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw UserError("--beta2 must be in [0, 1)");
-  if (!(std::isfinite(o.eps) && o.eps > 0)) throw UserError("--eps must be positive");
+  if (!(std::isfinite(o.lr) && o.lr > 0)) throw UserError(param("lr") + " must be a positive finite number");
+  if (!(std::isfinite(o.weight_decay) && o.weight_decay >= 0)) throw UserError(param("weight_decay") + " must be >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw UserError(param("beta1") + " must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw UserError(param("beta2") + " must be in [0, 1)");
+  if (!(std::isfinite(o.eps) && o.eps > 0)) throw UserError(param("eps") + " must be positive");
 }
 
 namespace {
@@ -193,7 +193,7 @@ class SgdSai : public FusedBase {
       : FusedBase(in, o, {"momentum_buffer", "gsnr"}), m_config_gsnr(in.gsnr) {
     if (!m_config_gsnr.empty() && m_config_gsnr.size() != m_params.size())
       throw UserError("sgd-sai: the g-SNR config does not match the model");
-    if (o.beta1 <= 0) throw UserError("--beta1 (momentum) must be > 0 for sgd-sai, as in the official code");
+    if (o.beta1 <= 0) throw UserError(param("beta1") + " (momentum) must be > 0 for sgd-sai, as in the official code");
   }
   std::string name() const override { return "sgd-sai"; }
   // eta_i * gsnr_i on every coordinate of the tensor (SgdSaiUpdate's step).

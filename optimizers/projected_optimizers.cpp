@@ -60,9 +60,9 @@ class Projected : public Optimizer {
     const bool mini = m_name == "apollo-mini";
     if (!m_p.rank) m_p.rank = mini ? 1 : (m_name == "galore" ? 128 : 256);
     if (!m_p.scale) m_p.scale = mini ? 128.0 : 1.0;
-    if (*m_p.rank <= 0) throw UserError("--rank must be positive");
-    if (!(std::isfinite(*m_p.scale) && *m_p.scale > 0)) throw UserError("--proj-scale must be positive");
-    if (m_p.update_gap <= 0) throw UserError("--update-proj-gap must be positive");
+    if (*m_p.rank <= 0) throw UserError(param("rank") + " must be positive");
+    if (!(std::isfinite(*m_p.scale) && *m_p.scale > 0)) throw UserError(param("proj_scale") + " must be positive");
+    if (m_p.update_gap <= 0) throw UserError(param("update_proj_gap") + " must be positive");
     m_tensor_scaling = mini;
     for (size_t i = 0; i < m_params.size(); ++i) {
       Slot s;

@@ -56,14 +56,14 @@ std::vector<OptimizerEntry> build() {
       {"sgd-sai",
        "SGD-SaI: g-SNR fixed at step 1, buffer = g1 then EMA, step lr*gsnr",
        hyper(1e-2, 1e-2),
-       "momentum is --beta1; without sgd_sai.json the g-SNR is measured at step 1",
+       "momentum is " + param("beta1") + "; without sgd_sai.json the g-SNR is measured at step 1",
        {"sgd_sai"},
        false,
        make_sgd_sai,
        ""},
       {"apollo",
-       "APOLLO: random projection (regenerated every --update-proj-gap, moments kept), channel scaling, sqrt(scale), "
-       "norm-growth limiter",
+       "APOLLO: random projection (regenerated every " + param("update_proj_gap") +
+           ", moments kept), channel scaling, sqrt(scale), norm-growth limiter",
        hyper(1e-3, 0.0, 1e-6),
        "rank 256, scale 1, gap 200",
        {},
@@ -89,7 +89,7 @@ std::vector<OptimizerEntry> build() {
       {"frugal",
        "FRUGAL: AdamW on a state-full subspace + signSGD on the rest, reset every gap",
        hyper(1e-3, 0.01),
-       "density 0.25, --frugal-selection randk, --inactive-lr-scale 1",
+       "density 0.25, " + param("frugal_selection") + " randk, " + param("inactive_lr_scale") + " 1",
        {},
        false,
        make_frugal,
@@ -107,7 +107,7 @@ std::vector<OptimizerEntry> build() {
        "Pan & Li's coordinate clipping of the largest-magnitude gradient entries (a global top fraction), on SGD with "
        "momentum",
        hyper(1e-3, 0.0),
-       "--clip-fraction 0.1, --clip-scale 1",
+       param("clip_fraction") + " 0.1, " + param("clip_scale") + " 1",
        {},
        false,
        clipped("sgd-clip", 0.1),
@@ -115,7 +115,7 @@ std::vector<OptimizerEntry> build() {
       {"adam-clip",
        "Pan & Li's coordinate clipping of the largest-magnitude gradient entries (a global top fraction), on Adam",
        hyper(1e-3, 0.0),
-       "--clip-fraction 0.5, --clip-scale 1",
+       param("clip_fraction") + " 0.5, " + param("clip_scale") + " 1",
        {},
        false,
        clipped("adam-clip", 0.5),
@@ -164,11 +164,12 @@ const OptimizerEntry& find_optimizer(const std::string& name) {
     if (e.name == name) return e;
     known += (known.empty() ? "" : ", ") + e.name;
   }
-  throw UserError("--optimizer '" + name + "': unknown optimizer (available: " + known + ")");
+  throw UserError(param("optimizer") + " '" + name + "': unknown optimizer (available: " + known + ")");
 }
 
-std::string optimizer_table_markdown() {
-  std::string md = "| `--optimizer` | what | configs it takes | defaults (official) |\n|---|---|---|---|\n";
+std::string optimizer_table_markdown(const std::function<std::string(const std::string&)>& name_of) {
+  std::string md =
+      "| `" + name_of("optimizer") + "` | what | configs it takes | defaults (official) |\n|---|---|---|---|\n";
   for (const auto& e : optimizer_registry()) {
     std::string configs;
     for (const auto& c : e.configs) {
@@ -179,8 +180,8 @@ std::string optimizer_table_markdown() {
     const auto& d = e.defaults;
     std::string defaults = "lr " + number(d.lr) + ", betas " + number(d.beta1) + "/" + number(d.beta2) + ", eps " +
                            number(d.eps) + ", wd " + number(d.weight_decay);
-    if (!e.other_defaults.empty()) defaults += "; " + e.other_defaults;
-    md += "| `" + e.name + "` | " + e.what + " | " + configs + " | " + defaults + " |\n";
+    if (!e.other_defaults.empty()) defaults += "; " + e.other_defaults.render(name_of);
+    md += "| `" + e.name + "` | " + e.what.render(name_of) + " | " + configs + " | " + defaults + " |\n";
   }
   return md;
 }

@@ -16,9 +16,9 @@ namespace bs {
 struct OptimizerEntry {
   using Factory = std::function<std::unique_ptr<Optimizer>(const OptimizerInputs&, const OptimizerOptions&)>;
   std::string name;                  // --optimizer
-  std::string what;                  // one line: --help and the README table
+  Message what;                      // one line: --help and the README table (parameters as the front end names them)
   OptimizerOptions defaults;         // the official lr, betas, eps and weight decay
-  std::string other_defaults;        // its own options' defaults, in words ("" when none)
+  Message other_defaults;            // its own options' defaults, in words (empty when none)
   std::vector<std::string> configs;  // config kinds it accepts ("adam_mini", "blockwise_lr", "sgd_sai")
   bool needs_partition = false;      // takes the Adam-mini partition: adam_mini.json, else the official rules
   Factory make;
@@ -31,7 +31,8 @@ struct OptimizerEntry {
 const std::vector<OptimizerEntry>& optimizer_registry();
 // The entry of `name`; an unknown name is refused with the list of known ones.
 const OptimizerEntry& find_optimizer(const std::string& name);
-// The registry as the README's Markdown table (name, what, configs, defaults).
-std::string optimizer_table_markdown();
+// The registry as the README's Markdown table (name, what, configs, defaults), parameters named by `name_of`
+// (the CLI: flag_of).
+std::string optimizer_table_markdown(const std::function<std::string(const std::string&)>& name_of);
 
 }  // namespace bs

@@ -16,8 +16,8 @@ double Schedule::lr_at(int64_t step) const {
 }
 
 void validate(const Schedule& s) {
-  if (s.warmup < 0) throw UserError("--warmup must be >= 0");
-  if (!(s.min_lr_ratio >= 0 && s.min_lr_ratio <= 1)) throw UserError("--min-lr-ratio must be in [0, 1]");
+  if (s.warmup < 0) throw UserError(param("warmup") + " must be >= 0");
+  if (!(s.min_lr_ratio >= 0 && s.min_lr_ratio <= 1)) throw UserError(param("min_lr_ratio") + " must be in [0, 1]");
 }
 
 }  // namespace bs

@@ -111,8 +111,8 @@ std::unique_ptr<Optimizer> make_zero1(const std::string& name, const OptimizerIn
   // Unknown names and bad hyperparameters fail here on every rank, also on one that owns no tensor.
   const OptimizerEntry& entry = find_optimizer(name);
   if (!entry.couples_tensors.empty())
-    throw UserError("--zero1: --optimizer " + name + " couples all tensors in one update (" + entry.couples_tensors +
-                    "), so its state cannot be sharded by tensor");
+    throw UserError(param("zero1") + ": " + param("optimizer") + " " + name + " couples all tensors in one update (" +
+                    entry.couples_tensors + "), so its state cannot be sharded by tensor");
   validate(o);
   return std::make_unique<Zero1>(name, in, o);
 }

@@ -33,7 +33,8 @@ Partition adam_mini_rules(const ParamTable& table, const ModelInfo& info) {
       g = Granularity::PerElement;
     } else if (contains_any(n, {"k_proj", "q_proj", "wq", "wk", "query", "key"})) {
       if (head_numel(info) <= 0)
-        throw UserError("Adam-mini needs the attention sizes for '" + e.name + "': give --dim and --n-heads");
+        throw UserError("Adam-mini needs the attention sizes for '" + e.name + "': give " + param("dim") + " and " +
+                        param("n_heads"));
       g = Granularity::PerHead;
     } else if (contains_any(n, {"embed", "embd", "wte", "lm_head", "output", "final_layer", "v_proj", "wv", "value",
                                 "o_proj", "wo", "attn.proj", "feed_forward", "linear", "mlp"})) {
@@ -54,8 +55,8 @@ Partition adam_mini_slices(const ParamTable& table, const ModelInfo& info) {
   for (size_t i = 0; i < table.size(); ++i) {
     if (table.at(i).slices.empty()) continue;
     if (info.n_heads <= 0 || info.dim % info.n_heads != 0)
-      throw UserError("--adam-mini slices needs the attention sizes for '" + table.at(i).name +
-                      "': give --dim and --n-heads");
+      throw UserError(param("adam_mini") + " slices needs the attention sizes for '" + table.at(i).name + "': give " +
+                      param("dim") + " and " + param("n_heads"));
     const bool wd = p.params[i].weight_decay;
     p.params[i] = make_sliced_block(table.at(i), info.dim / info.n_heads);
     p.params[i].weight_decay = wd;

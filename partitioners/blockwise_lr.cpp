@@ -32,7 +32,7 @@ std::vector<std::pair<BlockKind, std::string>> parse_group_patterns(const std::v
   for (const auto& s : specs) {
     const auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
-      throw UserError("--group-pattern '" + s + "': expected KIND=substring (e.g. QK=attn.c_attn)");
+      throw UserError(param("group_pattern") + " '" + s + "': expected KIND=substring (e.g. QK=attn.c_attn)");
     out.emplace_back(block_kind_from_string(s.substr(0, eq)), s.substr(eq + 1));
   }
   return out;
@@ -55,7 +55,8 @@ json blockwise_lr_config(const ParamTable& table, const ModelInfo& info, const s
                          const std::vector<double>& block_trace_stderr) {
   const bool paper = policy.kind == LrPolicyKind::Paper;
   if (!(policy.exponent > 0) || !(policy.min_multiplier > 0) || !(policy.max_multiplier >= policy.min_multiplier))
-    throw UserError("--lr-exponent must be > 0 and 0 < --lr-min-multiplier <= --lr-max-multiplier");
+    throw UserError(param("lr_exponent") + " must be > 0 and 0 < " + param("lr_min_multiplier") +
+                    " <= " + param("lr_max_multiplier"));
   // Groups of measured blocks: a whole tensor by its name, a fused tensor's slice by its own kind unless
   // a user pattern names the tensor.
   const auto& blocks = table.blocks();

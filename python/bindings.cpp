@@ -352,15 +352,30 @@ EmitOptions emit_options(const py::dict& kw) {
   return e;
 }
 
+// How this module names a library parameter in messages: its keyword argument (most keep the
+// library's name).
+std::string keyword_of(const std::string& parameter) {
+  static const std::map<std::string, std::string> renamed = {{"beta1", "betas[0]"},
+                                                             {"beta2", "betas[1]"},
+                                                             {"dim", "dim="},
+                                                             {"n_heads", "n_heads="},
+                                                             {"frugal_selection", "selection"},
+                                                             {"proj_scale", "scale"},
+                                                             {"group_pattern", "group_patterns"}};
+  const auto it = renamed.find(parameter);
+  return it == renamed.end() ? parameter : it->second;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "blocksharp's C++ library: the registry's optimizers and the curvature flows";
+  set_parameter_names(keyword_of);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const UserError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+      PyErr_SetString(PyExc_ValueError, e.message.render(keyword_of).c_str());
     }
   });
 
@@ -371,11 +386,11 @@ PYBIND11_MODULE(_core, m) {
     py::list out;
     for (const auto& e : optimizer_registry()) {
       const auto& d = e.defaults;
-      out.append(py::dict(py::arg("name") = e.name, py::arg("what") = e.what, py::arg("lr") = d.lr,
+      out.append(py::dict(py::arg("name") = e.name, py::arg("what") = e.what.render(keyword_of), py::arg("lr") = d.lr,
                           py::arg("betas") = py::make_tuple(d.beta1, d.beta2), py::arg("eps") = d.eps,
                           py::arg("weight_decay") = d.weight_decay, py::arg("configs") = e.configs,
                           py::arg("needs_partition") = e.needs_partition,
-                          py::arg("other_defaults") = e.other_defaults));
+                          py::arg("other_defaults") = e.other_defaults.render(keyword_of)));
     }
     return out;
   });

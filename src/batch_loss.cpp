@@ -14,9 +14,9 @@ torch::Tensor batch_outputs(Network& net, const Batch& batch, const std::string&
     throw;
   } catch (const std::exception& e) {
     std::ostringstream s;
-    s << "model '" << net.info().name << "' rejected inputs of shape " << batch.inputs.sizes() << " from --data '"
-      << data_name << "': " << torch_error_line(e);
-    throw UserError(s.str());
+    s << batch.inputs.sizes();
+    throw UserError("model '" + net.info().name + "' rejected inputs of shape " + s.str() + " from " + param("data") +
+                    " '" + data_name + "': " + torch_error_line(e));
   }
 }
 

@@ -59,7 +59,7 @@ namespace {
 
 std::string read_file(const std::string& path, const std::string& what) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw UserError("--data " + what + ": '" + path + "' not found (run scripts/setup.sh)");
+  if (!f) throw UserError(param("data") + " " + what + ": '" + path + "' not found (run scripts/setup.sh)");
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -101,7 +101,8 @@ class TextCorpus : public DataSource {
     const int64_t n = m_tokens.size(0);
     m_n_train = static_cast<int64_t>(std::floor(n * (1.0 - opt.val_fraction)));
     if (m_n_train < opt.seq_len + 2 || n - m_n_train < opt.seq_len + 2)
-      throw UserError("--data " + name + ": corpus too small for --seq-len " + std::to_string(opt.seq_len));
+      throw UserError(param("data") + " " + name + ": corpus too small for " + param("seq_len") + " " +
+                      std::to_string(opt.seq_len));
   }
 
   Batch train_batch(int64_t index) const override {
@@ -153,7 +154,7 @@ torch::Tensor read_idx(const std::string& path) {
     const auto* b = reinterpret_cast<const unsigned char*>(raw.data() + off);
     return static_cast<int64_t>((uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3]);
   };
-  if (raw.size() < 8) throw UserError("--data: '" + path + "' is not an IDX file");
+  if (raw.size() < 8) throw UserError(param("data") + ": '" + path + "' is not an IDX file");
   const int ndim = static_cast<unsigned char>(raw[3]);
   std::vector<int64_t> shape;
   int64_t numel = 1;
@@ -162,7 +163,8 @@ torch::Tensor read_idx(const std::string& path) {
     numel *= shape.back();
   }
   const size_t header = 4 + 4 * ndim;
-  if (raw.size() != header + static_cast<size_t>(numel)) throw UserError("--data: '" + path + "' is truncated");
+  if (raw.size() != header + static_cast<size_t>(numel))
+    throw UserError(param("data") + ": '" + path + "' is truncated");
   return torch::from_blob(raw.data() + header, shape, torch::kUInt8).clone();
 }
 
@@ -203,20 +205,20 @@ class ImageData : public DataSource {
 class H5Data : public DataSource {
  public:
   explicit H5Data(const DataOptions& opt) : m_opt(opt) {
-    m_x = read_h5_dataset(opt.name, "inputs", "--data");
-    m_y = read_h5_dataset(opt.name, "targets", "--data");
+    m_x = read_h5_dataset(opt.name, "inputs", param("data"));
+    m_y = read_h5_dataset(opt.name, "targets", param("data"));
     if (m_x.dim() == 0 || m_y.dim() == 0 || m_x.size(0) != m_y.size(0))
-      throw UserError("--data '" + opt.name + "': /inputs and /targets must have the same number of rows");
-    if (m_x.size(0) == 0) throw UserError("--data '" + opt.name + "': /inputs has no rows");
+      throw UserError(param("data") + " '" + opt.name + "': /inputs and /targets must have the same number of rows");
+    if (m_x.size(0) == 0) throw UserError(param("data") + " '" + opt.name + "': /inputs has no rows");
     if (!opt.val_data.empty()) {
-      require_h5_file(opt.val_data, "--val-data");
-      m_vx = read_h5_dataset(opt.val_data, "inputs", "--val-data");
-      m_vy = read_h5_dataset(opt.val_data, "targets", "--val-data");
-      check_val("--val-data '" + opt.val_data + "': /inputs and /targets");
+      require_h5_file(opt.val_data, param("val_data"));
+      m_vx = read_h5_dataset(opt.val_data, "inputs", param("val_data"));
+      m_vy = read_h5_dataset(opt.val_data, "targets", param("val_data"));
+      check_val(param("val_data") + " '" + opt.val_data + "': /inputs and /targets");
     } else if (h5_has_dataset(opt.name, "val_inputs")) {
-      m_vx = read_h5_dataset(opt.name, "val_inputs", "--data");
-      m_vy = read_h5_dataset(opt.name, "val_targets", "--data");
-      check_val("--data '" + opt.name + "': /val_inputs and /val_targets");
+      m_vx = read_h5_dataset(opt.name, "val_inputs", param("data"));
+      m_vy = read_h5_dataset(opt.name, "val_targets", param("data"));
+      check_val(param("data") + " '" + opt.name + "': /val_inputs and /val_targets");
     }
   }
   Batch train_batch(int64_t index) const override {
@@ -237,20 +239,20 @@ class H5Data : public DataSource {
   double unigram_entropy() const override { return std::numeric_limits<double>::quiet_NaN(); }
   // Validation rows shaped like the training rows, equal in number for inputs and targets, and at
   // least one batch of them (else no validation loss could be computed).
-  void check_val(const std::string& what) const {
+  void check_val(const Message& what) const {
     if (m_vx.dim() == 0 || m_vy.dim() == 0 || m_vx.size(0) != m_vy.size(0))
       throw UserError(what + " must have the same number of rows");
     if (m_vx.sizes().slice(1) != m_x.sizes().slice(1) || m_vy.sizes().slice(1) != m_y.sizes().slice(1) ||
         m_vx.is_floating_point() != m_x.is_floating_point() || m_vy.is_floating_point() != m_y.is_floating_point()) {
       std::ostringstream s;
-      s << what << " have rows of shape " << m_vx.sizes().slice(1) << " and " << m_vy.sizes().slice(1)
+      s << " have rows of shape " << m_vx.sizes().slice(1) << " and " << m_vy.sizes().slice(1)
         << " where the training data's are " << m_x.sizes().slice(1) << " and " << m_y.sizes().slice(1)
         << " (or their types differ: integer vs floating)";
-      throw UserError(s.str());
+      throw UserError(what + s.str());
     }
     if (m_vx.size(0) < m_opt.batch_size)
-      throw UserError(what + " have " + std::to_string(m_vx.size(0)) + " rows, fewer than one --batch-size (" +
-                      std::to_string(m_opt.batch_size) + ")");
+      throw UserError(what + " have " + std::to_string(m_vx.size(0)) + " rows, fewer than one " + param("batch_size") +
+                      " (" + std::to_string(m_opt.batch_size) + ")");
   }
   std::pair<int64_t, int64_t> input_id_range() const override {
     if (m_x.is_floating_point()) return {0, -1};
@@ -270,18 +272,18 @@ class H5Data : public DataSource {
 }  // namespace
 
 std::unique_ptr<DataSource> make_data(const DataOptions& opt) {
-  if (opt.batch_size <= 0) throw UserError("--batch-size must be positive");
+  if (opt.batch_size <= 0) throw UserError(param("batch_size") + " must be positive");
   const bool builtin =
       opt.name == "brown" || opt.name == "pydocs" || opt.name == "mnist" || opt.name == "fashion-mnist";
   if (builtin && !opt.val_data.empty())
-    throw UserError("--val-data applies to .h5 --data; built-in data set '" + opt.name +
+    throw UserError(param("val_data") + " applies to .h5 " + param("data") + "; built-in data set '" + opt.name +
                     "' has its own validation split");
   if (opt.name == "brown" || opt.name == "pydocs") return std::make_unique<TextCorpus>(opt.name, opt);
   if (opt.name == "mnist" || opt.name == "fashion-mnist") return std::make_unique<ImageData>(opt.name, opt);
   if (opt.name.size() > 3 &&
       (opt.name.compare(opt.name.size() - 3, 3, ".h5") == 0 || opt.name.find('/') != std::string::npos))
     return std::make_unique<H5Data>(opt);
-  throw UserError("--data '" + opt.name +
+  throw UserError(param("data") + " '" + opt.name +
                   "': unknown data set (built-in: brown, pydocs, mnist, fashion-mnist; or a .h5 file)");
 }
 

@@ -54,7 +54,7 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* op) {
   try {
     work->wait(std::chrono::milliseconds(static_cast<int64_t>(group().timeout_s * 1000)));
   } catch (const std::exception& e) {
-    throw UserError(std::string(op) + " failed (a rank died or did not answer within --dist-timeout " +
+    throw UserError(std::string(op) + " failed (a rank died or did not answer within " + param("dist_timeout") + " " +
                     std::to_string(static_cast<int64_t>(group().timeout_s)) + " s): " + torch_error_line(e));
   }
 }
@@ -80,8 +80,8 @@ void init_from_env(const DistOptions& o) {
   Group& g = group();
   if (g.pg) return;
   if (o.backend != "auto" && o.backend != "gloo" && o.backend != "nccl")
-    throw UserError("--dist-backend '" + o.backend + "': expected auto, gloo or nccl");
-  if (!(o.timeout_s > 0)) throw UserError("--dist-timeout must be positive");
+    throw UserError(param("dist_backend") + " '" + o.backend + "': expected auto, gloo or nccl");
+  if (!(o.timeout_s > 0)) throw UserError(param("dist_timeout") + " must be positive");
   const int world = env_int("WORLD_SIZE", 1);
   if (world < 1) throw UserError("environment variable WORLD_SIZE must be >= 1");
   if (world == 1) return;
@@ -90,7 +90,7 @@ void init_from_env(const DistOptions& o) {
     throw UserError("environment variable RANK must be set to 0.." + std::to_string(world - 1) +
                     " when WORLD_SIZE=" + std::to_string(world));
   if (o.backend == "nccl")
-    throw UserError("--dist-backend nccl: this LibTorch has no NCCL (Debian's is CPU-only); use gloo");
+    throw UserError(param("dist_backend") + " nccl: this LibTorch has no NCCL (Debian's is CPU-only); use gloo");
   const std::string addr = env("MASTER_ADDR").empty() ? "127.0.0.1" : env("MASTER_ADDR");
   const int port = env_int("MASTER_PORT", 29500);
   if (port <= 0 || port > 65535) throw UserError("environment variable MASTER_PORT must be a port number");
@@ -110,8 +110,8 @@ void init_from_env(const DistOptions& o) {
     so.timeout = timeout;
     store = c10::make_intrusive<c10d::TCPStore>(addr, so);
   } catch (const std::exception& e) {
-    throw UserError("rendezvous at MASTER_ADDR:MASTER_PORT " + addr + ":" + std::to_string(port) +
-                    " failed within --dist-timeout " + std::to_string(static_cast<int64_t>(o.timeout_s)) +
+    throw UserError("rendezvous at MASTER_ADDR:MASTER_PORT " + addr + ":" + std::to_string(port) + " failed within " +
+                    param("dist_timeout") + " " + std::to_string(static_cast<int64_t>(o.timeout_s)) +
                     " s (a rank never joined, or the port is taken): " + torch_error_line(e));
   }
   try {
@@ -126,7 +126,7 @@ void init_from_env(const DistOptions& o) {
     g.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, opts);
   } catch (const std::exception& e) {
     throw UserError("Gloo process group setup with the ranks at MASTER_ADDR:MASTER_PORT " + addr + ":" +
-                    std::to_string(port) + " failed within --dist-timeout " +
+                    std::to_string(port) + " failed within " + param("dist_timeout") + " " +
                     std::to_string(static_cast<int64_t>(o.timeout_s)) +
                     " s (a rank never joined or cannot be reached): " + torch_error_line(e));
   }
@@ -202,7 +202,7 @@ void all_reduce_mean_buckets_(std::vector<torch::Tensor>& ts, int64_t bucket_byt
   }
 }
 
-void check_identical(const std::vector<torch::Tensor>& ts, const std::string& what) {
+void check_identical(const std::vector<torch::Tensor>& ts, const Message& what) {
   if (!active()) return;
   // Per tensor: sum and sum of |x| in float64 (exact equality across ranks iff the bytes agree, in
   // practice); max over ranks of (s, -s) gives max and -min in one all-reduce.
@@ -266,7 +266,7 @@ NamedTensors all_gather_named(const NamedTensors& mine) {
 
 int64_t bytes_communicated() { return group().bytes; }
 
-Batch shard(const Batch& b, const std::string& what) {
+Batch shard(const Batch& b, const Message& what) {
   if (!active()) return b;
   const int64_t rows = b.inputs.size(0), n = world_size();
   if (rows % n != 0)

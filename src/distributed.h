@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "errors.h"
 #include "data.h"
 
 namespace bs::dist {
@@ -37,7 +38,7 @@ double all_reduce_mean(double v);
 // per bucket, all buckets in flight at once. Undefined tensors are skipped (same on every rank).
 void all_reduce_mean_buckets_(std::vector<torch::Tensor>& ts, int64_t bucket_bytes = 25 << 20);
 // Throws UserError unless every rank holds bit-identical values (per-tensor sums compared by max/min).
-void check_identical(const std::vector<torch::Tensor>& ts, const std::string& what);
+void check_identical(const std::vector<torch::Tensor>& ts, const Message& what);
 
 // Every rank's named tensors, on every rank, in rank order (ZeRO-1 checkpoints: state held in shards).
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
@@ -47,6 +48,6 @@ NamedTensors all_gather_named(const NamedTensors& mine);
 int64_t bytes_communicated();
 
 // This rank's rows of a global batch: contiguous equal shards, rows [r*B/N, (r+1)*B/N).
-Batch shard(const Batch& b, const std::string& what);
+Batch shard(const Batch& b, const Message& what);
 
 }  // namespace bs::dist

@@ -1,9 +1,58 @@
-// torch_error_line: the one line of a LibTorch error worth showing (errors.h).
+// Messages that name parameters, and torch_error_line: the one line of a LibTorch error worth showing (errors.h).
 #include "errors.h"
 
 #include <c10/util/Exception.h>
 
+#include <cstdio>
+
 namespace bs {
+
+Message::Message(std::string text) {
+  if (!text.empty()) m_pieces.emplace_back(false, std::move(text));
+}
+
+Message Message::parameter(std::string name) {
+  Message m;
+  m.m_pieces.emplace_back(true, std::move(name));
+  return m;
+}
+
+Message& Message::operator+=(const Message& other) {
+  m_pieces.insert(m_pieces.end(), other.m_pieces.begin(), other.m_pieces.end());
+  return *this;
+}
+
+Message operator+(Message a, const Message& b) { return a += b; }
+
+std::string Message::render(const std::function<std::string(const std::string&)>& name_of) const {
+  std::string out;
+  for (const auto& [is_parameter, text] : m_pieces) out += is_parameter ? name_of(text) : text;
+  return out;
+}
+
+std::string Message::plain() const {
+  return render([](const std::string& name) { return name; });
+}
+
+namespace {
+std::function<std::string(const std::string&)>& parameter_names() {
+  static std::function<std::string(const std::string&)> name_of = [](const std::string& p) { return p; };
+  return name_of;
+}
+}  // namespace
+
+void set_parameter_names(std::function<std::string(const std::string&)> name_of) {
+  parameter_names() = std::move(name_of);
+}
+
+void warn(const Message& m) { std::fprintf(stderr, "blocksharp: warning: %s\n", m.render(parameter_names()).c_str()); }
+
+std::string flag_of(const std::string& parameter) {
+  std::string flag = "--" + parameter;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
+}
 
 std::string torch_error_line(const std::exception& e) {
   std::string msg;

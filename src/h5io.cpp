@@ -26,7 +26,7 @@ struct QuietHdf5 {
   QuietHdf5() { H5::Exception::dontPrint(); }
 } quiet_hdf5;
 
-H5::H5File open_for_reading(const std::string& path, const std::string& option) {
+H5::H5File open_for_reading(const std::string& path, const Message& option) {
   if (access(path.c_str(), R_OK) != 0) throw UserError(option + " '" + path + "': file not found or not readable");
   try {
     if (!H5::H5File::isHdf5(path)) throw UserError(option + " '" + path + "': not an HDF5 file");
@@ -58,7 +58,7 @@ H5::DataSet create(H5::H5File& f, const std::string& path, const H5::DataType& t
 
 }  // namespace
 
-void require_h5_file(const std::string& path, const std::string& option) { open_for_reading(path, option).close(); }
+void require_h5_file(const std::string& path, const Message& option) { open_for_reading(path, option).close(); }
 
 bool h5_has_dataset(const std::string& path, const std::string& name) {
   try {
@@ -69,7 +69,7 @@ bool h5_has_dataset(const std::string& path, const std::string& name) {
   }
 }
 
-torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option,
+torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const Message& option,
                               const std::optional<std::vector<int64_t>>& expect) {
   H5::H5File f = open_for_reading(path, option);
   try {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "errors.h"
+
 namespace H5 {
 class H5File;
 }
@@ -21,11 +23,11 @@ class OutputSet;
 // With `expect`, a dataset of another shape is refused before anything is read or allocated (the
 // reader of parameters and checkpoints knows the shape). Any contiguous dataset whose stored bytes fall
 // short of its claimed extent is refused too: a damaged header, not data.
-torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const std::string& option,
+torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, const Message& option,
                               const std::optional<std::vector<int64_t>>& expect = std::nullopt);
 bool h5_has_dataset(const std::string& path, const std::string& name);
 // UserError naming `option` unless `path` is a readable HDF5 file (missing, empty, garbage, truncated).
-void require_h5_file(const std::string& path, const std::string& option);
+void require_h5_file(const std::string& path, const Message& option);
 
 // Runs `body`, which writes HDF5 file `tmp` on its way to `path`, so that any HDF5 failure (a full
 // disk, an I/O error) becomes one UserError naming `path`, with `tmp` removed, and HDF5's C++

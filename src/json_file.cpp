@@ -13,7 +13,7 @@
 
 namespace bs {
 
-nlohmann::json read_json_file(const std::string& path, const std::string& what) {
+nlohmann::json read_json_file(const std::string& path, const Message& what) {
   std::ifstream f(path);
   if (!f) throw UserError(what + " '" + path + "': file not found or not readable");
   std::stringstream ss;

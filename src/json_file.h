@@ -5,13 +5,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "errors.h"
 #include "atomic_file.h"
 
 namespace bs {
 
 // The parsed file; UserError "<what> '<path>': file not found or not readable" or "...: malformed JSON
 // at byte N".
-nlohmann::json read_json_file(const std::string& path, const std::string& what);
+nlohmann::json read_json_file(const std::string& path, const Message& what);
 
 // Writes `text` to `path` through `path.tmp.<pid>`; UserError naming `path` on any failure.
 void write_text_atomic(const std::string& path, const std::string& text);

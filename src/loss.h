@@ -14,7 +14,7 @@ inline const Words<LossKind>& loss_words() {
   static const Words<LossKind> w{{"ce", LossKind::CrossEntropy}, {"mse", LossKind::Mse}};
   return w;
 }
-LossKind loss_kind_from_string(const std::string& s);  // "ce" | "mse", else UserError naming --loss
+LossKind loss_kind_from_string(const std::string& s);  // "ce" | "mse", else UserError naming parameter loss
 
 torch::Tensor compute_loss(const torch::Tensor& outputs, const torch::Tensor& targets, LossKind kind);
 

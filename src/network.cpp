@@ -76,7 +76,7 @@ class ScriptNetwork : public Network {
 }  // namespace
 
 std::unique_ptr<Network> load_torchscript(const std::string& path) {
-  if (!std::ifstream(path).good()) throw UserError("--model '" + path + "': file not found or not readable");
+  if (!std::ifstream(path).good()) throw UserError(param("model") + " '" + path + "': file not found or not readable");
   // TorchScript's graph executor profiles the first calls, then switches to an optimised graph with
   // autodiff subgraphs (TorchScript's own derivative formulas). The switch happens after a fixed number
   // of calls per process, so a resumed run would take other rounding than the uninterrupted one, and
@@ -87,7 +87,7 @@ std::unique_ptr<Network> load_torchscript(const std::string& path) {
   try {
     m = torch::jit::load(path);
   } catch (const std::exception& e) {
-    throw UserError("--model '" + path + "': not a TorchScript module (" + torch_error_line(e) + ")");
+    throw UserError(param("model") + " '" + path + "': not a TorchScript module (" + torch_error_line(e) + ")");
   }
   // requires_grad is kept as saved: a frozen tensor stays frozen, as in PyTorch.
   ModelInfo info;
@@ -96,7 +96,8 @@ std::unique_ptr<Network> load_torchscript(const std::string& path) {
   auto net = std::make_unique<ScriptNetwork>(std::move(m), std::move(info));
   net->info().tied = !net->info().aliases.empty();
   if (net->named_parameters().empty())
-    throw UserError("--model '" + path + "': the model has no trainable parameters (none with requires_grad)");
+    throw UserError(param("model") + " '" + path +
+                    "': the model has no trainable parameters (none with requires_grad)");
   return net;
 }
 

@@ -59,7 +59,7 @@ const std::vector<KindRule>& kind_rules() {
       {{"attn.c_proj", "attention.output", "out_proj", "attn.proj"}, BlockKind::VO, "attention output projections"},
       {{"c_attn", "in_proj_weight", "qkv_proj", "wqkv", "attn.qkv", "query_key_value"},
        BlockKind::QK,
-       "fused q/k/v: profiled as slices [q] [k] (QK) and [v] (VO); per-slice rates; --adam-mini slices"},
+       "fused q/k/v: profiled as slices [q] [k] (QK) and [v] (VO); per-slice rates; Adam-mini mode slices"},
       {{"patch_embed", "patch_embedding", "embeddings", "embed", "embd", "wte", "wpe"},
        BlockKind::Emb,
        "token, position and patch embeddings"},

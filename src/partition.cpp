@@ -61,8 +61,8 @@ ParamBlock make_block(const ParamEntry& e, Granularity g, int64_t head_numel) {
     case Granularity::PerHead:
       if (head_numel <= 0 || numel % head_numel != 0)
         throw UserError("parameter '" + e.name + "': " + std::to_string(numel) +
-                        " elements do not split into heads of " + std::to_string(head_numel) +
-                        " (check --dim / --n-heads)");
+                        " elements do not split into heads of " + std::to_string(head_numel) + " (check " +
+                        param("dim") + " / " + param("n_heads") + ")");
       b.block_size = head_numel;
       break;
   }
@@ -87,8 +87,8 @@ ParamBlock make_sliced_block(const ParamEntry& e, int64_t head_dim) {
     const int64_t units = heads ? head_dim : 1;  // output units per block
     if (units <= 0 || sl.length % units != 0)
       throw UserError("parameter '" + e.name + "[" + sl.label + "]': " + std::to_string(sl.length) +
-                      " output units do not split into heads of " + std::to_string(head_dim) +
-                      " (check --dim / --n-heads)");
+                      " output units do not split into heads of " + std::to_string(head_dim) + " (check " +
+                      param("dim") + " / " + param("n_heads") + ")");
     r.count = sl.length / units;
     if (sl.dim == 0) {  // [3d, in]: an output unit is a row; a block is `units` whole rows
       r.offset = sl.begin * cols;

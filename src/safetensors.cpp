@@ -47,7 +47,7 @@ const DtypeInfo* find_dtype(const std::string& name) {
   return nullptr;
 }
 
-const DtypeInfo& dtype_of(torch::Dtype t, const std::string& where) {
+const DtypeInfo& dtype_of(torch::Dtype t, const Message& where) {
   for (const auto& d : dtypes())
     if (d.torch == t) return d;
   throw UserError(where + ": dtype " + std::string(c10::toString(t)) + " has no safetensors encoding");
@@ -62,7 +62,7 @@ uint64_t read_le64(const unsigned char* p) {
 }  // namespace
 
 std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& text, size_t buffer_bytes,
-                                                       const std::string& where,
+                                                       const Message& where,
                                                        std::map<std::string, std::string>* metadata) {
   if (text.empty() || text[0] != '{') throw UserError(where + ": header is not a JSON object");
   json j;
@@ -91,7 +91,7 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& text, 
       }
       continue;
     }
-    const std::string at = where + ": tensor '" + name + "'";
+    const Message at = where + ": tensor '" + name + "'";
     if (name.empty()) throw UserError(where + ": a tensor has an empty name");
     if (!v.is_object()) throw UserError(at + " is not an object");
     for (auto k = v.begin(); k != v.end(); ++k)
@@ -144,8 +144,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& text, 
   return out;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path, const std::string& what) : m_path(path), m_what(what) {
-  const std::string where = what + " '" + path + "'";
+SafetensorsFile::SafetensorsFile(const std::string& path, const Message& what) : m_path(path), m_what(what) {
+  const Message where = what + " '" + path + "'";
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw UserError(where + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "errors.h"
+
 namespace bs {
 
 struct SafetensorsEntry {
@@ -22,8 +24,8 @@ struct SafetensorsEntry {
 
 class SafetensorsFile {
  public:
-  // Maps and validates `path`; errors are UserErrors naming `what` (e.g. "--model 'hf:DIR'") and the file.
-  SafetensorsFile(const std::string& path, const std::string& what);
+  // Maps and validates `path`; errors are UserErrors naming `what` (e.g. param("model") + " 'hf:DIR'") and the file.
+  SafetensorsFile(const std::string& path, const Message& what);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -36,7 +38,8 @@ class SafetensorsFile {
   torch::Tensor tensor(const std::string& name) const;
 
  private:
-  std::string m_path, m_what;
+  std::string m_path;
+  Message m_what;
   const unsigned char* m_map = nullptr;
   size_t m_size = 0, m_data = 0;  // file size, offset of the data buffer
   std::vector<SafetensorsEntry> m_entries;
@@ -47,7 +50,7 @@ class SafetensorsFile {
 // Parses a header (the JSON text) against a data buffer of `buffer_bytes`; the checks of the reader,
 // exposed for tests and the fuzzer. Throws UserError naming `where`.
 std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_text, size_t buffer_bytes,
-                                                       const std::string& where,
+                                                       const Message& where,
                                                        std::map<std::string, std::string>* metadata = nullptr);
 
 // Writes tensors (float64/32/16, bfloat16, int64/32/16/8, uint8, bool) in the given order, under a

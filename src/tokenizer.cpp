@@ -203,13 +203,13 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name) {
   if (name == "gpt2")
     return std::make_unique<Gpt2Tokenizer>(data_cache_dir() + "/gpt2/encoder.json",
                                            data_cache_dir() + "/gpt2/vocab.bpe");
-  throw UserError("--tokenizer '" + name + "': unknown tokenizer (byte or gpt2)");
+  throw UserError(param("tokenizer") + " '" + name + "': unknown tokenizer (byte or gpt2)");
 }
 
 int64_t tokenizer_vocab_size(const std::string& name) {
   if (name == "byte") return 256;
   if (name == "gpt2") return 50257;
-  throw UserError("--tokenizer '" + name + "': unknown tokenizer (byte or gpt2)");
+  throw UserError(param("tokenizer") + " '" + name + "': unknown tokenizer (byte or gpt2)");
 }
 
 }  // namespace bs

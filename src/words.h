@@ -24,7 +24,7 @@ std::string word_list(const Words<E>& table) {
 
 // The value `word` names; another word is a UserError naming `what` (an option) and the words.
 template <class E>
-E parse_word(const std::string& what, const std::string& word, const Words<E>& table) {
+E parse_word(const Message& what, const std::string& word, const Words<E>& table) {
   for (const auto& [w, e] : table)
     if (w == word) return e;
   throw UserError(what + " '" + word + "': expected " + word_list(table));

@@ -115,8 +115,8 @@ const char* to_string(AdamMiniMode m) {
 
 void validate(const EmitOptions& o) {
   if (!(o.structure_threshold > 0 && o.structure_threshold <= 1))
-    throw UserError("--structure-threshold must be in (0, 1]");
-  if (o.gsnr_batches < 1) throw UserError("--gsnr-batches must be at least 1");
+    throw UserError(param("structure_threshold") + " must be in (0, 1]");
+  if (o.gsnr_batches < 1) throw UserError(param("gsnr_batches") + " must be at least 1");
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
 }
 
@@ -142,7 +142,7 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
   } else {
     part = adam_mini_rules(table, info);
     evidence = {
-        {"note", "official Adam-mini v1.1.1 name rules; run profile --adam-mini measured for structure evidence"}};
+        {"note", "official Adam-mini v1.1.1 name rules; measure the structure (Adam-mini mode measured) for evidence"}};
   }
   const json am = adam_mini_to_json(part, info, to_string(o.adam_mini), evidence);
 
@@ -162,13 +162,13 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
                       g["avg_sharpness_stderr"].is_number() ? g["avg_sharpness_stderr"].get<double>() : NAN);
         list += buf;
       }
-    std::fprintf(stderr,
-                 "blocksharp: warning: --lr-policy %s: sharpness not resolved above 0 for %s; %s the paper "
-                 "multipliers (an indefinite Hessian, as at initialisation: profile a trained checkpoint, or use "
-                 "more --probes)\n",
-                 bw["policy"]["name"].get<std::string>().c_str(), list.c_str(),
-                 bw["policy"]["derived_groups"].empty() ? "fewer than two groups are resolved, so every group keeps"
-                                                        : "they keep");
+    warn(param("lr_policy") + " " + bw["policy"]["name"].get<std::string>() + ": sharpness not resolved above 0 for " +
+         list + "; " +
+         (bw["policy"]["derived_groups"].empty() ? "fewer than two groups are resolved, so every group keeps"
+                                                 : "they keep") +
+         " the paper multipliers (an indefinite Hessian, as at initialisation: profile a trained checkpoint, or "
+         "use more " +
+         param("probes") + ")");
   }
 
   std::vector<double> g;

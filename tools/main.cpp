@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   std::string command_line;  // the provenance of every output this run writes
   for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
   bs::set_invocation(command_line);
+  bs::set_parameter_names(bs::flag_of);
   std::string error;
   try {
     bs::gemm::backend();  // a bad BLOCKSHARP_GEMM stops here, before any work
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   } catch (const bs::ExitCode& e) {
     return e.code;
   } catch (const bs::UserError& e) {
-    error = e.what();
+    error = e.message.render(bs::flag_of);
   } catch (const std::bad_alloc&) {
     error = "out of memory (try a smaller --batch-size or --seq-len, or a smaller model)";
   } catch (const std::exception& e) {

@@ -28,11 +28,11 @@ OptimizerSetup optimizer_setup(const std::string& optimizer, const NamedTensors&
     if (std::find(ok.begin(), ok.end(), kind) == ok.end()) {
       std::string list;
       for (const auto& k : ok) list += (list.empty() ? "" : " or ") + k;
-      throw UserError("config '" + path + "': key \"format\" says a " + kind + " config; --optimizer " + optimizer +
-                      " takes " + (list.empty() ? "no config" : list));
+      throw UserError("config '" + path + "': key \"format\" says a " + kind + " config; " + param("optimizer") + " " +
+                      optimizer + " takes " + (list.empty() ? "no config" : list));
     }
     if (kind == "blockwise_lr") {
-      if (c.blockwise) throw UserError("--config: only one blockwise_lr.json may be given");
+      if (c.blockwise) throw UserError(param("config") + ": only one blockwise_lr.json may be given");
       c.blockwise = blockwise_lr_from_json(j, table, path);
       c.blockwise_where = path;
     } else if (kind == "adam_mini") {

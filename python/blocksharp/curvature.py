@@ -16,7 +16,6 @@ import tempfile
 import torch
 
 from . import _core
-from .optim import _call
 
 
 def _script(model):
@@ -62,7 +61,7 @@ class _Session:
         with tempfile.TemporaryDirectory(prefix="blocksharp-") as d:
             path = os.path.join(d, "model.pt")
             torch.jit.save(script, path)
-            self.core = _call(_core.Session, path, type(model).__name__, self.batches, loss,
+            self.core = _core.Session(path, type(model).__name__, self.batches, loss,
                               _dtype_name(model, dtype), int(seed), int(dim), int(n_heads), int(n_kv_heads or 0))
         self.names = self.core.parameter_names()
         self.shapes = [tuple(p.shape) for n, p in script.named_parameters() if p.requires_grad]
@@ -76,7 +75,7 @@ class Operator:
 
     def __init__(self, model, batches, loss="ce", dtype=None, curvature="hessian", seed=0):
         self._s = _Session(model, batches, loss, dtype, seed)
-        self._op = _call(_core.Operator, self._s.core, len(self._s.batches), curvature)
+        self._op = _core.Operator(self._s.core, len(self._s.batches), curvature)
         self.shapes = self._s.shapes
         self.size = self._op.size
         self.shape = (self.size, self.size)
@@ -92,7 +91,7 @@ class Operator:
     def matvec(self, v):
         if v.numel() != self.size:
             raise ValueError(f"v: {v.numel()} entries, the model has {self.size} trainable parameters")
-        return _call(self._op.apply, v.reshape(-1))
+        return self._op.apply(v.reshape(-1))
 
     def as_scipy(self):
         import numpy as np
@@ -159,7 +158,7 @@ class Profile:
         `blocksharp profile --out` does. Options as the CLI's: adam_mini ("rules", "measured",
         "slices"), lr_policy ("paper", "inverse-sharpness"), lr_exponent, lr_min_multiplier,
         lr_max_multiplier, structure_threshold, group_patterns, gsnr_batches."""
-        _call(self._result.write, os.fspath(out), options)
+        self._result.write(os.fspath(out), options)
 
     def __repr__(self):
         top = ", ".join(f"{x:.6g}" for x in self.eigenvalues)
@@ -180,7 +179,7 @@ def profile(model, batches, loss="ce", dtype=None, seed=0, dim=0, n_heads=0, n_k
     args = ", ".join([f"model={type(model).__name__}", f"batches={len(s.batches)}", f"loss={loss!r}", f"seed={seed}",
                       f"dim={dim}", f"n_heads={n_heads}"] + [f"{k}={v!r}" for k, v in sorted(options.items())])
     _core.set_command_line(f"python: blocksharp.curvature.profile({args})")
-    return Profile(_call(_core.profile, s.core, options))
+    return Profile(_core.profile(s.core, options))
 
 
 def structure(model, batches, param, loss="ce", dtype=None, seed=0, dim=0, n_heads=0, threshold=0.9,
@@ -192,5 +191,5 @@ def structure(model, batches, param, loss="ce", dtype=None, seed=0, dim=0, n_hea
     DIR/structure.h5 as the CLI does."""
     s = _Session(model, batches, loss, dtype, seed, dim, n_heads)
     params = [param] if isinstance(param, str) else list(param)
-    return _call(_core.structure, s.core, params, float(threshold), int(max_dense), int(per_pass), int(probes),
+    return _core.structure(s.core, params, float(threshold), int(max_dense), int(per_pass), int(probes),
                  len(s.batches), "" if out is None else os.fspath(out), curvature)

@@ -37,28 +37,6 @@ _CLASS_NAMES = {"adamw": "AdamW", "adam-mini": "AdamMini", "sgd-sai": "SGDSaI", 
                 "apollo-mini": "ApolloMini", "galore": "GaLore", "frugal": "Frugal", "adapm": "AdaPM",
                 "sgd-clip": "SGDClip", "adam-clip": "AdamClip", "torch-adamw": "TorchAdamW"}
 
-# The CLI's flags, as this module's keyword arguments, in error messages.
-_FLAGS = [("--dim and --n-heads", "dim= and n_heads="), ("--weight-decay", "weight_decay"), ("--beta1", "betas[0]"),
-          ("--beta2", "betas[1]"), ("--lr", "lr"), ("--eps", "eps"), ("--config", "config"),
-          ("--optimizer", "optimizer"), ("--clip-fraction", "clip_fraction"), ("--clip-scale", "clip_scale"),
-          ("--rank", "rank"), ("--update-proj-gap", "update_proj_gap"), ("--density", "density"),
-          ("--n-heads", "n_heads"), ("--dim", "dim")]
-
-
-def _translate(e):
-    msg = str(e)
-    for flag, kw in _FLAGS:
-        msg = msg.replace(flag, kw)
-    return type(e)(msg)
-
-
-def _call(f, *args):
-    try:
-        return f(*args)
-    except ValueError as e:
-        raise _translate(e) from None
-
-
 def _norm(v):
     """A hyperparameter as compared: betas as a tuple of floats, the rest as a float."""
     return tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v)
@@ -156,7 +134,7 @@ class BlocksharpOptimizer(torch.optim.Optimizer):
         flat_t = [t for g in groups for t in g["params"]]
         tensors = [flat_t[i] for i in trainable]
         self._names = [names[i] for i in trainable]
-        self._core = _call(_core.Optimizer, self.optimizer, self._names, tensors, defaults["lr"],
+        self._core = _core.Optimizer(self.optimizer, self._names, tensors, defaults["lr"],
                            defaults["betas"][0], defaults["betas"][1], defaults["eps"], decay, options, configs,
                            int(dim), int(n_heads), int(n_kv_heads or 0))
         groups_from_config = self._core.groups()
@@ -261,7 +239,7 @@ class BlocksharpOptimizer(torch.optim.Optimizer):
         for i, name in enumerate(self._names):
             for sub, t in state_dict["state"].get(self._flat_index[i], {}).items():
                 flat[f"{name}/{sub}"] = t
-        _call(self._core.load_state_dict, flat)
+        self._core.load_state_dict(flat)
         for g, s in zip(self.param_groups, saved):
             for k, v in s.items():
                 if k != "params":

@@ -162,17 +162,17 @@ bool is_hf_spec(const std::string& model) { return model.rfind("hf:", 0) == 0; }
 HfCheckpoint read_hf_checkpoint(const std::string& spec) {
   HfCheckpoint ck;
   ck.dir = spec.substr(3);
-  if (ck.dir.empty()) throw UserError("--model 'hf:': give the checkpoint folder, as hf:DIR");
+  if (ck.dir.empty()) throw UserError(param("model") + " 'hf:': give the checkpoint folder, as hf:DIR");
   const std::string cfg_path = ck.dir + "/config.json";
-  if (!exists(cfg_path)) throw UserError("--model '" + spec + "': no config.json in '" + ck.dir + "'");
-  ck.config = config_from_json(read_json_file(cfg_path, "--model hf:" + ck.dir + ":"), cfg_path);
+  if (!exists(cfg_path)) throw UserError(param("model") + " '" + spec + "': no config.json in '" + ck.dir + "'");
+  ck.config = config_from_json(read_json_file(cfg_path, param("model") + " hf:" + ck.dir + ":"), cfg_path);
 
   // The files: one model.safetensors, or the shards of model.safetensors.index.json.
   std::map<std::string, std::string> file_of;  // HF name -> file
   std::vector<std::string> files;
   const std::string single = ck.dir + "/model.safetensors", index = ck.dir + "/model.safetensors.index.json";
   if (exists(index)) {
-    const json j = read_json_file(index, "--model hf:" + ck.dir + ":");
+    const json j = read_json_file(index, param("model") + " hf:" + ck.dir + ":");
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw UserError("'" + index + "': missing object \"weight_map\"");
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
@@ -181,12 +181,13 @@ HfCheckpoint read_hf_checkpoint(const std::string& spec) {
       file_of[it.key()] = ck.dir + "/" + it.value().get<std::string>();
     }
   } else if (!exists(single)) {
-    throw UserError("--model '" + spec + "': no model.safetensors or model.safetensors.index.json in '" + ck.dir + "'");
+    throw UserError(param("model") + " '" + spec + "': no model.safetensors or model.safetensors.index.json in '" +
+                    ck.dir + "'");
   }
   std::map<std::string, std::unique_ptr<SafetensorsFile>> open;
   auto file_for = [&](const std::string& path) -> SafetensorsFile& {
     auto& f = open[path];
-    if (!f) f = std::make_unique<SafetensorsFile>(path, "--model '" + spec + "'");
+    if (!f) f = std::make_unique<SafetensorsFile>(path, param("model") + " '" + spec + "'");
     return *f;
   };
   // Find a tensor by HF name; checkpoints saved from GPT2Model (no LM head) drop the "transformer." prefix.
@@ -207,17 +208,17 @@ HfCheckpoint read_hf_checkpoint(const std::string& spec) {
         throw UserError("'" + path + "': tensor '" + name + "' is not floating point (" + f.entry(name).dtype + ")");
       return t;
     }
-    throw UserError("--model '" + spec + "': the checkpoint has no tensor '" + hf + "'");
+    throw UserError(param("model") + " '" + spec + "': the checkpoint has no tensor '" + hf + "'");
   };
   for (const auto& m : mappings(ck.config)) {
     auto t = fetch(m.hf);
     if (m.transpose) {
-      if (t.dim() != 2) throw UserError("--model '" + spec + "': '" + m.hf + "' is not a matrix");
+      if (t.dim() != 2) throw UserError(param("model") + " '" + spec + "': '" + m.hf + "' is not a matrix");
       t = t.t();
     }
     if (m.parts > 0) {
       if (t.size(0) % m.parts != 0)
-        throw UserError("--model '" + spec + "': '" + m.hf + "' does not split into q, k, v");
+        throw UserError(param("model") + " '" + spec + "': '" + m.hf + "' does not split into q, k, v");
       const int64_t rows = t.size(0) / m.parts;
       t = t.narrow(0, m.part * rows, rows);
     }
@@ -237,12 +238,13 @@ void load_hf_params(Network& net, const HfCheckpoint& ck) {
   torch::NoGradGuard g;
   for (auto& [name, t] : net.named_parameters()) {
     auto it = by_name.find(name);
-    if (it == by_name.end()) throw UserError("--model 'hf:" + ck.dir + "': nothing maps to parameter '" + name + "'");
+    if (it == by_name.end())
+      throw UserError(param("model") + " 'hf:" + ck.dir + "': nothing maps to parameter '" + name + "'");
     if (it->second.sizes() != t.sizes()) {
       std::ostringstream s;
-      s << "--model 'hf:" << ck.dir << "': parameter '" << name << "' is " << it->second.sizes()
-        << " in the checkpoint, " << t.sizes() << " in the model built from config.json";
-      throw UserError(s.str());
+      s << " 'hf:" << ck.dir << "': parameter '" << name << "' is " << it->second.sizes() << " in the checkpoint, "
+        << t.sizes() << " in the model built from config.json";
+      throw UserError(param("model") + s.str());
     }
     t.copy_(it->second.to(t.scalar_type()));
   }
@@ -251,7 +253,7 @@ void load_hf_params(Network& net, const HfCheckpoint& ck) {
 void export_hf(const Network& net, const std::string& dir) {
   const ModelInfo& info = net.info();
   if (info.family != "gpt2" && info.family != "llama")
-    throw UserError("--export-hf: model '" + info.name + "' is not a gpt2 or llama built-in model");
+    throw UserError(param("export_hf") + ": model '" + info.name + "' is not a gpt2 or llama built-in model");
   std::map<std::string, torch::Tensor> ours;
   for (const auto& [name, t] : net.named_parameters()) ours[name] = t.detach().to(torch::kFloat32);
   ModelConfig c;

@@ -44,7 +44,7 @@ static int64_t parse_int(const std::string& key, const std::string& value) {
     long long v = std::stoll(value, &used);
     if (used == value.size() && v >= 0) return v;
   } catch (const std::exception&) {}
-  throw UserError("--set " + key + "=" + value + ": expected a non-negative integer");
+  throw UserError(param("set") + " " + key + "=" + value + ": expected a non-negative integer");
 }
 
 ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets, int64_t vocab,
@@ -53,7 +53,7 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
   if (it == presets().end()) {
     std::string known;
     for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
-    throw UserError("--model '" + preset + "': unknown model (built-in presets: " + known +
+    throw UserError(param("model") + " '" + preset + "': unknown model (built-in presets: " + known +
                     "; or give a path to a TorchScript .pt file)");
   }
   ModelConfig c = it->second;
@@ -65,32 +65,32 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
       {"vocab", &c.vocab},     {"seq_len", &c.seq_len}, {"ffn", &c.ffn},         {"hidden", &c.hidden}};
   for (const auto& kv : sets) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos) throw UserError("--set '" + kv + "': expected key=value");
+    if (eq == std::string::npos) throw UserError(param("set") + " '" + kv + "': expected key=value");
     const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
     if (key == "tied") {
       if (value != "true" && value != "false" && value != "1" && value != "0")
-        throw UserError("--set tied=" + value + ": expected true or false");
+        throw UserError(param("set") + " tied=" + value + ": expected true or false");
       c.tied = value == "true" || value == "1";
     } else if (auto f = ints.find(key); f != ints.end()) {
       *f->second = parse_int(key, value);
     } else {
-      throw UserError("--set '" + key + "': unknown key for model '" + preset +
+      throw UserError(param("set") + " '" + key + "': unknown key for model '" + preset +
                       "' (known: n_layer, dim, n_heads, n_kv_heads, vocab, seq_len, tied, ffn, hidden)");
     }
   }
   if (is_lm) {
     if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
-      throw UserError("--set: dim (" + std::to_string(c.dim) + ") must be a multiple of n_heads (" +
+      throw UserError(param("set") + ": dim (" + std::to_string(c.dim) + ") must be a multiple of n_heads (" +
                       std::to_string(c.n_heads) + ")");
     if (c.kv_heads() <= 0 || c.n_heads % c.kv_heads() != 0)
-      throw UserError("--set: n_heads must be a multiple of n_kv_heads");
+      throw UserError(param("set") + ": n_heads must be a multiple of n_kv_heads");
     if (c.family == "llama" && c.head_dim() % 2 != 0)
-      throw UserError("--set: llama's head dimension dim / n_heads (" + std::to_string(c.head_dim()) +
+      throw UserError(param("set") + ": llama's head dimension dim / n_heads (" + std::to_string(c.head_dim()) +
                       ") must be even (RoPE rotates pairs of coordinates)");
     if (c.family == "gpt2" && c.n_kv_heads > 0 && c.n_kv_heads != c.n_heads)
-      throw UserError("--set n_kv_heads: gpt2 models have no grouped-query attention (use a llama preset)");
+      throw UserError(param("set") + " n_kv_heads: gpt2 models have no grouped-query attention (use a llama preset)");
     if (c.vocab <= 0 || c.seq_len <= 0 || c.n_layer <= 0)
-      throw UserError("--set: vocab, seq_len and n_layer must be positive");
+      throw UserError(param("set") + ": vocab, seq_len and n_layer must be positive");
   }
   return c;
 }
