@@ -18,7 +18,8 @@
 #include "profile.h"
 #include "provenance.h"
 #include "registry.h"
-#include "session.h"
+#include "out_dir.h"
+#include "run.h"
 #include "slice_lr.h"
 #include "structure.h"
 
@@ -222,21 +223,18 @@ std::vector<Batch> to_batches(const std::vector<std::pair<torch::Tensor, torch::
   return out;
 }
 
-// A Session over a TorchScript file and in-memory batches, as open_session builds one for the CLI.
+// A Run over a TorchScript file and in-memory batches, as the CLI's open_session builds one.
 struct PySession {
-  Session s;
+  Run s;
   PySession(const std::string& path, const std::string& name,
             const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches, const std::string& loss,
             const std::string& dtype, uint64_t seed, int64_t dim, int64_t n_heads, int64_t n_kv_heads) {
-    s.opt.model = name;
-    s.opt.data = "python batches";
-    s.opt.seed = seed;
-    s.opt.dim = dim;
-    s.opt.n_heads = n_heads;
-    s.opt.n_kv_heads = n_kv_heads;
-    s.opt.batch_size = batches.empty() ? 0 : batches.front().first.size(0);
-    s.opt.loss = s.loss = loss_kind_from_string(loss);
-    s.opt.dtype = s.dtype = parse_word("dtype", dtype, dtype_words());
+    s.model = name;
+    s.data_name = "python batches";
+    s.seed = seed;
+    s.batch_size = batches.empty() ? 0 : batches.front().first.size(0);
+    s.loss = loss_kind_from_string(loss);
+    s.dtype = parse_word(param("dtype"), dtype, dtype_words());
     s.net = load_torchscript(path);
     const ModelInfo dims = python_model(name, dim, n_heads, n_kv_heads);
     auto& info = s.net->info();
@@ -423,9 +421,9 @@ PYBIND11_MODULE(_core, m) {
         for (int64_t i = 0; i < n_batches; ++i) b.push_back(p->s.train_batch(i));
         const Curvature kind = parse_word("curvature", curvature, curvature_words());
         py::gil_scoped_release nogil;
-        return std::make_unique<PyOperator>(
-            PyOperator{p, std::make_unique<HvpOperator>(*p->s.net, b, p->s.loss, p->s.opt.data,
-                                                        OperatorOptions{kind, p->s.opt.seed})});
+        return std::make_unique<PyOperator>(PyOperator{
+            p,
+            std::make_unique<HvpOperator>(*p->s.net, b, p->s.loss, p->s.data_name, OperatorOptions{kind, p->s.seed})});
       }))
       .def("apply",
            [](PyOperator& o, const torch::Tensor& v) {

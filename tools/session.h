@@ -11,7 +11,9 @@
 #include "distributed.h"
 #include "loss.h"
 #include "network.h"
+#include "out_dir.h"
 #include "provenance.h"
+#include "run.h"
 
 namespace bs {
 
@@ -37,29 +39,9 @@ struct CommonOptions {
   dist::DistOptions dist;                        // --dist-backend, --dist-timeout (used when WORLD_SIZE > 1)
 };
 
-struct Session {
+// The CLI's Run: built by open_session from the options, which it keeps.
+struct Session : Run {
   CommonOptions opt;
-  std::unique_ptr<Network> net;
-  std::unique_ptr<DataSource> data;
-  LossKind loss = LossKind::CrossEntropy;
-  torch::Dtype dtype = torch::kFloat32;
-
-  // This rank's share of global batch i (the whole batch when not distributed): --batch-size is global.
-  Batch train_batch(int64_t i) const { return dist::shard(batch_to(data->train_batch(i), dtype), "--batch-size"); }
-  Batch val_batch(int64_t i) const { return dist::shard(batch_to(data->val_batch(i), dtype), "--batch-size"); }
-  // What the diagnostics read: network, loss, training batches, seed and labels.
-  Context context() const {
-    Context c;
-    c.net = net.get();
-    c.loss = loss;
-    c.dtype = dtype;
-    c.train_batch = [this](int64_t i) { return train_batch(i); };
-    c.seed = opt.seed;
-    c.model = opt.model;
-    c.data = opt.data;
-    c.data_about = data->describe();
-    return c;
-  }
 };
 
 Session open_session(const CommonOptions& opt);
@@ -71,12 +53,5 @@ int default_training_threads();
 
 // Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
 void load_params(Network& net, const std::string& path);
-
-// Creates --out if needed and proves it writable; throws UserError naming the folder otherwise. Takes
-// the folder's advisory lock (one writer per folder) and then removes temporary files left there by
-// killed runs.
-void prepare_out_dir(const std::string& dir);
-// Creates `dir` if needed and proves it writable; the UserError names `option` (e.g. "--export-hf").
-void ensure_writable_dir(const std::string& dir, const std::string& option);
 
 }  // namespace bs

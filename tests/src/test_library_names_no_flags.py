@@ -1,5 +1,5 @@
 """The library never spells a command-line flag: no string literal in src/, diagnostics/, partitioners/,
-optimizers/ (nor the flows the Python module shares from tools/) holds "--name"; errors name parameters
+optimizers/ and flows/ holds "--name"; errors name parameters
 with param("name") and the front ends spell them. Oracle: the source text.
 Usage: test_library_names_no_flags.py BLOCKSHARP WORKDIR SOURCE_DIR"""
 import pathlib
@@ -7,9 +7,8 @@ import re
 import sys
 
 root = pathlib.Path(sys.argv[3])
-files = [p for d in ("src", "diagnostics", "partitioners", "optimizers") for p in (root / d).rglob("*")
+files = [p for d in ("src", "diagnostics", "partitioners", "optimizers", "flows") for p in (root / d).rglob("*")
          if p.suffix in (".h", ".cpp", ".cu")]
-files += [root / "tools" / f for f in ("emit_configs.cpp", "emit_configs.h", "optimizer_setup.cpp", "optimizer_setup.h")]
 literal = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 failures = []
 for p in files:

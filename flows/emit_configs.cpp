@@ -14,8 +14,8 @@ namespace bs {
 
 namespace {
 
-std::map<BlockKind, KindEvidence> structure_evidence(Session& s, const EmitOptions& o) {
-  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.opt.data);
+std::map<BlockKind, KindEvidence> structure_evidence(Run& s, const EmitOptions& o) {
+  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.data_name);
   const ParamTable& t = H.table();
   const ModelInfo& info = s.net->info();
   std::map<BlockKind, KindEvidence> out;
@@ -32,7 +32,7 @@ std::map<BlockKind, KindEvidence> structure_evidence(Session& s, const EmitOptio
         score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
         ev.method = "dense";
       } else {
-        score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.opt.seed, cands);
+        score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.seed, cands);
         ev.method = "randomized";
       }
       for (const auto& c : cands) {
@@ -63,8 +63,8 @@ Candidate candidate(const std::string& name, const torch::Tensor& ids) {
 
 // --adam-mini slices: the first fused q/k/v weight's Hessian block scored against cuts of it: whole, one
 // block per slice, the sliced partition (q/k per head, v per output unit), per output unit, per element.
-json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
-  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.opt.data);
+json slice_evidence(Run& s, const EmitOptions& o, const Partition& part) {
+  HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.data_name);
   const ParamTable& t = H.table();
   for (size_t i = 0; i < t.size(); ++i) {
     const auto& e = t.at(i);
@@ -85,7 +85,7 @@ json slice_evidence(Session& s, const EmitOptions& o, const Partition& part) {
     if (e.numel <= o.structure_max_dense) {
       score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
     } else {
-      score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.opt.seed, cands);
+      score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.seed, cands);
       method = "randomized";
     }
     json names = json::array(), blocks = json::array(), fractions = json::array();
@@ -120,11 +120,11 @@ void validate(const EmitOptions& o) {
   blockwise_lr_config(ParamTable(), ModelInfo(), {}, o.lr_policy, parse_group_patterns(o.group_patterns));
 }
 
-void validate(const EmitOptions& o, Session& s) {
+void validate(const EmitOptions& o, Run& s) {
   if (o.adam_mini == AdamMiniMode::Slices) adam_mini_slices(ParamTable(s.net->named_parameters()), s.net->info());
 }
 
-void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set) {
+void emit_configs(Run& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set) {
   const ParamTable table(s.net->named_parameters());
   const ModelInfo& info = s.net->info();
   json evidence = json::object();
@@ -176,7 +176,7 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
     for (const auto& b : p.blocks) g.push_back(b.gsnr);
   else
     g = gsnr_over_batches(s.context(), o.gsnr_batches);
-  const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.opt.batch_size, 1e-8);
+  const json sai = sgd_sai_config(table, info, g, o.gsnr_batches, s.batch_size, 1e-8);
 
   for (const auto& [name, j] : {std::pair<const char*, const json*>{"adam_mini.json", &am},
                                 {"blockwise_lr.json", &bw},
@@ -189,7 +189,7 @@ void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std:
               am["state"]["adam_mini_over_adamw"].get<double>(), dir.c_str());
 }
 
-void write_profile_set(const std::string& dir, Session& s, const Profile& p, const ProfileOptions& po,
+void write_profile_set(const std::string& dir, Run& s, const Profile& p, const ProfileOptions& po,
                        const EmitOptions& o) {
   OutputSet set(dir, "profile");
   write_profile_h5(dir + "/profile.h5", p, s.context(), po, &set);

@@ -4,7 +4,7 @@
 #include "blockwise_lr.h"
 #include "output_set.h"
 #include "profile.h"
-#include "session.h"
+#include "run.h"
 
 namespace bs {
 
@@ -31,12 +31,12 @@ struct EmitOptions {
 void validate(const EmitOptions& o);
 // The checks that need the model, run after the session opens and before any product: --adam-mini
 // slices needs the attention sizes (--dim, --n-heads) of a TorchScript model with fused q/k/v.
-void validate(const EmitOptions& o, Session& s);
+void validate(const EmitOptions& o, Run& s);
 // Writes DIR/adam_mini.json, blockwise_lr.json and sgd_sai.json into `set` (each with its id).
-void emit_configs(Session& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set);
+void emit_configs(Run& s, const Profile& p, const EmitOptions& o, const std::string& dir, OutputSet& set);
 // DIR/profile.h5 and the three configs as one output set, renamed together: what `blocksharp profile`
 // writes to --out, train --derive-at to DIR/derived and the Python module's write_configs.
-void write_profile_set(const std::string& dir, Session& s, const Profile& p, const ProfileOptions& po,
+void write_profile_set(const std::string& dir, Run& s, const Profile& p, const ProfileOptions& po,
                        const EmitOptions& o);
 
 }  // namespace bs
