@@ -33,12 +33,40 @@ OptimizerEntry::Factory projected(const std::string& name) {
   return [name](const OptimizerInputs& in, const OptimizerOptions& o) { return make_projected(name, in, o); };
 }
 
-OptimizerEntry::Factory clipped(const std::string& name, double default_fraction) {
-  return [name, default_fraction](const OptimizerInputs& in, const OptimizerOptions& o) {
-    OptimizerInputs c = in;
-    if (!c.clip.fraction) c.clip.fraction = default_fraction;
-    return make_clipped(name, c, o, c.clip);
-  };
+// 0.9, 0.01, 1e-3, 1e-8: plain below 3 decimals, else a short exponent.
+std::string number(double v) {
+  char buf[32];
+  if (v == 0 || std::fabs(v) >= 0.01) {
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.6e", v);  // d.dddddde-XX
+  std::string s = buf;
+  const size_t e = s.find('e');
+  std::string mantissa = s.substr(0, e), exponent = s.substr(e + 1);
+  while (mantissa.back() == '0') mantissa.pop_back();
+  if (mantissa.back() == '.') mantissa.pop_back();
+  const char sign = exponent[0];
+  exponent = exponent.substr(1);
+  while (exponent.size() > 1 && exponent[0] == '0') exponent.erase(0, 1);
+  return mantissa + "e" + (sign == '-' ? "-" : "") + exponent;
+}
+
+// Pan & Li's coordinate clipping on `base`, clipping the top `default_fraction` unless told otherwise.
+OptimizerEntry clipped(const std::string& name, const std::string& base, double default_fraction) {
+  return {
+      name,
+      "Pan & Li's coordinate clipping of the largest-magnitude gradient entries (a global top fraction), on " + base,
+      hyper(1e-3, 0.0),
+      param("clip_fraction") + " " + number(default_fraction) + ", " + param("clip_scale") + " 1",
+      {},
+      false,
+      [name, default_fraction](const OptimizerInputs& in, const OptimizerOptions& o) {
+        OptimizerInputs c = in;
+        if (!c.clip.fraction) c.clip.fraction = default_fraction;
+        return make_clipped(name, c, o, c.clip);
+      },
+      "one global clipping threshold"};
 }
 
 std::vector<OptimizerEntry> build() {
@@ -103,23 +131,8 @@ std::vector<OptimizerEntry> build() {
        true,
        make_adapm,
        ""},
-      {"sgd-clip",
-       "Pan & Li's coordinate clipping of the largest-magnitude gradient entries (a global top fraction), on SGD with "
-       "momentum",
-       hyper(1e-3, 0.0),
-       param("clip_fraction") + " 0.1, " + param("clip_scale") + " 1",
-       {},
-       false,
-       clipped("sgd-clip", 0.1),
-       "one global clipping threshold"},
-      {"adam-clip",
-       "Pan & Li's coordinate clipping of the largest-magnitude gradient entries (a global top fraction), on Adam",
-       hyper(1e-3, 0.0),
-       param("clip_fraction") + " 0.5, " + param("clip_scale") + " 1",
-       {},
-       false,
-       clipped("adam-clip", 0.5),
-       "one global clipping threshold"},
+      clipped("sgd-clip", "SGD with momentum", 0.1),
+      clipped("adam-clip", "Adam", 0.5),
       {"torch-adamw",
        "LibTorch's torch::optim::AdamW, the baseline",
        hyper(1e-3, 0.01),
@@ -130,25 +143,6 @@ std::vector<OptimizerEntry> build() {
        "",
        /*cpu_only=*/false},
   };
-}
-
-// 0.9, 0.01, 1e-3, 1e-8: plain below 3 decimals, else a short exponent.
-std::string number(double v) {
-  char buf[32];
-  if (v == 0 || std::fabs(v) >= 0.01) {
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-  }
-  std::snprintf(buf, sizeof buf, "%.6e", v);  // d.dddddde-XX
-  std::string s = buf;
-  const size_t e = s.find('e');
-  std::string mantissa = s.substr(0, e), exponent = s.substr(e + 1);
-  while (mantissa.back() == '0') mantissa.pop_back();
-  if (mantissa.back() == '.') mantissa.pop_back();
-  const char sign = exponent[0];
-  exponent = exponent.substr(1);
-  while (exponent.size() > 1 && exponent[0] == '0') exponent.erase(0, 1);
-  return mantissa + "e" + (sign == '-' ? "-" : "") + exponent;
 }
 
 }  // namespace

@@ -11,7 +11,7 @@ if [ ! -f build-asan/build.ninja ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DBLOCKSHARP_SANITIZE=address,undefined -DBLOCKSHARP_CUDA=OFF >/dev/null
 fi
-cmake --build build-asan -j "$(nproc)" --target test_core test_diagnostics test_partitioners test_optimizers test_tools
+cmake --build build-asan -j "$(nproc)" --target test_core test_diagnostics test_partitioners test_optimizers test_flows
 # LibTorch's own globals are not instrumented: leak checking reports their one-time allocations, so
 # it is off; container-overflow needs every library instrumented, so it is off too.
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=0:detect_container_overflow=0:abort_on_error=0"

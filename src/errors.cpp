@@ -45,7 +45,9 @@ void set_parameter_names(std::function<std::string(const std::string&)> name_of)
   parameter_names() = std::move(name_of);
 }
 
-void warn(const Message& m) { std::fprintf(stderr, "blocksharp: warning: %s\n", m.render(parameter_names()).c_str()); }
+std::string spelled(const Message& m) { return m.render(parameter_names()); }
+
+void warn(const Message& m) { std::fprintf(stderr, "blocksharp: warning: %s\n", spelled(m).c_str()); }
 
 std::string flag_of(const std::string& parameter) {
   std::string flag = "--" + parameter;

@@ -39,7 +39,9 @@ struct UserError : std::runtime_error {
 // How this process's front end spells parameters in warnings: the CLI sets flag_of, Python its keywords;
 // the library's names until one is set.
 void set_parameter_names(std::function<std::string(const std::string&)> name_of);
-// One line on stderr, "blocksharp: warning: ...", parameters spelled as set_parameter_names says.
+// The message with parameters spelled as set_parameter_names says (for a library's progress lines).
+std::string spelled(const Message& m);
+// One line on stderr, "blocksharp: warning: ...", spelled.
 void warn(const Message& m);
 
 // How the CLI names a parameter: its flag ("trace_probes" -> "--trace-probes").

@@ -19,9 +19,10 @@ struct Run {
   LossKind loss = LossKind::CrossEntropy;
   torch::Dtype dtype = torch::kFloat32;
   uint64_t seed = 0;
-  std::string model;       // the model's name
-  std::string data_name;   // the data as the user gave it (errors)
-  int64_t batch_size = 0;  // rows of a global batch
+  std::string model;        // the model's name
+  std::string data_name;    // the data as the user gave it (errors)
+  int64_t batch_size = 0;   // rows of a global batch
+  std::string params_from;  // the file the parameters were loaded from ("": as initialised)
 
   // This rank's share of global batch i (the whole batch when not distributed): batch_size is global.
   Batch train_batch(int64_t i) const { return dist::shard(batch_to(data->train_batch(i), dtype), param("batch_size")); }

@@ -117,7 +117,7 @@ void register_train(CLI::App& app) {
           "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
     if (common->threads == 0) common->threads = default_training_threads();
     Session s = open_session(*common);
-    train(s, *t);
+    train(s, s.opt.out, *t);
   });
 }
 

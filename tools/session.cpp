@@ -70,14 +70,15 @@ Session open_session(const CommonOptions& opt) {
   Session s;
   s.opt = opt;
   s.loss = opt.loss;
-  s.seed = opt.seed;
-  s.model = opt.model;
-  s.data_name = opt.data;
-  s.batch_size = opt.batch_size;
   const auto& dtypes = dtype_words();
   if (std::none_of(dtypes.begin(), dtypes.end(), [&](const auto& w) { return w.second == opt.dtype; }))
     throw UserError(std::string("--dtype '") + dtype_name(opt.dtype) + "': expected " + word_list(dtypes));
   s.dtype = opt.dtype;
+  // What the flows' files and errors say of the run.
+  s.seed = opt.seed;
+  s.model = opt.model;
+  s.data_name = opt.data;
+  s.batch_size = opt.batch_size;
   if (opt.device == Device::Cuda) {
     if (!torch::cuda::is_available()) throw UserError("--device cuda: no CUDA device (or this LibTorch has no CUDA)");
     throw UserError("--device cuda: not supported yet by this build (use --device cpu)");
@@ -147,6 +148,7 @@ Session open_session(const CommonOptions& opt) {
   s.net->to(s.dtype);
   if (hf) load_hf_params(*s.net, *hf);  // after the dtype change, so float64 checkpoints keep every digit
   if (!opt.params_file.empty()) load_params(*s.net, opt.params_file);
+  s.params_from = opt.params_file;
   s.net->set_train(false);  // no dropout or batch norm in the zoo; eval() for TorchScript modules
   return s;
 }

@@ -5,6 +5,7 @@
 #include "blockwise_lr.h"
 #include "errors.h"
 #include "h5io.h"
+#include "session.h"
 #include "spectral.h"
 #include "train_loop.h"
 
@@ -34,17 +35,17 @@ TrainOptions steps(int64_t n) {
 
 TEST(TrainLoop, ResumeIsBitIdenticalToUninterruptedRun) {
   Session full = open_session(tiny("train_full"));
-  train(full, steps(8));
+  train(full, full.opt.out, steps(8));
 
   Session first = open_session(tiny("train_resume"));
   TrainOptions part = steps(8);
   part.stop_at = 5;
   part.checkpoint_every = 5;
-  train(first, part);
+  train(first, first.opt.out, part);
   Session second = open_session(tiny("train_resume"));
   TrainOptions rest = steps(8);
   rest.resume = true;
-  train(second, rest);
+  train(second, second.opt.out, rest);
 
   auto a = full.net->named_parameters(), b = second.net->named_parameters();
   ASSERT_EQ(a.size(), b.size());
@@ -59,20 +60,20 @@ TEST(TrainLoop, LossFallsOnTinyModel) {
   auto before = batch_loss(*s.net, s.train_batch(0), s.loss, "brown").item<double>();
   TrainOptions t = steps(30);
   t.optim.lr = 3e-3;
-  auto r = train(s, t);
+  auto r = train(s, s.opt.out, t);
   EXPECT_LT(r.final_train_loss, before - 0.5);
 }
 
 TEST(TrainLoop, InvalidOptionsAreRejectedBeforeWork) {
   Session s = open_session(tiny("train_bad"));
   TrainOptions t = steps(0);
-  EXPECT_THROW(train(s, t), UserError);
+  EXPECT_THROW(train(s, s.opt.out, t), UserError);
   t = steps(3);
   t.optim.beta2 = 1.0;
-  EXPECT_THROW(train(s, t), UserError);
+  EXPECT_THROW(train(s, s.opt.out, t), UserError);
   t = steps(3);
   t.resume = true;
-  EXPECT_THROW(train(s, t), UserError);  // no checkpoint in this folder
+  EXPECT_THROW(train(s, s.opt.out, t), UserError);  // no checkpoint in this folder
 }
 
 // Oracle: Adam's first step moves every coordinate with |g| >> eps by exactly lr (m/sqrt(v) = sign(g)),
@@ -94,7 +95,7 @@ TEST(TrainLoop, BlockwiseConfigScalesEachGroupsLearningRate) {
   t.optim.weight_decay = 0;
   t.optim.lr = 1e-3;
   t.configs = {cfg};
-  train(s, t);
+  train(s, s.opt.out, t);
   auto after = s.net->parameters();
   for (size_t i = 0; i < table.size(); ++i) {
     const double expected = 1e-3 * paper_multiplier(lr_group(table.at(i).name, {}));
@@ -123,17 +124,17 @@ TEST(TrainLoop, EveryOptimizerTrainsAndResumes) {
     t.optim.lr = std::string(name) == "sgd-clip" ? 0.3 : std::string(name) == "sgd-sai" ? 1e-3 : 3e-3;
     t.projection.rank = 4;
     t.projection.update_gap = 5;  // also frugal's reselection period
-    auto r = train(s, t);
+    auto r = train(s, s.opt.out, t);
     EXPECT_LT(r.final_train_loss, before) << name;
 
     Session a = open_session(tiny(std::string("train_optr_") + name));
     TrainOptions first = t;
     first.stop_at = 7;
-    train(a, first);
+    train(a, a.opt.out, first);
     Session b = open_session(tiny(std::string("train_optr_") + name));
     TrainOptions rest = t;
     rest.resume = true;
-    train(b, rest);
+    train(b, b.opt.out, rest);
     auto x = s.net->parameters(), y = b.net->parameters();
     for (size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(torch::equal(x[i], y[i])) << name << " param " << i;
   }
@@ -158,13 +159,13 @@ TEST(TrainLoop, NonFiniteStepsAreSkippedOrAbort) {
   Session s = open_session(o);
   TrainOptions t = steps(3);
   t.eval_batches = 0;
-  auto r = train(s, t);
+  auto r = train(s, s.opt.out, t);
   EXPECT_EQ(r.skipped_steps, 1);
   for (auto& p : s.net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
   Session s2 = open_session(o);
   t.on_nonfinite = OnNonfinite::Abort;
   try {
-    train(s2, t);
+    train(s2, s2.opt.out, t);
     FAIL() << "expected a UserError";
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("step 1"), std::string::npos) << e.what();
@@ -202,7 +203,7 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   const CommonOptions o = dense_trace_model("train_trace");
   Session traced = open_session(o);
   const TrainOptions t = dense_trace_run();
-  train(traced, t);
+  train(traced, traced.opt.out, t);
   auto lmax = read_h5_dataset(o.out + "/trace.h5", "sharpness/lambda_max", "test");
   auto st = read_h5_dataset(o.out + "/trace.h5", "step", "test");
   ASSERT_EQ(st.numel(), 2);
@@ -215,7 +216,7 @@ TEST(TrainLoop, TraceRecordsMatchDenseHessianAndLeaveTrainingUnchanged) {
   plain_opt.out = o.out + "_plain";
   Session plain = open_session(plain_opt);
   TrainOptions u = steps(6);
-  train(plain, u);
+  train(plain, plain.opt.out, u);
   auto a = traced.net->parameters(), b = plain.net->parameters();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
 }
@@ -229,7 +230,7 @@ TEST(TrainLoop, PreconditionedSharpnessMatchesDensePreconditionedHessian) {
   TrainOptions t = dense_trace_run();
   t.trace.preconditioned = true;
   t.checkpoint_every = 6;  // the final optimizer state, for the oracle
-  train(s, t);
+  train(s, s.opt.out, t);
   const std::string trace = o.out + "/trace.h5";
   auto pre = read_h5_dataset(trace, "sharpness/preconditioned_lambda_max", "test");
   auto thr = read_h5_dataset(trace, "sharpness/preconditioned_threshold", "test");
@@ -262,9 +263,10 @@ TEST(TrainLoop, PreconditionedSharpnessNeedsADiagonalPreconditioner) {
   t.trace.preconditioned = true;
   t.optimizer = "galore";
   try {
-    train(s, t);
+    train(s, s.opt.out, t);
     FAIL() << "galore has no diagonal preconditioner";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("--trace-preconditioned"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("trace_preconditioned: optimizer galore", 0), 0u) << e.what();
+    EXPECT_EQ(e.message.render(flag_of).rfind("--trace-preconditioned: optimizer galore", 0), 0u) << e.what();
   }
 }

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "optimizer.h"
-#include "session.h"
+#include "network.h"
 
 namespace bs {
 

@@ -7,7 +7,7 @@
 #include "optimizer.h"
 #include "schedule.h"
 #include "tracer.h"
-#include "session.h"
+#include "run.h"
 
 namespace bs {
 
@@ -58,7 +58,8 @@ struct TrainResult {
   double final_train_loss = 0, final_val_loss = 0, seconds = 0;
 };
 
-TrainResult train(Session& s, const TrainOptions& t);
+// Trains `s`'s network, writing checkpoints, trace.h5, final_params.h5 and train_summary.json to `out`.
+TrainResult train(Run& s, const std::string& out, const TrainOptions& t);
 
 // The name of the first parameter whose gradient holds a NaN or an infinity; "" if none.
 std::string first_nonfinite_grad(const Network& net);

@@ -20,8 +20,11 @@
 #include "errors.h"
 #include "h5io.h"
 #include "json_file.h"
+#include "batch_loss.h"
+#include "out_dir.h"
 #include "output_set.h"
 #include "progress.h"
+#include "provenance.h"
 #include "optimizer_setup.h"
 #include "slice_lr.h"
 #include "stop_signals.h"
@@ -36,12 +39,12 @@ std::string first_nonfinite_grad(const Network& net) {
 }
 
 namespace {
-double validation_loss(Session& s, int64_t max_batches) {
+double validation_loss(Run& s, int64_t max_batches) {
   const int64_t n = std::min(max_batches, s.data->n_val_batches());
   if (n <= 0) return std::nan("");
   torch::NoGradGuard g;
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += batch_loss(*s.net, s.val_batch(i), s.loss, s.opt.data).item<double>();
+  for (int64_t i = 0; i < n; ++i) sum += batch_loss(*s.net, s.val_batch(i), s.loss, s.data_name).item<double>();
   return dist::all_reduce_mean(sum / static_cast<double>(n));  // each rank saw an equal share of every batch
 }
 
@@ -54,17 +57,17 @@ void write_final_params(const std::string& path, const Network& net, const std::
 }
 
 // The optimizer's inputs from the model and --config, with the training options it needs.
-OptimizerSetup load_train_configs(const Session& s, const TrainOptions& t) {
+OptimizerSetup load_train_configs(const Run& s, const TrainOptions& t) {
   std::vector<ConfigSource> sources;
   for (const auto& path : t.configs) sources.push_back({path, std::nullopt});
   OptimizerSetup c = optimizer_setup(t.optimizer, s.net->named_parameters(), s.net->info(), sources);
   c.inputs.clip = t.clip;
   c.inputs.projection = t.projection;
-  c.inputs.projection.seed = s.opt.seed;
+  c.inputs.projection.seed = s.seed;
   c.inputs.frugal = t.frugal;
   c.inputs.no_decay = t.no_decay;
   c.inputs.frugal.update_gap = t.projection.update_gap;
-  c.inputs.frugal.seed = s.opt.seed;
+  c.inputs.frugal.seed = s.seed;
   return c;
 }
 
@@ -111,19 +114,19 @@ ProfileOptions derive_profile_options(const DeriveOptions& d) {
 }
 
 // DIR/derived/blockwise_lr.json as a --config: the one reading both the deriving and a resumed run use.
-BlockwiseLr derived_blockwise(const Session& s) {
-  const std::string path = s.opt.out + "/derived/blockwise_lr.json";
+BlockwiseLr derived_blockwise(const Run& s, const std::string& out) {
+  const std::string path = out + "/derived/blockwise_lr.json";
   const ParamTable table(s.net->named_parameters());
   return blockwise_lr_from_json(read_config(path, "blockwise_lr"), table, path);
 }
 
 // Profiles the current parameters and writes DIR/derived/ as `blocksharp profile` writes its folder.
-void derive_configs(Session& s, const DeriveOptions& d, int64_t step) {
+void derive_configs(Run& s, const std::string& out, const DeriveOptions& d, int64_t step) {
   const ProfileOptions po = derive_profile_options(d);
   s.net->set_train(false);  // as profile measures: eval mode
   const Profile prof = run_profile(s.context(), po);
   s.net->set_train(true);
-  const std::string dir = s.opt.out + "/derived";
+  const std::string dir = out + "/derived";
   prepare_out_dir(dir);
   EmitOptions e;
   e.lr_policy = d.policy;
@@ -134,57 +137,60 @@ void derive_configs(Session& s, const DeriveOptions& d, int64_t step) {
 
 }  // namespace
 
-TrainResult train(Session& s, const TrainOptions& t) {
-  if (t.steps <= 0) throw UserError("--steps must be positive");
-  if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError("--grad-clip must be >= 0");
+TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
+  if (t.steps <= 0) throw UserError(param("steps") + " must be positive");
+  if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError(param("grad_clip") + " must be >= 0");
   if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
-    throw UserError("--eval-every, --checkpoint-every and --stop-at must be >= 0");
+    throw UserError(param("eval_every") + ", " + param("checkpoint_every") + " and " + param("stop_at") +
+                    " must be >= 0");
   validate(t.schedule);
   if (!t.export_hf.empty() && s.net->info().family != "gpt2" && s.net->info().family != "llama")
-    throw UserError("--export-hf: model '" + s.net->info().name + "' is not a gpt2 or llama architecture");
-  if (!t.export_hf.empty() && dist::is_main()) ensure_writable_dir(t.export_hf, "--export-hf");  // before step 1
+    throw UserError(param("export_hf") + ": model '" + s.net->info().name + "' is not a gpt2 or llama architecture");
+  if (!t.export_hf.empty() && dist::is_main()) ensure_writable_dir(t.export_hf, param("export_hf"));  // before step 1
   auto params = s.net->parameters();
   Schedule base = t.schedule;
   base.lr = t.optim.lr;
   base.total = t.steps;
   TrainResult r;
-  r.final_train_loss = NAN;                    // until a step succeeds
-  if (t.resume && !s.opt.params_file.empty())  // the CLI refuses this before the session; the library too
-    throw UserError(
-        "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
+  r.final_train_loss = NAN;                // until a step succeeds
+  if (t.resume && !s.params_from.empty())  // the CLI refuses this before the session; the library too
+    throw UserError(param("resume") + " continues from the checkpoint's parameters; " + param("params") +
+                    " would be ignored (give one of them)");
   const OptimizerSetup configs = load_train_configs(s, t);
   ParamSchedules all_scheds = param_schedules(configs.blockwise, configs.inputs.params.size(), base);
   if (t.derive.at < 0 || (t.derive.at > 0 && t.derive.at >= t.steps))
-    throw UserError("--derive-at must be in [1, --steps)");
+    throw UserError(param("derive_at") + " must be in [1, " + param("steps") + ")");
   if (t.derive.at > 0) {
     if (configs.blockwise)
-      throw UserError("--derive-at derives blockwise_lr.json itself; drop the blockwise_lr --config (or --derive-at)");
-    if (dist::active()) throw UserError("--derive-at is not supported with data parallelism yet");
+      throw UserError(param("derive_at") + " derives blockwise_lr.json itself; drop the blockwise_lr " +
+                      param("config") + " (or " + param("derive_at") + ")");
+    if (dist::active()) throw UserError(param("derive_at") + " is not supported with data parallelism yet");
     if (t.derive.batches < 1 || t.derive.probes < 1)
-      throw UserError("--derive-batches and --derive-probes must be >= 1");
+      throw UserError(param("derive_batches") + " and " + param("derive_probes") + " must be >= 1");
   }
   const std::vector<Schedule>& scheds = all_scheds.tensor;
   if (t.zero1 && !dist::active())
-    throw UserError("--zero1 needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
-  if (t.dist_check_every < 0) throw UserError("--dist-check-every must be >= 0");
+    throw UserError(param("zero1") + " needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
+  if (t.dist_check_every < 0) throw UserError(param("dist_check_every") + " must be >= 0");
   auto opt =
       t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
-  if (t.trace.preconditioned && t.trace.every == 0) throw UserError("--trace-preconditioned needs --trace-every K");
+  if (t.trace.preconditioned && t.trace.every == 0)
+    throw UserError(param("trace_preconditioned") + " needs " + param("trace_every") + " K");
   if (t.trace.preconditioned && !opt->step_sizes())
-    throw UserError("--trace-preconditioned: optimizer " + opt->name() +
+    throw UserError(param("trace_preconditioned") + ": optimizer " + opt->name() +
                     " has no diagonal preconditioner to measure (adamw, adam-mini and sgd-sai have)");
-  if (dist::is_main()) prepare_out_dir(s.opt.out);
+  if (dist::is_main()) prepare_out_dir(out);
 
-  const std::string ckpt = s.opt.out + "/checkpoint.h5";
+  const std::string ckpt = out + "/checkpoint.h5";
   int64_t start = 0;
   if (t.resume) {
-    const std::string summary = s.opt.out + "/train_summary.json", final_params = s.opt.out + "/final_params.h5";
+    const std::string summary = out + "/train_summary.json", final_params = out + "/final_params.h5";
     const Checkpoint c = load_checkpoint(ckpt, *s.net, *opt, t.steps);
     start = c.step;
     if (t.stop_at > 0 && t.stop_at <= start)
-      throw UserError("--stop-at " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " +
+      throw UserError(param("stop_at") + " " + std::to_string(t.stop_at) + " is at or below the checkpoint's step " +
                       std::to_string(start));
-    if (start == t.steps && OutputSet::complete(s.opt.out, "train")) {
+    if (start == t.steps && OutputSet::complete(out, "train")) {
       std::printf("already finished: %lld steps (%s, %s); nothing changed\n", static_cast<long long>(t.steps),
                   summary.c_str(), final_params.c_str());
       r.steps_done = t.steps;
@@ -196,20 +202,20 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const int64_t end = t.stop_at > 0 ? std::min(t.steps, t.stop_at) : t.steps;
   // A run resumed past --derive-at trains with what it derived then (its output set must be complete).
   if (t.derive.at > 0 && start > t.derive.at)
-    all_scheds = param_schedules(derived_blockwise(s), configs.inputs.params.size(), base);
+    all_scheds = param_schedules(derived_blockwise(s, out), configs.inputs.params.size(), base);
 
   std::unique_ptr<Tracer> tracer;
   std::unique_ptr<TraceFile> trace_file;
-  if (t.trace.every < 0) throw UserError("--trace-every must be >= 0");
+  if (t.trace.every < 0) throw UserError(param("trace_every") + " must be >= 0");
   if (t.trace.every > 0) {
     tracer = std::make_unique<Tracer>(s.context(), *s.data, t.trace);
     if (t.resume && h5_has_dataset(ckpt, "tracer/warm"))
-      tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", "--resume checkpoint"));
+      tracer->set_warm_start(read_h5_dataset(ckpt, "tracer/warm", param("resume") + " checkpoint"));
     std::vector<std::string> names;  // measured blocks: tensors, and fused tensors' q/k/v slices
     const ParamTable table(s.net->named_parameters());
     for (const auto& b : table.blocks()) names.push_back(b.name);
     if (dist::is_main())
-      trace_file = std::make_unique<TraceFile>(s.opt.out + "/trace.h5", t.resume ? start : -1, names, t.trace.curvature,
+      trace_file = std::make_unique<TraceFile>(out + "/trace.h5", t.resume ? start : -1, names, t.trace.curvature,
                                                t.trace.preconditioned);
   }
   const ParamTable flat_table(s.net->named_parameters());
@@ -230,8 +236,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
   const int64_t give_up_after = std::max<int64_t>(3, (t.steps + 9) / 10);  // a tenth, and never a lone step
   for (int64_t step = start; step < end; ++step) {
     if (t.derive.at > 0 && step == t.derive.at) {
-      derive_configs(s, t.derive, step);
-      all_scheds = param_schedules(derived_blockwise(s), configs.inputs.params.size(), base);
+      derive_configs(s, out, t.derive, step);
+      all_scheds = param_schedules(derived_blockwise(s, out), configs.inputs.params.size(), base);
     }
     std::vector<double> lrs(scheds.size());
     for (size_t i = 0; i < scheds.size(); ++i) lrs[i] = scheds[i].lr_at(step);
@@ -242,12 +248,12 @@ TrainResult train(Session& s, const TrainOptions& t) {
     // checkpoints below happen either way.
     auto apply_step = [&]() -> bool {
       for (auto& p : params) p.mutable_grad() = torch::Tensor();
-      auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.opt.data);
+      auto loss = batch_loss(*s.net, s.train_batch(step), s.loss, s.data_name);
       const double lv = dist::all_reduce_mean(loss.item<double>());  // every rank takes the same decision
       if (!std::isfinite(lv)) {
         if (t.on_nonfinite == OnNonfinite::Abort)
           throw UserError("non-finite training loss at step " + std::to_string(step) + " (batch " +
-                          std::to_string(step) + " of --data '" + s.opt.data + "')");
+                          std::to_string(step) + " of " + param("data") + " '" + s.data_name + "')");
         return false;
       }
       loss.backward();
@@ -284,7 +290,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
       if (skipped_in_a_row >= give_up_after)
         throw UserError("the last " + std::to_string(skipped_in_a_row) +
                         " steps were all skipped (non-finite loss or gradient, " + std::to_string(r.skipped_steps) +
-                        " in all): the run diverged; lower --lr or use --grad-clip");
+                        " in all): the run diverged; lower " + param("lr") + " or use " + param("grad_clip"));
     } else {
       skipped_in_a_row = 0;
     }
@@ -324,7 +330,8 @@ TrainResult train(Session& s, const TrainOptions& t) {
     if (sig != 0 && done < end) {
       bar.finish();
       save_checkpoint(ckpt, done, *s.net, *opt, r.final_train_loss, tracer ? tracer->warm_start() : torch::Tensor());
-      std::printf("interrupted at step %lld; continue with --resume\n", static_cast<long long>(done));
+      std::printf("interrupted at step %lld; continue with %s\n", static_cast<long long>(done),
+                  spelled(param("resume")).c_str());
       std::fflush(stdout);
       throw ExitCode{128 + sig};
     }
@@ -334,14 +341,14 @@ TrainResult train(Session& s, const TrainOptions& t) {
   r.steps_done = end;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (end < t.steps) {
-    std::printf("stopped at step %lld of %lld (--stop-at); continue with --resume\n", static_cast<long long>(end),
-                static_cast<long long>(t.steps));
+    std::printf("stopped at step %lld of %lld (%s); continue with %s\n", static_cast<long long>(end),
+                static_cast<long long>(t.steps), spelled(param("stop_at")).c_str(), spelled(param("resume")).c_str());
     return r;
   }
   r.final_val_loss = validation_loss(s, t.eval_batches);
   const double entropy = s.data->unigram_entropy();
-  OutputSet final_set(s.opt.out, "train");  // final_params.h5 and train_summary.json appear together
-  write_final_params(s.opt.out + "/final_params.h5", *s.net, s.opt.model, final_set);
+  OutputSet final_set(out, "train");  // final_params.h5 and train_summary.json appear together
+  write_final_params(out + "/final_params.h5", *s.net, s.model, final_set);
   if (!t.export_hf.empty() && dist::is_main()) export_hf(*s.net, t.export_hf);
   // State bytes of every rank (ZeRO-1: each holds its share) and the payload each rank communicated.
   auto per_rank = torch::zeros({dist::world_size()}, torch::kInt64);
@@ -362,11 +369,11 @@ TrainResult train(Session& s, const TrainOptions& t) {
       {"zero1", t.zero1},
       {"optimizer_state_bytes_per_rank", state_per_rank},
       {"bytes_communicated_per_rank", dist::bytes_communicated()},
-      {"model", s.opt.model},
+      {"model", s.model},
       {"data", s.data->describe()},
       {"set_id", final_set.id()}};
   for (const auto& [key, value] : provenance()) summary[key] = value;
-  final_set.write_text(s.opt.out + "/train_summary.json", summary.dump(2) + "\n");
+  final_set.write_text(out + "/train_summary.json", summary.dump(2) + "\n");
   final_set.commit();
   std::printf("done: %lld steps in %.1f s  final train_loss %.4f", static_cast<long long>(t.steps), r.seconds,
               r.final_train_loss);
@@ -379,7 +386,7 @@ TrainResult train(Session& s, const TrainOptions& t) {
     for (int64_t b : state_per_rank) std::printf(" %lld", static_cast<long long>(b));
     std::printf(", %.3g MB handed to collectives per rank", static_cast<double>(dist::bytes_communicated()) / 1e6);
   }
-  std::printf("\nwrote %s/final_params.h5\n", s.opt.out.c_str());
+  std::printf("\nwrote %s/final_params.h5\n", out.c_str());
   return r;
 }
 
