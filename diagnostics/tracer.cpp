@@ -236,8 +236,12 @@ void TraceFile::rewrite() {
     for (const auto& c : columns(kinds(), m_preconditioned)) {
       std::vector<double> real;
       std::vector<int64_t> whole;
-      for (const auto& r : m_records)
-        (c.integer ? whole.push_back(static_cast<int64_t>(c.get(r))) : real.push_back(c.get(r)));
+      for (const auto& r : m_records) {
+        if (c.integer)
+          whole.push_back(static_cast<int64_t>(c.get(r)));
+        else
+          real.push_back(c.get(r));
+      }
       create(c.name, type_of(c), 0, c.integer ? static_cast<const void*>(whole.data()) : real.data());
     }
     if (!m_records.empty() && !m_records.front().block_lambda_max.empty()) {
@@ -276,7 +280,9 @@ bool TraceFile::append_in_place() {
   const TraceRecord& r = m_records.back();
   const auto cols = columns(kinds(), m_preconditioned);
   const bool blocks = !r.block_lambda_max.empty();
-  try {
+  bool appended = false;
+  // A failure returns false: the rewrite replaces whatever this left.
+  const auto failed = h5_attempt([&] {
     H5::H5File f(m_path, H5F_ACC_RDWR);
     H5::DSetAccPropList direct;  // no chunk cache: a row goes straight to its place in the allocated chunk
     direct.setChunkCache(H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
@@ -287,7 +293,7 @@ bool TraceFile::append_in_place() {
     for (auto& ds : sets) {
       hsize_t dims[2] = {0, 0};
       ds.getSpace().getSimpleExtentDims(dims);
-      if (dims[0] != n - 1) return false;
+      if (dims[0] != n - 1) return;
     }
     auto put = [&](H5::DataSet& ds, const void* value, const H5::PredType& type, hsize_t width) {
       const int rank = width ? 2 : 1;
@@ -307,10 +313,9 @@ bool TraceFile::append_in_place() {
     }
     sets.clear();
     f.close();
-  } catch (const H5::Exception&) {
-    return false;  // the rewrite replaces whatever this left
-  }
-  return true;
+    appended = true;
+  });
+  return appended && !failed;
 }
 
 }  // namespace bs

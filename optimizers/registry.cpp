@@ -161,9 +161,9 @@ const OptimizerEntry& find_optimizer(const std::string& name) {
   throw UserError(param("optimizer") + " '" + name + "': unknown optimizer (available: " + known + ")");
 }
 
-std::string optimizer_table_markdown(const std::function<std::string(const std::string&)>& name_of) {
+std::string optimizer_table_markdown() {
   std::string md =
-      "| `" + name_of("optimizer") + "` | what | configs it takes | defaults (official) |\n|---|---|---|---|\n";
+      "| `" + spelled(param("optimizer")) + "` | what | configs it takes | defaults (official) |\n|---|---|---|---|\n";
   for (const auto& e : optimizer_registry()) {
     std::string configs;
     for (const auto& c : e.configs) {
@@ -174,8 +174,8 @@ std::string optimizer_table_markdown(const std::function<std::string(const std::
     const auto& d = e.defaults;
     std::string defaults = "lr " + number(d.lr) + ", betas " + number(d.beta1) + "/" + number(d.beta2) + ", eps " +
                            number(d.eps) + ", wd " + number(d.weight_decay);
-    if (!e.other_defaults.empty()) defaults += "; " + e.other_defaults.render(name_of);
-    md += "| `" + e.name + "` | " + e.what.render(name_of) + " | " + configs + " | " + defaults + " |\n";
+    if (!e.other_defaults.empty()) defaults += "; " + spelled(e.other_defaults);
+    md += "| `" + e.name + "` | " + spelled(e.what) + " | " + configs + " | " + defaults + " |\n";
   }
   return md;
 }

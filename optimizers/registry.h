@@ -31,8 +31,8 @@ struct OptimizerEntry {
 const std::vector<OptimizerEntry>& optimizer_registry();
 // The entry of `name`; an unknown name is refused with the list of known ones.
 const OptimizerEntry& find_optimizer(const std::string& name);
-// The registry as the README's Markdown table (name, what, configs, defaults), parameters named by `name_of`
-// (the CLI: flag_of).
-std::string optimizer_table_markdown(const std::function<std::string(const std::string&)>& name_of);
+// The registry as the README's Markdown table (name, what, configs, defaults), parameters spelled as the
+// front end says (errors.h: set_parameter_names).
+std::string optimizer_table_markdown();
 
 }  // namespace bs

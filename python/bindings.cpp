@@ -373,7 +373,7 @@ PYBIND11_MODULE(_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const UserError& e) {
-      PyErr_SetString(PyExc_ValueError, e.message.render(keyword_of).c_str());
+      PyErr_SetString(PyExc_ValueError, spelled(e.message).c_str());
     }
   });
 
@@ -384,11 +384,11 @@ PYBIND11_MODULE(_core, m) {
     py::list out;
     for (const auto& e : optimizer_registry()) {
       const auto& d = e.defaults;
-      out.append(py::dict(py::arg("name") = e.name, py::arg("what") = e.what.render(keyword_of), py::arg("lr") = d.lr,
+      out.append(py::dict(py::arg("name") = e.name, py::arg("what") = spelled(e.what), py::arg("lr") = d.lr,
                           py::arg("betas") = py::make_tuple(d.beta1, d.beta2), py::arg("eps") = d.eps,
                           py::arg("weight_decay") = d.weight_decay, py::arg("configs") = e.configs,
                           py::arg("needs_partition") = e.needs_partition,
-                          py::arg("other_defaults") = e.other_defaults.render(keyword_of)));
+                          py::arg("other_defaults") = spelled(e.other_defaults)));
     }
     return out;
   });

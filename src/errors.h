@@ -36,8 +36,8 @@ struct UserError : std::runtime_error {
   Message message;
 };
 
-// How this process's front end spells parameters in warnings: the CLI sets flag_of, Python its keywords;
-// the library's names until one is set.
+// How this process's front end spells parameters in errors, warnings and descriptions: the CLI sets
+// flag_of, Python its keywords; the library's names until one is set.
 void set_parameter_names(std::function<std::string(const std::string&)> name_of);
 // The message with parameters spelled as set_parameter_names says (for a library's progress lines).
 std::string spelled(const Message& m);

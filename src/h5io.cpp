@@ -120,21 +120,23 @@ torch::Tensor read_h5_dataset(const std::string& path, const std::string& name, 
   }
 }
 
+std::optional<std::string> h5_attempt(const std::function<void()>& body) {
+  MuteCerr mute;
+  try {
+    body();
+    return std::nullopt;
+  } catch (const H5::Exception& e) {
+    return e.getDetailMsg();
+  }
+}
+
 void h5_write_or_fail(const std::string& path, const std::string& tmp, const std::function<void()>& body) {
   errno = 0;
-  std::string why;
-  {
-    MuteCerr mute;
-    try {
-      body();
-      return;
-    } catch (const H5::Exception& e) {
-      why = e.getDetailMsg();
-    }
-  }
+  const auto why = h5_attempt(body);
+  if (!why) return;
   const int err = errno;
   std::remove(tmp.c_str());
-  throw UserError("cannot write '" + path + "' (" + (err ? std::string(std::strerror(err)) + "; " : "") + why + ")");
+  throw UserError("cannot write '" + path + "' (" + (err ? std::string(std::strerror(err)) + "; " : "") + *why + ")");
 }
 
 H5Output::H5Output(std::string path) : m_path(std::move(path)), m_discard(!dist::is_main()) {

@@ -29,6 +29,10 @@ bool h5_has_dataset(const std::string& path, const std::string& name);
 // UserError naming `option` unless `path` is a readable HDF5 file (missing, empty, garbage, truncated).
 void require_h5_file(const std::string& path, const Message& option);
 
+// Runs `body`, an HDF5 write, with HDF5's C++ destructors (which report close failures on std::cerr,
+// one line per dataset) kept quiet: the failure's detail, or nullopt when it succeeded.
+std::optional<std::string> h5_attempt(const std::function<void()>& body);
+
 // Runs `body`, which writes HDF5 file `tmp` on its way to `path`, so that any HDF5 failure (a full
 // disk, an I/O error) becomes one UserError naming `path`, with `tmp` removed, and HDF5's C++
 // destructors (which report close failures on std::cerr, one line per dataset) stay quiet.

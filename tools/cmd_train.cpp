@@ -103,7 +103,7 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([common, t, given, o_lr, o_wd, o_b1, o_b2, o_eps, list] {
     if (*list) {
-      std::fputs(optimizer_table_markdown(flag_of).c_str(), stdout);
+      std::fputs(optimizer_table_markdown().c_str(), stdout);
       return;
     }
     t->optim = default_options(t->optimizer);

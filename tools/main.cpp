@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   } catch (const bs::ExitCode& e) {
     return e.code;
   } catch (const bs::UserError& e) {
-    error = e.message.render(bs::flag_of);
+    error = bs::spelled(e.message);
   } catch (const std::bad_alloc&) {
     error = "out of memory (try a smaller --batch-size or --seq-len, or a smaller model)";
   } catch (const std::exception& e) {
