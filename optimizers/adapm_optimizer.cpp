@@ -114,7 +114,7 @@ class AdaPM : public Optimizer {
             const int64_t off = b * bs;
             vb[b] = vb[b] * beta2 + (sum_squares(gp + off, bs) / T(bs)) * omb2;
             const T h = std::sqrt(vb[b]) * inv_sqrt_bc2 + eps;
-            for (int64_t k = 0; k < bs; ++k) f(pp[off + k], dp[off + k], h);
+            elements([=](int64_t k) { f(pp[off + k], dp[off + k], h); }, 0, bs);
           }
         });
       });

@@ -154,7 +154,7 @@ class AdamMini : public FusedBase {
             const T inv_h = update_v(vb[base + b], sq / T(r.block_numel()));
             for (int64_t q = 0; q < r.runs; ++q) {
               const int64_t o = start + q * r.stride;
-              for (int64_t k = 0; k < r.run; ++k) f(p[o + k], gp[o + k], m[o + k], inv_h);
+              elements([=](int64_t k) { f(p[o + k], gp[o + k], m[o + k], inv_h); }, 0, r.run);
             }
           }
         });
@@ -165,7 +165,7 @@ class AdamMini : public FusedBase {
     auto block = [=](int64_t b) {
       const int64_t off = b * bs;
       const T inv_h = update_v(vb[b], sum_squares(gp + off, bs) / T(bs));
-      for (int64_t k = 0; k < bs; ++k) f(p[off + k], gp[off + k], m[off + k], inv_h);
+      elements([=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); }, 0, bs);
     };
     if (bs >= kGrain) {
       for (int64_t b = 0; b < nb; ++b) {  // large blocks: parallel reduction, then parallel update

@@ -1,54 +1,70 @@
 // order_statistic.h: the sample is selected on the bit patterns of non-negative doubles (monotone in
-// the value, NaN above infinity); the bracket pass compares in the tensor's dtype where the bracket's
-// ends are exact in it, else in double.
+// the value, NaN above infinity); the bracket pass (bracket_pass.h) compares in the tensor's dtype
+// where the bracket's ends are exact in it, else in double, and keeps what it finds inside per thread;
+// the kept values' rank is then found by radix steps on their bit patterns (a histogram of 11 bits
+// below the bracket's common prefix, the rank's bin kept, again), and a selection among the last few.
 #include "order_statistic.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "bracket_pass.h"
 #include "cpu_loop.h"
 
 namespace bs {
 
 namespace {
 
-using Key = uint64_t;
+template <class V>
+using KeyOf = std::conditional_t<sizeof(V) == 4, uint32_t, uint64_t>;
 
-Key key_of(double v) {
-  Key k;
+// A non-negative value's bit pattern: monotone in the value (+inf above every finite value).
+template <class V>
+KeyOf<V> key_of(V v) {
+  KeyOf<V> k;
   std::memcpy(&k, &v, sizeof k);
   return k;
 }
 
-double value_of(Key k) {
-  double v;
+template <class V>
+V value_of(KeyOf<V> k) {
+  V v;
   std::memcpy(&v, &k, sizeof v);
   return v;
 }
 
-// |g + wd p| (|g| without decay) in the tensor's dtype.
-template <class T, bool kDecay>
-T abs_value(const T* __restrict g, const T* __restrict p, T wd, int64_t k) {
-  if constexpr (kDecay) {
-    const T d = p[k] * wd;
-    return std::abs(g[k] + d);
-  } else {
-    return std::abs(g[k]);
+// The strided sample's keys: the values |g + wd p| at positions floor(j n / S), j < S, of all the
+// sources end to end, widened to double.
+std::vector<uint64_t> sample_keys(const std::vector<AbsSource>& src, int64_t n, int64_t S) {
+  std::vector<uint64_t> keys;
+  keys.reserve(S);
+  // pos = floor(j n / S) stepped without a division per value (they are independent loads then, and
+  // the memory system overlaps their misses): pos grows by n / S, and by one more whenever the
+  // remainder (j n mod S) passes S.
+  const int64_t step = n / S, step_rem = n % S;
+  int64_t j = 0, pos = 0, rem = 0, base = 0;
+  for (const auto& s : src) {
+    const int64_t end = base + s.g.numel();
+    AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "sample_keys", [&] {
+      const scalar_t* g = s.g.data_ptr<scalar_t>();
+      const scalar_t* p = s.p.defined() ? s.p.data_ptr<scalar_t>() : nullptr;
+      const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
+      for (; j < S && pos < end; ++j) {
+        keys.push_back(key_of(static_cast<double>(abs_value<scalar_t>(g, p, wd, pos - base))));
+        pos += step;
+        rem += step_rem;
+        if (rem >= S) {
+          rem -= S;
+          ++pos;
+        }
+      }
+    });
+    base = end;
   }
-}
-
-// One value |g + wd p| of a contiguous source, widened to double (the strided sample).
-double abs_at(const AbsSource& s, int64_t k) {
-  double v = 0;
-  AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "abs_at", [&] {
-    const scalar_t* g = s.g.data_ptr<scalar_t>();
-    const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
-    v = s.p.defined() ? abs_value<scalar_t, true>(g, s.p.data_ptr<scalar_t>(), wd, k)
-                      : abs_value<scalar_t, false>(g, nullptr, wd, k);
-  });
-  return v;
+  return keys;
 }
 
 std::vector<AbsSource> contiguous_sources(const std::vector<AbsSource>& src) {
@@ -59,51 +75,102 @@ std::vector<AbsSource> contiguous_sources(const std::vector<AbsSource>& src) {
   return out;
 }
 
-// What one chunk of the bracket pass found: counts below and at the bracket's ends, the values inside.
-struct ChunkCount {
-  int64_t below = 0, at_lo = 0, at_hi = 0;
-  std::vector<double> inside;
+// Values kept by one thread, in storage kept from call to call (a training loop asks every step, and
+// fresh pages cost more than the pass); only `used` of them count.
+template <class V>
+struct Kept {
+  std::vector<V> values;
+  int64_t used = 0;
+  V* room(int64_t n) {  // space for n more values past `used`
+    if (static_cast<int64_t>(values.size()) < used + n)
+      values.resize(std::max<size_t>(2 * values.size(), static_cast<size_t>(used + n)));
+    return values.data() + used;
+  }
 };
 
-constexpr int64_t kChunk = 4096;  // elements per bracket-pass chunk: the second loop reads them from L1
+// What one thread of the bracket pass found: the count below the bracket and the values inside it,
+// float32 where they were compared in float32, else double.
+struct ThreadFind {
+  int64_t below = 0;
+  Kept<float> f;
+  Kept<double> d;
+};
 
-// The bracket pass over one chunk (at most kChunk values) without branches: the counts in one loop
-// the compiler vectorizes, then the values strictly inside (lo, hi) compacted into `buf`. Compares in
-// C: the tensor's dtype T where the bracket's ends are exact in it, else double. NaN compares false
-// everywhere: it counts as above the bracket, where the sort puts it too.
-template <class T, class C, bool kDecay>
-void count_chunk(const T* __restrict g, const T* __restrict p, T wd, int32_t n, C lo, C hi, C* __restrict buf,
-                 ChunkCount& cc) {
-  int32_t below = 0, at_lo = 0, at_hi = 0, in = 0;
-  for (int32_t k = 0; k < n; ++k) {
-    const C v = abs_value<T, kDecay>(g, p, wd, k);
-    below += v < lo;
-    at_lo += v == lo;
-    at_hi += v == hi;
-    in += (v > lo) & (v < hi);
+constexpr int64_t kChunk = 1 << 14;  // values per bracket-pass chunk
+
+// One chunk of source s: its values compared in C (T where the bracket is exact in it, else double).
+template <class T, class C>
+void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, BracketKernel kernel, Kept<C>& kept,
+                   int64_t& below) {
+  const T* g = s.g.data_ptr<T>() + b;
+  const T* p = s.p.defined() ? s.p.data_ptr<T>() + b : nullptr;
+  const auto wd = static_cast<T>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
+  C* out = kept.room(n + 16);
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<C, float>) {
+    if (kernel == BracketKernel::best && have_avx512()) {
+      kept.used += bracket_chunk_avx512(g, p, wd, n, lo, hi, out, below);
+      return;
+    }
   }
-  cc.below += below;
-  cc.at_lo += at_lo;
-  cc.at_hi += lo == hi ? 0 : at_hi;
-  if (in == 0) return;
-  int32_t j = 0;
-  for (int32_t k = 0; k < n; ++k) {
-    const C v = abs_value<T, kDecay>(g, p, wd, k);
-    buf[j] = v;
-    j += (v > lo) & (v < hi);
-  }
-  cc.inside.insert(cc.inside.end(), buf, buf + j);
+  kept.used += p ? bracket_chunk_portable<T, C, true>(g, p, wd, n, lo, hi, out, below)
+                 : bracket_chunk_portable<T, C, false>(g, p, wd, n, lo, hi, out, below);
 }
 
-template <class T, class C>
-void count_source_chunk(const AbsSource& s, int64_t b, int32_t n, C lo, C hi, ChunkCount& cc) {
-  C buf[kChunk];
-  const T* g = s.g.data_ptr<T>() + b;
-  const auto wd = static_cast<T>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
-  if (s.p.defined())
-    count_chunk<T, C, true>(g, s.p.data_ptr<T>() + b, wd, n, lo, hi, buf, cc);
-  else
-    count_chunk<T, C, false>(g, nullptr, wd, n, lo, hi, buf, cc);
+// The rest-th smallest (0-based) of the values in `spans`, all in [lo, hi] and non-negative. Each
+// radix step histograms the 11 bits below the common prefix of the current key range and keeps the
+// bin holding the rank, so the range narrows 2048-fold per step (or to one key); a selection among the
+// last few thousand values finishes.
+template <class V>
+V select_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t rest, V lo, V hi) {
+  using K = KeyOf<V>;
+  K lo_k = key_of(lo), hi_k = key_of(hi);
+  // f(key) for every value still in play: the spans' at first, then the kept keys.
+  std::vector<K> keys, next;
+  bool from_spans = true;
+  auto for_each_key = [&](const auto& f) {
+    if (from_spans) {
+      for (const auto& [v, n] : spans)
+        for (int64_t k = 0; k < n; ++k) {
+          K x;
+          std::memcpy(&x, v + k, sizeof x);
+          f(x);
+        }
+    } else {
+      for (const K x : keys) f(x);
+    }
+  };
+  int64_t count = 0;
+  for (const auto& span : spans) count += span.second;
+  while (count > 4096 && lo_k != hi_k) {
+    const K diff = lo_k ^ hi_k;
+    const int top = static_cast<int>(8 * sizeof(K)) - (sizeof(K) == 4 ? __builtin_clz(static_cast<uint32_t>(diff))
+                                                                      : __builtin_clzll(static_cast<uint64_t>(diff)));
+    const int shift = std::max(0, top - 11);
+    const K base = lo_k >> shift;
+    std::vector<int64_t> hist(static_cast<size_t>((hi_k >> shift) - base) + 1, 0);
+    int64_t* h = hist.data();
+    for_each_key([=](K x) { ++h[(x >> shift) - base]; });
+    size_t bin = 0;
+    while (rest >= hist[bin]) rest -= hist[bin++];
+    const K bin_lo = static_cast<K>((base + bin) << shift), bin_hi = static_cast<K>(bin_lo + ((K(1) << shift) - 1));
+    const K new_lo = std::max(lo_k, bin_lo), new_hi = std::min(hi_k, bin_hi);
+    next.resize(static_cast<size_t>(hist[bin]) + 1);  // + 1: the branch-free store below writes one past
+    K* out = next.data();
+    int64_t j = 0;
+    for_each_key([&](K x) {
+      out[j] = x;
+      j += (x >= new_lo) & (x <= new_hi);
+    });
+    next.resize(static_cast<size_t>(j));
+    keys.swap(next);
+    lo_k = new_lo;
+    hi_k = new_hi;
+    from_spans = false;
+    count = j;
+  }
+  if (from_spans) for_each_key([&](K x) { keys.push_back(x); });
+  std::nth_element(keys.begin(), keys.begin() + rest, keys.end());
+  return value_of<V>(keys[static_cast<size_t>(rest)]);
 }
 
 }  // namespace
@@ -124,7 +191,7 @@ double rth_smallest_abs_reference(const std::vector<AbsSource>& src, int64_t r) 
   return std::get<0>(torch::kthvalue(torch::cat(flat), r + 1)).item<double>();
 }
 
-double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
+double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r, BracketKernel kernel) {
   const auto src = contiguous_sources(in);
   const int64_t n = total_values(src);
   TORCH_CHECK(r >= 0 && r < n, "rth_smallest_abs: rank ", r, " of ", n, " values");
@@ -132,21 +199,11 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   // deviations of a sample rank), so that about 2m/S of all values fall inside the bracket.
   const int64_t S = std::min<int64_t>(n, 1 << 16);
   if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
-  std::vector<Key> sample;
-  sample.reserve(S);
-  {
-    size_t t = 0;
-    int64_t base = 0;
-    for (int64_t j = 0; j < S; ++j) {
-      const int64_t pos = static_cast<int64_t>((static_cast<__int128>(j) * n) / S);
-      while (pos >= base + src[t].g.numel()) base += src[t++].g.numel();
-      sample.push_back(key_of(abs_at(src[t], pos - base)));
-    }
-  }
+  std::vector<uint64_t> sample = sample_keys(src, n, S);
   const int64_t m = static_cast<int64_t>(std::ceil(4 * std::sqrt(static_cast<double>(S)))) + 4;
   const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
   // The sample's (q-m)-th and (q+m)-th smallest: two selections, not a sort.
-  Key lo = 0, hi = key_of(std::numeric_limits<double>::infinity());
+  uint64_t lo = 0, hi = key_of(std::numeric_limits<double>::infinity());
   auto from = sample.begin();
   if (q - m >= 0) {
     std::nth_element(sample.begin(), sample.begin() + (q - m), sample.end());
@@ -157,56 +214,50 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
     std::nth_element(from, sample.begin() + (q + m), sample.end());
     hi = sample[q + m];
   }
+  const double lo_v = value_of<double>(lo), hi_v = value_of<double>(hi);
 
-  const double lo_v = value_of(lo), hi_v = value_of(hi);
-
-  // One pass over every value, in chunks across the threads.
+  // One pass over every value, in chunks across the threads. The order in which values are kept
+  // does not matter: the r-th value is the same whichever way they were gathered.
   std::vector<std::pair<size_t, int64_t>> chunks;  // (source, first element)
   for (size_t t = 0; t < src.size(); ++t)
     for (int64_t b = 0; b < src[t].g.numel(); b += kChunk) chunks.emplace_back(t, b);
-  // Per intra-op thread: counts and the values inside, in scratch kept from call to call (a training
-  // loop asks every step, and fresh pages cost more than the pass). Their order does not matter: the
-  // r-th value is the same whichever way the values were gathered.
-  thread_local std::vector<ChunkCount> per_thread;
+  thread_local std::vector<ThreadFind> per_thread;
   per_thread.resize(std::max<size_t>(per_thread.size(), static_cast<size_t>(at::get_num_threads())));
-  for (auto& cc : per_thread) {
-    cc.below = cc.at_lo = cc.at_hi = 0;
-    cc.inside.clear();
-  }
-  at::parallel_for(0, static_cast<int64_t>(chunks.size()), kGrain / kChunk, [&](int64_t begin, int64_t end) {
-    ChunkCount& cc = per_thread[at::get_thread_num()];
+  for (auto& f : per_thread) f.below = f.f.used = f.d.used = 0;
+  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+    ThreadFind& found = per_thread[at::get_thread_num()];
     for (int64_t c = begin; c < end; ++c) {
       const auto [t, b] = chunks[c];
       const AbsSource& s = src[t];
-      const auto n_c = static_cast<int32_t>(std::min(kChunk, s.g.numel() - b));
-      AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "count_chunk", [&] {
+      const int64_t n_c = std::min(kChunk, s.g.numel() - b);
+      AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "find_in_chunk", [&] {
         const auto lo_t = static_cast<scalar_t>(lo_v), hi_t = static_cast<scalar_t>(hi_v);
-        if (static_cast<double>(lo_t) == lo_v && static_cast<double>(hi_t) == hi_v)
-          count_source_chunk<scalar_t, scalar_t>(s, b, n_c, lo_t, hi_t, cc);
-        else
-          count_source_chunk<scalar_t, double>(s, b, n_c, lo_v, hi_v, cc);
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (static_cast<double>(lo_t) == lo_v && static_cast<double>(hi_t) == hi_v)
+            return find_in_chunk<float, float>(s, b, n_c, lo_t, hi_t, kernel, found.f, found.below);
+        }
+        find_in_chunk<scalar_t, double>(s, b, n_c, lo_v, hi_v, kernel, found.d, found.below);
       });
     }
   });
-  int64_t below = 0, at_lo = 0, at_hi = 0;
-  thread_local std::vector<double> inside;
-  inside.clear();
-  for (auto& cc : per_thread) {
-    below += cc.below;
-    at_lo += cc.at_lo;
-    at_hi += cc.at_hi;
-    inside.insert(inside.end(), cc.inside.begin(), cc.inside.end());
+  int64_t below = 0, kept_f = 0, kept_d = 0;
+  for (const auto& f : per_thread) {
+    below += f.below;
+    kept_f += f.f.used;
+    kept_d += f.d.used;
   }
-  int64_t rest = r - below;
-  if (rest >= 0) {
-    if (rest < at_lo) return value_of(lo);
-    rest -= at_lo;
-    if (rest < static_cast<int64_t>(inside.size())) {
-      std::nth_element(inside.begin(), inside.begin() + rest, inside.end());
-      return inside[rest];
+  const int64_t rest = r - below;
+  if (rest >= 0 && rest < kept_f + kept_d) {
+    if (kept_d == 0) {  // all compared in float32: the bracket's ends are float32 values
+      std::vector<std::pair<const float*, int64_t>> spans;
+      for (const auto& f : per_thread) spans.emplace_back(f.f.values.data(), f.f.used);
+      return select_kept<float>(spans, rest, static_cast<float>(lo_v), static_cast<float>(hi_v));
     }
-    rest -= static_cast<int64_t>(inside.size());
-    if (rest < at_hi) return value_of(hi);
+    std::vector<double> widened;  // mixed precisions (rare): every kept value in double
+    for (const auto& f : per_thread) widened.insert(widened.end(), f.f.values.data(), f.f.values.data() + f.f.used);
+    std::vector<std::pair<const double*, int64_t>> spans = {{widened.data(), static_cast<int64_t>(widened.size())}};
+    for (const auto& f : per_thread) spans.emplace_back(f.d.values.data(), f.d.used);
+    return select_kept<double>(spans, rest, lo_v, hi_v);
   }
   return rth_smallest_abs_reference(src, r);  // the bracket missed the rank
 }

@@ -1,12 +1,15 @@
 // An exact order statistic of |values| over many tensors in about one read of them (Floyd & Rivest's
 // sampling idea): a strided sample brackets the wanted rank, one parallel pass counts what falls below
-// the bracket and keeps what falls inside it, and a selection inside the bracket finishes. When the
+// the bracket and keeps what falls inside it (bracket_pass.h), and radix steps on the kept values' bit
+// patterns and a selection among the last few finish. When the
 // bracket misses (rare), a full sort-free selection over all values answers instead. The clipping
 // optimizers' global threshold (clipped_optimizers.h) is the user.
 #pragma once
 #include <torch/torch.h>
 
 #include <vector>
+
+#include "bracket_pass.h"
 
 namespace bs {
 
@@ -19,7 +22,7 @@ struct AbsSource {
 int64_t total_values(const std::vector<AbsSource>& src);
 // The r-th smallest (0-based) of all the sources' values, as a double (exact: the value itself).
 // Requires 0 <= r < total_values(src).
-double rth_smallest_abs(const std::vector<AbsSource>& src, int64_t r);
+double rth_smallest_abs(const std::vector<AbsSource>& src, int64_t r, BracketKernel kernel = BracketKernel::best);
 // The same by a full selection over all values (the oracle of the tests, and the fallback).
 double rth_smallest_abs_reference(const std::vector<AbsSource>& src, int64_t r);
 

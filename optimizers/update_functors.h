@@ -63,10 +63,14 @@ struct HfAdamMoments {
   }
 };
 
-// Coordinate-wise clipping (Pan & Li 2023): |g| below tau passes, else sign(g) * tau.
+// Coordinate-wise clipping (Pan & Li 2023): |g| below tau passes, else sign(g) * tau (0 for NaN).
+// Every comparison is made unconditionally and the rest are selects, so GCC vectorizes the update
+// loops (a comparison behind && or ?: may not be speculated under -ftrapping-math).
 template <class T>
 BS_HD T clip_coordinate(T g, T tau) {
-  return (g < tau && g > -tau) ? g : (g > 0 ? tau : (g < 0 ? -tau : T(0)));
+  const bool inside = (g < tau) & (g > -tau), positive = g > 0, negative = g < 0;
+  const T clipped = positive ? tau : (negative ? -tau : T(0));
+  return inside ? g : clipped;
 }
 
 // SGDClip step (torch.SGD semantics after clipping, coupled L2 decay): d = clip(g) + wd p;

@@ -186,6 +186,11 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   // bracket misses low ranks and the full selection answers.
   auto pos = torch::arange(1 << 18, torch::kFloat64);
   auto strided = torch::where(pos.remainder(4) == 0, 1e3 + pos, 1e-3 * pos);
+  // float32 only, decayed and not, with infinities and a run of one value: the AVX-512 pass's case.
+  auto with_inf = torch::randn({70001}, torch::kFloat32);
+  with_inf.index_put_({torch::indexing::Slice(0, 300)}, std::numeric_limits<float>::infinity());
+  with_inf.index_put_({torch::indexing::Slice(1000, 9000)}, -1.5f);
+  auto heavy_p = torch::randn_like(heavy);
   const std::vector<std::vector<AbsSource>> cases = {
       {{g32, {}, 0}},
       {{g32, {}, 0}, {g64, {}, 0}, {heavy, {}, 0}},
@@ -193,12 +198,15 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
       {{g32, p32, 0.1}, {g64, p64, 0.03}, {torch::Tensor(), {}, 0}},
       {{same, {}, 0}, {zeros, {}, 0}},
       {{strided, {}, 0}},
+      {{g32, p32, 0.1}, {with_inf, {}, 0}, {heavy, heavy_p, 0.5}},
   };
   for (size_t c = 0; c < cases.size(); ++c) {
     const int64_t n = total_values(cases[c]);
     for (double f : {0.0, 1e-4, 0.1, 0.5, 0.9, 0.37, 1.0}) {
       const int64_t r = std::min<int64_t>(n - 1, static_cast<int64_t>(static_cast<double>(n) * f));
-      EXPECT_EQ(rth_smallest_abs(cases[c], r), rth_smallest_abs_reference(cases[c], r)) << "case " << c << " r " << r;
+      const double want = rth_smallest_abs_reference(cases[c], r);
+      EXPECT_EQ(rth_smallest_abs(cases[c], r), want) << "case " << c << " r " << r;
+      EXPECT_EQ(rth_smallest_abs(cases[c], r, BracketKernel::portable), want) << "portable: case " << c << " r " << r;
     }
   }
   // The clipping threshold over a large float32 set equals the definition (sorted |g|, descending index).

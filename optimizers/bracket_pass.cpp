@@ -1,0 +1,71 @@
+// bracket_pass.h's AVX-512 loop: per 16 values, one compare for "below", one masked compare for
+// "inside", a masked add into per-lane counters and a compressed store of the kept values, four
+// vectors per iteration so the stores' index chain does not bound it. Compiled for AVX-512F by a
+// function attribute (the rest of the build targets baseline x86-64) and called only after a CPUID check;
+// the file is compiled without floating-point contraction, so g + p * wd rounds twice, as ATen's does.
+#include "bracket_pass.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BS_HAVE_AVX512_KERNEL 1
+#endif
+
+namespace bs {
+
+#ifdef BS_HAVE_AVX512_KERNEL
+
+bool have_avx512() { return __builtin_cpu_supports("avx512f"); }
+
+namespace {
+
+template <bool kDecay>
+__attribute__((target("avx512f"))) int64_t keep_16s(const float* g, const float* p, float wd, int64_t n, float lo,
+                                                    float hi, float* out, int64_t& below) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vwd = _mm512_set1_ps(wd);
+  const __m512i absmask = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+  __m512i counts[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+  int64_t j = 0, k = 0;
+  for (; k + 64 <= n; k += 64) {
+    __m512 v[4];
+    __mmask16 in[4];
+    for (int u = 0; u < 4; ++u) {
+      __m512 x = _mm512_loadu_ps(g + k + 16 * u);
+      if constexpr (kDecay) x = _mm512_add_ps(x, _mm512_mul_ps(_mm512_loadu_ps(p + k + 16 * u), vwd));
+      v[u] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), absmask));
+      const __mmask16 b = _mm512_cmp_ps_mask(v[u], vlo, _CMP_LT_OQ);
+      in[u] = _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(~b), v[u], vhi, _CMP_LE_OQ);
+      counts[u] = _mm512_mask_add_epi32(counts[u], b, counts[u], one);
+    }
+    for (int u = 0; u < 4; ++u) {
+      _mm512_storeu_ps(out + j, _mm512_maskz_compress_ps(in[u], v[u]));
+      j += __builtin_popcount(static_cast<unsigned>(in[u]));
+    }
+  }
+  const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(counts[0], counts[1]), _mm512_add_epi32(counts[2], counts[3]));
+  int32_t lanes[16];  // (not _mm512_reduce_add_epi32: GCC 12 warns inside it)
+  _mm512_storeu_si512(lanes, sum);
+  for (int32_t c : lanes) below += c;
+  return j +
+         bracket_chunk_portable<float, float, kDecay>(g + k, p ? p + k : nullptr, wd, n - k, lo, hi, out + j, below);
+}
+
+}  // namespace
+
+int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
+                             int64_t& below) {
+  return p ? keep_16s<true>(g, p, wd, n, lo, hi, out, below) : keep_16s<false>(g, p, wd, n, lo, hi, out, below);
+}
+
+#else
+
+bool have_avx512() { return false; }
+
+int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
+                             int64_t& below) {
+  return p ? bracket_chunk_portable<float, float, true>(g, p, wd, n, lo, hi, out, below)
+           : bracket_chunk_portable<float, float, false>(g, p, wd, n, lo, hi, out, below);
+}
+
+#endif
+
+}  // namespace bs

@@ -1,0 +1,46 @@
+// One chunk of the order statistic's bracket pass (order_statistic.h): count the values below the
+// bracket [lo, hi] and keep, in order, the values inside it (both ends included), where a value is |g|
+// or |g + wd p| computed in the tensor's dtype T (as ATen's g + p * wd) and compared in C (T, or double
+// where the bracket's ends are not exact in T). NaN compares false: neither below nor kept, so it
+// counts as above the bracket, where a sort puts it. A portable loop, and for float32 a 16-wide AVX-512
+// one with compressed stores where the CPU has it; both count and keep exactly the same values.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace bs {
+
+// best: the AVX-512 loop for float32 values on a CPU that has AVX-512F, else the portable loop.
+enum class BracketKernel { best, portable };
+
+// |g[k] + wd p[k]| (|g[k]| without p) in T.
+template <class T>
+inline T abs_value(const T* __restrict g, const T* __restrict p, T wd, int64_t k) {
+  if (p == nullptr) return std::abs(g[k]);
+  const T d = p[k] * wd;
+  return std::abs(g[k] + d);
+}
+
+// Keeps the chunk's values in [lo, hi] in out[0, returned) (out has room for n + 16) and adds the
+// number below lo to `below`. Branch-free: every value is stored, the next one overwrites it unless it
+// was inside.
+template <class T, class C, bool kDecay>
+int64_t bracket_chunk_portable(const T* __restrict g, const T* __restrict p, T wd, int64_t n, C lo, C hi,
+                               C* __restrict out, int64_t& below) {
+  int64_t j = 0, b = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const C v = abs_value<T>(g, kDecay ? p : nullptr, wd, k);
+    b += v < lo;
+    out[j] = v;
+    j += !(v < lo) & (v <= hi);
+  }
+  below += b;
+  return j;
+}
+
+// The same for float32 with AVX-512F (p null: |g|). Call only where have_avx512().
+int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
+                             int64_t& below);
+bool have_avx512();
+
+}  // namespace bs
