@@ -14,8 +14,6 @@ namespace bs {
 
 #ifdef BS_HAVE_AVX512_KERNEL
 
-bool have_avx512() { return __builtin_cpu_supports("avx512f"); }
-
 namespace {
 
 template <bool kDecay>
@@ -57,8 +55,6 @@ int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n
 }
 
 #else
-
-bool have_avx512() { return false; }
 
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below) {

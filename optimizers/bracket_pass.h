@@ -10,9 +10,6 @@
 
 namespace bs {
 
-// best: the AVX-512 loop for float32 values on a CPU that has AVX-512F, else the portable loop.
-enum class BracketKernel { best, portable };
-
 // |g[k] + wd p[k]| (|g[k]| without p) in T.
 template <class T>
 inline T abs_value(const T* __restrict g, const T* __restrict p, T wd, int64_t k) {
@@ -38,9 +35,9 @@ int64_t bracket_chunk_portable(const T* __restrict g, const T* __restrict p, T w
   return j;
 }
 
-// The same for float32 with AVX-512F (p null: |g|). Call only where have_avx512().
+// The same for float32 with AVX-512F (p null: |g|). Call only where use_avx512() (cpu_loop.h); on other
+// architectures it is the portable loop.
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below);
-bool have_avx512();
 
 }  // namespace bs

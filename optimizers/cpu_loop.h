@@ -7,19 +7,21 @@
 #pragma once
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace bs {
 
 constexpr int64_t kGrain = 1 << 15;
 
+// Which compiled variant the loops here and the clipping threshold's pass run: the widest the CPU has
+// (the default), or the baseline one everywhere (the tests compare the two bit for bit).
+enum class LoopVariant { widest, baseline };
+inline std::atomic<LoopVariant> g_loop_variant{LoopVariant::widest};
+inline void set_loop_variant(LoopVariant v) { g_loop_variant.store(v, std::memory_order_relaxed); }
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
 #define BS_LOOP_AVX512 1
-// Whether this CPU runs AVX-512F code (asked once).
-inline bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 // f(i) for i in [begin, end), compiled for AVX-512F; f (compiled for the baseline) is inlined into it.
 template <class F>
 __attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begin, int64_t end) {
@@ -27,11 +29,21 @@ __attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begi
 }
 #endif
 
-// f(i) for i in [begin, end) on this thread, in the widest variant the CPU runs.
+// Whether the loops run their AVX-512F variant: the CPU has it (asked once) and the baseline is not asked for.
+inline bool use_avx512() {
+#ifdef BS_LOOP_AVX512
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has && g_loop_variant.load(std::memory_order_relaxed) == LoopVariant::widest;
+#else
+  return false;
+#endif
+}
+
+// f(i) for i in [begin, end) on this thread, in the variant use_avx512() says.
 template <class F>
 void elements(const F& f, int64_t begin, int64_t end) {
 #ifdef BS_LOOP_AVX512
-  if (cpu_has_avx512()) return elements_avx512(f, begin, end);
+  if (use_avx512()) return elements_avx512(f, begin, end);
 #endif
   for (int64_t i = begin; i < end; ++i) f(i);
 }

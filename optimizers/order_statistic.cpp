@@ -100,14 +100,14 @@ constexpr int64_t kChunk = 1 << 14;  // values per bracket-pass chunk
 
 // One chunk of source s: its values compared in C (T where the bracket is exact in it, else double).
 template <class T, class C>
-void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, BracketKernel kernel, Kept<C>& kept,
+void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, Kept<C>& kept,
                    int64_t& below) {
   const T* g = s.g.data_ptr<T>() + b;
   const T* p = s.p.defined() ? s.p.data_ptr<T>() + b : nullptr;
   const auto wd = static_cast<T>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
   C* out = kept.room(n + 16);
   if constexpr (std::is_same_v<T, float> && std::is_same_v<C, float>) {
-    if (kernel == BracketKernel::best && have_avx512()) {
+    if (use_avx512()) {
       kept.used += bracket_chunk_avx512(g, p, wd, n, lo, hi, out, below);
       return;
     }
@@ -191,7 +191,7 @@ double rth_smallest_abs_reference(const std::vector<AbsSource>& src, int64_t r) 
   return std::get<0>(torch::kthvalue(torch::cat(flat), r + 1)).item<double>();
 }
 
-double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r, BracketKernel kernel) {
+double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   const auto src = contiguous_sources(in);
   const int64_t n = total_values(src);
   TORCH_CHECK(r >= 0 && r < n, "rth_smallest_abs: rank ", r, " of ", n, " values");
@@ -234,9 +234,9 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r, BracketKern
         const auto lo_t = static_cast<scalar_t>(lo_v), hi_t = static_cast<scalar_t>(hi_v);
         if constexpr (std::is_same_v<scalar_t, float>) {
           if (static_cast<double>(lo_t) == lo_v && static_cast<double>(hi_t) == hi_v)
-            return find_in_chunk<float, float>(s, b, n_c, lo_t, hi_t, kernel, found.f, found.below);
+            return find_in_chunk<float, float>(s, b, n_c, lo_t, hi_t, found.f, found.below);
         }
-        find_in_chunk<scalar_t, double>(s, b, n_c, lo_v, hi_v, kernel, found.d, found.below);
+        find_in_chunk<scalar_t, double>(s, b, n_c, lo_v, hi_v, found.d, found.below);
       });
     }
   });

@@ -9,8 +9,6 @@
 
 #include <vector>
 
-#include "bracket_pass.h"
-
 namespace bs {
 
 // |g + wd * p| elementwise in g's dtype (p undefined: |g|); undefined g contributes nothing.
@@ -22,7 +20,7 @@ struct AbsSource {
 int64_t total_values(const std::vector<AbsSource>& src);
 // The r-th smallest (0-based) of all the sources' values, as a double (exact: the value itself).
 // Requires 0 <= r < total_values(src).
-double rth_smallest_abs(const std::vector<AbsSource>& src, int64_t r, BracketKernel kernel = BracketKernel::best);
+double rth_smallest_abs(const std::vector<AbsSource>& src, int64_t r);
 // The same by a full selection over all values (the oracle of the tests, and the fallback).
 double rth_smallest_abs_reference(const std::vector<AbsSource>& src, int64_t r);
 
