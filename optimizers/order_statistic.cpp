@@ -100,8 +100,7 @@ constexpr int64_t kChunk = 1 << 14;  // values per bracket-pass chunk
 
 // One chunk of source s: its values compared in C (T where the bracket is exact in it, else double).
 template <class T, class C>
-void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, Kept<C>& kept,
-                   int64_t& below) {
+void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, Kept<C>& kept, int64_t& below) {
   const T* g = s.g.data_ptr<T>() + b;
   const T* p = s.p.defined() ? s.p.data_ptr<T>() + b : nullptr;
   const auto wd = static_cast<T>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
