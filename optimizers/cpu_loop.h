@@ -9,10 +9,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <type_traits>
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
-#include <immintrin.h>
-#endif
 
 namespace bs {
 
@@ -58,48 +54,19 @@ void parallel_elements(int64_t n, const F& f) {
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { elements(f, begin, end); });
 }
 
-// sum of x[k]^2 in the tensor's own dtype (as the official torch.mean(g*g)) with 32 independent
-// partial sums (lane j takes x[k + j], k stepping by 32), summed pairwise (lane j + lane j + w for
-// w = 16, 8, 4, 2, 1), then the tail: the chain of dependent adds, not the memory, would otherwise
-// bound Adam-mini's block reductions. Deterministic for a given n, and the same bits in both variants.
-template <class T>
-T finish_lanes(T* acc, const T* x, int64_t k, int64_t n) {  // the pairwise sum of acc[32], then x[k, n)'s squares
-  for (int w = 16; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
-  T tail = 0;
-  for (; k < n; ++k) tail += x[k] * x[k];
-  return acc[0] + tail;
-}
-
-#ifdef BS_LOOP_AVX512
-// The 32 float lanes as two 16-float registers (GCC's own vectorization of the lane loop for AVX-512
-// shuffles lanes and runs at half the speed).
-__attribute__((target("avx512f"))) inline float sum_squares_avx512(const float* x, int64_t n) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= n; k += 32) {
-    const __m512 v0 = _mm512_loadu_ps(x + k), v1 = _mm512_loadu_ps(x + k + 16);
-    a0 = _mm512_add_ps(a0, _mm512_mul_ps(v0, v0));
-    a1 = _mm512_add_ps(a1, _mm512_mul_ps(v1, v1));
-  }
-  float acc[32];
-  _mm512_storeu_ps(acc, a0);
-  _mm512_storeu_ps(acc + 16, a1);
-  return finish_lanes(acc, x, k, n);
-}
-#endif
-
+// sum of x[k]^2 in the tensor's own dtype (as the official torch.mean(g*g)) with eight independent
+// partial sums: the chain of dependent adds, not the memory, would otherwise bound Adam-mini's block
+// reductions. Deterministic for a given n. (Baseline code only: compiled for AVX-512, GCC 12 turns
+// the eight sums into lane permutations and the reduction runs at half the speed.)
 template <class T>
 T sum_squares(const T* x, int64_t n) {
-#ifdef BS_LOOP_AVX512
-  if constexpr (std::is_same_v<T, float>)
-    if (use_avx512()) return sum_squares_avx512(x, n);
-#endif
-  T acc[32] = {};
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t k = 0;
-  for (; k + 32 <= n; k += 32)
-    for (int j = 0; j < 32; ++j) acc[j] += x[k + j] * x[k + j];
-  return finish_lanes(acc, x, k, n);
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += x[k + j] * x[k + j];
+  T tail = 0;
+  for (; k < n; ++k) tail += x[k] * x[k];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
 }  // namespace bs
