@@ -24,17 +24,24 @@ namespace {
 struct OptimBenchOptions {
   int64_t layers = 8, dim = 512, vocab = 16384;
   double min_time = 0.5;
+  int rounds = 3;
   std::vector<int> threads;  // empty: 1 and every core
 };
 
-// Captures each benchmark's real time per iteration (seconds).
+// Captures each benchmark's real time per iteration (seconds), the least over its rounds (registered
+// as "name/round"): the rounds interleave every case, so a slow spell of the machine (this VM's
+// bandwidth wanders by +-20 % over seconds) lands on one round of each case, not on one case.
 class Collect : public benchmark::BenchmarkReporter {
  public:
   bool ReportContext(const Context&) override { return true; }
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& r : runs)
-      if (r.iterations > 0)
-        seconds[r.run_name.function_name] = r.real_accumulated_time / static_cast<double>(r.iterations);
+      if (r.iterations > 0) {
+        const std::string& fn = r.run_name.function_name;
+        const double t = r.real_accumulated_time / static_cast<double>(r.iterations);
+        auto [it, fresh] = seconds.emplace(fn.substr(0, fn.rfind('/')), t);
+        if (!fresh) it->second = std::min(it->second, t);
+      }
   }
   std::map<std::string, double> seconds;
 };
@@ -80,7 +87,7 @@ struct Case {
 };
 
 // One thread count's run: the bandwidth baselines and every case, measured with Google Benchmark.
-nlohmann::json run_at(int threads, int64_t numel, double min_time, std::vector<Case>& cases) {
+nlohmann::json run_at(int threads, int64_t numel, double min_time, int rounds, std::vector<Case>& cases) {
   torch::set_num_threads(threads);
   // Streaming bandwidth at the same thread count: memcpy (2 words per element) and the in-place
   // y += x (3 words, every written array read first, like an optimizer step). The larger is the
@@ -89,33 +96,36 @@ nlohmann::json run_at(int threads, int64_t numel, double min_time, std::vector<C
   const float* sp = src.data_ptr<float>();
   float* dp = dst.data_ptr<float>();
   Collect rep;
-  benchmark::RegisterBenchmark("copy",
-                               [&](benchmark::State& st) {
-                                 for (auto _ : st) {
-                                   at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
-                                     std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
-                                   });
-                                   benchmark::ClobberMemory();
-                                 }
-                               })
-      ->UseRealTime()
-      ->MinTime(min_time);
-  benchmark::RegisterBenchmark("axpy",
-                               [&](benchmark::State& st) {
-                                 for (auto _ : st) {
-                                   parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
-                                   benchmark::ClobberMemory();
-                                 }
-                               })
-      ->UseRealTime()
-      ->MinTime(min_time);
-  for (auto& c : cases)
-    benchmark::RegisterBenchmark(c.name.c_str(),
-                                 [&c](benchmark::State& st) {
-                                   for (auto _ : st) c.opt->step();
+  for (int round = 0; round < rounds; ++round) {
+    const std::string tag = "/" + std::to_string(round);
+    benchmark::RegisterBenchmark(("copy" + tag).c_str(),
+                                 [&](benchmark::State& st) {
+                                   for (auto _ : st) {
+                                     at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
+                                       std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
+                                     });
+                                     benchmark::ClobberMemory();
+                                   }
                                  })
         ->UseRealTime()
         ->MinTime(min_time);
+    benchmark::RegisterBenchmark(("axpy" + tag).c_str(),
+                                 [&](benchmark::State& st) {
+                                   for (auto _ : st) {
+                                     parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
+                                     benchmark::ClobberMemory();
+                                   }
+                                 })
+        ->UseRealTime()
+        ->MinTime(min_time);
+    for (auto& c : cases)
+      benchmark::RegisterBenchmark((c.name + tag).c_str(),
+                                   [&c](benchmark::State& st) {
+                                     for (auto _ : st) c.opt->step();
+                                   })
+          ->UseRealTime()
+          ->MinTime(min_time);
+  }
   int argc = 1;
   char arg0[] = "blocksharp";
   char* argv[] = {arg0, nullptr};
@@ -155,7 +165,12 @@ void register_bench_optim(CLI::App& bench) {
   cmd->add_option("--layers", o->layers, "GPT-2-like layers")->capture_default_str();
   cmd->add_option("--dim", o->dim, "model width")->capture_default_str();
   cmd->add_option("--vocab", o->vocab, "embedding rows")->capture_default_str();
-  cmd->add_option("--min-time", o->min_time, "Google Benchmark min time per optimizer (s)")->capture_default_str();
+  cmd->add_option("--min-time", o->min_time, "Google Benchmark min time per optimizer and round (s)")
+      ->capture_default_str();
+  cmd->add_option("--rounds", o->rounds,
+                  "interleaved rounds of every case at each thread count; each case reports its best round")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads,
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
       ->delimiter(',');
@@ -206,9 +221,12 @@ void register_bench_optim(CLI::App& bench) {
       c.opt->step();  // allocate state outside the timing
       cases.push_back(std::move(c));
     }
-    nlohmann::json out = {
-        {"bench", "optim"}, {"parameters", numel}, {"tensors", model.names.size()}, {"dtype", "float32"}};
-    for (int t : o->threads) out["runs"].push_back(run_at(t, numel, o->min_time, cases));
+    nlohmann::json out = {{"bench", "optim"},
+                          {"parameters", numel},
+                          {"tensors", model.names.size()},
+                          {"dtype", "float32"},
+                          {"rounds", o->rounds}};
+    for (int t : o->threads) out["runs"].push_back(run_at(t, numel, o->min_time, o->rounds, cases));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {
       const Case& apollo =
