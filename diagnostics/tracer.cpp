@@ -302,7 +302,8 @@ bool TraceFile::append_in_place() {
       H5::DataSpace file_space = ds.getSpace(), memory(rank, count);
       file_space.selectHyperslab(H5S_SELECT_SET, count, start);
       ds.write(value, type, memory, file_space);
-      H5Dflush(ds.getId());
+      // A failed flush fails the append (the rewrite then replaces the file), as an exception would.
+      if (H5Dflush(ds.getId()) < 0) throw H5::DataSetIException("H5Dflush", "flushing " + ds.getObjName() + " failed");
     };
     if (blocks) put(sets.back(), r.block_lambda_max.data(), H5::PredType::NATIVE_DOUBLE, r.block_lambda_max.size());
     // /step last: a kill part-way leaves some columns one record longer than /step, which counts the records.
