@@ -1,9 +1,11 @@
 // The CPU driver of the update functors: contiguous raw pointers split across LibTorch's intra-op
 // threads, a plain inner loop the compiler vectorizes. The build targets baseline x86-64 (SSE2); where
 // the CPU has AVX-512F the same loop runs compiled for it (16 floats per instruction, masked selects).
-// Every file that includes this one is compiled with -ffp-contract=off (optimizers/CMakeLists.txt):
-// AVX-512 brings fused multiply-adds, and a contracted a * b + c would round differently from the
-// scalar references and the SSE2 loop. Both variants give the same bits.
+// Every optimizer file that includes this one is compiled with -ffp-contract=off
+// (optimizers/CMakeLists.txt): AVX-512 brings fused multiply-adds, and a contracted a * b + c would
+// round differently from the scalar references and the SSE2 loop. Both variants give the same bits
+// (FusedOptimizers.WideAndBaselineLoopsGiveTheSameBits fails otherwise). bench_optim.cpp's y += x
+// multiplies nothing and keeps the shared precompiled header.
 #pragma once
 #include <ATen/Parallel.h>
 
