@@ -192,6 +192,10 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   with_inf.index_put_({torch::indexing::Slice(0, 300)}, std::numeric_limits<float>::infinity());
   with_inf.index_put_({torch::indexing::Slice(1000, 9000)}, -1.5f);
   auto heavy_p = torch::randn_like(heavy);
+  // Large sets whose bracket keeps tens of thousands of values, so the radix steps run: 40 distinct
+  // values (every bin a run of ties), and values packed into [1, 1.004) (one binade: several steps).
+  auto ties = torch::randint(0, 40, {1 << 20}, torch::kFloat32) * 0.125;
+  auto packed = 1.0 + torch::rand({1 << 20}, torch::kFloat32) * 0.004;
   const std::vector<std::vector<AbsSource>> cases = {
       {{g32, {}, 0}},
       {{g32, {}, 0}, {g64, {}, 0}, {heavy, {}, 0}},
@@ -200,6 +204,8 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
       {{same, {}, 0}, {zeros, {}, 0}},
       {{strided, {}, 0}},
       {{g32, p32, 0.1}, {with_inf, {}, 0}, {heavy, heavy_p, 0.5}},
+      {{ties, {}, 0}},
+      {{packed, {}, 0}, {g64, {}, 0}},
   };
   for (size_t c = 0; c < cases.size(); ++c) {
     const int64_t n = total_values(cases[c]);
