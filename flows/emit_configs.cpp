@@ -14,6 +14,18 @@ namespace bs {
 
 namespace {
 
+// Tensor i's Hessian block scored against `cands`: exactly from the dense block when it has at most
+// structure_max_dense entries, else by the randomized estimate. Returns which ("dense", "randomized").
+const char* score_block(HvpOperator& H, size_t i, const EmitOptions& o, uint64_t seed, std::vector<Candidate>& cands) {
+  const int64_t n = H.table().at(i).numel;
+  if (n <= o.structure_max_dense) {
+    score_dense(dense_matrix(H.block_op({i}), n), cands);
+    return "dense";
+  }
+  score_randomized(H.block_op({i}), n, o.structure_probes, seed, cands);
+  return "randomized";
+}
+
 std::map<BlockKind, KindEvidence> structure_evidence(Run& s, const EmitOptions& o) {
   HvpOperator H(*s.net, {s.train_batch(0)}, s.loss, s.data_name);
   const ParamTable& t = H.table();
@@ -28,13 +40,7 @@ std::map<BlockKind, KindEvidence> structure_evidence(Run& s, const EmitOptions& 
       KindEvidence ev;
       ev.sampled_param = e.name;
       ev.threshold = o.structure_threshold;
-      if (e.numel <= o.structure_max_dense) {
-        score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
-        ev.method = "dense";
-      } else {
-        score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.seed, cands);
-        ev.method = "randomized";
-      }
+      ev.method = score_block(H, i, o, s.seed, cands);
       for (const auto& c : cands) {
         ev.candidates.push_back(c.name);
         ev.n_blocks.push_back(c.n_blocks);
@@ -81,13 +87,7 @@ json slice_evidence(Run& s, const EmitOptions& o, const Partition& part) {
                                     candidate("sliced", ids),
                                     candidate("per-output-unit", block_ids(make_sliced_block(e, 1))),
                                     candidate("per-element", torch::arange(e.numel).view(e.shape))};
-    std::string method = "dense";
-    if (e.numel <= o.structure_max_dense) {
-      score_dense(dense_matrix(H.block_op({i}), e.numel), cands);
-    } else {
-      score_randomized(H.block_op({i}), e.numel, o.structure_probes, s.seed, cands);
-      method = "randomized";
-    }
+    const std::string method = score_block(H, i, o, s.seed, cands);
     json names = json::array(), blocks = json::array(), fractions = json::array();
     for (const auto& c : cands) {
       names.push_back(c.name);

@@ -283,9 +283,8 @@ TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
       ++skipped_in_a_row;
       if (r.skipped_steps <= 10 || r.skipped_steps % 100 == 0) {
         bar.finish();
-        std::fprintf(stderr,
-                     "blocksharp: warning: step %lld skipped: non-finite loss or gradient (%lld skipped so far)\n",
-                     static_cast<long long>(step + 1), static_cast<long long>(r.skipped_steps));
+        warn("step " + std::to_string(step + 1) + " skipped: non-finite loss or gradient (" +
+             std::to_string(r.skipped_steps) + " skipped so far)");
       }
       if (skipped_in_a_row >= give_up_after)
         throw UserError("the last " + std::to_string(skipped_in_a_row) +
