@@ -419,7 +419,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](std::shared_ptr<PySession> p, int64_t n_batches, const std::string& curvature) {
         std::vector<Batch> b;
         for (int64_t i = 0; i < n_batches; ++i) b.push_back(p->s.train_batch(i));
-        const Curvature kind = parse_word("curvature", curvature, curvature_words());
+        const Curvature kind = parse_word(param("curvature"), curvature, curvature_words());
         py::gil_scoped_release nogil;
         return std::make_unique<PyOperator>(PyOperator{
             p,
@@ -457,7 +457,7 @@ PYBIND11_MODULE(_core, m) {
         [](PySession& p, const std::vector<std::string>& params, double threshold, int64_t max_dense, int64_t per_pass,
            int64_t probes, int64_t batches, const std::string& out, const std::string& curvature) {
           StructureOptions o;
-          o.curvature = parse_word("curvature", curvature, curvature_words());
+          o.curvature = parse_word(param("curvature"), curvature, curvature_words());
           o.params = params;
           o.threshold = threshold;
           o.max_dense = max_dense;
