@@ -172,6 +172,7 @@ TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
   if (t.zero1 && !dist::active())
     throw UserError(param("zero1") + " needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
   if (t.dist_check_every < 0) throw UserError(param("dist_check_every") + " must be >= 0");
+  if (t.trace.every < 0) throw UserError(param("trace_every") + " must be >= 0");
   auto opt =
       t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
   if (t.trace.preconditioned && t.trace.every == 0)
@@ -206,7 +207,6 @@ TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
 
   std::unique_ptr<Tracer> tracer;
   std::unique_ptr<TraceFile> trace_file;
-  if (t.trace.every < 0) throw UserError(param("trace_every") + " must be >= 0");
   if (t.trace.every > 0) {
     tracer = std::make_unique<Tracer>(s.context(), *s.data, t.trace);
     if (t.resume && h5_has_dataset(ckpt, "tracer/warm"))

@@ -2,6 +2,8 @@
 // loss on the batches trained on (it must fall).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "blockwise_lr.h"
 #include "errors.h"
 #include "h5io.h"
@@ -71,6 +73,12 @@ TEST(TrainLoop, InvalidOptionsAreRejectedBeforeWork) {
   t = steps(3);
   t.optim.beta2 = 1.0;
   EXPECT_THROW(train(s, s.opt.out, t), UserError);
+  t = steps(3);
+  t.trace.every = -1;  // refused before the output folder is made
+  const std::string never = s.opt.out + "/never-made";
+  std::filesystem::remove_all(never);
+  EXPECT_THROW(train(s, never, t), UserError);
+  EXPECT_FALSE(std::filesystem::exists(never));
   t = steps(3);
   t.resume = true;
   EXPECT_THROW(train(s, s.opt.out, t), UserError);  // no checkpoint in this folder
