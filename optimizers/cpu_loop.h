@@ -9,8 +9,10 @@
 #pragma once
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 namespace bs {
 
@@ -69,6 +71,20 @@ T sum_squares(const T* x, int64_t n) {
   T tail = 0;
   for (; k < n; ++k) tail += x[k] * x[k];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+// sum_squares over n values in kGrain pieces taken in parallel and added in order: the same bits at
+// every thread count (at::parallel_reduce's partial sums follow the thread count).
+template <class T>
+T parallel_sum_squares(const T* x, int64_t n) {
+  const int64_t pieces = (n + kGrain - 1) / kGrain;
+  std::vector<T> part(static_cast<size_t>(pieces));
+  at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) part[q] = sum_squares(x + q * kGrain, std::min(kGrain, n - q * kGrain));
+  });
+  T sum = 0;
+  for (const T v : part) sum += v;
+  return sum;
 }
 
 }  // namespace bs

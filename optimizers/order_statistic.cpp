@@ -220,7 +220,10 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   std::vector<std::pair<size_t, int64_t>> chunks;  // (source, first element)
   for (size_t t = 0; t < src.size(); ++t)
     for (int64_t b = 0; b < src[t].g.numel(); b += kChunk) chunks.emplace_back(t, b);
-  thread_local std::vector<ThreadFind> per_thread;
+  // The calling thread's scratch, one entry per worker. A lambda naming a thread_local would reach
+  // each worker's own (empty) instance, hence the reference taken here.
+  thread_local std::vector<ThreadFind> scratch;
+  std::vector<ThreadFind>& per_thread = scratch;
   per_thread.resize(std::max<size_t>(per_thread.size(), static_cast<size_t>(at::get_num_threads())));
   for (auto& f : per_thread) f.below = f.f.used = f.d.used = 0;
   at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {

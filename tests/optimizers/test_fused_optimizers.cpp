@@ -5,6 +5,7 @@
 
 #include <map>
 #include <random>
+#include <set>
 
 #include "cpu_loop.h"
 #include "errors.h"
@@ -444,6 +445,53 @@ TEST(Registry, CpuLoopOptimizersRefuseParametersOnAnotherDevice) {
   }
   EXPECT_FALSE(find_optimizer("torch-adamw").cpu_only);
   EXPECT_NO_THROW(make_optimizer("torch-adamw", OptimizerInputs({"w"}, {meta}), default_options("torch-adamw")));
+}
+
+// The CPU loops, Adam-mini's block sums and the clipping threshold split their work across
+// LibTorch's OpenMP threads. Oracle: the same steps on one thread. Every registered optimizer,
+// float32, 3 steps on tensors large enough to be split (several kGrain chunks; Adam-mini with many
+// row blocks and with one block larger than kGrain): the parameters agree bit for bit at 3 threads.
+// Left out: the optimizers whose projections are LibTorch's matrix products (APOLLO, GaLore, AdaPM's
+// momentum projection), whose own bits follow the thread count (torch::mm of a 512x256 by a 256x64
+// differs between 1 and 3 threads with LibTorch 1.13 here).
+TEST(FusedOptimizers, SameBitsAtEveryThreadCount) {
+  const std::set<std::string> libtorch_products = {"apollo", "apollo-mini", "galore", "adapm"};
+  const std::vector<std::string> names = {"h.0.attn.q_proj.weight", "h.0.mlp.fc_in.weight", "h.0.mlp.fc_in.bias",
+                                          "h.0.attn.o_proj.weight"};
+  const std::vector<std::vector<int64_t>> shapes = {{512, 256}, {1024, 96}, {1024}, {288, 288}};
+  const int previous = at::get_num_threads();
+  for (const auto& entry : optimizer_registry()) {
+    if (libtorch_products.count(entry.name)) continue;
+    auto run = [&](int threads) {
+      at::set_num_threads(threads);
+      std::vector<torch::Tensor> params;
+      std::vector<std::pair<std::string, torch::Tensor>> named;
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        params.push_back(grad_at(c10::multiply_integers(shapes[i]), 0, i + 7).to(torch::kFloat32).reshape(shapes[i]));
+        named.emplace_back(names[i], params.back());
+      }
+      Partition part;
+      if (entry.needs_partition) {
+        ParamTable table(named);
+        for (const auto& e : table.entries())  // the last, 82,944 values, is one block above kGrain
+          part.params.push_back(make_block(
+              e, e.shape.size() == 2 && e.name != names.back() ? Granularity::PerRow : Granularity::Whole, 0));
+      }
+      OptimizerInputs in{names, params, part, {}};
+      in.clip.fraction = 0.3;
+      auto opt = entry.make(in, entry.defaults);
+      for (int t = 1; t <= 3; ++t) {
+        for (size_t i = 0; i < params.size(); ++i)
+          params[i].mutable_grad() = grad_at(params[i].numel(), t, i).to(torch::kFloat32).reshape(params[i].sizes());
+        opt->step();
+      }
+      return params;
+    };
+    const auto one = run(1), three = run(3);
+    at::set_num_threads(previous);
+    for (size_t i = 0; i < one.size(); ++i)
+      EXPECT_TRUE(torch::equal(one[i], three[i])) << entry.name << " " << names[i];
+  }
 }
 
 // The update loops run compiled for AVX-512 where the CPU has it and for baseline x86-64 otherwise
