@@ -194,13 +194,15 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   const auto src = contiguous_sources(in);
   const int64_t n = total_values(src);
   TORCH_CHECK(r >= 0 && r < n, "rth_smallest_abs: rank ", r, " of ", n, " values");
-  // A strided sample of S values brackets rank r within +-m sample ranks (about 4 standard
-  // deviations of a sample rank), so that about 2m/S of all values fall inside the bracket.
+  // A strided sample of S values brackets rank r within +-m sample ranks: 8 standard deviations of
+  // the count of a random sample's values below the r-th, sqrt(S f (1 - f)) at f = r / n, so that
+  // about 2m/S of all values fall inside the bracket (3 % at the median, 1.9 % at f = 0.9).
   const int64_t S = std::min<int64_t>(n, 1 << 16);
   if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
   std::vector<uint64_t> sample = sample_keys(src, n, S);
-  const int64_t m = static_cast<int64_t>(std::ceil(4 * std::sqrt(static_cast<double>(S)))) + 4;
   const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
+  const double f = static_cast<double>(q) / static_cast<double>(S);
+  const int64_t m = static_cast<int64_t>(std::ceil(8 * std::sqrt(static_cast<double>(S) * f * (1 - f)))) + 4;
   // The sample's (q-m)-th and (q+m)-th smallest: two selections, not a sort.
   uint64_t lo = 0, hi = key_of(std::numeric_limits<double>::infinity());
   auto from = sample.begin();
