@@ -38,8 +38,9 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / n_heads;
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
-  auto project = [&](const torch::nn::Linear& l) { return heads(through_ops(l, x)); };
-  auto y = ops::causal_attention(project(q_proj), project(k_proj), project(v_proj));
+  const auto qkv = ops::linears(x, {q_proj->weight, k_proj->weight, v_proj->weight},
+                                {q_proj->bias, k_proj->bias, v_proj->bias});  // one product
+  auto y = ops::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));
   return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, D}));
 }
 

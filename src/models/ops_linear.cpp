@@ -225,11 +225,88 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
   }
 };
 
+// Several linear layers on one input, y_i = x W_i^T + b_i (GPT-2's q, k, v; LLaMA's q, k, v and gate,
+// up): one product against the weights stacked by rows, the outputs column slices of it. A training
+// step's backward stacks the outputs' gradients dY = [dy_1 ... dy_n] and takes dx = dY W (one product
+// whose inner dimension is every output, no separate additions) and the stacked dW = dY^T x, whose row
+// slices are the weights' gradients. While a gradient graph is built (grad mode on in backward), each
+// layer's part goes through LinearBackward as the unfused layers do, so Hessian-vector products are
+// unchanged in kind.
+// The weights, then (kBias) as many biases, are the Function's inputs one by one: LibTorch 1.13's
+// Functions take no gradient through a TensorList argument.
+template <bool kBias>
+struct StackedLinear : torch::autograd::Function<StackedLinear<kBias>> {
+  template <class... Ts>
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Ts&... weights_then_biases) {
+    const std::vector<Tensor> all = {weights_then_biases...};
+    const size_t n = kBias ? all.size() / 2 : all.size();
+    const std::vector<Tensor> Ws(all.begin(), all.begin() + n), bs(all.begin() + n, all.end());
+    const auto W = torch::cat(Ws), x2 = x.reshape({-1, x.size(-1)});
+    const auto y = bs.empty() ? gemm::mm(x2, W.t()) : gemm::addmm(torch::cat(bs), x2, W.t());
+    std::vector<Tensor> saved = {x, W};
+    saved.insert(saved.end(), Ws.begin(), Ws.end());
+    ctx->save_for_backward(saved);
+    variable_list out;
+    int64_t at_col = 0;
+    auto lead = x.sizes().vec();
+    for (const auto& Wi : Ws) {
+      lead.back() = Wi.size(0);
+      out.push_back(y.narrow(1, at_col, Wi.size(0)).view(lead));
+      at_col += Wi.size(0);
+    }
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &W = saved[1];
+    const std::vector<Tensor> Ws(saved.begin() + 2, saved.end());
+    constexpr bool biases = kBias;
+    const size_t n = Ws.size();
+    variable_list dx_dW_db(1 + n + (biases ? n : 0));
+    if (torch::GradMode::is_enabled()) {  // building a gradient graph: the layers' own backward each
+      for (size_t i = 0; i < n; ++i) {
+        auto g = LinearBackward::apply(grad[i], x, Ws[i]);
+        dx_dW_db[0] = i == 0 ? g[0] : dx_dW_db[0] + g[0];
+        dx_dW_db[1 + i] = g[1];
+        if (biases) dx_dW_db[1 + n + i] = g[2];
+      }
+      return dx_dW_db;
+    }
+    std::vector<Tensor> parts;
+    for (size_t i = 0; i < n; ++i) parts.push_back(grad[i].reshape({-1, Ws[i].size(0)}));
+    const auto dY = torch::cat(parts, 1);
+    dx_dW_db[0] = gemm::mm(dY, W).view(x.sizes());
+    const auto dW = gemm::mm(dY.t(), x.reshape({-1, x.size(-1)}));
+    const auto db = biases ? dY.sum(0) : Tensor();
+    int64_t at_row = 0;
+    for (size_t i = 0; i < n; ++i) {
+      dx_dW_db[1 + i] = dW.narrow(0, at_row, Ws[i].size(0));
+      if (biases) dx_dW_db[1 + n + i] = db.narrow(0, at_row, Ws[i].size(0));
+      at_row += Ws[i].size(0);
+    }
+    return dx_dW_db;
+  }
+};
+
 }  // namespace
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
   if (recorded(x)) return b.defined() ? Linear::apply(x, W, b) : LinearNoBias::apply(x, W);
   return at::linear(x, W, b);
+}
+
+std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
+                                   const std::vector<torch::Tensor>& bs) {
+  TORCH_CHECK(bs.empty() || bs.size() == Ws.size(), "linears: ", Ws.size(), " weights and ", bs.size(), " biases");
+  if (recorded(x) && !off_rows(x)) {
+    if (Ws.size() == 2 && bs.empty()) return StackedLinear<false>::apply(x, Ws[0], Ws[1]);
+    if (Ws.size() == 3 && bs.empty()) return StackedLinear<false>::apply(x, Ws[0], Ws[1], Ws[2]);
+    if (Ws.size() == 2 && !bs.empty()) return StackedLinear<true>::apply(x, Ws[0], Ws[1], bs[0], bs[1]);
+    if (Ws.size() == 3 && !bs.empty()) return StackedLinear<true>::apply(x, Ws[0], Ws[1], Ws[2], bs[0], bs[1], bs[2]);
+  }
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < Ws.size(); ++i) out.push_back(linear(x, Ws[i], bs.empty() ? torch::Tensor() : bs[i]));
+  return out;
 }
 
 torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,

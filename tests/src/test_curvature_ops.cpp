@@ -132,6 +132,23 @@ INSTANTIATE_TEST_SUITE_P(
                [] {
                  return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5})};
                }},
+        // q, k, v (or gate, up) of one input as one stacked product, outputs of unequal widths.
+        OpCase{
+            "stacked_linear",
+            [](const Inputs& x) {
+              return torch::tanh(torch::cat(ops::linears(x[0], {x[1], x[2], x[3]}, {x[4], x[5], x[6]}), -1));
+            },
+            [] {
+              return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({2, 4}), leaf({3, 4}), leaf({5}), leaf({2}), leaf({3})};
+            }},
+        OpCase{"stacked_linear_without_bias",
+               [](const Inputs& x) {
+                 const auto y = ops::linears(x[0], {x[1], x[2]}, {});
+                 return torch::tanh(y[0]) * y[1];
+               },
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({6, 4}), leaf({6, 4})};
+               }},
         OpCase{"gelu_mlp", [](const Inputs& x) { return ops::gelu_mlp(x[0], x[1], x[2], x[3], x[4]); },
                [] {
                  return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})};
@@ -199,6 +216,41 @@ TEST(GeluMlp, FirstOrderGradientMatchesLibTorch) {
     const auto fast = grads(false), ref = grads(true);
     const double tol = dtype == torch::kFloat64 ? 1e-13 : 3e-6;
     for (size_t i = 0; i < leaves.size(); ++i) EXPECT_LT(rel(fast[i], ref[i]), tol) << "leaf " << i << " " << dtype;
+  }
+}
+
+// A training step's backward (no graph kept) through stacked products: one product for dx over every
+// output and the stacked dW cut into the weights' gradients. Oracle: LibTorch's linear per weight
+// (NativeSecondOrder), float64 to 1e-13, float32 to its rounding; one output left unused (its
+// gradient is zero).
+TEST(StackedLinear, FirstOrderGradientMatchesLibTorch) {
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    torch::manual_seed(6);
+    std::vector<torch::Tensor> leaves = {torch::randn({3, 7, 8}, dtype)};
+    for (int64_t rows : {8, 4, 4}) leaves.push_back(torch::randn({rows, 8}, dtype));
+    for (int64_t rows : {8, 4, 4}) leaves.push_back(torch::randn({rows}, dtype));
+    for (auto& t : leaves) t.requires_grad_(true);
+    for (bool use_third : {true, false}) {
+      auto grads = [&](bool native) {
+        std::optional<ops::NativeSecondOrder> guard;
+        if (native) guard.emplace();
+        const auto y = ops::linears(leaves[0], {leaves[1], leaves[2], leaves[3]}, {leaves[4], leaves[5], leaves[6]});
+        auto loss = (y[0] * y[0]).sum() + (y[1] * torch::tanh(y[0].narrow(-1, 0, 4))).sum();
+        if (use_third) loss = loss + (y[2] * y[2] * y[2]).sum();
+        return torch::autograd::grad({loss}, leaves, {}, false, false, /*allow_unused=*/true);
+      };
+      const auto fast = grads(false), ref = grads(true);
+      const double tol = dtype == torch::kFloat64 ? 1e-13 : 3e-6;
+      for (size_t i = 0; i < leaves.size(); ++i) {
+        ASSERT_TRUE(fast[i].defined()) << "leaf " << i;
+        const auto want = ref[i].defined() ? ref[i] : torch::zeros_like(leaves[i]);
+        if (want.abs().max().item<double>() == 0) {
+          EXPECT_EQ(fast[i].abs().max().item<double>(), 0.0) << "leaf " << i << " " << dtype;
+        } else {
+          EXPECT_LT(rel(fast[i], want), tol) << "leaf " << i << " " << dtype;
+        }
+      }
+    }
   }
 }
 
