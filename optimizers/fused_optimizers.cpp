@@ -167,11 +167,11 @@ class AdamMini : public FusedBase {
       const T inv_h = update_v(vb[b], sum_squares(gp + off, bs) / T(bs));
       elements([=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); }, 0, bs);
     };
-    // Threads take whole blocks (a block's sum, then its update while it is in cache), unless there are
-    // too few blocks to share: then each block's sum and update are split across the threads. The
-    // choice depends on the partition only, so the bits do not depend on the thread count.
-    if (bs >= kGrain && nb < 16) {
-      for (int64_t b = 0; b < nb; ++b) {  // few large blocks: parallel reduction, then parallel update
+    // Threads take whole blocks (a block's sum, then its update while it is in cache), unless the
+    // tensor is one large block: then its sum and update are split across the threads. The choice
+    // depends on the partition only, so the bits do not depend on the thread count.
+    if (bs >= kGrain && nb == 1) {
+      for (int64_t b = 0; b < nb; ++b) {  // one large block: parallel reduction, then parallel update
         const int64_t off = b * bs;
         const T inv_h = update_v(vb[b], parallel_sum_squares(gp + off, bs) / T(bs));
         parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
