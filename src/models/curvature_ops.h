@@ -19,7 +19,7 @@ torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
 // x W^T + b (b undefined: no bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
 // x W_i^T + b_i for each weight (bs empty: no biases), as one product against the stacked weights
-// while a training step records them (q, k, v; gate, up); the layers' own products otherwise.
+// while a training step records them (GPT-2's q, k, v); the layers' own products otherwise.
 std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
                                    const std::vector<torch::Tensor>& bs);
 // GPT-2's MLP in one node: gelu(x W1^T + b1) W2^T + b2, GELU's tanh approximation

@@ -44,10 +44,9 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c)
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) { return t.view({B, T, h, head_dim}).transpose(1, 2); };
-  const auto qkv = ops::linears(x, {q_proj->weight, k_proj->weight, v_proj->weight}, {});  // one product
-  auto q = apply_rope(heads(qkv[0], n_heads));
-  auto k = apply_rope(heads(qkv[1], n_kv_heads));
-  auto v = heads(qkv[2], n_kv_heads);
+  auto q = apply_rope(heads(through_ops(q_proj, x), n_heads));
+  auto k = apply_rope(heads(through_ops(k_proj, x), n_kv_heads));
+  auto v = heads(through_ops(v_proj, x), n_kv_heads);
   auto y = ops::causal_attention(q, k, v);  // grouped-query: each KV head serves n_heads / n_kv_heads queries
   return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
@@ -61,8 +60,7 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  const auto gate_up = ops::linears(x, {gate_proj->weight, up_proj->weight}, {});  // one product
-  return through_ops(down_proj, ops::swiglu(gate_up[0], gate_up[1]));
+  return through_ops(down_proj, ops::swiglu(through_ops(gate_proj, x), through_ops(up_proj, x)));
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {
