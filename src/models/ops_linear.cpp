@@ -228,14 +228,13 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
 // Several linear layers on one input, y_i = x W_i^T + b_i (GPT-2's q, k, v): one product against the
 // weights stacked by rows, the outputs column slices of it. (LLaMA keeps its separate products: stacked
 // q, k, v and gate, up measured slower there, 255 against 188 ms per forward and backward of
-// llama-small-cpu at 2 threads, interleaved; GPT-2's were 4-6 % faster.) A training
-// step's backward stacks the outputs' gradients dY = [dy_1 ... dy_n] and takes dx = dY W (one product
-// whose inner dimension is every output, no separate additions) and the stacked dW = dY^T x, whose row
-// slices are the weights' gradients. While a gradient graph is built (grad mode on in backward), each
-// layer's part goes through LinearBackward as the unfused layers do, so Hessian-vector products are
-// unchanged in kind.
-// The weights, then (kBias) as many biases, are the Function's inputs one by one: LibTorch 1.13's
-// Functions take no gradient through a TensorList argument.
+// llama-small-cpu at 2 threads, interleaved; GPT-2's were 4-6 % faster.)
+// A training step's backward stacks the outputs' gradients dY = [dy_1 ... dy_n] and takes dx = dY W
+// (one product whose inner dimension is every output, no separate additions) and the stacked
+// dW = dY^T x, whose row slices are the weights' gradients. While a gradient graph is built (grad mode
+// on in backward), each layer's part goes through LinearBackward as the unfused layers do, so
+// Hessian-vector products are unchanged in kind. The weights, then (kBias) as many biases, are the
+// Function's inputs one by one: LibTorch 1.13's Functions take no gradient through a TensorList.
 template <bool kBias>
 struct StackedLinear : torch::autograd::Function<StackedLinear<kBias>> {
   template <class... Ts>
