@@ -59,7 +59,9 @@ void expect_file_holds(const std::string& path, int64_t n) {
     EXPECT_EQ(loss[i].item<double>(), r.loss);  // bit for bit
     EXPECT_EQ(lr[i].item<double>(), r.lr);
     EXPECT_EQ(std::isnan(dir[i].item<double>()), std::isnan(r.directional));
-    if (!std::isnan(r.directional)) EXPECT_EQ(dir[i].item<double>(), r.directional);
+    if (!std::isnan(r.directional)) {
+      EXPECT_EQ(dir[i].item<double>(), r.directional);
+    }
     EXPECT_EQ(prod[i].item<int64_t>(), r.preconditioned_products);
     EXPECT_EQ(ffn[i].item<double>(), r.kind_sharpness.at("FFN"));
     for (int b = 0; b < 3; ++b) EXPECT_EQ(blocks[i][b].item<double>(), r.block_lambda_max[b]);
