@@ -170,12 +170,9 @@ class AdamMini : public FusedBase {
     // Threads take whole blocks (a block's sum, then its update while it is in cache), unless the
     // tensor is one large block: then its sum and update are split across the threads. The choice
     // depends on the partition only, so the bits do not depend on the thread count.
-    if (bs >= kGrain && nb == 1) {
-      for (int64_t b = 0; b < nb; ++b) {  // one large block: parallel reduction, then parallel update
-        const int64_t off = b * bs;
-        const T inv_h = update_v(vb[b], parallel_sum_squares(gp + off, bs) / T(bs));
-        parallel_elements(bs, [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); });
-      }
+    if (bs >= kGrain && nb == 1) {  // one large block: parallel reduction, then parallel update
+      const T inv_h = update_v(vb[0], parallel_sum_squares(gp, bs) / T(bs));
+      parallel_elements(bs, [=](int64_t k) { f(p[k], gp[k], m[k], inv_h); });
     } else {
       at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
         for (int64_t b = s; b < e; ++b) block(b);

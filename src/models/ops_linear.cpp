@@ -242,17 +242,15 @@ struct StackedLinear : torch::autograd::Function<StackedLinear<kBias>> {
     const std::vector<Tensor> all = {weights_then_biases...};
     const size_t n = kBias ? all.size() / 2 : all.size();
     const std::vector<Tensor> Ws(all.begin(), all.begin() + n), bs(all.begin() + n, all.end());
-    const auto W = torch::cat(Ws), x2 = x.reshape({-1, x.size(-1)});
-    const auto y = bs.empty() ? gemm::mm(x2, W.t()) : gemm::addmm(torch::cat(bs), x2, W.t());
+    const auto W = torch::cat(Ws);
+    const auto y = gemm::linear(x, W, kBias ? torch::cat(bs) : Tensor());
     std::vector<Tensor> saved = {x, W};
     saved.insert(saved.end(), Ws.begin(), Ws.end());
     ctx->save_for_backward(saved);
     variable_list out;
     int64_t at_col = 0;
-    auto lead = x.sizes().vec();
     for (const auto& Wi : Ws) {
-      lead.back() = Wi.size(0);
-      out.push_back(y.narrow(1, at_col, Wi.size(0)).view(lead));
+      out.push_back(y.narrow(-1, at_col, Wi.size(0)));
       at_col += Wi.size(0);
     }
     return out;
@@ -261,28 +259,25 @@ struct StackedLinear : torch::autograd::Function<StackedLinear<kBias>> {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &W = saved[1];
     const std::vector<Tensor> Ws(saved.begin() + 2, saved.end());
-    constexpr bool biases = kBias;
     const size_t n = Ws.size();
-    variable_list dx_dW_db(1 + n + (biases ? n : 0));
+    variable_list dx_dW_db(1 + n + (kBias ? n : 0));
     if (torch::GradMode::is_enabled()) {  // building a gradient graph: the layers' own backward each
       for (size_t i = 0; i < n; ++i) {
         auto g = LinearBackward::apply(grad[i], x, Ws[i]);
         dx_dW_db[0] = i == 0 ? g[0] : dx_dW_db[0] + g[0];
         dx_dW_db[1 + i] = g[1];
-        if (biases) dx_dW_db[1 + n + i] = g[2];
+        if (kBias) dx_dW_db[1 + n + i] = g[2];
       }
       return dx_dW_db;
     }
     std::vector<Tensor> parts;
     for (size_t i = 0; i < n; ++i) parts.push_back(grad[i].reshape({-1, Ws[i].size(0)}));
-    const auto dY = torch::cat(parts, 1);
-    dx_dW_db[0] = gemm::mm(dY, W).view(x.sizes());
-    const auto dW = gemm::mm(dY.t(), x.reshape({-1, x.size(-1)}));
-    const auto db = biases ? dY.sum(0) : Tensor();
+    const auto g = linear_gradient(torch::cat(parts, 1), x, W, kBias);  // (dx, stacked dW, stacked db)
+    dx_dW_db[0] = g[0];
     int64_t at_row = 0;
     for (size_t i = 0; i < n; ++i) {
-      dx_dW_db[1 + i] = dW.narrow(0, at_row, Ws[i].size(0));
-      if (biases) dx_dW_db[1 + n + i] = db.narrow(0, at_row, Ws[i].size(0));
+      dx_dW_db[1 + i] = g[1].narrow(0, at_row, Ws[i].size(0));
+      if (kBias) dx_dW_db[1 + n + i] = g[2].narrow(0, at_row, Ws[i].size(0));
       at_row += Ws[i].size(0);
     }
     return dx_dW_db;
