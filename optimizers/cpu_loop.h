@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace bs {
@@ -71,6 +72,60 @@ T sum_squares(const T* x, int64_t n) {
   T tail = 0;
   for (; k < n; ++k) tail += x[k] * x[k];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+// Eight T in one vector (GCC's vector extension): sum_squares' eight partial sums as one register.
+template <class T>
+struct Lanes8;
+template <>
+struct Lanes8<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Lanes8<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+
+// f(k) for k in [0, n) while summing x[0, n)^2 with sum_squares' partial sums, in its order (the
+// same bits): lane j of the accumulator adds x[j], x[j + 8], ... in turn. Chunks of 64: the sum's
+// eight vector adds, then f over the same 64 indices (a loop the compiler vectorizes).
+template <class T, class F>
+__attribute__((always_inline)) inline T elements_and_sum_squares_body(const F& f, int64_t n, const T* x) {
+  typename Lanes8<T>::type acc = {};
+  int64_t k = 0;
+  for (; k + 64 <= n; k += 64) {
+    for (int q = 0; q < 64; q += 8) {
+      typename Lanes8<T>::type v;
+      std::memcpy(&v, x + k + q, sizeof v);
+      acc += v * v;
+    }
+    for (int j = 0; j < 64; ++j) f(k + j);
+  }
+  for (int64_t j = k; j < n; ++j) f(j);
+  for (; k + 8 <= n; k += 8) {
+    typename Lanes8<T>::type v;
+    std::memcpy(&v, x + k, sizeof v);
+    acc += v * v;
+  }
+  T tail = 0;
+  for (; k < n; ++k) tail += x[k] * x[k];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+#ifdef BS_LOOP_AVX512
+template <class T, class F>
+__attribute__((target("avx512f"))) T elements_and_sum_squares_avx512(const F& f, int64_t n, const T* x) {
+  return elements_and_sum_squares_body(f, n, x);
+}
+#endif
+
+// elements(f, 0, n) and sum_squares(x, n) in one pass, in the variant use_avx512() says.
+template <class T, class F>
+T elements_and_sum_squares(const F& f, int64_t n, const T* x) {
+#ifdef BS_LOOP_AVX512
+  if (use_avx512()) return elements_and_sum_squares_avx512(f, n, x);
+#endif
+  return elements_and_sum_squares_body(f, n, x);
 }
 
 // sum_squares over n values in kGrain pieces taken in parallel and added in order: the same bits at

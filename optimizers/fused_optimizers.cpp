@@ -162,22 +162,33 @@ class AdamMini : public FusedBase {
       }
       return;
     }
-    auto block = [=](int64_t b) {
-      const int64_t off = b * bs;
-      const T inv_h = update_v(vb[b], sum_squares(gp + off, bs) / T(bs));
-      elements([=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); }, 0, bs);
-    };
-    // Threads take whole blocks (a block's sum, then its update while it is in cache), unless the
-    // tensor is one large block: then its sum and update are split across the threads. The choice
-    // depends on the partition only, so the bits do not depend on the thread count.
+    if (bs == 1) {  // a block per element (Adam-mini's biases): mean(g^2) = g * g, one vectorized pass
+      parallel_elements(nb, [=](int64_t k) { f(p[k], gp[k], m[k], update_v(vb[k], gp[k] * gp[k])); });
+      return;
+    }
+    // Threads take whole blocks, unless the tensor is one large block: then its sum and update are
+    // split across the threads. The choice depends on the partition only, and a block's sum has the
+    // same bits whichever pass takes it, so the bits do not depend on the thread count.
     if (bs >= kGrain && nb == 1) {  // one large block: parallel reduction, then parallel update
       const T inv_h = update_v(vb[0], parallel_sum_squares(gp, bs) / T(bs));
       parallel_elements(bs, [=](int64_t k) { f(p[k], gp[k], m[k], inv_h); });
-    } else {
-      at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
-        for (int64_t b = s; b < e; ++b) block(b);
-      });
+      return;
     }
+    at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
+      // One pass over memory: block b + 1's sum of squares is taken while block b is updated (the
+      // thread's first block is summed alone), so every stream is read once and all three at a time.
+      T sq = sum_squares(gp + s * bs, bs);
+      for (int64_t b = s; b < e; ++b) {
+        const int64_t off = b * bs;
+        const T inv_h = update_v(vb[b], sq / T(bs));
+        const auto upd = [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
+        if (b + 1 < e) {
+          sq = elements_and_sum_squares(upd, bs, gp + off + bs);
+        } else {
+          elements(upd, 0, bs);
+        }
+      }
+    });
   }
 
  private:

@@ -448,22 +448,6 @@ TEST(Registry, CpuLoopOptimizersRefuseParametersOnAnotherDevice) {
   EXPECT_NO_THROW(make_optimizer("torch-adamw", OptimizerInputs({"w"}, {meta}), default_options("torch-adamw")));
 }
 
-// Our loops are parallel only if this code is compiled with OpenMP (at::parallel_for is inline and
-// serial otherwise, as it was in every object until the build added -fopenmp): at 2 threads the
-// chunks of a large range run on two workers.
-TEST(CpuLoop, ParallelForRunsOnTheThreads) {
-#if defined(__GNUC__) && !defined(__clang__)
-  const int previous = at::get_num_threads();
-  at::set_num_threads(2);
-  std::atomic<int> seen{0};
-  at::parallel_for(0, 4 * kGrain, kGrain, [&](int64_t, int64_t) { seen |= 1 << at::get_thread_num(); });
-  at::set_num_threads(previous);
-  EXPECT_EQ(seen.load(), 3) << "at::parallel_for ran on one thread: is the build missing OpenMP?";
-#else
-  GTEST_SKIP() << "clang builds (sanitizers, fuzzing) are serial by choice (CMakeLists.txt)";
-#endif
-}
-
 // The CPU loops, Adam-mini's block sums and the clipping threshold split their work across
 // LibTorch's OpenMP threads. Oracle: the same steps on one thread. Every registered optimizer,
 // float32, 3 steps on tensors large enough to be split (several kGrain chunks; Adam-mini with many
