@@ -36,35 +36,41 @@ V value_of(KeyOf<V> k) {
   return v;
 }
 
-// The strided sample's keys: the values |g + wd p| at positions floor(j n / S), j < S, of all the
-// sources end to end, widened to double.
-std::vector<uint64_t> sample_keys(const std::vector<AbsSource>& src, int64_t n, int64_t S) {
-  std::vector<uint64_t> keys;
-  keys.reserve(S);
-  // pos = floor(j n / S) stepped without a division per value (they are independent loads then, and
-  // the memory system overlaps their misses): pos grows by n / S, and by one more whenever the
-  // remainder (j n mod S) passes S.
+// The strided sample: the values |g + wd p| at positions floor(j n / S), j < S, of all the
+// sources end to end, widened to double. Taken in pieces across the threads (each read is a likely
+// TLB and cache miss, so one thread would wait on them in turn); value j is the same whichever thread
+// reads it.
+std::vector<double> sample_values(const std::vector<AbsSource>& src, int64_t n, int64_t S) {
+  std::vector<double> values(static_cast<size_t>(S));
+  std::vector<int64_t> ends;  // each source's end in the values end to end
+  for (const auto& s : src) ends.push_back((ends.empty() ? 0 : ends.back()) + s.g.numel());
   const int64_t step = n / S, step_rem = n % S;
-  int64_t j = 0, pos = 0, rem = 0, base = 0;
-  for (const auto& s : src) {
-    const int64_t end = base + s.g.numel();
-    AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "sample_keys", [&] {
-      const scalar_t* g = s.g.data_ptr<scalar_t>();
-      const scalar_t* p = s.p.defined() ? s.p.data_ptr<scalar_t>() : nullptr;
-      const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
-      for (; j < S && pos < end; ++j) {
-        keys.push_back(key_of(static_cast<double>(abs_value<scalar_t>(g, p, wd, pos - base))));
-        pos += step;
-        rem += step_rem;
-        if (rem >= S) {
-          rem -= S;
-          ++pos;
+  at::parallel_for(0, S, 4096, [&](int64_t j_begin, int64_t j_end) {
+    // pos = floor(j n / S) stepped without a division per value (they are independent loads then, and
+    // the memory system overlaps their misses): pos grows by n / S, and by one more whenever the
+    // remainder (j n mod S) passes S.
+    const auto jn = static_cast<__int128>(j_begin) * n;
+    int64_t j = j_begin, pos = static_cast<int64_t>(jn / S), rem = static_cast<int64_t>(jn % S);
+    for (size_t t = std::upper_bound(ends.begin(), ends.end(), pos) - ends.begin(); j < j_end; ++t) {
+      const AbsSource& s = src[t];
+      const int64_t base = ends[t] - s.g.numel();
+      AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "sample_values", [&] {
+        const scalar_t* g = s.g.data_ptr<scalar_t>();
+        const scalar_t* p = s.p.defined() ? s.p.data_ptr<scalar_t>() : nullptr;
+        const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
+        for (; j < j_end && pos < ends[t]; ++j) {
+          values[static_cast<size_t>(j)] = static_cast<double>(abs_value<scalar_t>(g, p, wd, pos - base));
+          pos += step;
+          rem += step_rem;
+          if (rem >= S) {
+            rem -= S;
+            ++pos;
+          }
         }
-      }
-    });
-    base = end;
-  }
-  return keys;
+      });
+    }
+  });
+  return values;
 }
 
 std::vector<AbsSource> contiguous_sources(const std::vector<AbsSource>& src) {
@@ -118,58 +124,98 @@ void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, Kept<C>
 // The rest-th smallest (0-based) of the values in `spans`, all in [lo, hi] and non-negative. Each
 // radix step histograms the 11 bits below the common prefix of the current key range and keeps the
 // bin holding the rank, so the range narrows 2048-fold per step (or to one key); a selection among the
-// last few thousand values finishes.
+// last few thousand values finishes. The values in play are cut into pieces of at most kPiece, whose
+// histograms and filtering run across the threads; a piece's count in the rank's bin places what it
+// keeps, so the kept keys come out in the same order at every thread count.
 template <class V>
 V select_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t rest, V lo, V hi) {
   using K = KeyOf<V>;
+  constexpr int64_t kPiece = 1 << 16;  // values per piece: its counts fit in 32 bits
   K lo_k = key_of(lo), hi_k = key_of(hi);
-  // f(key) for every value still in play: the spans' at first, then the kept keys.
-  std::vector<K> keys, next;
-  bool from_spans = true;
-  auto for_each_key = [&](const auto& f) {
-    if (from_spans) {
-      for (const auto& [v, n] : spans)
-        for (int64_t k = 0; k < n; ++k) {
-          K x;
-          std::memcpy(&x, v + k, sizeof x);
-          f(x);
-        }
-    } else {
-      for (const K x : keys) f(x);
-    }
+  std::vector<std::pair<const char*, int64_t>> pieces;  // (first value's bytes, values)
+  auto cut = [&](const void* values, int64_t n) {
+    for (int64_t b = 0; b < n; b += kPiece)
+      pieces.emplace_back(static_cast<const char*>(values) + b * static_cast<int64_t>(sizeof(K)),
+                          std::min(kPiece, n - b));
+  };
+  auto key_at = [](const char* at, int64_t k) {
+    K x;
+    std::memcpy(&x, at + k * static_cast<int64_t>(sizeof(K)), sizeof x);
+    return x;
   };
   int64_t count = 0;
-  for (const auto& span : spans) count += span.second;
+  for (const auto& [v, n] : spans) {
+    cut(v, n);
+    count += n;
+  }
+  std::vector<K> keys, next;
+  const auto n_pieces = [&] { return static_cast<int64_t>(pieces.size()); };
   while (count > 4096 && lo_k != hi_k) {
     const K diff = lo_k ^ hi_k;
     const int top = static_cast<int>(8 * sizeof(K)) - (sizeof(K) == 4 ? __builtin_clz(static_cast<uint32_t>(diff))
                                                                       : __builtin_clzll(static_cast<uint64_t>(diff)));
     const int shift = std::max(0, top - 11);
     const K base = lo_k >> shift;
-    std::vector<int64_t> hist(static_cast<size_t>((hi_k >> shift) - base) + 1, 0);
-    int64_t* h = hist.data();
-    for_each_key([=](K x) { ++h[(x >> shift) - base]; });
-    size_t bin = 0;
-    while (rest >= hist[bin]) rest -= hist[bin++];
+    const auto bins = static_cast<int64_t>((hi_k >> shift) - base) + 1;
+    std::vector<int32_t> hist(static_cast<size_t>(n_pieces() * bins), 0);  // a histogram per piece
+    at::parallel_for(0, n_pieces(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t q = begin; q < end; ++q) {
+        int32_t* h = hist.data() + q * bins;
+        const auto [at, n] = pieces[static_cast<size_t>(q)];
+        for (int64_t k = 0; k < n; ++k) ++h[(key_at(at, k) >> shift) - base];
+      }
+    });
+    int64_t bin = 0;
+    for (;; ++bin) {
+      int64_t in_bin = 0;
+      for (int64_t q = 0; q < n_pieces(); ++q) in_bin += hist[static_cast<size_t>(q * bins + bin)];
+      if (rest < in_bin) break;
+      rest -= in_bin;
+    }
     const K bin_lo = static_cast<K>((base + bin) << shift), bin_hi = static_cast<K>(bin_lo + ((K(1) << shift) - 1));
     const K new_lo = std::max(lo_k, bin_lo), new_hi = std::min(hi_k, bin_hi);
-    next.resize(static_cast<size_t>(hist[bin]) + 1);  // + 1: the branch-free store below writes one past
-    K* out = next.data();
-    int64_t j = 0;
-    for_each_key([&](K x) {
-      out[j] = x;
-      j += (x >= new_lo) & (x <= new_hi);
+    // Piece q keeps its values in the bin at [at[q] + q, ...): at[q] of the earlier pieces' counts, and
+    // one spare slot per piece, as the branch-free store writes one past; then closed up in order.
+    std::vector<int64_t> at(static_cast<size_t>(n_pieces()) + 1, 0);
+    for (int64_t q = 0; q < n_pieces(); ++q) at[q + 1] = at[q] + hist[static_cast<size_t>(q * bins + bin)];
+    next.resize(static_cast<size_t>(at.back() + n_pieces()));
+    at::parallel_for(0, n_pieces(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t q = begin; q < end; ++q) {
+        K* out = next.data() + at[q] + q;
+        const auto [from, n] = pieces[static_cast<size_t>(q)];
+        int64_t j = 0;
+        for (int64_t b = 0; b < n; b += 64) {  // most blocks of 64 keep nothing: a vector test first
+          const int64_t e = std::min(n, b + 64);
+          bool any = false;
+          for (int64_t k = b; k < e; ++k) {
+            const K x = key_at(from, k);
+            any |= (x >= new_lo) & (x <= new_hi);
+          }
+          if (!any) continue;
+          for (int64_t k = b; k < e; ++k) {
+            const K x = key_at(from, k);
+            out[j] = x;
+            j += (x >= new_lo) & (x <= new_hi);
+          }
+        }
+      }
     });
-    next.resize(static_cast<size_t>(j));
+    for (int64_t q = 1; q < n_pieces(); ++q)
+      std::copy(next.begin() + at[q] + q, next.begin() + at[q + 1] + q, next.begin() + at[q]);
+    next.resize(static_cast<size_t>(at.back()));
     keys.swap(next);
     lo_k = new_lo;
     hi_k = new_hi;
-    from_spans = false;
-    count = j;
+    count = static_cast<int64_t>(keys.size());
+    pieces.clear();
+    cut(keys.data(), count);
   }
-  if (from_spans) for_each_key([&](K x) { keys.push_back(x); });
-  std::nth_element(keys.begin(), keys.begin() + rest, keys.end());
-  return value_of<V>(keys[static_cast<size_t>(rest)]);
+  std::vector<K> last;  // the few left (or all, where no step ran), gathered for the selection
+  last.reserve(static_cast<size_t>(count));
+  for (const auto& [from, n] : pieces)
+    for (int64_t k = 0; k < n; ++k) last.push_back(key_at(from, k));
+  std::nth_element(last.begin(), last.begin() + rest, last.end());
+  return value_of<V>(last[static_cast<size_t>(rest)]);
 }
 
 }  // namespace
@@ -199,23 +245,17 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   // about 2m/S of all values fall inside the bracket (3 % at the median, 1.9 % at f = 0.9).
   const int64_t S = std::min<int64_t>(n, 1 << 16);
   if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
-  std::vector<uint64_t> sample = sample_keys(src, n, S);
+  const std::vector<double> sample = sample_values(src, n, S);
   const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
   const double f = static_cast<double>(q) / static_cast<double>(S);
   const int64_t m = static_cast<int64_t>(std::ceil(8 * std::sqrt(static_cast<double>(S) * f * (1 - f)))) + 4;
-  // The sample's (q-m)-th and (q+m)-th smallest: two selections, not a sort.
-  uint64_t lo = 0, hi = key_of(std::numeric_limits<double>::infinity());
-  auto from = sample.begin();
-  if (q - m >= 0) {
-    std::nth_element(sample.begin(), sample.begin() + (q - m), sample.end());
-    lo = sample[q - m];
-    from = sample.begin() + (q - m);
-  }
-  if (q + m < S) {
-    std::nth_element(from, sample.begin() + (q + m), sample.end());
-    hi = sample[q + m];
-  }
-  const double lo_v = value_of<double>(lo), hi_v = value_of<double>(hi);
+  // The sample's (q-m)-th and (q+m)-th smallest, by the radix selection below (a few passes over the
+  // sample; std::nth_element's branches cost more). Its range: every non-negative bit pattern, NaN
+  // included (above infinity, where a sort puts it).
+  const std::vector<std::pair<const double*, int64_t>> whole = {{sample.data(), S}};
+  const double top = value_of<double>(std::numeric_limits<int64_t>::max());
+  const double lo_v = q - m >= 0 ? select_kept<double>(whole, q - m, 0.0, top) : 0.0;
+  const double hi_v = q + m < S ? select_kept<double>(whole, q + m, 0.0, top) : std::numeric_limits<double>::infinity();
 
   // One pass over every value, in chunks across the threads. The order in which values are kept
   // does not matter: the r-th value is the same whichever way they were gathered.
@@ -228,6 +268,8 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   std::vector<ThreadFind>& per_thread = scratch;
   per_thread.resize(std::max<size_t>(per_thread.size(), static_cast<size_t>(at::get_num_threads())));
   for (auto& f : per_thread) f.below = f.f.used = f.d.used = 0;
+  // Each thread takes a contiguous run of chunks (one stream for the prefetchers; chunks handed out
+  // one by one to whichever thread is free measured 1.6 times slower).
   at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
     ThreadFind& found = per_thread[at::get_thread_num()];
     for (int64_t c = begin; c < end; ++c) {

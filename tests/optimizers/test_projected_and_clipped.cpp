@@ -218,6 +218,33 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
       set_loop_variant(LoopVariant::widest);
     }
   }
+  // At 3 threads the sample, the pass and the radix steps are split (the sample's pieces start inside
+  // sources, the steps' pieces are filled by different threads): the same values.
+  const int previous = at::get_num_threads();
+  at::set_num_threads(3);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const int64_t n = total_values(cases[c]);
+    for (double f : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+      const int64_t r = std::min<int64_t>(n - 1, static_cast<int64_t>(static_cast<double>(n) * f));
+      EXPECT_EQ(rth_smallest_abs(cases[c], r), rth_smallest_abs_reference(cases[c], r))
+          << "3 threads: case " << c << " r " << r;
+    }
+  }
+  // 4M values: the bracket keeps ~130K at the median, more than one radix piece (64K), so the steps'
+  // pieces are placed and closed up; 1 and 3 threads.
+  // Oracle: the sorted values; twenty ranks, so that a kept value lost or a stray one counted shows.
+  const std::vector<AbsSource> large = {{torch::randn({1 << 22}), {}, 0}};
+  const auto sorted_large = std::get<0>(large[0].g.abs().to(torch::kFloat64).sort());
+  const double* want = sorted_large.data_ptr<double>();
+  for (int threads : {1, 3}) {
+    at::set_num_threads(threads);
+    for (double f : {0.3, 0.5, 0.7, 0.9, 0.97})
+      for (int64_t step : {0, 1, 2, 7}) {
+        const auto r = static_cast<int64_t>((1 << 22) * f) + step;
+        EXPECT_EQ(rth_smallest_abs(large, r), want[r]) << threads << " threads, r " << r;
+      }
+  }
+  at::set_num_threads(previous);
   // The clipping threshold over a large float32 set equals the definition (sorted |g|, descending index).
   std::vector<torch::Tensor> big = {torch::randn({1 << 20}), torch::randn({3, 1000})};
   auto all = torch::cat({big[0].reshape(-1), big[1].reshape(-1)}).abs().to(torch::kFloat64);
