@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -169,12 +170,22 @@ void register_bench_optim(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--rounds", o->rounds,
                   "interleaved rounds of every case at each thread count; each case reports its best round")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads,
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
       ->delimiter(',');
   cmd->callback([o] {
+    for (const auto& [flag, v] :
+         {std::pair<const char*, int64_t>{"--layers", o->layers}, {"--vocab", o->vocab}, {"--rounds", o->rounds}})
+      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    if (o->dim < 8 || o->dim % 8 != 0)  // Adam-mini's rules cut q and k into the set's 8 heads
+      throw UserError("--dim must be a positive multiple of 8 (the set's 8 attention heads), got " +
+                      std::to_string(o->dim));
+    if (!(std::isfinite(o->min_time) && o->min_time > 0)) {
+      char got[32];
+      std::snprintf(got, sizeof got, "%g", o->min_time);
+      throw UserError(std::string("--min-time must be a positive number of seconds, got ") + got);
+    }
     for (int t : o->threads)
       if (t < 1) throw UserError("--threads: thread counts must be >= 1, got " + std::to_string(t));
     if (o->threads.empty()) {

@@ -129,9 +129,7 @@ void register_bench_train(CLI::App& bench) {
       ->delimiter(',')
       ->check(CLI::IsMember({"gpt2-tiny", "gpt2-small-cpu", "llama-tiny", "llama-small-cpu"}))
       ->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "sequences per batch")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
   cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();
   cmd->add_option("--steps", o->steps, "timed steps per round (median), after two untimed")->capture_default_str();
   cmd->add_option("--rounds", o->rounds, "rounds, blocksharp then PyTorch in each (the best median is kept)")

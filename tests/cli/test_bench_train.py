@@ -50,8 +50,20 @@ for args, want in ((["--script", os.path.join(work, "missing.py")], "blocksharp:
                     "blocksharp: error: bench train: '" + failing + "' failed (exit 1): no torch on this interpreter")):
     bad = subprocess.run([blocksharp, "bench", "train", *args], capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.startswith(want) and bad.stderr.count("\n") == 1, (args, bad.stderr)
-bad = subprocess.run([blocksharp, "bench", "optim", "--threads", "1,0"], capture_output=True, text=True)
-assert bad.returncode != 0 and bad.stderr.startswith("blocksharp: error: --threads"), bad.stderr
+bad = subprocess.run([blocksharp, "bench", "train", "--batch-size", "0"], capture_output=True, text=True)
+assert bad.returncode != 0 and bad.stderr == "blocksharp: error: --batch-size must be >= 1, got 0\n", bad.stderr
+# bench optim: each bad value named in one line before any tensor is made (a negative --min-time used
+# to abort inside Google Benchmark, --vocab 0 to die of a division by zero).
+for args, want in ((["--threads", "1,0"], "--threads: thread counts must be >= 1, got 0"),
+                   (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+                   (["--layers", "-1"], "--layers must be >= 1, got -1"),
+                   (["--vocab", "0"], "--vocab must be >= 1, got 0"),
+                   (["--dim", "12"], "--dim must be a positive multiple of 8"),
+                   (["--min-time", "-1"], "--min-time must be a positive number of seconds"),
+                   (["--min-time", "nan"], "--min-time must be a positive number of seconds")):
+    bad = subprocess.run([blocksharp, "bench", "optim", *args], capture_output=True, text=True)
+    assert (bad.returncode == 1 and bad.stderr.startswith("blocksharp: error: " + want)
+            and bad.stderr.count("\n") == 1), (args, bad.returncode, bad.stderr)
 
 # bench optim at two thread counts, each with its own bandwidth baseline and every optimizer.
 out = json.loads(run(["bench", "optim", "--threads", "1,2", "--layers", "1", "--dim", "64", "--vocab", "256",
