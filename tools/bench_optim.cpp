@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adam_mini_partition.h"
+#include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
 #include "cpu_loop.h"
@@ -181,11 +182,7 @@ void register_bench_optim(CLI::App& bench) {
     if (o->dim < 8 || o->dim % 8 != 0)  // Adam-mini's rules cut q and k into the set's 8 heads
       throw UserError("--dim must be a positive multiple of 8 (the set's 8 attention heads), got " +
                       std::to_string(o->dim));
-    if (!(std::isfinite(o->min_time) && o->min_time > 0)) {
-      char got[32];
-      std::snprintf(got, sizeof got, "%g", o->min_time);
-      throw UserError(std::string("--min-time must be a positive number of seconds, got ") + got);
-    }
+    require_positive("--min-time", o->min_time, "a positive number of seconds");
     for (int t : o->threads)
       if (t < 1) throw UserError("--threads: thread counts must be >= 1, got " + std::to_string(t));
     if (o->threads.empty()) {

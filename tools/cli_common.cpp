@@ -1,7 +1,11 @@
 // Common options.
 #include "cli_common.h"
 
+#include <cmath>
+#include <cstdio>
+
 #include "dtype_words.h"
+#include "errors.h"
 
 namespace bs {
 
@@ -39,6 +43,13 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--dim", o.dim, "TorchScript attention models: model width");
   cmd->add_option("--n-heads", o.n_heads, "TorchScript attention models: attention heads");
   cmd->add_option("--n-kv-heads", o.n_kv_heads, "TorchScript attention models: key/value heads");
+}
+
+void require_positive(const std::string& flag, double v, const std::string& what) {
+  if (std::isfinite(v) && v > 0) return;
+  char got[32];
+  std::snprintf(got, sizeof got, "%g", v);
+  throw UserError(flag + " must be " + what + ", got " + got);
 }
 
 }  // namespace bs

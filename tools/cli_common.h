@@ -14,6 +14,9 @@ namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o);
 
+// Refuses a value that is not a positive finite number: "FLAG must be WHAT, got V" (V as %g: -1, nan).
+void require_positive(const std::string& flag, double v, const std::string& what = "a positive number");
+
 // An enum option: the word given is looked up in `choices`; any other word is refused while parsing,
 // in one line naming the option, the word and the choices. --help shows the current value's word.
 template <class E>

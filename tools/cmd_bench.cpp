@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "memory.h"
+#include "models/model_zoo.h"
 #include "hutchinson.h"
 #include "progress.h"
 #include "spectral.h"
@@ -271,6 +272,22 @@ void register_bench(CLI::App& app) {
   register_bench_dist(*bench);
   register_bench_train(*bench);
   hvp->callback([o] {
+    // Every bad value named before the first model is built (--repeats 0 used to crash on an empty median).
+    const auto presets = preset_names();
+    for (const auto& m : o->models)
+      if (std::find(presets.begin(), presets.end(), m) == presets.end() && !is_torchscript_path(m)) {
+        std::string names;
+        for (const auto& p : presets) names += (names.empty() ? "" : ", ") + p;
+        throw UserError("--models: '" + m + "' is not a built-in model (" + names + ") or a TorchScript .pt file");
+      }
+    for (const auto& [flag, v] : {std::pair<const char*, int64_t>{"--batch-size", o->batch_size},
+                                  {"--repeats", o->repeats},
+                                  {"--probes", o->probes}})
+      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    if (o->seq_len < 0)
+      throw UserError("--seq-len must be >= 0 (0: each preset's context), got " + std::to_string(o->seq_len));
+    require_positive("--power-tol", o->power_tol);
+    if (o->threads < 0) throw UserError("--threads must be >= 0, got " + std::to_string(o->threads));
     nlohmann::json out = {
         {"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);

@@ -154,6 +154,13 @@ cases = [
                                               "corpus", "fuzz_h5", "regress-name-exists-throws.h5"), "--out", P("o35")],
      "regress-name-exists-throws.h5"),
     ("CLI11 parse error", train + ["--steps", "many", "--out", P("o26")], "--steps"),
+    # bench hvp: checked before any model is built (--repeats 0 crashed on an empty median)
+    ("bench hvp --repeats 0", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--repeats", "0"], "--repeats"),
+    ("bench hvp --probes 0", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--probes", "0"], "--probes"),
+    ("bench hvp --power-tol nan", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--power-tol", "nan"],
+     "--power-tol"),
+    ("bench hvp --seq-len -1", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--seq-len", "-1"], "--seq-len"),
+    ("bench hvp unknown model", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny,gpt5"], "--models: 'gpt5'"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
 failed = 0
