@@ -4,6 +4,7 @@
 // the loop time and the bytes each rank handed to collectives.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +12,7 @@
 
 #include "commands.h"
 #include "errors.h"
+#include "models/model_zoo.h"
 #include "progress.h"
 #include "session.h"
 
@@ -71,15 +73,28 @@ void register_bench_dist(CLI::App& bench) {
   cmd->add_option("--threads", o->threads, "intra-op threads per rank")->capture_default_str();
   cmd->add_option("--out", o->out, "folder for the runs")->capture_default_str();
   cmd->callback([o] {
-    if (o->ranks.empty() || o->ranks.front() < 1) throw UserError("--ranks: give rank counts, the first >= 1");
-    if (o->steps < 1) throw UserError("--steps must be positive");
+    // Every bad value named before the first run starts (a rank count of 0 died of a division by zero,
+    // and a count the batch does not divide stopped the benchmark after the runs before it).
+    const auto presets = preset_names();
+    if (std::find(presets.begin(), presets.end(), o->model) == presets.end())
+      throw UserError("--model '" + o->model + "': not a built-in model");
+    if (o->ranks.empty()) throw UserError("--ranks: give rank counts, the first the baseline");
+    for (int n : o->ranks)
+      if (n < 1) throw UserError("--ranks: rank counts must be >= 1, got " + std::to_string(n));
+    for (const auto& [flag, v] :
+         {std::pair<const char*, int64_t>{"--steps", o->steps}, {"--batch-size", o->batch_size}})
+      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    for (int n : o->ranks)
+      if (o->batch_size % n != 0)
+        throw UserError("--batch-size " + std::to_string(o->batch_size) + " is not divisible by " + std::to_string(n) +
+                        " (every count in --ranks must divide it)");
+    if (o->threads < 0) throw UserError("--threads must be >= 0, got " + std::to_string(o->threads));
     prepare_out_dir(o->out);
     nlohmann::json strong = nlohmann::json::array(), weak = nlohmann::json::array();
     const int n0 = o->ranks.front();
     Progress bar("bench dist runs", 2 * static_cast<int64_t>(o->ranks.size()));
     int64_t done = 0;
     for (int n : o->ranks) {
-      if (o->batch_size % n != 0) throw UserError("--batch-size must be divisible by every count in --ranks");
       strong.push_back(run(*o, n, o->batch_size, "strong_n" + std::to_string(n)));
       bar.update(++done);
       // At the baseline's rank count the weak-scaling run is the strong-scaling one.

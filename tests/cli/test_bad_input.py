@@ -160,6 +160,12 @@ cases = [
     ("bench hvp --power-tol nan", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--power-tol", "nan"],
      "--power-tol"),
     ("bench hvp --seq-len -1", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny", "--seq-len", "-1"], "--seq-len"),
+    ("bench dist --ranks 1 0", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--ranks", "1", "0", "--out",
+                                P("bd1")], "--ranks"),
+    ("bench dist --ranks 1 3", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--ranks", "1", "3", "--out",
+                                P("bd2")], "--batch-size 8 is not divisible by 3"),
+    ("bench dist --threads -1", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--threads", "-1", "--out",
+                                 P("bd3")], "--threads"),
     ("bench hvp unknown model", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny,gpt5"], "--models: 'gpt5'"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
