@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
 #include "models/model_zoo.h"
@@ -81,9 +82,7 @@ void register_bench_dist(CLI::App& bench) {
     if (o->ranks.empty()) throw UserError("--ranks: give rank counts, the first the baseline");
     for (int n : o->ranks)
       if (n < 1) throw UserError("--ranks: rank counts must be >= 1, got " + std::to_string(n));
-    for (const auto& [flag, v] :
-         {std::pair<const char*, int64_t>{"--steps", o->steps}, {"--batch-size", o->batch_size}})
-      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    require_counts({{"--steps", o->steps}, {"--batch-size", o->batch_size}});
     for (int n : o->ranks)
       if (o->batch_size % n != 0)
         throw UserError("--batch-size " + std::to_string(o->batch_size) + " is not divisible by " + std::to_string(n) +

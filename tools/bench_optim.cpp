@@ -176,9 +176,7 @@ void register_bench_optim(CLI::App& bench) {
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
       ->delimiter(',');
   cmd->callback([o] {
-    for (const auto& [flag, v] :
-         {std::pair<const char*, int64_t>{"--layers", o->layers}, {"--vocab", o->vocab}, {"--rounds", o->rounds}})
-      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    require_counts({{"--layers", o->layers}, {"--vocab", o->vocab}, {"--rounds", o->rounds}});
     if (o->dim < 8 || o->dim % 8 != 0)  // Adam-mini's rules cut q and k into the set's 8 heads
       throw UserError("--dim must be a positive multiple of 8 (the set's 8 attention heads), got " +
                       std::to_string(o->dim));

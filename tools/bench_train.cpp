@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_timing.h"
+#include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
 #include "gemm.h"
@@ -146,10 +147,7 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--script", o->script, "the PyTorch side")->capture_default_str();
   cmd->callback([o] {
-    for (const auto& [flag, v] : {std::pair<const char*, int64_t>{"--batch-size", o->batch_size},
-                                  {"--steps", o->steps},
-                                  {"--rounds", o->rounds}})
-      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    require_counts({{"--batch-size", o->batch_size}, {"--steps", o->steps}, {"--rounds", o->rounds}});
     if (o->seq_len < 0) throw UserError("--seq-len must be >= 0");
     if (o->threads < 0) throw UserError("--threads must be >= 0");
     const bool with_torch = !o->python.empty() && o->python != "none";

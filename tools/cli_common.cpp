@@ -45,6 +45,11 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--n-kv-heads", o.n_kv_heads, "TorchScript attention models: key/value heads");
 }
 
+void require_counts(std::initializer_list<std::pair<const char*, int64_t>> counts) {
+  for (const auto& [flag, v] : counts)
+    if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+}
+
 void require_positive(const std::string& flag, double v, const std::string& what) {
   if (std::isfinite(v) && v > 0) return;
   char got[32];

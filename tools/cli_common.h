@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,9 @@
 namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o);
+
+// Refuses a count below 1: "FLAG must be >= 1, got V" for the first such (flag, value).
+void require_counts(std::initializer_list<std::pair<const char*, int64_t>> counts);
 
 // Refuses a value that is not a positive finite number: "FLAG must be WHAT, got V" (V as %g: -1, nan).
 void require_positive(const std::string& flag, double v, const std::string& what = "a positive number");

@@ -280,10 +280,7 @@ void register_bench(CLI::App& app) {
         for (const auto& p : presets) names += (names.empty() ? "" : ", ") + p;
         throw UserError("--models: '" + m + "' is not a built-in model (" + names + ") or a TorchScript .pt file");
       }
-    for (const auto& [flag, v] : {std::pair<const char*, int64_t>{"--batch-size", o->batch_size},
-                                  {"--repeats", o->repeats},
-                                  {"--probes", o->probes}})
-      if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
+    require_counts({{"--batch-size", o->batch_size}, {"--repeats", o->repeats}, {"--probes", o->probes}});
     if (o->seq_len < 0)
       throw UserError("--seq-len must be >= 0 (0: each preset's context), got " + std::to_string(o->seq_len));
     require_positive("--power-tol", o->power_tol);
