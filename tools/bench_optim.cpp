@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 
