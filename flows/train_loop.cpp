@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <map>
+#include <utility>
 
 #include "checkpoint.h"
 #include "emit_configs.h"
@@ -140,9 +141,11 @@ void derive_configs(Run& s, const std::string& out, const DeriveOptions& d, int6
 TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
   if (t.steps <= 0) throw UserError(param("steps") + " must be positive");
   if (t.grad_clip < 0 || !std::isfinite(t.grad_clip)) throw UserError(param("grad_clip") + " must be >= 0");
-  if (t.eval_every < 0 || t.checkpoint_every < 0 || t.stop_at < 0)
-    throw UserError(param("eval_every") + ", " + param("checkpoint_every") + " and " + param("stop_at") +
-                    " must be >= 0");
+  const std::pair<const char*, int64_t> counts[] = {
+      {"eval_every", t.eval_every}, {"eval_batches", t.eval_batches},         {"checkpoint_every", t.checkpoint_every},
+      {"stop_at", t.stop_at},       {"dist_check_every", t.dist_check_every}, {"trace_every", t.trace.every}};
+  for (const auto& [name, v] : counts)
+    if (v < 0) throw UserError(param(name) + " must be >= 0, got " + std::to_string(v));
   validate(t.schedule);
   if (!t.export_hf.empty() && s.net->info().family != "gpt2" && s.net->info().family != "llama")
     throw UserError(param("export_hf") + ": model '" + s.net->info().name + "' is not a gpt2 or llama architecture");
@@ -171,8 +174,6 @@ TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
   const std::vector<Schedule>& scheds = all_scheds.tensor;
   if (t.zero1 && !dist::active())
     throw UserError(param("zero1") + " needs data parallelism (WORLD_SIZE > 1: torchrun or blocksharp launch)");
-  if (t.dist_check_every < 0) throw UserError(param("dist_check_every") + " must be >= 0");
-  if (t.trace.every < 0) throw UserError(param("trace_every") + " must be >= 0");
   auto opt =
       t.zero1 ? make_zero1(t.optimizer, configs.inputs, t.optim) : make_optimizer(t.optimizer, configs.inputs, t.optim);
   if (t.trace.preconditioned && t.trace.every == 0)

@@ -41,7 +41,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--grad-clip", t->grad_clip, "max global gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--eval-every", t->eval_every, "validation every N steps (0: only at the end)")
       ->capture_default_str();
-  cmd->add_option("--eval-batches", t->eval_batches, "validation batches per evaluation")->capture_default_str();
+  cmd->add_option("--eval-batches", t->eval_batches, "validation batches per evaluation (0: no validation)")
+      ->capture_default_str();
   cmd->add_option("--checkpoint-every", t->checkpoint_every, "write DIR/checkpoint.h5 every N steps (0 = off)")
       ->capture_default_str();
   cmd->add_option("--stop-at", t->stop_at, "stop after this step with a checkpoint, as if interrupted");

@@ -85,6 +85,8 @@ Session open_session(const CommonOptions& opt) {
   }
   dist::init_from_env(opt.dist);
   if (opt.threads < 0) throw UserError("--threads must be >= 0");
+  if (opt.seq_len < 0)
+    throw UserError("--seq-len must be >= 0 (0: the model's context), got " + std::to_string(opt.seq_len));
   if (opt.threads > 0) {
     const int cores = usable_cores();
     if (cores > 0 && opt.threads > cores)
