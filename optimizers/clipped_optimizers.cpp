@@ -54,12 +54,12 @@ class SgdClip : public FusedBase {
   }
   BS_DISPATCH_UPDATE
   template <class T>
-  void run(size_t i, const torch::Tensor& g) {
+  TensorJob run(size_t i, const torch::Tensor& g) {
     const SgdClipUpdate<T> f{T(m_tau), T(m_wd[i]), T(m_o.beta1), T(m_lr[i]), m_step == 1};
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* buf = m_state[i][0].data_ptr<T>();
-    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
+    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
   }
 
  private:
@@ -84,7 +84,7 @@ class AdamClip : public FusedBase {
   }
   BS_DISPATCH_UPDATE
   template <class T>
-  void run(size_t i, const torch::Tensor& g) {
+  TensorJob run(size_t i, const torch::Tensor& g) {
     const double bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     const AdamClipUpdate<T> f{T(m_tau),        T(m_wd[i]),       T(m_o.beta1),          T(1 - m_o.beta1),
                               T(m_o.beta2),    T(1 - m_o.beta2), T(1 / std::sqrt(bc2)), T(m_o.eps),
@@ -93,7 +93,7 @@ class AdamClip : public FusedBase {
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();
     T* v = m_state[i][1].data_ptr<T>();
-    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
+    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
   }
 
  private:

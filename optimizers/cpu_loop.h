@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace bs {
@@ -126,6 +127,57 @@ T elements_and_sum_squares(const F& f, int64_t n, const T* x) {
   if (use_avx512()) return elements_and_sum_squares_avx512(f, n, x);
 #endif
   return elements_and_sum_squares_body(f, n, x);
+}
+
+// One tensor's share of a step that updates many tensors: `units` units of `unit_numel` elements
+// each (an element, or one of Adam-mini's blocks), and run(begin, end), which updates units [begin, end).
+struct TensorJob {
+  int64_t units = 0, unit_numel = 1;
+  std::function<void(int64_t, int64_t)> run;
+};
+
+// f(k) for every element k of a tensor of n elements, as a job.
+template <class F>
+TensorJob elementwise_job(int64_t n, F f) {
+  return {n, 1, [f](int64_t begin, int64_t end) { elements(f, begin, end); }};
+}
+
+// Every job in one parallel region: the jobs' elements laid end to end and cut into one contiguous run
+// per thread, at unit boundaries (each thread's run starts at the first unit starting at or after its
+// equal share). A thread streams through its run across the tensors instead of the threads meeting at
+// the end of every tensor, and tensors below the grain no longer run on one thread while the others wait.
+// A unit is run whole by one thread, so the bits do not depend on the thread count.
+inline void run_jobs(const std::vector<TensorJob>& jobs) {
+  int64_t total = 0;
+  for (const auto& j : jobs) total += j.units * j.unit_numel;
+  if (total == 0) return;
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), total / kGrain));
+  struct Place {
+    size_t job;
+    int64_t unit;
+  };
+  auto start_of = [&](int64_t t) {  // where thread t's run starts; t == threads: the end
+    const int64_t target = static_cast<int64_t>(static_cast<__int128>(total) * t / threads);
+    int64_t offset = 0;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const int64_t n = jobs[j].units * jobs[j].unit_numel;
+      if (target < offset + n) {
+        const int64_t unit = (target - offset + jobs[j].unit_numel - 1) / jobs[j].unit_numel;
+        return unit < jobs[j].units ? Place{j, unit} : Place{j + 1, 0};
+      }
+      offset += n;
+    }
+    return Place{jobs.size(), 0};
+  };
+  at::parallel_for(0, threads, 1, [&](int64_t t_begin, int64_t t_end) {
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      const Place from = start_of(t), to = start_of(t + 1);
+      for (size_t j = from.job; j <= to.job && j < jobs.size(); ++j) {
+        const int64_t begin = j == from.job ? from.unit : 0, end = j == to.job ? to.unit : jobs[j].units;
+        if (end > begin) jobs[j].run(begin, end);
+      }
+    }
+  });
 }
 
 // sum_squares over n values in kGrain pieces taken in parallel and added in order: the same bits at

@@ -1,10 +1,12 @@
 // FusedBase: the bookkeeping every fused optimizer shares -- per-tensor learning rates and weight
-// decay, named flat state tensors (saved and loaded by "<param name>/<state>"), the step count and the
-// per-tensor dtype dispatch to the subclass's update.
+// decay, named flat state tensors (saved and loaded by "<param name>/<state>"), the step count, the
+// per-tensor dtype dispatch to the subclass's update, and the step's one parallel region over every
+// tensor's job (cpu_loop.h's run_jobs).
 #pragma once
 #include <string>
 #include <vector>
 
+#include "cpu_loop.h"
 #include "errors.h"
 #include "optimizer.h"
 
@@ -47,25 +49,31 @@ class FusedBase : public Optimizer {
     if (m_state.empty()) init_state();
     ++m_step;
     before_step();
+    std::vector<torch::Tensor> grads;  // alive until the jobs ran
+    std::vector<TensorJob> jobs;
     for (size_t i = 0; i < m_params.size(); ++i) {
       const auto& g = m_params[i].grad();
       if (!g.defined()) continue;
-      auto gc = g.contiguous();
-      AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "blocksharp_step", [&] { update<scalar_t>(i, gc); });
+      grads.push_back(g.contiguous());
+      AT_DISPATCH_FLOATING_TYPES(m_params[i].scalar_type(), "blocksharp_step",
+                                 [&] { jobs.push_back(update<scalar_t>(i, grads.back())); });
     }
+    run_jobs(jobs);
   }
 
  protected:
   virtual std::vector<int64_t> state_numels(size_t i) const = 0;
   virtual void before_step() {}  // after the step count advanced, before any tensor is updated
-  virtual void update_f(size_t i, const torch::Tensor& g) = 0;
-  virtual void update_d(size_t i, const torch::Tensor& g) = 0;
+  // Tensor i's update with gradient g: the job run_jobs runs with the other tensors' (or an empty job,
+  // where the subclass updated the tensor itself).
+  virtual TensorJob update_f(size_t i, const torch::Tensor& g) = 0;
+  virtual TensorJob update_d(size_t i, const torch::Tensor& g) = 0;
   template <class T>
-  void update(size_t i, const torch::Tensor& g) {
+  TensorJob update(size_t i, const torch::Tensor& g) {
     if constexpr (std::is_same_v<T, float>)
-      update_f(i, g);
+      return update_f(i, g);
     else
-      update_d(i, g);
+      return update_d(i, g);
   }
   void init_state() {
     m_state.clear();
@@ -84,8 +92,8 @@ class FusedBase : public Optimizer {
   int64_t m_step = 0;
 };
 
-#define BS_DISPATCH_UPDATE                                                       \
-  void update_f(size_t i, const torch::Tensor& g) override { run<float>(i, g); } \
-  void update_d(size_t i, const torch::Tensor& g) override { run<double>(i, g); }
+#define BS_DISPATCH_UPDATE                                                                   \
+  TensorJob update_f(size_t i, const torch::Tensor& g) override { return run<float>(i, g); } \
+  TensorJob update_d(size_t i, const torch::Tensor& g) override { return run<double>(i, g); }
 
 }  // namespace bs

@@ -80,7 +80,7 @@ class FusedAdamW : public FusedBase {
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_params[i].numel()}; }
   BS_DISPATCH_UPDATE
   template <class T>
-  void run(size_t i, const torch::Tensor& g) {
+  TensorJob run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     const AdamWUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1),          T(1 - m_o.beta1), T(m_o.beta2),
                            T(1 - m_o.beta2),    T(1 / std::sqrt(bc2)), T(m_o.eps),       T(lr / bc1)};
@@ -88,7 +88,7 @@ class FusedAdamW : public FusedBase {
     const T* gp = g.data_ptr<T>();
     T* m = m_state[i][0].data_ptr<T>();
     T* v = m_state[i][1].data_ptr<T>();
-    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
+    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
   }
 };
 
@@ -127,7 +127,7 @@ class AdamMini : public FusedBase {
   }
   BS_DISPATCH_UPDATE
   template <class T>
-  void run(size_t i, const torch::Tensor& g) {
+  TensorJob run(size_t i, const torch::Tensor& g) {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     const double wd = m_part.params[i].weight_decay ? m_wd[i] : 0.0;
     const AdamMiniUpdate<T> f{T(1 - lr * wd), T(m_o.beta1), T(1 - m_o.beta1), T(lr / bc1)};
@@ -160,35 +160,33 @@ class AdamMini : public FusedBase {
         });
         base += r.count;
       }
-      return;
+      return {};
     }
-    if (bs == 1) {  // a block per element (Adam-mini's biases): mean(g^2) = g * g, one vectorized pass
-      parallel_elements(nb, [=](int64_t k) { f(p[k], gp[k], m[k], update_v(vb[k], gp[k] * gp[k])); });
-      return;
-    }
-    // Threads take whole blocks, unless the tensor is one large block: then its sum and update are
-    // split across the threads. The choice depends on the partition only, and a block's sum has the
-    // same bits whichever pass takes it, so the bits do not depend on the thread count.
+    if (bs == 1)  // a block per element (Adam-mini's biases): mean(g^2) = g * g, one vectorized pass
+      return elementwise_job(nb, [=](int64_t k) { f(p[k], gp[k], m[k], update_v(vb[k], gp[k] * gp[k])); });
+    // Threads take whole blocks (run_jobs' units), unless the tensor is one large block: then its sum
+    // and update are split across the threads, here. The choice depends on the partition only, and a
+    // block's sum has the same bits whichever pass takes it, so the bits do not depend on the thread count.
     if (bs >= kGrain && nb == 1) {  // one large block: parallel reduction, then parallel update
       const T inv_h = update_v(vb[0], parallel_sum_squares(gp, bs) / T(bs));
       parallel_elements(bs, [=](int64_t k) { f(p[k], gp[k], m[k], inv_h); });
-      return;
+      return {};
     }
-    at::parallel_for(0, nb, std::max<int64_t>(1, kGrain / bs), [&](int64_t s, int64_t e) {
-      // One pass over memory: block b + 1's sum of squares is taken while block b is updated (the
-      // thread's first block is summed alone), so every stream is read once and all three at a time.
-      T sq = sum_squares(gp + s * bs, bs);
-      for (int64_t b = s; b < e; ++b) {
-        const int64_t off = b * bs;
-        const T inv_h = update_v(vb[b], sq / T(bs));
-        const auto upd = [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
-        if (b + 1 < e) {
-          sq = elements_and_sum_squares(upd, bs, gp + off + bs);
-        } else {
-          elements(upd, 0, bs);
-        }
-      }
-    });
+    return {nb, bs, [=](int64_t s, int64_t e) {
+              // One pass over memory: block b + 1's sum of squares is taken while block b is updated (the
+              // run's first block is summed alone), so every stream is read once and all three at a time.
+              T sq = sum_squares(gp + s * bs, bs);
+              for (int64_t b = s; b < e; ++b) {
+                const int64_t off = b * bs;
+                const T inv_h = update_v(vb[b], sq / T(bs));
+                const auto upd = [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
+                if (b + 1 < e) {
+                  sq = elements_and_sum_squares(upd, bs, gp + off + bs);
+                } else {
+                  elements(upd, 0, bs);
+                }
+              }
+            }};
   }
 
  private:
@@ -218,7 +216,7 @@ class SgdSai : public FusedBase {
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), 1}; }
   BS_DISPATCH_UPDATE
   template <class T>
-  void run(size_t i, const torch::Tensor& g) {
+  TensorJob run(size_t i, const torch::Tensor& g) {
     T* gsnr = m_state[i][1].data_ptr<T>();
     if (m_step == 1) {  // official warmup_step: g-SNR of the first gradient, fixed afterwards
       if (!m_config_gsnr.empty()) {
@@ -233,7 +231,7 @@ class SgdSai : public FusedBase {
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* buf = m_state[i][0].data_ptr<T>();
-    parallel_elements(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
+    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
   }
 
  private:

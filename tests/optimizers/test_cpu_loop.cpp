@@ -1,10 +1,13 @@
-// The CPU loop itself (cpu_loop.h): its parallel chunks really run on LibTorch's threads, and the
-// one-pass block sum Adam-mini takes while updating gives sum_squares' bits. Compiled like the
+// The CPU loop itself (cpu_loop.h): its parallel chunks really run on LibTorch's threads, the
+// one-pass block sum Adam-mini takes while updating gives sum_squares' bits, and run_jobs runs every
+// unit of a step's jobs once, in equal shares. Compiled like the
 // optimizers (-ffp-contract=off, tests/CMakeLists.txt), so the wide variant here rounds as theirs does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -68,6 +71,62 @@ TEST(CpuLoop, OnePassBlockSumHasTheBitsOfTheSumAlone) {
     EXPECT_EQ(one_pass_sum_problems<float>(v), "") << "float, " << name << " loop";
     EXPECT_EQ(one_pass_sum_problems<double>(v), "") << "double, " << name << " loop";
   }
+}
+
+// run_jobs (a step's one parallel region over every tensor): every unit of every job is run exactly
+// once and whole, by one call, at every thread count; each thread's share is its equal share of the
+// elements to within one unit; job lists with empty jobs, units larger than a share, a single job and
+// more threads than the grain allows. Oracle: counters per unit and per thread.
+std::string run_jobs_problems(const std::vector<std::pair<int64_t, int64_t>>& shape, int threads) {
+  std::vector<std::vector<std::atomic<int>>> seen;
+  for (const auto& [units, numel] : shape) seen.emplace_back(static_cast<size_t>(units));
+  std::vector<std::atomic<int64_t>> per_thread(16);
+  std::vector<TensorJob> jobs;
+  int64_t total = 0, largest_unit = 1;
+  for (size_t j = 0; j < shape.size(); ++j) {
+    const auto [units, numel] = shape[j];
+    total += units * numel;
+    largest_unit = std::max(largest_unit, numel);
+    jobs.push_back({units, numel, [&, j, numel = numel](int64_t begin, int64_t end) {
+                      for (int64_t u = begin; u < end; ++u) ++seen[j][u];
+                      per_thread[at::get_thread_num()] += (end - begin) * numel;
+                    }});
+  }
+  const int previous = at::get_num_threads();
+  at::set_num_threads(threads);
+  run_jobs(jobs);
+  at::set_num_threads(previous);
+  std::ostringstream out;
+  for (size_t j = 0; j < shape.size(); ++j)
+    for (int64_t u = 0; u < shape[j].first; ++u)
+      if (seen[j][u] != 1) out << "job " << j << " unit " << u << " ran " << seen[j][u] << " times; ";
+  const int64_t used = std::max<int64_t>(1, std::min<int64_t>(threads, total / kGrain));
+  int64_t sum = 0;
+  for (int t = 0; t < 16; ++t) {
+    sum += per_thread[t];
+#if defined(__GNUC__) && !defined(__clang__)  // parallel only with OpenMP (ParallelForRunsOnTheThreads)
+    if (t < used && std::abs(per_thread[t] - total / used) > largest_unit + 1)
+      out << "thread " << t << " ran " << per_thread[t] << " of " << total << " elements over " << used << "; ";
+#endif
+  }
+  if (sum != total) out << "ran " << sum << " of " << total << " elements; ";
+  return out.str();
+}
+
+TEST(CpuLoop, RunJobsRunsEveryUnitOnceInEqualShares) {
+  const std::vector<std::vector<std::pair<int64_t, int64_t>>> shapes = {
+      {},
+      {{0, 1}},
+      {{5, 1}},
+      {{3 * kGrain + 7, 1}},
+      {{1000, 256}, {0, 1}, {512, 1}, {7, 96}, {1, 70000}, {100000, 1}, {0, 3}, {333, 333}},
+      {{1, 5 * kGrain}},  // one unit larger than any share
+      {{2, 3 * kGrain}, {1, 1}, {kGrain, 2}},
+      {{4 * kGrain, 1}, {4 * kGrain, 1}, {4 * kGrain, 1}},
+  };
+  for (int threads = 1; threads <= 4; ++threads)
+    for (size_t c = 0; c < shapes.size(); ++c)
+      EXPECT_EQ(run_jobs_problems(shapes[c], threads), "") << "case " << c << " at " << threads << " threads";
 }
 
 }  // namespace
