@@ -70,7 +70,9 @@ void register_bench_dist(CLI::App& bench) {
   cmd->add_option("--steps", o->steps, "training steps per run")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "global batch (strong scaling) = per-rank batch (weak scaling)")
       ->capture_default_str();
-  cmd->add_option("--ranks", o->ranks, "rank counts; the first is the baseline")->capture_default_str();
+  cmd->add_option("--ranks", o->ranks, "rank counts (1,2 or 1 2); the first is the baseline")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads, "intra-op threads per rank")->capture_default_str();
   cmd->add_option("--out", o->out, "folder for the runs")->capture_default_str();
   cmd->callback([o] {

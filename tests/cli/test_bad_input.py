@@ -168,6 +168,8 @@ cases = [
                                 P("bd1")], "--ranks"),
     ("bench dist --ranks 1 3", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--ranks", "1", "3", "--out",
                                 P("bd2")], "--batch-size 8 is not divisible by 3"),
+    ("bench dist --ranks 1,3", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--ranks", "1,3", "--out",
+                                P("bd4")], "--batch-size 8 is not divisible by 3"),  # commas, as bench optim --threads
     ("bench dist --threads -1", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--threads", "-1", "--out",
                                  P("bd3")], "--threads"),
     ("bench hvp unknown model", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny,gpt5"], "--models: 'gpt5'"),
