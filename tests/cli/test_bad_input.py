@@ -173,6 +173,7 @@ cases = [
     ("bench dist --threads -1", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--threads", "-1", "--out",
                                  P("bd3")], "--threads"),
     ("bench hvp unknown model", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny,gpt5"], "--models: 'gpt5'"),
+    ("bench hvp TorchScript model", [blocksharp, "bench", "hvp", "--models", P("linear.pt")], "built-in models only"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
 ]
 failed = 0
