@@ -78,6 +78,12 @@ Model gpt2_like(const OptimBenchOptions& o) {
   return m;
 }
 
+int64_t total_numel(const Model& m) {
+  int64_t n = 0;
+  for (const auto& s : m.shapes) n += c10::multiply_integers(s);
+  return n;
+}
+
 // One independent set of parameters, gradients and optimizer; floor_words: float32 words per parameter a step
 // must move.
 struct Case {
@@ -87,8 +93,55 @@ struct Case {
   std::unique_ptr<Optimizer> opt;
 };
 
-// One thread count's run: the bandwidth baselines and every case, measured with Google Benchmark.
-nlohmann::json run_at(int threads, int64_t numel, double min_time, int rounds, std::vector<Case>& cases) {
+// The float32 words per parameter a step must move: the update's reads and writes, plus one read of
+// what the clipping threshold is taken over (a global order statistic needs every value first).
+const std::vector<std::pair<std::string, double>> kMethods = {
+    {"adamw", 7},       {"torch-adamw", 7},     {"adam-mini", 5},    {"sgd-sai", 5},
+    {"apollo-mini", 3}, {"blockwise-adamw", 7}, {"sgd-clip", 5 + 1}, {"adam-clip", 7 + 2}};
+
+// One independent set of parameters, gradients and optimizer per method (in kMethods' order),
+// allocated starting at method `first`: where a case's memory lands moves its step time by up to 14 %
+// on this VM (the first-allocated case ran slowest in every run), so each round builds them anew
+// from another first case.
+std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, size_t first) {
+  torch::manual_seed(0);
+  std::vector<Case> cases(kMethods.size());
+  for (size_t k = 0; k < kMethods.size(); ++k) {
+    const size_t at = (first + k) % kMethods.size();
+    const auto& [name, words] = kMethods[at];
+    Case& c = cases[at];
+    c.name = name;
+    c.floor_words = words;
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (size_t i = 0; i < model.names.size(); ++i) {
+      auto p = torch::randn(model.shapes[i], torch::kFloat32);
+      p.mutable_grad() = torch::randn_like(p);
+      c.params.push_back(p);
+      named.emplace_back(model.names[i], p);
+    }
+    const ParamTable table(named);
+    ModelInfo info;
+    info.dim = o.dim;
+    info.n_heads = 8;
+    const std::string opt_name = name == "blockwise-adamw" ? "adamw" : name;
+    OptimizerInputs in{model.names, c.params, name == "adam-mini" ? adam_mini_rules(table, info) : Partition{}, {}};
+    in.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;  // the paper's defaults
+    c.opt = make_optimizer(opt_name, in, default_options(opt_name));
+    if (name == "blockwise-adamw") {  // a learning rate per tensor, as a blockwise_lr config sets them
+      std::vector<double> lrs;
+      for (size_t i = 0; i < model.names.size(); ++i) lrs.push_back(1e-3 * (1 + static_cast<double>(i % 5)));
+      c.opt->set_lrs(lrs);
+    }
+    c.opt->step();  // allocate state outside the timing
+  }
+  return cases;
+}
+
+// One thread count's run: the bandwidth baselines and every case, measured with Google Benchmark, in
+// rounds on cases built anew each round (build_cases).
+nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& o) {
+  const int64_t numel = total_numel(model);
+  const double min_time = o.min_time;
   torch::set_num_threads(threads);
   // Streaming bandwidth at the same thread count: memcpy (2 words per element) and the in-place
   // y += x (3 words, every written array read first, like an optimizer step). The larger is the
@@ -97,7 +150,14 @@ nlohmann::json run_at(int threads, int64_t numel, double min_time, int rounds, s
   const float* sp = src.data_ptr<float>();
   float* dp = dst.data_ptr<float>();
   Collect rep;
-  for (int round = 0; round < rounds; ++round) {
+  int argc = 1;
+  char arg0[] = "blocksharp";
+  char* argv[] = {arg0, nullptr};
+  benchmark::Initialize(&argc, argv);
+  std::vector<Case> cases;
+  for (int round = 0; round < o.rounds; ++round) {
+    cases.clear();  // the last round's memory, free before this round's is taken
+    cases = build_cases(model, o, static_cast<size_t>(round));
     const std::string tag = "/" + std::to_string(round);
     benchmark::RegisterBenchmark(("copy" + tag).c_str(),
                                  [&](benchmark::State& st) {
@@ -128,13 +188,9 @@ nlohmann::json run_at(int threads, int64_t numel, double min_time, int rounds, s
           ->UseRealTime()
           ->MinTime(min_time);
     }
+    benchmark::RunSpecifiedBenchmarks(&rep);
+    benchmark::ClearRegisteredBenchmarks();
   }
-  int argc = 1;
-  char arg0[] = "blocksharp";
-  char* argv[] = {arg0, nullptr};
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  benchmark::ClearRegisteredBenchmarks();
 
   const double n = static_cast<double>(numel);
   const double memcpy_bw = 2.0 * 4.0 * n / rep.seconds.at("copy"), axpy_bw = 3.0 * 4.0 * n / rep.seconds.at("axpy");
@@ -189,62 +245,22 @@ void register_bench_optim(CLI::App& bench) {
       if (const int all = default_training_threads(); all > 1) o->threads.push_back(all);
     }
     const Model model = gpt2_like(*o);
-    torch::manual_seed(0);
-    int64_t numel = 0;
-    for (const auto& s : model.shapes) numel += c10::multiply_integers(s);
-
-    // One independent set of parameters, gradients and optimizer per method. The floor counts the
-    // float32 words a step must move per parameter: the update's reads and writes, plus one read of
-    // what the clipping threshold is taken over (a global order statistic needs every value first).
-    std::vector<Case> cases;
-    ParamTable table;
-    const std::vector<std::pair<std::string, double>> methods = {
-        {"adamw", 7},       {"torch-adamw", 7},     {"adam-mini", 5},    {"sgd-sai", 5},
-        {"apollo-mini", 3}, {"blockwise-adamw", 7}, {"sgd-clip", 5 + 1}, {"adam-clip", 7 + 2}};
-    for (const auto& [name, words] : methods) {
-      Case c;
-      c.name = name;
-      c.floor_words = words;
-      std::vector<std::pair<std::string, torch::Tensor>> named;
-      for (size_t i = 0; i < model.names.size(); ++i) {
-        auto p = torch::randn(model.shapes[i], torch::kFloat32);
-        p.mutable_grad() = torch::randn_like(p);
-        c.params.push_back(p);
-        named.emplace_back(model.names[i], p);
-      }
-      table = ParamTable(named);
-      ModelInfo info;
-      info.dim = o->dim;
-      info.n_heads = 8;
-      const std::string opt_name = name == "blockwise-adamw" ? "adamw" : name;
-      OptimizerInputs in{model.names, c.params, name == "adam-mini" ? adam_mini_rules(table, info) : Partition{}, {}};
-      in.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;  // the paper's defaults
-      c.opt = make_optimizer(opt_name, in, default_options(opt_name));
-      if (name == "blockwise-adamw") {  // a learning rate per tensor, as a blockwise_lr config sets them
-        std::vector<double> lrs;
-        for (size_t i = 0; i < model.names.size(); ++i) lrs.push_back(1e-3 * (1 + static_cast<double>(i % 5)));
-        c.opt->set_lrs(lrs);
-      }
-      c.opt->step();  // allocate state outside the timing
-      cases.push_back(std::move(c));
-    }
+    const int64_t numel = total_numel(model);
     nlohmann::json out = {{"bench", "optim"},
                           {"parameters", numel},
                           {"tensors", model.names.size()},
                           {"dtype", "float32"},
                           {"rounds", o->rounds}};
-    for (int t : o->threads) out["runs"].push_back(run_at(t, numel, o->min_time, o->rounds, cases));
+    for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {
-      const Case& apollo =
-          *std::find_if(cases.begin(), cases.end(), [](const Case& c) { return c.name == "apollo-mini"; });
       std::vector<std::string> names;
       std::vector<torch::Tensor> ts;
       for (size_t i = 0; i < model.names.size(); ++i)
         if (model.shapes[i].size() == 2 &&
             (model.names[i].find("attn") != std::string::npos || model.names[i].find("mlp") != std::string::npos)) {
           names.push_back(model.names[i]);
-          ts.push_back(apollo.params[i]);
+          ts.push_back(torch::zeros(model.shapes[i], torch::kFloat32));
         }
       auto mini = make_optimizer("apollo-mini", OptimizerInputs(names, ts), default_options("apollo-mini"));
       auto full = make_optimizer("adamw", OptimizerInputs(names, ts), default_options("adamw"));
