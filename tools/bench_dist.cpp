@@ -4,7 +4,6 @@
 // the loop time and the bytes each rank handed to collectives.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -78,9 +77,8 @@ void register_bench_dist(CLI::App& bench) {
   cmd->callback([o] {
     // Every bad value named before the first run starts (a rank count of 0 died of a division by zero,
     // and a count the batch does not divide stopped the benchmark after the runs before it).
-    const auto presets = preset_names();
-    if (std::find(presets.begin(), presets.end(), o->model) == presets.end())
-      throw UserError("--model '" + o->model + "': not a built-in model");
+    if (!is_preset(o->model))
+      throw UserError("--model '" + o->model + "': not a built-in model (" + preset_list() + ")");
     if (o->ranks.empty()) throw UserError("--ranks: give rank counts, the first the baseline");
     for (int n : o->ranks)
       if (n < 1) throw UserError("--ranks: rank counts must be >= 1, got " + std::to_string(n));
@@ -89,7 +87,7 @@ void register_bench_dist(CLI::App& bench) {
       if (o->batch_size % n != 0)
         throw UserError("--batch-size " + std::to_string(o->batch_size) + " is not divisible by " + std::to_string(n) +
                         " (every count in --ranks must divide it)");
-    if (o->threads < 0) throw UserError("--threads must be >= 0, got " + std::to_string(o->threads));
+    require_non_negative("--threads", o->threads);
     prepare_out_dir(o->out);
     nlohmann::json strong = nlohmann::json::array(), weak = nlohmann::json::array();
     const int n0 = o->ranks.front();

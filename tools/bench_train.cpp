@@ -148,8 +148,8 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--script", o->script, "the PyTorch side")->capture_default_str();
   cmd->callback([o] {
     require_counts({{"--batch-size", o->batch_size}, {"--steps", o->steps}, {"--rounds", o->rounds}});
-    if (o->seq_len < 0) throw UserError("--seq-len must be >= 0");
-    if (o->threads < 0) throw UserError("--threads must be >= 0");
+    require_non_negative("--seq-len", o->seq_len, "each preset's context");
+    require_non_negative("--threads", o->threads, "as train, every core");
     const bool with_torch = !o->python.empty() && o->python != "none";
     if (with_torch && access(o->python.c_str(), X_OK) != 0)
       throw UserError("--python '" + o->python + "': not an executable (--python none measures blocksharp alone)");

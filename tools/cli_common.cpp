@@ -50,6 +50,12 @@ void require_counts(std::initializer_list<std::pair<const char*, int64_t>> count
     if (v < 1) throw UserError(std::string(flag) + " must be >= 1, got " + std::to_string(v));
 }
 
+void require_non_negative(const char* flag, int64_t v, const char* zero_means) {
+  if (v >= 0) return;
+  throw UserError(std::string(flag) + " must be >= 0" + (zero_means ? std::string(" (0: ") + zero_means + ")" : "") +
+                  ", got " + std::to_string(v));
+}
+
 void require_positive(const std::string& flag, double v, const std::string& what) {
   if (std::isfinite(v) && v > 0) return;
   char got[32];

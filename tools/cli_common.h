@@ -18,6 +18,10 @@ void add_common_options(CLI::App* cmd, CommonOptions& o);
 // Refuses a count below 1: "FLAG must be >= 1, got V" for the first such (flag, value).
 void require_counts(std::initializer_list<std::pair<const char*, int64_t>> counts);
 
+// Refuses a negative value: "FLAG must be >= 0 (0: ZERO_MEANS), got V" (without the parenthesis when
+// zero_means is null).
+void require_non_negative(const char* flag, int64_t v, const char* zero_means = nullptr);
+
 // Refuses a value that is not a positive finite number: "FLAG must be WHAT, got V" (V as %g: -1, nan).
 void require_positive(const std::string& flag, double v, const std::string& what = "a positive number");
 

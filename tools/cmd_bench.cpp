@@ -273,22 +273,14 @@ void register_bench(CLI::App& app) {
   register_bench_train(*bench);
   hvp->callback([o] {
     // Every bad value named before the first model is built (--repeats 0 used to crash on an empty median).
-    const auto presets = preset_names();
     for (const auto& m : o->models)
-      if (std::find(presets.begin(), presets.end(), m) == presets.end()) {
-        // A TorchScript model has its own data and sizes (profile's --data, --dim, ...), which the bench's
-        // token batches of each preset's context do not fit: it used to fail later, naming flags bench
-        // hvp does not have.
-        std::string names;
-        for (const auto& p : presets) names += (names.empty() ? "" : ", ") + p;
-        throw UserError("--models: '" + m + "' is not a built-in model (" + names + ")" +
+      if (!is_preset(m))  // a TorchScript model's data and sizes (profile's --data, --dim) are not the bench's
+        throw UserError("--models: '" + m + "' is not a built-in model (" + preset_list() + ")" +
                         (is_torchscript_path(m) ? "; bench hvp measures the built-in models only" : ""));
-      }
     require_counts({{"--batch-size", o->batch_size}, {"--repeats", o->repeats}, {"--probes", o->probes}});
-    if (o->seq_len < 0)
-      throw UserError("--seq-len must be >= 0 (0: each preset's context), got " + std::to_string(o->seq_len));
+    require_non_negative("--seq-len", o->seq_len, "each preset's context");
     require_positive("--power-tol", o->power_tol);
-    if (o->threads < 0) throw UserError("--threads must be >= 0, got " + std::to_string(o->threads));
+    require_non_negative("--threads", o->threads, "LibTorch default");
     nlohmann::json out = {
         {"bench", "hvp"}, {"gemm", gemm::describe(gemm::backend())}, {"blas_core", gemm::blas_core()}};
     for (const auto& m : o->models) out["models"][m] = bench_model(m, *o);

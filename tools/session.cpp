@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "cli_common.h"
 #include "dtype_words.h"
 #include "errors.h"
 #include "memory.h"
@@ -84,9 +85,8 @@ Session open_session(const CommonOptions& opt) {
     throw UserError("--device cuda: not supported yet by this build (use --device cpu)");
   }
   dist::init_from_env(opt.dist);
-  if (opt.threads < 0) throw UserError("--threads must be >= 0");
-  if (opt.seq_len < 0)
-    throw UserError("--seq-len must be >= 0 (0: the model's context), got " + std::to_string(opt.seq_len));
+  require_non_negative("--threads", opt.threads, "LibTorch default");
+  require_non_negative("--seq-len", opt.seq_len, "the model's context");
   if (opt.threads > 0) {
     const int cores = usable_cores();
     if (cores > 0 && opt.threads > cores)

@@ -34,6 +34,14 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
+bool is_preset(const std::string& name) { return presets().count(name) > 0; }
+
+std::string preset_list() {
+  std::string list;
+  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+  return list;
+}
+
 bool is_torchscript_path(const std::string& model) {
   return model.find('/') != std::string::npos || (model.size() > 3 && model.compare(model.size() - 3, 3, ".pt") == 0);
 }
@@ -50,12 +58,9 @@ static int64_t parse_int(const std::string& key, const std::string& value) {
 ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets, int64_t vocab,
                                  int64_t seq_len) {
   auto it = presets().find(preset);
-  if (it == presets().end()) {
-    std::string known;
-    for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
-    throw UserError(param("model") + " '" + preset + "': unknown model (built-in presets: " + known +
+  if (it == presets().end())
+    throw UserError(param("model") + " '" + preset + "': unknown model (built-in presets: " + preset_list() +
                     "; or give a path to a TorchScript .pt file)");
-  }
   ModelConfig c = it->second;
   const bool is_lm = c.family == "gpt2" || c.family == "llama";
   if (is_lm && vocab > 0) c.vocab = vocab;

@@ -11,6 +11,8 @@
 namespace bs {
 
 std::vector<std::string> preset_names();
+bool is_preset(const std::string& name);
+std::string preset_list();  // "cnn-mnist, gpt2-124m, ...": what an error about --model lists
 bool is_torchscript_path(const std::string& model);
 // Preset with overrides applied. `vocab` (from the tokenizer) and `seq_len` (from --seq-len) fill the
 // config unless a --set names them; 0 means "keep the preset's".
