@@ -59,7 +59,8 @@ class SgdClip : public FusedBase {
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* buf = m_state[i][0].data_ptr<T>();
-    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
+    return elementwise_job(
+        m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); }, Ways::two);
   }
 
  private:

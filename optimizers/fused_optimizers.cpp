@@ -172,20 +172,15 @@ class AdamMini : public FusedBase {
       parallel_elements(bs, [=](int64_t k) { f(p[k], gp[k], m[k], inv_h); });
       return {};
     }
+    // Threads take runs of whole blocks; block_runs (cpu_loop.h) streams each run in one pass.
     return {nb, bs, [=](int64_t s, int64_t e) {
-              // One pass over memory: block b + 1's sum of squares is taken while block b is updated (the
-              // run's first block is summed alone), so every stream is read once and all three at a time.
-              T sq = sum_squares(gp + s * bs, bs);
-              for (int64_t b = s; b < e; ++b) {
-                const int64_t off = b * bs;
-                const T inv_h = update_v(vb[b], sq / T(bs));
-                const auto upd = [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
-                if (b + 1 < e) {
-                  sq = elements_and_sum_squares(upd, bs, gp + off + bs);
-                } else {
-                  elements(upd, 0, bs);
-                }
-              }
+              block_runs(
+                  [=](int64_t b, T sq) {
+                    const int64_t off = b * bs;
+                    const T inv_h = update_v(vb[b], sq / T(bs));
+                    return [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
+                  },
+                  gp, bs, s, e);
             }};
   }
 
@@ -231,7 +226,8 @@ class SgdSai : public FusedBase {
     T* p = m_params[i].data_ptr<T>();
     const T* gp = g.data_ptr<T>();
     T* buf = m_state[i][0].data_ptr<T>();
-    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); });
+    return elementwise_job(
+        m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); }, Ways::two);
   }
 
  private:

@@ -1,5 +1,6 @@
-// The CPU loop itself (cpu_loop.h): its parallel chunks really run on LibTorch's threads, the
-// one-pass block sum Adam-mini takes while updating gives sum_squares' bits, and run_jobs runs every
+// The CPU loop itself (cpu_loop.h): its parallel chunks really run on LibTorch's threads, Adam-mini's
+// block runs take each block's sum with sum_squares' bits and update each element once, the two-way
+// element loop visits each index once, and run_jobs runs every
 // unit of a step's jobs once, in equal shares. Compiled like the
 // optimizers (-ffp-contract=off, tests/CMakeLists.txt), so the wide variant here rounds as theirs does.
 #include <gtest/gtest.h>
@@ -35,42 +36,83 @@ TEST(CpuLoop, ParallelForRunsOnTheThreads) {
 #endif
 }
 
-// elements_and_sum_squares (Adam-mini's pass: block b + 1's sum of squares while block b is
-// updated) against sum_squares (the block summed alone, as a thread's first block is): the same bits
-// at lengths around the 8-lane and 64-value chunks, in both compiled variants, float and double; f
-// visits every index once. Oracle for both sums: the float64 sum, to the partial sums' rounding.
+// block_runs (Adam-mini's pass over a thread's run of blocks: two halves stepped together, block b + 1's
+// sum of squares taken while block b is updated, a way's first block summed alone) against sum_squares
+// (each block summed alone): every block of the run asked for once, with the same bits, and no other;
+// every element of the run visited once, no other. Block sizes around the 8-lane, 16-step and 64-value
+// chunks; runs of 1 to 7 blocks, so that each way's last one or two blocks and an empty second way
+// occur; both compiled variants, float and double. Oracle for sum_squares itself: the float64 sum, to
+// the partial sums' rounding.
 template <class T>
-std::string one_pass_sum_problems(LoopVariant variant) {
+std::string block_runs_problems(LoopVariant variant) {
   std::mt19937 rng(11);
   std::normal_distribution<double> normal;
   std::ostringstream problems;
-  for (const int64_t n : {0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 200, 1000, 4099}) {
-    std::vector<T> x(static_cast<size_t>(n));
+  const int64_t nb = 9;
+  for (const int64_t bs : {1, 7, 8, 9, 16, 17, 63, 64, 65, 100, 200, 1000}) {
+    std::vector<T> x(static_cast<size_t>(nb * bs));
     for (auto& e : x) e = T(normal(rng));
-    std::vector<int> visits(static_cast<size_t>(n), 0);
-    set_loop_variant(variant);
-    const T one_pass = elements_and_sum_squares([&](int64_t k) { ++visits[static_cast<size_t>(k)]; }, n, x.data());
-    set_loop_variant(LoopVariant::widest);
-    const T alone = sum_squares(x.data(), n);
-    if (std::memcmp(&one_pass, &alone, sizeof(T)) != 0)
-      problems << "n = " << n << ": one pass " << one_pass << " vs alone " << alone << "; ";
-    double exact = 0;
-    for (const T e : x) exact += static_cast<double>(e) * static_cast<double>(e);
-    if (!(std::abs(static_cast<double>(alone) - exact) <= 1e-5 * exact + 1e-30))
-      problems << "n = " << n << ": sum " << alone << " vs float64 " << exact << "; ";
-    for (int64_t k = 0; k < n; ++k)
-      if (visits[static_cast<size_t>(k)] != 1)
-        problems << "n = " << n << ", k = " << k << ": visited " << visits[static_cast<size_t>(k)] << " times; ";
+    for (const auto& [s, e] :
+         std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {0, 2}, {0, 3}, {1, 5}, {0, 6}, {2, 9}}) {
+      std::vector<int> asked(static_cast<size_t>(nb), 0), visits(x.size(), 0);
+      std::vector<T> sums(static_cast<size_t>(nb), T(0));
+      set_loop_variant(variant);
+      block_runs(
+          [&](int64_t b, T sum) {
+            ++asked[static_cast<size_t>(b)];
+            sums[static_cast<size_t>(b)] = sum;
+            return [&visits, b, bs](int64_t k) { ++visits[static_cast<size_t>(b * bs + k)]; };
+          },
+          x.data(), bs, s, e);
+      set_loop_variant(LoopVariant::widest);
+      const std::string at =
+          "bs = " + std::to_string(bs) + ", run [" + std::to_string(s) + ", " + std::to_string(e) + ")";
+      for (int64_t b = 0; b < nb; ++b) {
+        const bool in = b >= s && b < e;
+        if (asked[static_cast<size_t>(b)] != (in ? 1 : 0))
+          problems << at << ": block " << b << " asked " << asked[static_cast<size_t>(b)] << " times; ";
+        for (int64_t k = 0; k < bs; ++k)
+          if (visits[static_cast<size_t>(b * bs + k)] != (in ? 1 : 0))
+            problems << at << ": block " << b << " element " << k << " visited "
+                     << visits[static_cast<size_t>(b * bs + k)] << " times; ";
+        if (!in) continue;
+        const T alone = sum_squares(x.data() + b * bs, bs), got = sums[static_cast<size_t>(b)];
+        if (std::memcmp(&got, &alone, sizeof(T)) != 0)
+          problems << at << ": block " << b << " sum " << got << " vs alone " << alone << "; ";
+        double exact = 0;
+        for (int64_t k = 0; k < bs; ++k) exact += std::pow(static_cast<double>(x[static_cast<size_t>(b * bs + k)]), 2);
+        if (!(std::abs(static_cast<double>(alone) - exact) <= 1e-5 * exact + 1e-30))
+          problems << at << ": block " << b << " sum " << alone << " vs float64 " << exact << "; ";
+      }
+    }
   }
   return problems.str();
 }
 
-TEST(CpuLoop, OnePassBlockSumHasTheBitsOfTheSumAlone) {
+TEST(CpuLoop, BlockRunsSumEachBlockWithTheBitsOfTheSumAlone) {
   for (const LoopVariant v : {LoopVariant::widest, LoopVariant::baseline}) {
     const char* name = v == LoopVariant::widest ? "widest" : "baseline";
-    EXPECT_EQ(one_pass_sum_problems<float>(v), "") << "float, " << name << " loop";
-    EXPECT_EQ(one_pass_sum_problems<double>(v), "") << "double, " << name << " loop";
+    EXPECT_EQ(block_runs_problems<float>(v), "") << "float, " << name << " loop";
+    EXPECT_EQ(block_runs_problems<double>(v), "") << "double, " << name << " loop";
   }
+}
+
+// elements_two_way (SGD-SaI's and SGDClip's two halves stepped together): every index of [begin, end)
+// visited once, none outside, at lengths around the 16-element step and with odd starts, in both
+// compiled variants. Oracle: a counter per index.
+TEST(CpuLoop, TwoWayElementsVisitEveryIndexOnce) {
+  for (const LoopVariant v : {LoopVariant::widest, LoopVariant::baseline})
+    for (const int64_t begin : {0, 3, 17})
+      for (const int64_t len : {0, 1, 15, 16, 31, 32, 33, 47, 64, 100, 1000, 4099}) {
+        std::vector<int> visits(static_cast<size_t>(begin + len + 5), 0);
+        set_loop_variant(v);
+        elements_two_way([&](int64_t k) { ++visits[static_cast<size_t>(k)]; }, begin, begin + len);
+        set_loop_variant(LoopVariant::widest);
+        for (int64_t k = 0; k < static_cast<int64_t>(visits.size()); ++k)
+          EXPECT_EQ(visits[static_cast<size_t>(k)], k >= begin && k < begin + len ? 1 : 0)
+              << "begin " << begin << ", length " << len << ", index " << k << ", "
+              << (v == LoopVariant::widest ? "widest" : "baseline") << " loop";
+      }
 }
 
 // run_jobs (a step's one parallel region over every tensor): every unit of every job is run exactly
