@@ -1,8 +1,8 @@
 // The CPU loop itself (cpu_loop.h): its parallel chunks really run on LibTorch's threads, Adam-mini's
 // block runs take each block's sum with sum_squares' bits and update each element once, the two-way
-// element loop visits each index once, and run_jobs runs every
-// unit of a step's jobs once, in equal shares. Compiled like the
-// optimizers (-ffp-contract=off, tests/CMakeLists.txt), so the wide variant here rounds as theirs does.
+// element loop visits each index once, and run_jobs runs every unit of a step's jobs once, in equal
+// shares. Compiled like the optimizers (-ffp-contract=off, tests/CMakeLists.txt), so the wide variant
+// here rounds as theirs does.
 #include <gtest/gtest.h>
 
 #include <algorithm>
