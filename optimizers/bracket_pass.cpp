@@ -4,6 +4,7 @@
 // values, four vectors per iteration so the stores' index chain does not bound it. Compiled for AVX-512F by a
 // function attribute (the rest of the build targets baseline x86-64) and called only after a CPUID check;
 // the file is compiled without floating-point contraction, so g + p * wd rounds twice, as ATen's does.
+// keep_keys_avx512 is the radix steps' filter in the same form.
 #include "bracket_pass.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -46,12 +47,30 @@ __attribute__((target("avx512f"))) int64_t keep_16s(const float* g, const float*
 
 }  // namespace
 
+__attribute__((target("avx512f"))) int64_t keep_keys_avx512(const void* from, int64_t n, uint32_t lo, uint32_t hi,
+                                                            uint32_t* out) {
+  const auto* x = static_cast<const char*>(from);
+  const __m512i vlo = _mm512_set1_epi32(static_cast<int>(lo)), width = _mm512_set1_epi32(static_cast<int>(hi - lo));
+  int64_t j = 0, k = 0;
+  for (; k + 16 <= n; k += 16) {  // lo <= x <= hi  <=>  x - lo <= hi - lo (unsigned, wrapping below lo)
+    const __m512i v = _mm512_loadu_si512(x + 4 * k);
+    const __mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(v, vlo), width);
+    _mm512_storeu_si512(out + j, _mm512_maskz_compress_epi32(in, v));
+    j += __builtin_popcount(static_cast<unsigned>(in));
+  }
+  return j + keep_keys_portable<uint32_t>(x + 4 * k, n - k, lo, hi, out + j);
+}
+
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below) {
   return p ? keep_16s<true>(g, p, wd, n, lo, hi, out, below) : keep_16s<false>(g, p, wd, n, lo, hi, out, below);
 }
 
 #else
+
+int64_t keep_keys_avx512(const void* from, int64_t n, uint32_t lo, uint32_t hi, uint32_t* out) {
+  return keep_keys_portable<uint32_t>(from, n, lo, hi, out);
+}
 
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below) {

@@ -3,10 +3,12 @@
 // or |g + wd p| computed in the tensor's dtype T (as ATen's g + p * wd) and compared in C (T, or double
 // where the bracket's ends are not exact in T). NaN compares false: neither below nor kept, so it
 // counts as above the bracket, where a sort puts it. A portable loop, and for float32 a 16-wide AVX-512
-// one with compressed stores where the CPU has it; both count and keep exactly the same values.
+// one with compressed stores where the CPU has it; both count and keep exactly the same values. Also
+// the filter of the radix steps that finish the selection (keep_keys_*).
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace bs {
 
@@ -39,5 +41,38 @@ int64_t bracket_chunk_portable(const T* __restrict g, const T* __restrict p, T w
 // architectures it is the portable loop.
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below);
+
+// The radix steps' filter: keeps, in order, the n keys (K: uint32_t or uint64_t, read from `from`'s
+// bytes) in [lo, hi] in out[0, returned); out has room for n + 16. Blocks of 64 are tested as vectors
+// first (most keep nothing), then stored branch-free.
+template <class K>
+int64_t keep_keys_portable(const void* from, int64_t n, K lo, K hi, K* __restrict out) {
+  const auto* bytes = static_cast<const char*>(from);
+  auto key_at = [&](int64_t k) {
+    K x;
+    std::memcpy(&x, bytes + k * static_cast<int64_t>(sizeof(K)), sizeof x);
+    return x;
+  };
+  int64_t j = 0;
+  for (int64_t b = 0; b < n; b += 64) {
+    const int64_t e = b + 64 < n ? b + 64 : n;
+    bool any = false;
+    for (int64_t k = b; k < e; ++k) {
+      const K x = key_at(k);
+      any |= (x >= lo) & (x <= hi);
+    }
+    if (!any) continue;
+    for (int64_t k = b; k < e; ++k) {
+      const K x = key_at(k);
+      out[j] = x;
+      j += (x >= lo) & (x <= hi);
+    }
+  }
+  return j;
+}
+
+// The same for 32-bit keys with AVX-512F: one unsigned compare of x - lo against hi - lo and a
+// compressed store per 16 keys. Call only where use_avx512().
+int64_t keep_keys_avx512(const void* from, int64_t n, uint32_t lo, uint32_t hi, uint32_t* out);
 
 }  // namespace bs

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <random>
 
+#include "bracket_pass.h"
 #include "clipped_optimizers.h"
 #include "cpu_loop.h"
 #include "projected_optimizers.h"
@@ -251,6 +254,40 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   const auto sorted = std::get<0>(all.sort(0, /*descending=*/true));
   const int64_t idx = static_cast<int64_t>(static_cast<double>(all.numel()) * 0.1);
   EXPECT_EQ(clip_threshold(big, 0.1, 1.0), sorted[idx].item<double>());
+}
+
+// The radix steps' filter (bracket_pass.h): the keys in [lo, hi], in order, against std::copy_if, for
+// 32- and 64-bit keys, portable and (where the CPU has it) AVX-512, with ranges at both ends of the key
+// space (the AVX-512 compare wraps below lo) and lengths that leave a tail past the 16-key steps.
+TEST(Clip, KeyFilterKeepsTheKeysInRangeInOrder) {
+  std::mt19937_64 rng(5);
+  for (const int64_t n : {0, 1, 15, 16, 17, 64, 1000, 4099}) {
+    std::vector<uint32_t> k32(static_cast<size_t>(n));
+    std::vector<uint64_t> k64(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {  // a few distinct keys (ties at the ends), and the extremes
+      const uint64_t r = rng();
+      k32[i] = i % 7 == 0 ? (i % 14 == 0 ? 0u : ~0u) : static_cast<uint32_t>(1000 + r % 64);
+      k64[i] = i % 7 == 0 ? (i % 14 == 0 ? 0ull : ~0ull) : 1000 + r % 64;
+    }
+    for (const auto& [lo, hi] : std::vector<std::pair<uint64_t, uint64_t>>{
+             {1010, 1030}, {1000, 1000}, {0, 1020}, {1040, ~0ull}, {0, ~0ull}, {2000, 3000}}) {
+      const auto lo32 = static_cast<uint32_t>(std::min<uint64_t>(lo, ~0u)),
+                 hi32 = static_cast<uint32_t>(std::min<uint64_t>(hi, ~0u));
+      std::vector<uint32_t> want32, got32(static_cast<size_t>(n + 16)), wide32(static_cast<size_t>(n + 16));
+      std::copy_if(k32.begin(), k32.end(), std::back_inserter(want32),
+                   [&](uint32_t x) { return x >= lo32 && x <= hi32; });
+      got32.resize(static_cast<size_t>(keep_keys_portable<uint32_t>(k32.data(), n, lo32, hi32, got32.data())));
+      EXPECT_EQ(got32, want32) << "portable, 32-bit keys, n " << n << " [" << lo << ", " << hi << "]";
+      if (use_avx512()) {
+        wide32.resize(static_cast<size_t>(keep_keys_avx512(k32.data(), n, lo32, hi32, wide32.data())));
+        EXPECT_EQ(wide32, want32) << "AVX-512, n " << n << " [" << lo << ", " << hi << "]";
+      }
+      std::vector<uint64_t> want64, got64(static_cast<size_t>(n + 16));
+      std::copy_if(k64.begin(), k64.end(), std::back_inserter(want64), [&](uint64_t x) { return x >= lo && x <= hi; });
+      got64.resize(static_cast<size_t>(keep_keys_portable<uint64_t>(k64.data(), n, lo, hi, got64.data())));
+      EXPECT_EQ(got64, want64) << "portable, 64-bit keys, n " << n << " [" << lo << ", " << hi << "]";
+    }
+  }
 }
 
 TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
