@@ -85,19 +85,24 @@ int64_t total_numel(const Model& m) {
 }
 
 // One independent set of parameters, gradients and optimizer; floor_words: float32 words per parameter a step
-// must move.
+// must move, threshold_words: how many of them are the clipping threshold's read-only pass.
 struct Case {
   std::string name;
-  double floor_words;
+  double floor_words, threshold_words;
   std::vector<torch::Tensor> params;
   std::unique_ptr<Optimizer> opt;
 };
 
 // The float32 words per parameter a step must move: the update's reads and writes, plus one read of
-// what the clipping threshold is taken over (a global order statistic needs every value first).
-const std::vector<std::pair<std::string, double>> kMethods = {
-    {"adamw", 7},       {"torch-adamw", 7},     {"adam-mini", 5},    {"sgd-sai", 5},
-    {"apollo-mini", 3}, {"blockwise-adamw", 7}, {"sgd-clip", 5 + 1}, {"adam-clip", 7 + 2}};
+// what the clipping threshold is taken over (a global order statistic needs every value first: |g|
+// for SGDClip, |g + wd p| for AdamClip).
+struct Method {
+  std::string name;
+  double update_words, threshold_words = 0;
+};
+const std::vector<Method> kMethods = {{"adamw", 7},       {"torch-adamw", 7}, {"adam-mini", 5},
+                                      {"sgd-sai", 5},     {"apollo-mini", 3}, {"blockwise-adamw", 7},
+                                      {"sgd-clip", 5, 1}, {"adam-clip", 7, 2}};
 
 // One independent set of parameters, gradients and optimizer per method (in kMethods' order),
 // allocated starting at method `first`: where a case's memory lands moves its step time by up to 14 %
@@ -108,10 +113,11 @@ std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, si
   std::vector<Case> cases(kMethods.size());
   for (size_t k = 0; k < kMethods.size(); ++k) {
     const size_t at = (first + k) % kMethods.size();
-    const auto& [name, words] = kMethods[at];
+    const std::string& name = kMethods[at].name;
     Case& c = cases[at];
     c.name = name;
-    c.floor_words = words;
+    c.floor_words = kMethods[at].update_words + kMethods[at].threshold_words;
+    c.threshold_words = kMethods[at].threshold_words;
     std::vector<std::pair<std::string, torch::Tensor>> named;
     for (size_t i = 0; i < model.names.size(); ++i) {
       auto p = torch::randn(model.shapes[i], torch::kFloat32);
@@ -145,7 +151,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   torch::set_num_threads(threads);
   // Streaming bandwidth at the same thread count: memcpy (2 words per element) and the in-place
   // y += x (3 words, every written array read first, like an optimizer step). The larger is the
-  // baseline of bandwidth_fraction.
+  // baseline of bandwidth_fraction. And a read-only stream (a sum: 1 word), the speed at which the
+  // clipping threshold's pass could at best read (one core reads alone slower than it streams
+  // y += x: fewer misses in flight).
   auto src = torch::randn({numel}, torch::kFloat32), dst = torch::empty_like(src);
   const float* sp = src.data_ptr<float>();
   float* dp = dst.data_ptr<float>();
@@ -179,6 +187,30 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                                  })
         ->UseRealTime()
         ->MinTime(min_time);
+    benchmark::RegisterBenchmark(("read" + tag).c_str(),
+                                 [&](benchmark::State& st) {
+                                   const int64_t pieces = (numel + kGrain - 1) / kGrain;
+                                   std::vector<float> part(static_cast<size_t>(pieces));
+                                   for (auto _ : st) {
+                                     at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
+                                       for (int64_t q = begin; q < end; ++q) {
+                                         const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
+                                         float lanes[16] = {};  // 16 independent sums: vectorized
+                                         int64_t k = b;
+                                         for (; k + 16 <= e; k += 16)
+                                           for (int l = 0; l < 16; ++l) lanes[l] += sp[k + l];
+                                         for (; k < e; ++k) lanes[0] += sp[k];
+                                         float sum = 0;
+                                         for (const float v : lanes) sum += v;
+                                         part[static_cast<size_t>(q)] = sum;
+                                       }
+                                     });
+                                     benchmark::DoNotOptimize(part.data());
+                                     benchmark::ClobberMemory();
+                                   }
+                                 })
+        ->UseRealTime()
+        ->MinTime(min_time);
     for (size_t k = 0; k < cases.size(); ++k) {  // each round starts at another case (see above)
       auto& c = cases[(k + static_cast<size_t>(round)) % cases.size()];
       benchmark::RegisterBenchmark((c.name + tag).c_str(),
@@ -194,13 +226,14 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
 
   const double n = static_cast<double>(numel);
   const double memcpy_bw = 2.0 * 4.0 * n / rep.seconds.at("copy"), axpy_bw = 3.0 * 4.0 * n / rep.seconds.at("axpy");
-  const double copy_bw = std::max(memcpy_bw, axpy_bw);
+  const double copy_bw = std::max(memcpy_bw, axpy_bw), read_bw = 4.0 * n / rep.seconds.at("read");
   const double t_torch = rep.seconds.at("torch-adamw"), t_adamw = rep.seconds.at("adamw");
   const int64_t adamw_state = cases[0].opt->state_bytes();
   nlohmann::json out = {{"threads", torch::get_num_threads()},
                         {"memcpy_bandwidth_GBps", memcpy_bw / 1e9},
                         {"axpy_bandwidth_GBps", axpy_bw / 1e9},
-                        {"copy_bandwidth_GBps", copy_bw / 1e9}};
+                        {"copy_bandwidth_GBps", copy_bw / 1e9},
+                        {"read_bandwidth_GBps", read_bw / 1e9}};
   for (auto& c : cases) {
     const double t = rep.seconds.at(c.name);
     const double bw = c.floor_words * 4.0 * n / t;
@@ -212,6 +245,11 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                                  {"step_time_over_adamw", t / t_adamw},
                                  {"state_bytes", c.opt->state_bytes()},
                                  {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
+    if (c.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
+      const double floor_s =
+          (c.floor_words - c.threshold_words) * 4.0 * n / copy_bw + c.threshold_words * 4.0 * n / read_bw;
+      out["optimizers"][c.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
+    }
   }
   return out;
 }
