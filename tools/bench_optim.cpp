@@ -31,7 +31,8 @@ struct OptimBenchOptions {
 
 // Captures each benchmark's real time per iteration (seconds), the least over its rounds (registered
 // as "name/round"): the rounds interleave every case, so a slow spell of the machine (this VM's
-// bandwidth wanders by +-20 % over seconds) lands on one round of each case, not on one case.
+// bandwidth wanders by +-20 % over seconds) lands on one round of each case, not on one case. Each
+// round's time is kept too, for ratios taken within a round (median_ratio).
 class Collect : public benchmark::BenchmarkReporter {
  public:
   bool ReportContext(const Context&) override { return true; }
@@ -40,11 +41,24 @@ class Collect : public benchmark::BenchmarkReporter {
       if (r.iterations > 0) {
         const std::string& fn = r.run_name.function_name;
         const double t = r.real_accumulated_time / static_cast<double>(r.iterations);
-        auto [it, fresh] = seconds.emplace(fn.substr(0, fn.rfind('/')), t);
+        const std::string name = fn.substr(0, fn.rfind('/'));
+        auto [it, fresh] = seconds.emplace(name, t);
         if (!fresh) it->second = std::min(it->second, t);
+        per_round[name].push_back(t);  // rounds run in order, one time per case each
       }
   }
+  // The median over rounds of a's time / b's time in the same round: the two measured seconds apart
+  // at most, where each one's best round may come from different spells of the machine.
+  double median_ratio(const std::string& a, const std::string& b) const {
+    const auto &ta = per_round.at(a), &tb = per_round.at(b);
+    std::vector<double> r;
+    for (size_t k = 0; k < std::min(ta.size(), tb.size()); ++k) r.push_back(ta[k] / tb[k]);
+    std::sort(r.begin(), r.end());
+    const size_t m = r.size() / 2;
+    return r.size() % 2 ? r[m] : (r[m - 1] + r[m]) / 2;
+  }
   std::map<std::string, double> seconds;
+  std::map<std::string, std::vector<double>> per_round;
 };
 
 struct Model {
@@ -243,6 +257,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                                  {"bandwidth_fraction", bw / copy_bw},
                                  {"speedup_vs_torch_adamw", t_torch / t},
                                  {"step_time_over_adamw", t / t_adamw},
+                                 {"step_time_over_adamw_round_median", rep.median_ratio(c.name, "adamw")},
                                  {"state_bytes", c.opt->state_bytes()},
                                  {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
     if (c.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
