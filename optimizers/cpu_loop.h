@@ -122,21 +122,6 @@ struct Lanes8<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
-// sum_squares' ending, from its eight partial sums acc over x[0, k): the rest of x[0, n) in eights, a
-// scalar tail, and the partial sums added in its order.
-template <class T>
-__attribute__((always_inline)) inline T finish_sum_squares(typename Lanes8<T>::type acc, const T* x, int64_t k,
-                                                           int64_t n) {
-  for (; k + 8 <= n; k += 8) {
-    typename Lanes8<T>::type v;
-    std::memcpy(&v, x + k, sizeof v);
-    acc += v * v;
-  }
-  T tail = 0;
-  for (; k < n; ++k) tail += x[k] * x[k];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
-}
-
 // acc += x[k, k + C)^2, eight values per lane at a time (sum_squares' order).
 template <int C, class T>
 __attribute__((always_inline)) inline void add_squares(typename Lanes8<T>::type& acc, const T* x) {
@@ -145,6 +130,17 @@ __attribute__((always_inline)) inline void add_squares(typename Lanes8<T>::type&
     std::memcpy(&v, x + q, sizeof v);
     acc += v * v;
   }
+}
+
+// sum_squares' ending, from its eight partial sums acc over x[0, k): the rest of x[0, n) in eights, a
+// scalar tail, and the partial sums added in its order.
+template <class T>
+__attribute__((always_inline)) inline T finish_sum_squares(typename Lanes8<T>::type acc, const T* x, int64_t k,
+                                                           int64_t n) {
+  for (; k + 8 <= n; k += 8) add_squares<8>(acc, x + k);
+  T tail = 0;
+  for (; k < n; ++k) tail += x[k] * x[k];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
 // f(k) for k in [0, n) while summing x[0, n)^2 with sum_squares' partial sums, in its order (the
