@@ -98,15 +98,6 @@ int64_t total_numel(const Model& m) {
   return n;
 }
 
-// One independent set of parameters, gradients and optimizer; floor_words: float32 words per parameter a step
-// must move, threshold_words: how many of them are the clipping threshold's read-only pass.
-struct Case {
-  std::string name;
-  double floor_words, threshold_words;
-  std::vector<torch::Tensor> params;
-  std::unique_ptr<Optimizer> opt;
-};
-
 // The float32 words per parameter a step must move: the update's reads and writes, plus one read of
 // what the clipping threshold is taken over (a global order statistic needs every value first: |g|
 // for SGDClip, |g + wd p| for AdamClip).
@@ -117,6 +108,14 @@ struct Method {
 const std::vector<Method> kMethods = {{"adamw", 7},       {"torch-adamw", 7}, {"adam-mini", 5},
                                       {"sgd-sai", 5},     {"apollo-mini", 3}, {"blockwise-adamw", 7},
                                       {"sgd-clip", 5, 1}, {"adam-clip", 7, 2}};
+
+// One independent set of parameters, gradients and optimizer for a method.
+struct Case {
+  Method method;
+  double floor_words() const { return method.update_words + method.threshold_words; }
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<Optimizer> opt;
+};
 
 // One independent set of parameters, gradients and optimizer per method (in kMethods' order),
 // allocated starting at method `first`: where a case's memory lands moves its step time by up to 14 %
@@ -129,9 +128,7 @@ std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, si
     const size_t at = (first + k) % kMethods.size();
     const std::string& name = kMethods[at].name;
     Case& c = cases[at];
-    c.name = name;
-    c.floor_words = kMethods[at].update_words + kMethods[at].threshold_words;
-    c.threshold_words = kMethods[at].threshold_words;
+    c.method = kMethods[at];
     std::vector<std::pair<std::string, torch::Tensor>> named;
     for (size_t i = 0; i < model.names.size(); ++i) {
       auto p = torch::randn(model.shapes[i], torch::kFloat32);
@@ -227,7 +224,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         ->MinTime(min_time);
     for (size_t k = 0; k < cases.size(); ++k) {  // each round starts at another case (see above)
       auto& c = cases[(k + static_cast<size_t>(round)) % cases.size()];
-      benchmark::RegisterBenchmark((c.name + tag).c_str(),
+      benchmark::RegisterBenchmark((c.method.name + tag).c_str(),
                                    [&c](benchmark::State& st) {
                                      for (auto _ : st) c.opt->step();
                                    })
@@ -249,21 +246,21 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                         {"copy_bandwidth_GBps", copy_bw / 1e9},
                         {"read_bandwidth_GBps", read_bw / 1e9}};
   for (auto& c : cases) {
-    const double t = rep.seconds.at(c.name);
-    const double bw = c.floor_words * 4.0 * n / t;
-    out["optimizers"][c.name] = {{"step_ms", t * 1e3},
-                                 {"bytes_per_step", c.floor_words * 4.0 * n},
-                                 {"bandwidth_GBps", bw / 1e9},
-                                 {"bandwidth_fraction", bw / copy_bw},
-                                 {"speedup_vs_torch_adamw", t_torch / t},
-                                 {"step_time_over_adamw", t / t_adamw},
-                                 {"step_time_over_adamw_round_median", rep.median_ratio(c.name, "adamw")},
-                                 {"state_bytes", c.opt->state_bytes()},
-                                 {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
-    if (c.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
-      const double floor_s =
-          (c.floor_words - c.threshold_words) * 4.0 * n / copy_bw + c.threshold_words * 4.0 * n / read_bw;
-      out["optimizers"][c.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
+    const double t = rep.seconds.at(c.method.name);
+    const double bw = c.floor_words() * 4.0 * n / t;
+    out["optimizers"][c.method.name] = {
+        {"step_ms", t * 1e3},
+        {"bytes_per_step", c.floor_words() * 4.0 * n},
+        {"bandwidth_GBps", bw / 1e9},
+        {"bandwidth_fraction", bw / copy_bw},
+        {"speedup_vs_torch_adamw", t_torch / t},
+        {"step_time_over_adamw", t / t_adamw},
+        {"step_time_over_adamw_round_median", rep.median_ratio(c.method.name, "adamw")},
+        {"state_bytes", c.opt->state_bytes()},
+        {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
+    if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
+      const double floor_s = c.method.update_words * 4.0 * n / copy_bw + c.method.threshold_words * 4.0 * n / read_bw;
+      out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
     }
   }
   return out;
