@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adam_mini_partition.h"
+#include "bench_timing.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
@@ -26,6 +27,7 @@ struct OptimBenchOptions {
   int64_t layers = 8, dim = 512, vocab = 16384;
   double min_time = 0.5;
   int rounds = 3;
+  int paired_steps = 24;
   std::vector<int> threads;  // empty: 1 and every core
 };
 
@@ -50,12 +52,7 @@ class Collect : public benchmark::BenchmarkReporter {
   // The median over rounds of a's time / b's time in the same round: the two measured seconds apart
   // at most, where each one's best round may come from different spells of the machine.
   double median_ratio(const std::string& a, const std::string& b) const {
-    const auto &ta = per_round.at(a), &tb = per_round.at(b);
-    std::vector<double> r;
-    for (size_t k = 0; k < std::min(ta.size(), tb.size()); ++k) r.push_back(ta[k] / tb[k]);
-    std::sort(r.begin(), r.end());
-    const size_t m = r.size() / 2;
-    return r.size() % 2 ? r[m] : (r[m - 1] + r[m]) / 2;
+    return median_of_ratios(per_round.at(a), per_round.at(b));
   }
   std::map<std::string, double> seconds;
   std::map<std::string, std::vector<double>> per_round;
@@ -234,6 +231,20 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     benchmark::RunSpecifiedBenchmarks(&rep);
     benchmark::ClearRegisteredBenchmarks();
   }
+  // Paired steps on the last round's cases: one step of every case after another (each pass starting
+  // at the next case), so a case and AdamW are timed tens of milliseconds apart and any slow spell of
+  // the machine lands on both; each ratio to AdamW is also reported as the median of the passes' ratios.
+  // LibTorch's AdamW and APOLLO-Mini sit out: they allocate and free temporaries every step, and the
+  // fused case that followed them ran up to 1.6x slower (2 threads) than in its rounds.
+  std::map<std::string, std::vector<double>> paired;
+  for (int pass = 0; pass < o.paired_steps; ++pass)
+    for (size_t k = 0; k < cases.size(); ++k) {
+      auto& c = cases[(k + static_cast<size_t>(pass)) % cases.size()];
+      if (c.method.name == "torch-adamw" || c.method.name == "apollo-mini") continue;
+      const auto a = std::chrono::steady_clock::now();
+      c.opt->step();
+      paired[c.method.name].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+    }
 
   const double n = static_cast<double>(numel);
   const double memcpy_bw = 2.0 * 4.0 * n / rep.seconds.at("copy"), axpy_bw = 3.0 * 4.0 * n / rep.seconds.at("axpy");
@@ -256,8 +267,14 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         {"speedup_vs_torch_adamw", t_torch / t},
         {"step_time_over_adamw", t / t_adamw},
         {"step_time_over_adamw_round_median", rep.median_ratio(c.method.name, "adamw")},
+
         {"state_bytes", c.opt->state_bytes()},
         {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
+    if (paired.count(c.method.name)) {
+      out["optimizers"][c.method.name]["paired_step_ms_median"] = median(paired.at(c.method.name)) * 1e3;
+      out["optimizers"][c.method.name]["step_time_over_adamw_paired_median"] =
+          median_of_ratios(paired.at(c.method.name), paired.at("adamw"));
+    }
     if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
       const double floor_s = c.method.update_words * 4.0 * n / copy_bw + c.method.threshold_words * 4.0 * n / read_bw;
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
@@ -279,11 +296,16 @@ void register_bench_optim(CLI::App& bench) {
   cmd->add_option("--rounds", o->rounds,
                   "interleaved rounds of every case at each thread count; each case reports its best round")
       ->capture_default_str();
+  cmd->add_option("--paired-steps", o->paired_steps,
+                  "after the rounds, passes of one step of every case in turn; ratios to AdamW also as the median "
+                  "of the passes' ratios")
+      ->capture_default_str();
   cmd->add_option("--threads", o->threads,
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
       ->delimiter(',');
   cmd->callback([o] {
-    require_counts({{"--layers", o->layers}, {"--vocab", o->vocab}, {"--rounds", o->rounds}});
+    require_counts(
+        {{"--layers", o->layers}, {"--vocab", o->vocab}, {"--rounds", o->rounds}, {"--paired-steps", o->paired_steps}});
     if (o->dim < 8 || o->dim % 8 != 0)  // Adam-mini's rules cut q and k into the set's 8 heads
       throw UserError("--dim must be a positive multiple of 8 (the set's 8 attention heads), got " +
                       std::to_string(o->dim));
@@ -296,11 +318,8 @@ void register_bench_optim(CLI::App& bench) {
     }
     const Model model = gpt2_like(*o);
     const int64_t numel = total_numel(model);
-    nlohmann::json out = {{"bench", "optim"},
-                          {"parameters", numel},
-                          {"tensors", model.names.size()},
-                          {"dtype", "float32"},
-                          {"rounds", o->rounds}};
+    nlohmann::json out = {{"bench", "optim"},   {"parameters", numel}, {"tensors", model.names.size()},
+                          {"dtype", "float32"}, {"rounds", o->rounds}, {"paired_steps", o->paired_steps}};
     for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {

@@ -56,6 +56,7 @@ assert bad.returncode != 0 and bad.stderr == "blocksharp: error: --batch-size mu
 # to abort inside Google Benchmark, --vocab 0 to die of a division by zero).
 for args, want in ((["--threads", "1,0"], "--threads: thread counts must be >= 1, got 0"),
                    (["--rounds", "0"], "--rounds must be >= 1, got 0"),
+                   (["--paired-steps", "0"], "--paired-steps must be >= 1, got 0"),
                    (["--layers", "-1"], "--layers must be >= 1, got -1"),
                    (["--vocab", "0"], "--vocab must be >= 1, got 0"),
                    (["--dim", "12"], "--dim must be a positive multiple of 8"),
@@ -67,7 +68,8 @@ for args, want in ((["--threads", "1,0"], "--threads: thread counts must be >= 1
 
 # bench optim at two thread counts, each with its own bandwidth baseline and every optimizer.
 out = json.loads(run(["bench", "optim", "--threads", "1,2", "--layers", "1", "--dim", "64", "--vocab", "256",
-                      "--min-time", "0.01"]))
+                      "--min-time", "0.01", "--paired-steps", "3"]))
+assert out["paired_steps"] == 3, out
 assert [r["threads"] for r in out["runs"]] == [1, 2], out["runs"]
 for r in out["runs"]:
     assert r["copy_bandwidth_GBps"] == max(r["memcpy_bandwidth_GBps"], r["axpy_bandwidth_GBps"]) > 0
@@ -79,6 +81,13 @@ for r in out["runs"]:
         assert abs(o["step_time_over_adamw"] - o["step_ms"] / adamw["step_ms"]) <= 1e-9 * o["step_time_over_adamw"]
         frac = o["bytes_per_step"] / (o["step_ms"] / 1e3) / (r["copy_bandwidth_GBps"] * 1e9)
         assert abs(o["bandwidth_fraction"] - frac) <= 1e-9 * frac, (name, o)
+        # Paired steps: the fused cases only (LibTorch's AdamW and APOLLO-Mini allocate temporaries each
+        # step, and freeing them slowed the next case's step); AdamW's ratio to itself is 1 in every pass.
+        paired = name not in ("torch-adamw", "apollo-mini")
+        assert ("step_time_over_adamw_paired_median" in o) == paired and ("paired_step_ms_median" in o) == paired
+        if paired:
+            assert o["paired_step_ms_median"] > 0 and o["step_time_over_adamw_paired_median"] > 0, (name, o)
+    assert adamw["step_time_over_adamw_paired_median"] == 1.0, adamw
 print("bench optim: runs at 1 and 2 threads, fractions consistent")
 
 # train's thread default.
