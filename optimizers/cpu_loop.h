@@ -143,6 +143,14 @@ __attribute__((always_inline)) inline T finish_sum_squares(typename Lanes8<T>::t
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
+// sum_squares(x, n)'s bits as vector code inlined into its caller (a compiled variant's loop):
+// sum_squares' array of eight sums, compiled into the AVX-512 variant, becomes lane permutations at
+// half the speed; sum_squares stays the plain statement of the order, the tests' reference.
+template <class T>
+__attribute__((always_inline)) inline T sum_squares_inline(const T* x, int64_t n) {
+  return finish_sum_squares(typename Lanes8<T>::type{}, x, 0, n);
+}
+
 // f(k) for k in [0, n) while summing x[0, n)^2 with sum_squares' partial sums, in its order (the
 // same bits): lane j of the accumulator adds x[j], x[j + 8], ... in turn. Chunks of 64: the sum's
 // eight vector adds, then f over the same 64 indices (a loop the compiler vectorizes).
@@ -189,14 +197,10 @@ __attribute__((always_inline)) inline void two_ways_and_sum_squares_body(const F
 template <class T, class B>
 __attribute__((always_inline)) inline void block_runs_body(const B block, const T* x, int64_t bs, int64_t s,
                                                            int64_t e) {
-  // A way's first block is summed by finish_sum_squares from zero, not by sum_squares: the same bits
-  // (sum_squares stays the plain statement of the order, the tests' reference), but sum_squares'
-  // array of eight sums, compiled into the AVX-512 variant, becomes lane permutations at half the speed.
-  const typename Lanes8<T>::type zero = {};
+  // A way's first block is summed alone (sum_squares_inline: sum_squares' bits).
   const int64_t mid = s + (e - s + 1) / 2;  // way 0: [s, mid), way 1: [mid, e), never the longer
   int64_t b0 = s, b1 = mid;
-  T sq0 = finish_sum_squares(zero, x + s * bs, 0, bs),
-    sq1 = mid < e ? finish_sum_squares(zero, x + mid * bs, 0, bs) : T(0);
+  T sq0 = sum_squares_inline(x + s * bs, bs), sq1 = mid < e ? sum_squares_inline(x + mid * bs, bs) : T(0);
   for (; b1 + 1 < e; ++b0, ++b1)  // both ways have a next block to sum
     two_ways_and_sum_squares_body(block(b0, sq0), block(b1, sq1), x + (b0 + 1) * bs, x + (b1 + 1) * bs, sq0, sq1, bs);
   for (int64_t b = b0; b < mid; ++b) {  // way 0's last one or two blocks

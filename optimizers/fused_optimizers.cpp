@@ -1,6 +1,8 @@
 // The fused optimizers: one pass over each tensor applying the update functor (update_functors.h)
 // through the CPU loop; the CUDA kernels (cuda/) apply the same functors on the device.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cpu_loop.h"
 #include "errors.h"
@@ -106,6 +108,17 @@ class AdamMini : public FusedBase {
       }
       if (covered != m_params[i].numel())
         throw UserError("adam-mini: the partition's blocks of '" + m_names[i] + "' do not cover the tensor");
+      // Sliced: all regions blocks of whole rows ([3d, in]), or all blocks of columns of the same rows
+      // ([in, 3d]); each region's blocks one after another (step = run).
+      for (const auto& r : b.regions) {
+        const bool rows_layout = b.regions[0].stride == 0;
+        const bool ok = r.step == r.run && r.run > 0 &&
+                        (rows_layout ? r.stride == 0 && r.runs == 1
+                                     : b.shape.size() == 2 && r.runs == b.shape[0] && r.stride == b.shape[1]);
+        if (!ok)
+          throw UserError("adam-mini: the slices of '" + m_names[i] +
+                          "' are neither all blocks of whole rows nor all blocks of columns of every row");
+      }
     }
   }
   std::string name() const override { return "adam-mini"; }
@@ -143,25 +156,26 @@ class AdamMini : public FusedBase {
       v = v * beta2 + mean_sq * one_minus_beta2;
       return T(1) / (std::sqrt(v) * inv_sqrt_bc2 + eps);
     };
-    if (!m_part.params[i].regions.empty()) {  // a fused q/k/v weight cut per slice: strided blocks
+    const ParamBlock& pb = m_part.params[i];
+    if (!pb.regions.empty() && pb.regions[0].stride == 0) {  // [3d, in] slices: equal blocks of whole rows
       int64_t base = 0;
-      for (const BlockRegion& r : m_part.params[i].regions) {
-        at::parallel_for(0, r.count, 1, [&](int64_t s, int64_t e) {
-          for (int64_t b = s; b < e; ++b) {
-            const int64_t start = r.offset + b * r.step;
-            T sq = 0;
-            for (int64_t q = 0; q < r.runs; ++q) sq += sum_squares(gp + start + q * r.stride, r.run);
-            const T inv_h = update_v(vb[base + b], sq / T(r.block_numel()));
-            for (int64_t q = 0; q < r.runs; ++q) {
-              const int64_t o = start + q * r.stride;
-              elements([=](int64_t k) { f(p[o + k], gp[o + k], m[o + k], inv_h); }, 0, r.run);
-            }
-          }
-        });
+      for (const BlockRegion& r : pb.regions) {
+        T* const v = vb + base;
+        const int64_t offset = r.offset, run = r.run;
         base += r.count;
+        at::parallel_for(0, r.count, 1, [&](int64_t s, int64_t e) {
+          block_runs(
+              [=](int64_t b, T sq) {
+                const int64_t off = offset + b * run;
+                const T inv_h = update_v(v[b], sq / T(run));
+                return [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
+              },
+              gp + offset, run, s, e);
+        });
       }
       return {};
     }
+    if (!pb.regions.empty()) return column_blocks_job(pb, p, gp, m, vb, f, update_v);
     if (bs == 1)  // a block per element (Adam-mini's biases): mean(g^2) = g * g, one vectorized pass
       return elementwise_job(nb, [=](int64_t k) { f(p[k], gp[k], m[k], update_v(vb[k], gp[k] * gp[k])); });
     // Threads take whole blocks (run_jobs' units), unless the tensor is one large block: then its sum
@@ -181,6 +195,46 @@ class AdamMini : public FusedBase {
                     return [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
                   },
                   gp, bs, s, e);
+            }};
+  }
+
+  // Conv1D [in, 3d] slices (HF GPT-2's c_attn): a block is `run` columns of every row. Block by block,
+  // every element would be a cache line of its own (25x slower than a row-major pass), so the sums are
+  // taken row after row: a block's sum is each row's run summed with sum_squares, added in row order
+  // (the bits of the block summed alone; one value's sum_squares is its square, exactly). The sums run
+  // on the calling thread: split into bands of columns on two threads, each reading halves of the same
+  // rows, they ran slower than on one (0.62 against 0.37 ms for a 768 x 2304 tensor). Then each block's
+  // 1/h goes to its columns, and the update is a row-major pass over the tensor, a job of run_jobs'
+  // region with the other tensors. g is read twice.
+  template <class T, class F, class U>
+  TensorJob column_blocks_job(const ParamBlock& pb, T* p, const T* gp, T* m, T* vb, const F& f, const U& update_v) {
+    const int64_t rows = pb.regions[0].runs, cols = pb.regions[0].stride;
+    std::vector<T> sq(static_cast<size_t>(pb.n_blocks), T(0)), col_inv_h(static_cast<size_t>(cols));
+    for (int64_t q = 0; q < rows; ++q) {
+      T* acc = sq.data();
+      for (const BlockRegion& r : pb.regions) {
+        const T* x = gp + q * cols + r.offset;
+        const int64_t run = r.run;
+        if (run == 1) {
+          elements([=](int64_t b) { acc[b] += x[b] * x[b]; }, 0, r.count);
+        } else {
+          elements([=](int64_t b) { acc[b] += sum_squares_inline(x + b * run, run); }, 0, r.count);
+        }
+        acc += r.count;
+      }
+    }
+    int64_t v = 0;
+    for (const BlockRegion& r : pb.regions)
+      for (int64_t b = 0; b < r.count; ++b, ++v) {
+        const T inv_h = update_v(vb[v], sq[static_cast<size_t>(v)] / T(r.block_numel()));
+        std::fill(col_inv_h.begin() + r.offset + b * r.run, col_inv_h.begin() + r.offset + (b + 1) * r.run, inv_h);
+      }
+    return {rows, cols, [=, col_inv_h = std::move(col_inv_h)](int64_t s, int64_t e) {
+              const T* ih = col_inv_h.data();
+              for (int64_t q = s; q < e; ++q) {
+                const int64_t o = q * cols;
+                elements([=](int64_t c) { f(p[o + c], gp[o + c], m[o + c], ih[c]); }, 0, cols);
+              }
             }};
   }
 

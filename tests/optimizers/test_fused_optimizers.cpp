@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
@@ -14,6 +16,7 @@
 #include "optimizer.h"
 #include "registry.h"
 #include "reference_optimizers.h"
+#include "update_functors.h"
 
 using namespace bs;
 
@@ -201,6 +204,65 @@ TEST(AdamMini, SlicedFusedWeightsMatchPerBlockReference) {
       for (size_t j = 0; j < members[b].size(); ++j) want[members[b][j]] = p[b][j];
     EXPECT_LT(rel_err(param, want), 1e-12) << name;
   }
+}
+
+// The sliced path's bits, float32, in both layouts: a block's sum is T(0) plus each row's run summed
+// with sum_squares (cpu_loop.h, the order's statement), the runs in row order; then Adam-mini's v,
+// 1/h and AdamMiniUpdate per element. Oracle: that, written block by block from block_ids, against
+// the optimizer's row-wise Conv1D passes and block_runs for [3d, in], at 1 and 3 threads and in both
+// compiled loop variants. Heads of 12 (runs not a multiple of 8) and of 32; d = 96, so a Conv1D slice
+// is 96 columns of 96 rows.
+TEST(AdamMini, SlicedFusedWeightsSumInRowOrderBitForBit) {
+  const int previous = at::get_num_threads();
+  for (const bool conv1d : {true, false})
+    for (const int64_t hd : {12, 32})
+      for (const int threads : {1, 3})
+        for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+          at::set_num_threads(threads);
+          set_loop_variant(variant);
+          const ParamEntry e = fused_qkv_entry(conv1d, 96);
+          Partition part;
+          part.params.push_back(make_sliced_block(e, hd));
+          const int64_t nb = part.params[0].n_blocks;
+          const auto ids = block_ids(part.params[0]).reshape({-1});
+          std::vector<std::vector<int64_t>> members(static_cast<size_t>(nb));  // in row-major order
+          for (int64_t k = 0; k < e.numel; ++k) members[ids[k].item<int64_t>()].push_back(k);
+          auto param = grad_at(e.numel, 0, 5).to(torch::kFloat32).reshape(e.shape);
+          std::vector<float> p(param.data_ptr<float>(), param.data_ptr<float>() + e.numel), m(e.numel, 0.f),
+              v(static_cast<size_t>(nb), 0.f);
+          OptimizerOptions o = default_options("adam-mini");
+          o.weight_decay = 0.1;
+          auto opt = make_optimizer("adam-mini", {{e.name}, {param}, part, {}}, o);
+          for (int t = 1; t <= 3; ++t) {
+            const double lr = lrs(1, t)[0], bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+            opt->set_lrs({lr});
+            param.mutable_grad() = grad_at(e.numel, t, 0).to(torch::kFloat32).reshape(e.shape);
+            const float* g = param.grad().data_ptr<float>();
+            const AdamMiniUpdate<float> f{float(1 - lr * o.weight_decay), float(o.beta1), float(1 - o.beta1),
+                                          float(lr / bc1)};
+            for (int64_t b = 0; b < nb; ++b) {
+              const auto& mem = members[static_cast<size_t>(b)];
+              float sq = 0;  // runs: maximal stretches of consecutive indices, i.e. one per row
+              for (size_t j = 0; j < mem.size();) {
+                size_t end = j + 1;
+                while (end < mem.size() && mem[end] == mem[end - 1] + 1) ++end;
+                sq += sum_squares(g + mem[j], static_cast<int64_t>(end - j));
+                j = end;
+              }
+              float& vb = v[static_cast<size_t>(b)];
+              vb = vb * float(o.beta2) + sq / float(mem.size()) * float(1 - o.beta2);
+              const float inv_h = 1.f / (std::sqrt(vb) * float(1 / std::sqrt(bc2)) + float(o.eps));
+              for (int64_t k : mem) f(p[k], g[k], m[k], inv_h);
+            }
+            opt->step();
+          }
+          set_loop_variant(LoopVariant::widest);
+          at::set_num_threads(previous);
+          const float* got = param.data_ptr<float>();
+          int64_t differ = 0;
+          for (int64_t k = 0; k < e.numel; ++k) differ += std::memcmp(&got[k], &p[k], sizeof(float)) != 0;
+          EXPECT_EQ(differ, 0) << (conv1d ? "conv1d" : "[3d, in]") << " head " << hd << " threads " << threads;
+        }
 }
 
 TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
