@@ -28,6 +28,7 @@ struct OptimBenchOptions {
   double min_time = 0.5;
   int rounds = 3;
   int paired_steps = 24;
+  bool fused_qkv = false;    // attention as HF GPT-2's Conv1D c_attn / c_proj
   std::vector<int> threads;  // empty: 1 and every core
 };
 
@@ -74,9 +75,16 @@ Model gpt2_like(const OptimBenchOptions& o) {
     const std::string h = "h." + std::to_string(l) + ".";
     add(h + "ln_1.weight", {o.dim});
     add(h + "ln_1.bias", {o.dim});
-    for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
-      add(h + "attn." + p + ".weight", {o.dim, o.dim});
-      add(h + "attn." + p + ".bias", {o.dim});
+    if (o.fused_qkv) {  // Conv1D: [in, out], q/k/v side by side in the columns of c_attn
+      add(h + "attn.c_attn.weight", {o.dim, 3 * o.dim});
+      add(h + "attn.c_attn.bias", {3 * o.dim});
+      add(h + "attn.c_proj.weight", {o.dim, o.dim});
+      add(h + "attn.c_proj.bias", {o.dim});
+    } else {
+      for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+        add(h + "attn." + p + ".weight", {o.dim, o.dim});
+        add(h + "attn." + p + ".bias", {o.dim});
+      }
     }
     add(h + "ln_2.weight", {o.dim});
     add(h + "ln_2.bias", {o.dim});
@@ -138,7 +146,9 @@ std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, si
     info.dim = o.dim;
     info.n_heads = 8;
     const std::string opt_name = name == "blockwise-adamw" ? "adamw" : name;
-    OptimizerInputs in{model.names, c.params, name == "adam-mini" ? adam_mini_rules(table, info) : Partition{}, {}};
+    Partition part;
+    if (name == "adam-mini") part = o.fused_qkv ? adam_mini_slices(table, info) : adam_mini_rules(table, info);
+    OptimizerInputs in{model.names, c.params, part, {}};
     in.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;  // the paper's defaults
     c.opt = make_optimizer(opt_name, in, default_options(opt_name));
     if (name == "blockwise-adamw") {  // a learning rate per tensor, as a blockwise_lr config sets them
@@ -300,6 +310,9 @@ void register_bench_optim(CLI::App& bench) {
                   "after the rounds, passes of one step of every case in turn; ratios to AdamW also as the median "
                   "of the passes' ratios")
       ->capture_default_str();
+  cmd->add_flag("--fused-qkv", o->fused_qkv,
+                "attention as Hugging Face GPT-2's Conv1D attn.c_attn [dim, 3 dim] and attn.c_proj instead of "
+                "q/k/v/o projections; Adam-mini takes the slice partition (q, k per head, v per column)");
   cmd->add_option("--threads", o->threads,
                   "intra-op thread counts, each measured with its own bandwidth baseline (default: 1 and every core)")
       ->delimiter(',');
@@ -318,8 +331,9 @@ void register_bench_optim(CLI::App& bench) {
     }
     const Model model = gpt2_like(*o);
     const int64_t numel = total_numel(model);
-    nlohmann::json out = {{"bench", "optim"},   {"parameters", numel}, {"tensors", model.names.size()},
-                          {"dtype", "float32"}, {"rounds", o->rounds}, {"paired_steps", o->paired_steps}};
+    nlohmann::json out = {{"bench", "optim"},         {"parameters", numel}, {"tensors", model.names.size()},
+                          {"dtype", "float32"},       {"rounds", o->rounds}, {"paired_steps", o->paired_steps},
+                          {"fused_qkv", o->fused_qkv}};
     for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {

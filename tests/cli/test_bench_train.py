@@ -90,6 +90,19 @@ for r in out["runs"]:
     assert adamw["step_time_over_adamw_paired_median"] == 1.0, adamw
 print("bench optim: runs at 1 and 2 threads, fractions consistent")
 
+# bench optim --fused-qkv: attention as HF GPT-2's Conv1D c_attn [64, 192] / c_proj, and Adam-mini on the
+# slice partition. Oracle for its state (m for every parameter, one v per block), the blocks counted from
+# Adam-mini's rules: wte per row 256; ln_1/ln_2/ln_f weights whole 1 each; c_attn sliced: q and k per
+# head (8 heads each) and v per output column (64) = 80; c_proj.weight whole 1 (no rule names it); biases
+# per element 64 + 192 + 64 + 64 + 256 + 64; fc_in per row 256, fc_out per row 64.
+out = json.loads(run(["bench", "optim", "--threads", "1", "--layers", "1", "--dim", "64", "--vocab", "256",
+                      "--min-time", "0.01", "--paired-steps", "2", "--fused-qkv"]))
+assert out["fused_qkv"] is True and out["tensors"] == 14, out
+blocks = 256 + 3 + 80 + 1 + (64 + 192 + 64 + 64 + 256 + 64) + 256 + 64
+mini = out["runs"][0]["optimizers"]["adam-mini"]
+assert mini["state_bytes"] == 4 * (out["parameters"] + blocks), (mini, out["parameters"], blocks)
+print("bench optim --fused-qkv: Conv1D c_attn, Adam-mini's sliced state")
+
 # train's thread default.
 env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 cores = len(os.sched_getaffinity(0))
