@@ -277,7 +277,6 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         {"speedup_vs_torch_adamw", t_torch / t},
         {"step_time_over_adamw", t / t_adamw},
         {"step_time_over_adamw_round_median", rep.median_ratio(c.method.name, "adamw")},
-
         {"state_bytes", c.opt->state_bytes()},
         {"state_bytes_over_adamw", static_cast<double>(c.opt->state_bytes()) / adamw_state}};
     if (paired.count(c.method.name)) {
@@ -307,8 +306,8 @@ void register_bench_optim(CLI::App& bench) {
                   "interleaved rounds of every case at each thread count; each case reports its best round")
       ->capture_default_str();
   cmd->add_option("--paired-steps", o->paired_steps,
-                  "after the rounds, passes of one step of every case in turn; ratios to AdamW also as the median "
-                  "of the passes' ratios")
+                  "after the rounds, passes of one step of every fused case in turn; ratios to AdamW also as the "
+                  "median of the passes' ratios")
       ->capture_default_str();
   cmd->add_flag("--fused-qkv", o->fused_qkv,
                 "attention as Hugging Face GPT-2's Conv1D attn.c_attn [dim, 3 dim] and attn.c_proj instead of "

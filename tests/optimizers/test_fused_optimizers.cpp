@@ -265,6 +265,23 @@ TEST(AdamMini, SlicedFusedWeightsSumInRowOrderBitForBit) {
         }
 }
 
+// A sliced partition whose regions are neither all row blocks nor all column blocks of every row (a
+// hand-edited adam_mini.json could say so) is refused when the optimizer is built, naming the tensor.
+TEST(AdamMini, RefusesSlicesThatMixLayouts) {
+  const ParamEntry e = fused_qkv_entry(true, 12);
+  Partition part;
+  part.params.push_back(make_sliced_block(e, 3));
+  part.params[0].regions[0].stride = 0;  // q as if row blocks, k and v as column blocks
+  auto param = torch::zeros(e.shape, torch::kFloat32);
+  try {
+    make_optimizer("adam-mini", {{e.name}, {param}, part, {}}, default_options("adam-mini"));
+    FAIL() << "accepted";
+  } catch (const UserError& err) {
+    EXPECT_NE(std::string(err.what()).find("the slices of 'h.0.attn.c_attn.weight' are neither"), std::string::npos)
+        << err.what();
+  }
+}
+
 TEST(SgdSai, MatchesPublishedFormulaIncludingOneElementTensor) {
   auto pr = problem(kSizes, 4);
   OptimizerOptions o = default_options("sgd-sai");
