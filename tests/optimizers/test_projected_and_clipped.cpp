@@ -290,6 +290,58 @@ TEST(Clip, KeyFilterKeepsTheKeysInRangeInOrder) {
   }
 }
 
+// The bracket pass's AVX-512 chunk (bracket_pass.h) against the portable loop and a plain count:
+// the same values kept, in order, the same count below, nothing written past the kept values, for
+// lengths around its 64-value steps, with and without the decayed form, infinities, NaN and ties at
+// both ends of the bracket.
+TEST(Clip, BracketChunkKeepsAndCountsAsThePortableLoop) {
+  if (!use_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: only the portable loop runs";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  for (const int64_t n : {0, 1, 15, 63, 64, 65, 200, 16384 + 7}) {
+    std::vector<float> g(static_cast<size_t>(n)), p(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      g[i] = i % 17 == 3 ? 0.5f : (i % 29 == 5 ? 1.25f : normal(rng));  // ties at the bracket's ends
+      p[i] = normal(rng);
+    }
+    if (n > 10) {
+      g[7] = std::numeric_limits<float>::infinity();
+      g[9] = std::numeric_limits<float>::quiet_NaN();
+    }
+    for (const bool decay : {false, true}) {
+      const float* pp = decay ? p.data() : nullptr;
+      const float wd = decay ? 0.3f : 0.0f, lo = 0.5f, hi = 1.25f;
+      std::vector<float> want;
+      int64_t want_below = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = abs_value<float>(g.data(), pp, wd, i);
+        want_below += v < lo;
+        if (v >= lo && v <= hi) want.push_back(v);
+      }
+      const float canary = -7.0f;
+      std::vector<float> wide(static_cast<size_t>(n + 16), canary), portable(static_cast<size_t>(n + 16));
+      int64_t below_wide = 5, below_portable = 5;  // both add to what is there
+      const int64_t kept_wide = bracket_chunk_avx512(g.data(), pp, wd, n, lo, hi, wide.data(), below_wide);
+      const int64_t kept_portable = decay ? bracket_chunk_portable<float, float, true>(g.data(), pp, wd, n, lo, hi,
+                                                                                       portable.data(), below_portable)
+                                          : bracket_chunk_portable<float, float, false>(
+                                                g.data(), pp, wd, n, lo, hi, portable.data(), below_portable);
+      const std::string at = "n " + std::to_string(n) + (decay ? " decayed" : "");
+      EXPECT_EQ(below_wide, 5 + want_below) << at;
+      EXPECT_EQ(below_portable, 5 + want_below) << at;
+      ASSERT_EQ(kept_wide, static_cast<int64_t>(want.size())) << at;
+      ASSERT_EQ(kept_portable, static_cast<int64_t>(want.size())) << at;
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), wide.begin())) << at;
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), portable.begin())) << at;
+      // The vector loop stores only the kept lanes; the portable tail stores each value at the next
+      // free slot (kept or not), so at most one slot past the kept values is written, and only when
+      // there is a tail.
+      const int64_t untouched = n % 64 == 0 ? kept_wide : kept_wide + 1;
+      for (int64_t i = untouched; i < n + 16; ++i) EXPECT_EQ(wide[i], canary) << at << " slot " << i;
+    }
+  }
+}
+
 TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
   for (const char* method : {"sgd-clip", "adam-clip"}) {
     torch::manual_seed(3);
