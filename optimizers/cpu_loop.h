@@ -61,6 +61,29 @@ __attribute__((target("avx512f"))) void two_way_avx512(const F& f, int64_t begin
 }
 #endif
 
+// f0(i) and f1(i) for i in [0, n): two streams stepped together, kWayStep elements of one, then of the
+// other (two_way_body's reason), e.g. two rows of a tensor that share a per-column factor.
+template <class F0, class F1>
+__attribute__((always_inline)) inline void two_streams_body(const F0 f0, const F1 f1, int64_t n) {
+  int64_t k = 0;
+  for (; k + kWayStep <= n; k += kWayStep) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < kWayStep; ++j) f0(k + j);
+#pragma GCC ivdep
+    for (int64_t j = 0; j < kWayStep; ++j) f1(k + j);
+  }
+  for (; k < n; ++k) {
+    f0(k);
+    f1(k);
+  }
+}
+#ifdef BS_LOOP_AVX512
+template <class F0, class F1>
+__attribute__((target("avx512f"))) void two_streams_avx512(const F0& f0, const F1& f1, int64_t n) {
+  two_streams_body(f0, f1, n);
+}
+#endif
+
 // Whether the loops run their AVX-512F variant: the CPU has it (asked once) and the baseline is not asked for.
 inline bool use_avx512() {
 #ifdef BS_LOOP_AVX512
@@ -87,6 +110,15 @@ void elements_two_way(const F& f, int64_t begin, int64_t end) {
   if (use_avx512()) return two_way_avx512(f, begin, end);
 #endif
   two_way_body(f, begin, end);
+}
+
+// two_streams_body in the variant use_avx512() says.
+template <class F0, class F1>
+void two_streams(const F0& f0, const F1& f1, int64_t n) {
+#ifdef BS_LOOP_AVX512
+  if (use_avx512()) return two_streams_avx512(f0, f1, n);
+#endif
+  two_streams_body(f0, f1, n);
 }
 
 // f(i) for i in [0, n), in parallel chunks.
@@ -236,9 +268,13 @@ void block_runs(const B& block, const T* x, int64_t bs, int64_t s, int64_t e) {
 
 // One tensor's share of a step that updates many tensors: `units` units of `unit_numel` elements
 // each (an element, or one of Adam-mini's blocks), and run(begin, end), which updates units [begin, end).
+// `prepare`, where set, is work on the tensor that must finish before any of its units runs and that
+// one thread does whole (Adam-mini's column-block sums): run_jobs runs the jobs' prepares side by side,
+// a job's on one thread, before the update region.
 struct TensorJob {
   int64_t units = 0, unit_numel = 1;
   std::function<void(int64_t, int64_t)> run;
+  std::function<void()> prepare = {};
 };
 
 // How a job's thread share is streamed: as one run, or as two halves stepped together (two_way_body).
@@ -257,6 +293,12 @@ TensorJob elementwise_job(int64_t n, F f, Ways ways = Ways::one) {
 // the end of every tensor, and tensors below the grain no longer run on one thread while the others wait.
 // A unit is run whole by one thread, so the bits do not depend on the thread count.
 inline void run_jobs(const std::vector<TensorJob>& jobs) {
+  std::vector<const TensorJob*> preparing;
+  for (const auto& j : jobs)
+    if (j.prepare) preparing.push_back(&j);
+  at::parallel_for(0, static_cast<int64_t>(preparing.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) preparing[static_cast<size_t>(i)]->prepare();
+  });
   int64_t total = 0;
   for (const auto& j : jobs) total += j.units * j.unit_numel;
   if (total == 0) return;
