@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "gemm.h"
 #include "memory.h"
+#include "models/model_zoo.h"
 #include "optimizer_setup.h"
 #include "progress.h"
 #include "session.h"
@@ -120,6 +121,17 @@ nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBen
   return nlohmann::json::parse(last);
 }
 
+// The built-in presets of the language-model families (what the PyTorch side mirrors: its PRESETS,
+// checked against the zoo by tests/cli/test_bench_train.py).
+std::vector<std::string> language_presets() {
+  std::vector<std::string> names;
+  for (const auto& name : preset_names()) {
+    const std::string family = resolve_model_config(name, {}, 0, 0).family;
+    if (family == "gpt2" || family == "llama") names.push_back(name);
+  }
+  return names;
+}
+
 }  // namespace
 
 void register_bench_train(CLI::App& bench) {
@@ -128,7 +140,7 @@ void register_bench_train(CLI::App& bench) {
   auto o = std::make_shared<TrainBenchOptions>();
   cmd->add_option("--models", o->models, "built-in language models")
       ->delimiter(',')
-      ->check(CLI::IsMember({"gpt2-tiny", "gpt2-small-cpu", "llama-tiny", "llama-small-cpu"}))
+      ->check(CLI::IsMember(language_presets()))
       ->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
   cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();

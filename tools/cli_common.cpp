@@ -6,13 +6,12 @@
 
 #include "dtype_words.h"
 #include "errors.h"
+#include "models/model_zoo.h"
 
 namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o) {
-  cmd->add_option("--model", o.model,
-                  "built-in model (gpt2-tiny, gpt2-small-cpu, llama-tiny, llama-small-cpu, "
-                  "mlp-mnist, cnn-mnist) or path to a TorchScript .pt")
+  cmd->add_option("--model", o.model, "built-in model (" + preset_list() + ") or path to a TorchScript .pt")
       ->capture_default_str();
   cmd->add_option("--set", o.sets,
                   "override a preset size: key=value (n_layer, dim, n_heads, n_kv_heads, vocab, "

@@ -39,6 +39,17 @@ for model in ("gpt2-tiny", "llama-tiny"):
     assert "LibTorch" in m["blocksharp_libtorch_gemm"]["gemm"], m["blocksharp_libtorch_gemm"]["gemm"]
 print("bench train: same parameters and tokens on both sides, ratios consistent")
 
+# Every language-model preset `bench train` takes (the zoo's gpt2 and llama families) is one the PyTorch
+# script mirrors, and no other: the choices in --help against the script's PRESETS.
+import re  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "experiments"))
+import bench_train_pytorch  # noqa: E402
+
+choices = re.search(r"--models TEXT:\{([^}]*)\}", run(["bench", "train", "--help"])).group(1).split(",")
+assert sorted(choices) == sorted(bench_train_pytorch.PRESETS), (choices, sorted(bench_train_pytorch.PRESETS))
+assert {"gpt2-124m", "gpt2-small-cpu", "llama-small-cpu"} <= set(choices), choices
+print("bench train: its model choices are the script's presets")
+
 # Bad input: one line naming the option, before any model is built; a failing script's own last line.
 failing = os.path.join(work, "failing.py")
 with open(failing, "w") as f:

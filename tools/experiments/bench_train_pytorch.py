@@ -24,6 +24,9 @@ PRESETS = {
     "gpt2-tiny": dict(family="gpt2", n_layer=2, dim=64, n_heads=4, n_kv_heads=4, vocab=256, seq_len=64, tied=True),
     "gpt2-small-cpu": dict(family="gpt2", n_layer=8, dim=256, n_heads=8, n_kv_heads=8, vocab=256, seq_len=128,
                            tied=True),
+    # As `bench train` builds it: the byte tokenizer's 256 ids (GPT-2's 50,257 come with --tokenizer gpt2).
+    "gpt2-124m": dict(family="gpt2", n_layer=12, dim=768, n_heads=12, n_kv_heads=12, vocab=256, seq_len=1024,
+                      tied=True),
     "llama-tiny": dict(family="llama", n_layer=2, dim=64, n_heads=4, n_kv_heads=2, vocab=256, seq_len=64, tied=False),
     "llama-small-cpu": dict(family="llama", n_layer=8, dim=256, n_heads=8, n_kv_heads=4, vocab=256, seq_len=128,
                             tied=False),
