@@ -44,7 +44,9 @@ __attribute__((target("avx512f"))) int64_t keep_16s(const float* g, const float*
       j += kept;
     }
   }
-  below += _mm512_reduce_add_epi32(below_lanes);
+  alignas(64) int32_t lanes[16];  // (GCC 12's _mm512_reduce_add_epi32 warns of its own undefined vector)
+  _mm512_store_si512(lanes, below_lanes);
+  for (const int32_t c : lanes) below += c;
   return j +
          bracket_chunk_portable<float, float, kDecay>(g + k, p ? p + k : nullptr, wd, n - k, lo, hi, out + j, below);
 }

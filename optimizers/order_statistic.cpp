@@ -263,8 +263,8 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   // the count of a random sample's values below the r-th, sqrt(S f (1 - f)) at f = r / n, so that
   // about 2m/S of all values fall inside the bracket (at S = 16,384: 4 % at the median, 2.3 % at
   // f = 0.9; a strided sample of unordered values keeps fewer: 3.1 % and 1.9 % measured). A random
-  // sample would miss the rank once in ~2 million calls (the full selection then answers); 8
-  // deviations cost 5-7 % more per call in the kept values' radix steps (bench optim's set).
+  // sample would miss the rank once in ~2 million calls (the full selection then answers); with 8
+  // deviations a call took 4-7 % longer on bench optim's set (more values kept for the radix steps).
   const int64_t S = sample_size(n);
   if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
   const std::vector<double> sample = sample_values(src, n, S);
@@ -276,6 +276,9 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   // included (above infinity, where a sort puts it).
   const std::vector<std::pair<const double*, int64_t>> whole = {{sample.data(), S}};
   const double top = value_of<double>(std::numeric_limits<int64_t>::max());
+  // Up to 16,384 values the sample is every value (step 1): the rank is selected in it, without the
+  // bracket and a second pass.
+  if (S == n) return select_kept<double>(whole, r, 0.0, top);
   const double lo_v = q - m >= 0 ? select_kept<double>(whole, q - m, 0.0, top) : 0.0;
   const double hi_v = q + m < S ? select_kept<double>(whole, q + m, 0.0, top) : std::numeric_limits<double>::infinity();
 

@@ -199,7 +199,13 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   // values (every bin a run of ties), and values packed into [1, 1.004) (one binade: several steps).
   auto ties = torch::randint(0, 40, {1 << 20}, torch::kFloat32) * 0.125;
   auto packed = 1.0 + torch::rand({1 << 20}, torch::kFloat32) * 0.004;
+  // Between 1,024 and 16,384 values the sample is every value and the rank is selected in it: float32
+  // and float64 together, decayed, ties.
+  auto few32 = torch::randn({3001}, torch::kFloat32), few64 = torch::randn({2000}, torch::kFloat64);
+  auto few_ties = torch::randint(0, 5, {1500}, torch::kFloat32);
   const std::vector<std::vector<AbsSource>> cases = {
+      {{few32, {}, 0}, {few64, torch::randn_like(few64), 0.2}, {few_ties, {}, 0}},
+      {{few32.narrow(0, 0, 1100), {}, 0}},
       {{g32, {}, 0}},
       {{g32, {}, 0}, {g64, {}, 0}, {heavy, {}, 0}},
       {{zeros, {}, 0}, {g32, {}, 0}, {same, {}, 0}},
