@@ -35,44 +35,31 @@ __attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begi
 }
 #endif
 
-// f(i) for i in [begin, end) as two halves stepped together, kWayStep elements of one, then of the other:
-// twice the streams in flight for the hardware prefetchers. On one core of the machine we measure on, a
-// 5-word in-place stream (SGD-SaI's p, g, buf) ran 5-9 % faster this way, while AdamW's 7-word stream
-// did not gain and at some distances between the halves ran 2x slower (14 streams), so only the 5-word
+// Two streams stepped together, kWayStep elements of one, then of the other: twice the streams in flight
+// for the hardware prefetchers. On one core of the machine we measure on, a 5-word in-place stream
+// (SGD-SaI's p, g, buf) ran 5-9 % faster as two halves stepped this way, while AdamW's 7-word stream did
+// not gain and at some distances between the halves ran 2x slower (14 streams), so only the 5-word
 // updates use it (README, "bench optim"). The order of elements does not change any element's bits.
 constexpr int64_t kWayStep = 16;
-// f is copied in: a local the compiler keeps in registers (through a reference, a store to a T might
-// overwrite one of its T members, and every step would reload them and check for overlap).
-template <class F>
-__attribute__((always_inline)) inline void two_way_body(const F f, int64_t begin, int64_t end) {
-  const int64_t half = (end - begin) / 2 / kWayStep * kWayStep, mid = begin + half;
-  for (int64_t k = 0; k < half; k += kWayStep) {
-#pragma GCC ivdep
-    for (int64_t j = 0; j < kWayStep; ++j) f(begin + k + j);
-#pragma GCC ivdep
-    for (int64_t j = 0; j < kWayStep; ++j) f(mid + k + j);
-  }
-  for (int64_t i = mid + half; i < end; ++i) f(i);
-}
-#ifdef BS_LOOP_AVX512
-template <class F>
-__attribute__((target("avx512f"))) void two_way_avx512(const F& f, int64_t begin, int64_t end) {
-  two_way_body(f, begin, end);
-}
-#endif
-
-// f0(i) and f1(i) for i in [0, n): two streams stepped together, kWayStep elements of one, then of the
-// other (two_way_body's reason), e.g. two rows of a tensor that share a per-column factor.
+// f0(i) and f1(i) for i in [0, n), stepped together, e.g. two rows of a tensor that share a per-column
+// factor. The functors are copied in: locals the compiler keeps in registers (through a reference, a
+// store to a T might overwrite one of their T members, and every step would reload them and check for
+// overlap).
+// The stepping itself, over [0, n) for n a multiple of kWayStep.
 template <class F0, class F1>
-__attribute__((always_inline)) inline void two_streams_body(const F0 f0, const F1 f1, int64_t n) {
-  int64_t k = 0;
-  for (; k + kWayStep <= n; k += kWayStep) {
+__attribute__((always_inline)) inline void two_streams_steps(const F0 f0, const F1 f1, int64_t n) {
+  for (int64_t k = 0; k < n; k += kWayStep) {
 #pragma GCC ivdep
     for (int64_t j = 0; j < kWayStep; ++j) f0(k + j);
 #pragma GCC ivdep
     for (int64_t j = 0; j < kWayStep; ++j) f1(k + j);
   }
-  for (; k < n; ++k) {
+}
+template <class F0, class F1>
+__attribute__((always_inline)) inline void two_streams_body(const F0 f0, const F1 f1, int64_t n) {
+  const int64_t stepped = n / kWayStep * kWayStep;
+  two_streams_steps(f0, f1, stepped);
+  for (int64_t k = stepped; k < n; ++k) {
     f0(k);
     f1(k);
   }
@@ -81,6 +68,21 @@ __attribute__((always_inline)) inline void two_streams_body(const F0 f0, const F
 template <class F0, class F1>
 __attribute__((target("avx512f"))) void two_streams_avx512(const F0& f0, const F1& f1, int64_t n) {
   two_streams_body(f0, f1, n);
+}
+#endif
+
+// f(i) for i in [begin, end) as two halves stepped together (two_streams_steps over the halves' first
+// multiple of kWayStep elements, then the rest in order).
+template <class F>
+__attribute__((always_inline)) inline void two_way_body(const F f, int64_t begin, int64_t end) {
+  const int64_t half = (end - begin) / 2 / kWayStep * kWayStep, mid = begin + half;
+  two_streams_steps([f, begin](int64_t k) { f(begin + k); }, [f, mid](int64_t k) { f(mid + k); }, half);
+  for (int64_t i = mid + half; i < end; ++i) f(i);
+}
+#ifdef BS_LOOP_AVX512
+template <class F>
+__attribute__((target("avx512f"))) void two_way_avx512(const F& f, int64_t begin, int64_t end) {
+  two_way_body(f, begin, end);
 }
 #endif
 

@@ -268,17 +268,18 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   const int64_t S = sample_size(n);
   if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
   const std::vector<double> sample = sample_values(src, n, S);
-  const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
-  const double f = static_cast<double>(q) / static_cast<double>(S);
-  const int64_t m = static_cast<int64_t>(std::ceil(5 * std::sqrt(static_cast<double>(S) * f * (1 - f)))) + 4;
-  // The sample's (q-m)-th and (q+m)-th smallest, by the radix selection below (a few passes over the
-  // sample; std::nth_element's branches cost more). Its range: every non-negative bit pattern, NaN
-  // included (above infinity, where a sort puts it).
+  // The sample's ranks are selected by the radix selection below (a few passes over the sample;
+  // std::nth_element's branches cost more). Its range: every non-negative bit pattern, NaN included
+  // (above infinity, where a sort puts it).
   const std::vector<std::pair<const double*, int64_t>> whole = {{sample.data(), S}};
   const double top = value_of<double>(std::numeric_limits<int64_t>::max());
   // Up to 16,384 values the sample is every value (step 1): the rank is selected in it, without the
   // bracket and a second pass.
   if (S == n) return select_kept<double>(whole, r, 0.0, top);
+  // Else the bracket: the sample's (q-m)-th and (q+m)-th smallest.
+  const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
+  const double f = static_cast<double>(q) / static_cast<double>(S);
+  const int64_t m = static_cast<int64_t>(std::ceil(5 * std::sqrt(static_cast<double>(S) * f * (1 - f)))) + 4;
   const double lo_v = q - m >= 0 ? select_kept<double>(whole, q - m, 0.0, top) : 0.0;
   const double hi_v = q + m < S ? select_kept<double>(whole, q + m, 0.0, top) : std::numeric_limits<double>::infinity();
 
