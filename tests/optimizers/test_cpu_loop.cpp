@@ -115,6 +115,25 @@ TEST(CpuLoop, TwoWayElementsVisitEveryIndexOnce) {
       }
 }
 
+// two_streams (Adam-mini's Conv1D update, two rows stepped together): each functor visits every index
+// of [0, n) once, none outside, at lengths around the 16-element step (the tail past the last whole
+// step included), in both compiled variants. Oracle: a counter per index and functor.
+TEST(CpuLoop, TwoStreamsVisitEveryIndexOnceEach) {
+  for (const LoopVariant v : {LoopVariant::widest, LoopVariant::baseline})
+    for (const int64_t n : {0, 1, 15, 16, 17, 31, 32, 33, 100, 288, 1000}) {
+      std::vector<int> first(static_cast<size_t>(n + 5), 0), second(static_cast<size_t>(n + 5), 0);
+      set_loop_variant(v);
+      two_streams([&](int64_t k) { ++first[static_cast<size_t>(k)]; },
+                  [&](int64_t k) { ++second[static_cast<size_t>(k)]; }, n);
+      set_loop_variant(LoopVariant::widest);
+      for (int64_t k = 0; k < n + 5; ++k) {
+        const int want = k < n ? 1 : 0;
+        EXPECT_EQ(first[static_cast<size_t>(k)], want) << "first stream, n " << n << ", index " << k;
+        EXPECT_EQ(second[static_cast<size_t>(k)], want) << "second stream, n " << n << ", index " << k;
+      }
+    }
+}
+
 // run_jobs (a step's one parallel region over every tensor): every unit of every job is run exactly
 // once and whole, by one call, at every thread count; each thread's share is its equal share of the
 // elements to within one unit; job lists with empty jobs, units larger than a share, a single job and
