@@ -125,10 +125,8 @@ nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBen
 // checked against the zoo by tests/cli/test_bench_train.py).
 std::vector<std::string> language_presets() {
   std::vector<std::string> names;
-  for (const auto& name : preset_names()) {
-    const std::string family = resolve_model_config(name, {}, 0, 0).family;
-    if (family == "gpt2" || family == "llama") names.push_back(name);
-  }
+  for (const auto& name : preset_names())
+    if (resolve_model_config(name, {}, 0, 0).language_model()) names.push_back(name);
   return names;
 }
 

@@ -12,6 +12,7 @@ struct ModelConfig {
   int64_t in_features = 784, n_classes = 10, hidden = 128;  // mlp / cnn
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
   int64_t head_dim() const { return dim / n_heads; }
+  bool language_model() const { return family == "gpt2" || family == "llama"; }  // takes tokens, vocab, seq_len
 };
 
 }  // namespace bs

@@ -62,7 +62,7 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
     throw UserError(param("model") + " '" + preset + "': unknown model (built-in presets: " + preset_list() +
                     "; or give a path to a TorchScript .pt file)");
   ModelConfig c = it->second;
-  const bool is_lm = c.family == "gpt2" || c.family == "llama";
+  const bool is_lm = c.language_model();
   if (is_lm && vocab > 0) c.vocab = vocab;
   if (is_lm && seq_len > 0) c.seq_len = seq_len;
   const std::map<std::string, int64_t*> ints = {
