@@ -42,6 +42,12 @@ int64_t bracket_chunk_portable(const T* __restrict g, const T* __restrict p, T w
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below);
 
+// Two chunks' values at once (n0 of g0, p0, wd0 and n1 of g1, p1, wd1), stepped together 64 values of
+// one, then of the other (two streams in flight for the prefetchers); out has room for n0 + n1 + 16.
+// The kept values come out in another order than two calls of bracket_chunk_avx512 give.
+int64_t bracket_pair_avx512(const float* g0, const float* p0, float wd0, int64_t n0, const float* g1, const float* p1,
+                            float wd1, int64_t n1, float lo, float hi, float* out, int64_t& below);
+
 // The radix steps' filter: keeps, in order, the n keys (K: uint32_t or uint64_t, read from `from`'s
 // bytes) in [lo, hi] in out[0, returned); out has room for n + 16. Blocks of 64 are tested as vectors
 // first (most keep nothing), then stored branch-free.

@@ -348,6 +348,56 @@ TEST(Clip, BracketChunkKeepsAndCountsAsThePortableLoop) {
   }
 }
 
+// The pass over two chunks stepped together (order_statistic.cpp pairs a thread's two halves this way)
+// counts and keeps what the portable loop does over each chunk alone: the same count below and the
+// same kept values (in another order), for every mix of lengths around the 64-value steps and of
+// decayed and plain chunks (each with its own decay); nothing written past the room it is given.
+TEST(Clip, BracketPairKeepsAndCountsAsTwoChunks) {
+  if (!use_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: only the portable loop runs";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  auto make = [&](int64_t n) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = i % 13 == 2 ? 1.25f : (i % 31 == 4 ? 0.5f : normal(rng));
+    if (n > 10) x[6] = std::numeric_limits<float>::quiet_NaN();
+    return x;
+  };
+  const float lo = 0.5f, hi = 1.25f;
+  const std::vector<int64_t> lengths = {0, 1, 63, 64, 65, 200, 16384, 16384 + 7};
+  for (const int64_t n0 : lengths)
+    for (const int64_t n1 : lengths)
+      for (const int decays : {0, 1, 2, 3}) {
+        const std::vector<float> g0 = make(n0), p0 = make(n0), g1 = make(n1), p1 = make(n1);
+        const float* pp0 = decays & 1 ? p0.data() : nullptr;
+        const float* pp1 = decays & 2 ? p1.data() : nullptr;
+        const float wd0 = 0.3f, wd1 = 0.7f;
+        std::vector<float> want(static_cast<size_t>(n0 + n1 + 16));
+        int64_t want_below = 0;
+        auto portable = [&](const float* g, const float* pp, float wd, int64_t n, float* out) {
+          return pp ? bracket_chunk_portable<float, float, true>(g, pp, wd, n, lo, hi, out, want_below)
+                    : bracket_chunk_portable<float, float, false>(g, pp, wd, n, lo, hi, out, want_below);
+        };
+        int64_t want_kept = portable(g0.data(), pp0, wd0, n0, want.data());
+        want_kept += portable(g1.data(), pp1, wd1, n1, want.data() + want_kept);
+        want.resize(static_cast<size_t>(want_kept));
+        const float canary = -7.0f;
+        std::vector<float> got(static_cast<size_t>(n0 + n1 + 16), canary);
+        int64_t below = 3;  // adds to what is there
+        const int64_t kept =
+            bracket_pair_avx512(g0.data(), pp0, wd0, n0, g1.data(), pp1, wd1, n1, lo, hi, got.data(), below);
+        const std::string at =
+            "n " + std::to_string(n0) + ", " + std::to_string(n1) + " decays " + std::to_string(decays);
+        EXPECT_EQ(below, 3 + want_below) << at;
+        ASSERT_EQ(kept, want_kept) << at;
+        std::vector<float> kept_values(got.begin(), got.begin() + kept);
+        std::sort(kept_values.begin(), kept_values.end());
+        std::sort(want.begin(), want.end());
+        EXPECT_EQ(kept_values, want) << at;
+        // The portable tails store each value at the next free slot, kept or not: one slot past at most.
+        for (int64_t i = kept + 1; i < n0 + n1 + 16; ++i) EXPECT_EQ(got[i], canary) << at << " slot " << i;
+      }
+}
+
 TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
   for (const char* method : {"sgd-clip", "adam-clip"}) {
     torch::manual_seed(3);
