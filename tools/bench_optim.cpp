@@ -313,12 +313,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   const double copy_bw = std::max(memcpy_bw, axpy_bw), read_bw = std::max(read1_bw, read4_bw);
   const double t_torch = rep.seconds.at("torch-adamw"), t_adamw = rep.seconds.at("adamw");
   const int64_t adamw_state = cases[0].opt->state_bytes();
-  nlohmann::json out = {{"threads", torch::get_num_threads()},
-                        {"memcpy_bandwidth_GBps", memcpy_bw / 1e9},
-                        {"axpy_bandwidth_GBps", axpy_bw / 1e9},
-                        {"copy_bandwidth_GBps", copy_bw / 1e9},
-                        {"read_one_stream_GBps", read1_bw / 1e9},
-                        {"read_four_streams_GBps", read4_bw / 1e9},
+  nlohmann::json out = {{"threads", torch::get_num_threads()},    {"memcpy_bandwidth_GBps", memcpy_bw / 1e9},
+                        {"axpy_bandwidth_GBps", axpy_bw / 1e9},   {"copy_bandwidth_GBps", copy_bw / 1e9},
+                        {"read_one_stream_GBps", read1_bw / 1e9}, {"read_four_streams_GBps", read4_bw / 1e9},
                         {"read_bandwidth_GBps", read_bw / 1e9}};
   for (auto& c : cases) {
     const double t = rep.seconds.at(c.method.name);
