@@ -2,10 +2,12 @@
 // by a masked add), one masked compare for "inside", and the kept values compressed in a register and
 // stored with a mask of as many lanes as were kept (a full 16-lane store of mostly unkept lanes, per 16
 // values, measured 10-18 % slower on one core; a compressed store straight to memory is microcoded on
-// some CPUs), four vectors per iteration so the stores' index chain does not bound it. Compiled for AVX-512F by a
-// function attribute (the rest of the build targets baseline x86-64) and called only after a CPUID check;
-// the file is compiled without floating-point contraction, so g + p * wd rounds twice, as ATen's does.
-// keep_keys_avx512 is the radix steps' filter in the same form.
+// some CPUs), four vectors per iteration so the stores' index chain does not bound it, each step asking
+// for the values 4 KB ahead (software prefetch); bracket_pair_avx512 steps two chunks together, 64
+// values of each in turn (two streams in flight). Compiled for AVX-512F by a function attribute (the rest of the build
+// targets baseline x86-64) and called only after a CPUID check; the file is compiled without floating-point
+// contraction, so g + p * wd rounds twice, as ATen's does. keep_keys_avx512 is the radix steps' filter in the same
+// form.
 #include "bracket_pass.h"
 
 #include <algorithm>

@@ -205,8 +205,8 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   // baseline of bandwidth_fraction. And a read-only stream (a sum: 1 word), the speed at which the
   // clipping threshold's pass could at best read: the faster of a plain single stream per thread and
   // four streams per thread with software prefetch (four_streams_sum). One stream per core read at
-  // 0.65-0.72 of y += x's speed on the AMD machine and ~0.6 on the Xeon; four with prefetch, about
-  // y += x's speed on the Xeon.
+  // 0.65-0.72 of y += x's speed on the AMD machine and 0.42-0.47 on the Xeon of 2026-12-02 (evening),
+  // four with prefetch at 0.64-0.68 there (1 thread) and 0.74-0.95 (2 threads).
   auto src = torch::randn({numel}, torch::kFloat32), dst = torch::empty_like(src);
   const float* sp = src.data_ptr<float>();
   float* dp = dst.data_ptr<float>();
