@@ -12,6 +12,7 @@
 
 #include "adam_mini_partition.h"
 #include "bench_timing.h"
+#include "bracket_pass.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
@@ -164,15 +165,15 @@ std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, si
 }
 
 // A thread's share of the read-only baseline at its best: four quarters stepped together, 64 values of
-// each in turn, with software prefetch 4 KB ahead (the clipping threshold's pass reads this way,
-// optimizers/bracket_pass.cpp); one sum per quarter's lane, so no chain of adds bounds it.
+// each in turn, with software prefetch as far ahead as the clipping threshold's pass asks
+// (kBracketPrefetch, optimizers/bracket_pass.h); one sum per quarter's lane, so no chain of adds bounds it.
 __attribute__((always_inline)) inline float four_streams_sum_body(const float* x, int64_t n) {
   const int64_t q = n / 4 / 64 * 64;
   float lanes[4][16] = {};
   for (int64_t k = 0; k < q; k += 64)
     for (int w = 0; w < 4; ++w) {
       const float* y = x + w * q + k;
-      for (int u = 0; u < 4; ++u) __builtin_prefetch(y + 1024 + 16 * u);  // a hint: no fault past the end
+      for (int u = 0; u < 4; ++u) __builtin_prefetch(y + kBracketPrefetch + 16 * u);  // a hint: no fault past the end
       for (int u = 0; u < 4; ++u)
         for (int l = 0; l < 16; ++l) lanes[w][l] += y[16 * u + l];
     }
