@@ -79,8 +79,11 @@ class AdamClip : public FusedBase {
  protected:
   std::vector<int64_t> state_numels(size_t i) const override { return {m_params[i].numel(), m_params[i].numel()}; }
   void before_step() override {
-    std::vector<AbsSource> decayed;  // tau is taken over g + wd p, the gradient that is clipped
-    for (size_t i = 0; i < m_params.size(); ++i) decayed.push_back({m_params[i].grad(), m_params[i], m_wd[i]});
+    // tau is taken over g + wd p, the gradient that is clipped; over g alone where wd is 0, as the
+    // official code adds wd p only where wd != 0 (and then the threshold's pass does not read p).
+    std::vector<AbsSource> decayed;
+    for (size_t i = 0; i < m_params.size(); ++i)
+      decayed.push_back({m_params[i].grad(), m_wd[i] != 0 ? m_params[i] : torch::Tensor(), m_wd[i]});
     m_tau = clip_threshold(decayed, *m_c.fraction, m_c.threshold_scale);
   }
   BS_DISPATCH_UPDATE

@@ -106,7 +106,8 @@ int64_t total_numel(const Model& m) {
 
 // The float32 words per parameter a step must move: the update's reads and writes, plus one read of
 // what the clipping threshold is taken over (a global order statistic needs every value first: |g|
-// for SGDClip, |g + wd p| for AdamClip). `allocates`: the step allocates and frees LibTorch temporaries
+// for SGDClip and for AdamClip at its default weight decay of 0, |g + wd p|, two words, for AdamClip
+// with decay: build_cases). `allocates`: the step allocates and frees LibTorch temporaries
 // (LibTorch's AdamW, APOLLO-Mini's projections), so it sits out the paired passes (run_at).
 struct Method {
   std::string name;
@@ -115,7 +116,7 @@ struct Method {
 };
 const std::vector<Method> kMethods = {{"adamw", 7},       {"torch-adamw", 7, 0, true}, {"adam-mini", 5},
                                       {"sgd-sai", 5},     {"apollo-mini", 3, 0, true}, {"blockwise-adamw", 7},
-                                      {"sgd-clip", 5, 1}, {"adam-clip", 7, 2}};
+                                      {"sgd-clip", 5, 1}, {"adam-clip", 7, 1}};
 
 // One independent set of parameters, gradients and optimizer for a method.
 struct Case {
@@ -154,6 +155,7 @@ std::vector<Case> build_cases(const Model& model, const OptimBenchOptions& o, si
     OptimizerInputs in{model.names, c.params, part, {}};
     in.clip.fraction = name == "sgd-clip" ? 0.1 : 0.5;  // the paper's defaults
     c.opt = make_optimizer(opt_name, in, default_options(opt_name));
+    if (name == "adam-clip" && default_options(opt_name).weight_decay != 0) c.method.threshold_words = 2;
     if (name == "blockwise-adamw") {  // a learning rate per tensor, as a blockwise_lr config sets them
       std::vector<double> lrs;
       for (size_t i = 0; i < model.names.size(); ++i) lrs.push_back(1e-3 * (1 + static_cast<double>(i % 5)));
