@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <random>
 
 #include "bracket_pass.h"
@@ -239,8 +240,8 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
           << "3 threads: case " << c << " r " << r;
     }
   }
-  // 4M values: the bracket keeps ~130K at the median, more than one radix piece (64K), so the steps'
-  // pieces are placed and closed up; 1 and 3 threads.
+  // 4M values: the bracket keeps ~130K at the median, more than one radix piece (64K), so the kept
+  // values are narrowed by their own sub-sample and pass first (rth_smallest_kept); 1 and 3 threads.
   // Oracle: the sorted values; twenty ranks, so that a kept value lost or a stray one counted shows.
   const std::vector<AbsSource> large = {{torch::randn({1 << 22}), {}, 0}};
   const auto sorted_large = std::get<0>(large[0].g.abs().to(torch::kFloat64).sort());
@@ -260,6 +261,40 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   const auto sorted = std::get<0>(all.sort(0, /*descending=*/true));
   const int64_t idx = static_cast<int64_t>(static_cast<double>(all.numel()) * 0.1);
   EXPECT_EQ(clip_threshold(big, 0.1, 1.0), sorted[idx].item<double>());
+}
+
+// The kept values' stage (rth_smallest_kept): a sub-sample brackets the rank, one pass narrows, the
+// radix steps finish; where the narrower bracket misses, the radix steps run on all of them. Oracle:
+// the sorted values. Spans of uneven lengths, every rank class (ends, middle, near the sub-sample's
+// brackets); and a periodic set whose strided sub-sample sees only its small values (every 100th of
+// 409,600), so the narrow bracket misses the upper ranks and the fallback answers.
+TEST(Clip, KeptValuesStageEqualsTheSortedValues) {
+  const int previous = at::get_num_threads();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.5F, 2.0F);
+  std::vector<float> a(300000), b(1), c(77777);
+  for (auto* v : {&a, &b, &c})
+    for (float& x : *v) x = u(rng);
+  std::vector<float> all(a);
+  all.insert(all.end(), b.begin(), b.end());
+  all.insert(all.end(), c.begin(), c.end());
+  std::vector<float> sorted(all);
+  std::sort(sorted.begin(), sorted.end());
+  const std::vector<std::pair<const float*, int64_t>> spans = {{a.data(), 300000}, {b.data(), 1}, {c.data(), 77777}};
+  const auto n = static_cast<int64_t>(all.size());
+  std::vector<float> periodic(409600);
+  for (size_t i = 0; i < periodic.size(); ++i) periodic[i] = i % 100 == 0 ? 0.5F + 1e-6F * i : 1.0F + 1e-6F * i;
+  std::vector<float> periodic_sorted(periodic);
+  std::sort(periodic_sorted.begin(), periodic_sorted.end());
+  for (int threads : {1, 3}) {
+    at::set_num_threads(threads);
+    for (int64_t r : {int64_t{0}, int64_t{1}, n / 3, n / 2, n / 2 + 1, n - 2, n - 1})
+      EXPECT_EQ(rth_smallest_kept(spans, r, 0.5F, 2.0F), sorted[static_cast<size_t>(r)]) << threads << " r " << r;
+    for (int64_t r : {int64_t{5}, int64_t{4095}, int64_t{200000}, int64_t{409599}})
+      EXPECT_EQ(rth_smallest_kept({{periodic.data(), 409600}}, r, 0.5F, 2.0F), periodic_sorted[static_cast<size_t>(r)])
+          << threads << " periodic r " << r;
+  }
+  at::set_num_threads(previous);
 }
 
 // The radix steps' filter (bracket_pass.h): the keys in [lo, hi], in order, against std::copy_if, for
@@ -450,5 +485,36 @@ TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
       auto ref = torch::tensor(p[i], torch::kFloat64);
       EXPECT_LT((params[i] - ref).norm().item<double>() / ref.norm().item<double>(), 1e-12) << method;
     }
+  }
+}
+
+// With weight decay 0 the official AdamClip leaves the gradient as it is (it adds wd p only where
+// wd != 0), so the threshold is over |g| alone and the parameters are not read for it: a parameter
+// that is not finite (g + 0 p would be NaN there, counted above every value) must not move tau.
+TEST(Clip, AdamClipWithoutDecayTakesTheThresholdOverTheGradientAlone) {
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> params = {torch::full({1}, std::numeric_limits<double>::infinity(), torch::kFloat64),
+                                       torch::randn({1023}, torch::kFloat64)};
+  const auto b0 = params[1].clone();
+  // a's |g| below tau: counted as NaN instead (above every value), it would move tau up one rank
+  std::vector<torch::Tensor> grads = {torch::full({1}, 1e-3, torch::kFloat64), torch::randn({1023}, torch::kFloat64)};
+  for (size_t i = 0; i < 2; ++i) params[i].mutable_grad() = grads[i];
+  OptimizerOptions o = default_options("adam-clip");
+  ASSERT_EQ(o.weight_decay, 0.0);
+  o.lr = 1e-2;
+  OptimizerInputs in({"a", "b"}, params);
+  make_optimizer("adam-clip", in, o)->step();
+  std::vector<double> all;  // the official threshold: |g| at descending index int(N c), c = 0.5
+  for (const auto& g : grads)
+    for (int64_t k = 0; k < g.numel(); ++k) all.push_back(std::abs(g[k].item<double>()));
+  std::sort(all.begin(), all.end(), std::greater<double>());
+  const double tau = all[all.size() / 2];
+  ASSERT_NE(tau, all[all.size() / 2 - 1]);  // what a NaN counted first would have given
+  const double bc1 = 1 - o.beta1, bc2 = 1 - o.beta2;
+  for (int64_t k = 0; k < 1023; ++k) {
+    const double g = grads[1][k].item<double>(), clipped = std::abs(g) < tau ? g : (g > 0 ? tau : -tau);
+    const double m = (1 - o.beta1) * clipped, v = (1 - o.beta2) * g * g;
+    const double want = b0[k].item<double>() - o.lr / bc1 * m / (std::sqrt(v) / std::sqrt(bc2) + o.eps);
+    EXPECT_NEAR(params[1][k].item<double>(), want, 1e-15 * std::max(1.0, std::abs(want))) << k;
   }
 }
