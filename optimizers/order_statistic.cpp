@@ -254,10 +254,10 @@ V select_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t re
 // bracket idea once more, on them. A strided sub-sample of kSubSample values brackets the rank within
 // +-5 deviations, one pass (bracket_pass.h, across the threads in pieces) counts the values below the
 // narrower bracket and keeps those inside it, about 10 sqrt(f (1 - f) / kSubSample) of them (8 % at
-// the median), and the radix steps finish on those. The kept values sit in cache after the bracket
-// pass, so the sub-sample's reads are cheap, and the pass compares 16 values per instruction where a
-// radix step's histogram counts one at a time (about 1 ns per value on the Xeon of 2026-12-02). Where
-// the narrower bracket misses the rank (rare), the radix steps run on all of them.
+// the median), and the radix steps finish on those: the pass compares 16 values per instruction where
+// a radix step's histogram counts one at a time (about 1 ns per value on the Xeon of 2026-12-02; the
+// kept values are mostly out of the core's cache by then, written while the bracket pass streamed).
+// Where the narrower bracket misses the rank (rare), the radix steps run on all of them.
 template <class V>
 V select_many_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t rest, V lo, V hi) {
   constexpr int64_t kSubSample = 4096, kPiece = 1 << 16, kSpare = 16;
