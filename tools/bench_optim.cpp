@@ -210,9 +210,13 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   // four streams per thread with software prefetch (four_streams_sum). One stream per core read at
   // 0.65-0.72 of y += x's speed on the AMD machine and 0.42-0.47 on the Xeon of 2026-12-02 (evening),
   // four with prefetch at 0.64-0.68 there (1 thread) and 0.74-0.95 (2 threads).
-  auto src = torch::randn({numel}, torch::kFloat32), dst = torch::empty_like(src);
-  const float* sp = src.data_ptr<float>();
-  float* dp = dst.data_ptr<float>();
+  // Each baseline rotates over four arrays of the model's size (the copies over two pairs), one per
+  // iteration, so that what it reads comes from memory, as a step's does (AdamW streams four such
+  // arrays): on the Xeon of 2026-12-02, whose last-level cache is 260 MB, re-reading one array of bench
+  // optim's set ran at 46 GB/s at 2 threads and rotating over four at 30.
+  std::vector<torch::Tensor> arrays;
+  for (int a = 0; a < 4; ++a) arrays.push_back(torch::randn({numel}, torch::kFloat32));
+  auto array = [&](int64_t k) { return arrays[static_cast<size_t>(k % 4)].data_ptr<float>(); };
   Collect rep;
   int argc = 1;
   char arg0[] = "blocksharp";
@@ -225,7 +229,10 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     const std::string tag = "/" + std::to_string(round);
     benchmark::RegisterBenchmark(("copy" + tag).c_str(),
                                  [&](benchmark::State& st) {
+                                   int64_t it = 0;
                                    for (auto _ : st) {
+                                     const float* sp = array(2 * (it % 2));
+                                     float* dp = array(2 * (it++ % 2) + 1);
                                      at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
                                        std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
                                      });
@@ -236,7 +243,10 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         ->MinTime(min_time);
     benchmark::RegisterBenchmark(("axpy" + tag).c_str(),
                                  [&](benchmark::State& st) {
+                                   int64_t it = 0;
                                    for (auto _ : st) {
+                                     const float* sp = array(2 * (it % 2));
+                                     float* dp = array(2 * (it++ % 2) + 1);
                                      parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
                                      benchmark::ClobberMemory();
                                    }
@@ -247,7 +257,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                                  [&](benchmark::State& st) {
                                    const int64_t pieces = (numel + kGrain - 1) / kGrain;
                                    std::vector<float> part(static_cast<size_t>(pieces));
+                                   int64_t it = 0;
                                    for (auto _ : st) {
+                                     const float* sp = array(it++);
                                      at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
                                        for (int64_t q = begin; q < end; ++q) {
                                          const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
@@ -270,7 +282,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     benchmark::RegisterBenchmark(("read4" + tag).c_str(),
                                  [&](benchmark::State& st) {
                                    std::vector<float> part(static_cast<size_t>(threads));
+                                   int64_t it = 0;
                                    for (auto _ : st) {
+                                     const float* sp = array(it++);
                                      at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
                                        for (int64_t t = begin; t < end; ++t) {
                                          const int64_t b = numel * t / threads, e = numel * (t + 1) / threads;
@@ -320,6 +334,23 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                         {"axpy_bandwidth_GBps", axpy_bw / 1e9},   {"copy_bandwidth_GBps", copy_bw / 1e9},
                         {"read_one_stream_GBps", read1_bw / 1e9}, {"read_four_streams_GBps", read4_bw / 1e9},
                         {"read_bandwidth_GBps", read_bw / 1e9}};
+  // The same fractions within each round (the baselines run first in every round, seconds before the
+  // cases), and their median over rounds: a case's best round and a baseline's may come from different
+  // spells of the machine.
+  auto round_fraction = [&](const Case& c, bool threshold_at_read_speed) {
+    std::vector<double> fractions;
+    const auto& case_s = rep.per_round.at(c.method.name);
+    for (size_t r = 0; r < case_s.size(); ++r) {
+      const double copy_r =
+          std::max(2.0 * 4.0 * n / rep.per_round.at("copy")[r], 3.0 * 4.0 * n / rep.per_round.at("axpy")[r]);
+      const double read_r = std::max(4.0 * n / rep.per_round.at("read")[r], 4.0 * n / rep.per_round.at("read4")[r]);
+      const double floor_s = threshold_at_read_speed ? c.method.update_words * 4.0 * n / copy_r +
+                                                           c.method.threshold_words * 4.0 * n / read_r
+                                                     : c.floor_words() * 4.0 * n / copy_r;
+      fractions.push_back(floor_s / case_s[r]);
+    }
+    return median(fractions);
+  };
   for (auto& c : cases) {
     const double t = rep.seconds.at(c.method.name);
     const double bw = c.floor_words() * 4.0 * n / t;
@@ -328,6 +359,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         {"bytes_per_step", c.floor_words() * 4.0 * n},
         {"bandwidth_GBps", bw / 1e9},
         {"bandwidth_fraction", bw / copy_bw},
+        {"bandwidth_fraction_round_median", round_fraction(c, false)},
         {"speedup_vs_torch_adamw", t_torch / t},
         {"step_time_over_adamw", t / t_adamw},
         {"step_time_over_adamw_round_median", rep.median_ratio(c.method.name, "adamw")},
@@ -341,6 +373,8 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
       const double floor_s = c.method.update_words * 4.0 * n / copy_bw + c.method.threshold_words * 4.0 * n / read_bw;
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
+      out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed_round_median"] =
+          round_fraction(c, true);
     }
   }
   return out;

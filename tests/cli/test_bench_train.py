@@ -99,7 +99,23 @@ for r in out["runs"]:
         if paired:
             assert o["paired_step_ms_median"] > 0 and o["step_time_over_adamw_paired_median"] > 0, (name, o)
     assert adamw["step_time_over_adamw_paired_median"] == 1.0, adamw
+    # The floors in words per parameter: AdamW 7, SGDClip 5 + 1 (|g|), AdamClip 7 + 1 (|g|: its default
+    # weight decay is 0, so the threshold does not read p).
+    per_word = adamw["bytes_per_step"] / 7
+    for name, words in (("sgd-clip", 6), ("adam-clip", 8), ("adam-mini", 5), ("sgd-sai", 5)):
+        assert abs(r["optimizers"][name]["bytes_per_step"] - words * per_word) <= 1e-9 * words * per_word, name
 print("bench optim: runs at 1 and 2 threads, fractions consistent")
+
+# With one round, each fraction's median over rounds is that round's, which is also each one's best.
+out = json.loads(run(["bench", "optim", "--threads", "1", "--layers", "1", "--dim", "64", "--vocab", "256",
+                      "--min-time", "0.01", "--paired-steps", "1", "--rounds", "1"]))
+for name, o in out["runs"][0]["optimizers"].items():
+    assert abs(o["bandwidth_fraction_round_median"] - o["bandwidth_fraction"]) <= 1e-9 * o["bandwidth_fraction"], o
+    key = "fraction_of_floor_with_threshold_at_read_speed"
+    assert (key in o) == (name in ("sgd-clip", "adam-clip")), (name, o)
+    if key in o:
+        assert abs(o[key + "_round_median"] - o[key]) <= 1e-9 * o[key], (name, o)
+print("bench optim: one round's medians are its fractions")
 
 # bench optim --fused-qkv: attention as HF GPT-2's Conv1D c_attn [64, 192] / c_proj, and Adam-mini on the
 # slice partition. Oracle for its state (m for every parameter, one v per block), the blocks counted from
