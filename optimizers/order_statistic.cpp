@@ -74,11 +74,14 @@ std::vector<double> sample_values(const std::vector<AbsSource>& src, int64_t n, 
   return values;
 }
 
+// The sources with values, each tensor as it is where it is contiguous (only its data are read; a
+// detach() and contiguous() make a new tensor each, ~1.3 us apiece: 0.13-0.2 ms for a model's 130).
 std::vector<AbsSource> contiguous_sources(const std::vector<AbsSource>& src) {
+  auto plain = [](const torch::Tensor& t) { return !t.defined() || t.is_contiguous() ? t : t.detach().contiguous(); };
   std::vector<AbsSource> out;
+  out.reserve(src.size());
   for (const auto& s : src)
-    if (s.g.defined() && s.g.numel() > 0)
-      out.push_back({s.g.detach().contiguous(), s.p.defined() ? s.p.detach().contiguous() : torch::Tensor(), s.wd});
+    if (s.g.defined() && s.g.numel() > 0) out.push_back({plain(s.g), plain(s.p), s.wd});
   return out;
 }
 
@@ -339,6 +342,7 @@ int64_t total_values(const std::vector<AbsSource>& src) {
 }
 
 double rth_smallest_abs_reference(const std::vector<AbsSource>& src, int64_t r) {
+  const torch::NoGradGuard no_grad;  // parameters may require grad: no graph for g + wd p
   std::vector<torch::Tensor> flat;
   for (const auto& s : contiguous_sources(src)) {
     const auto v = s.p.defined() ? s.g + s.wd * s.p : s.g;
