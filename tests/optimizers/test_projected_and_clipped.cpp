@@ -263,6 +263,39 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   EXPECT_EQ(clip_threshold(big, 0.1, 1.0), sorted[idx].item<double>());
 }
 
+// The sample is taken as runs of 16 neighbouring values; where neighbours are alike, the count of
+// sample values below the wanted one varies up to 16 times more than for values drawn one by one, and
+// a bracket of 5 binomial deviations would miss the rank in about one call of five. Oracle: the sorted
+// values, and bracket_misses() unchanged over every call: eight sets of 2^16 groups of 16 equal values
+// (each run one group; without the widening, 36 of their 288 calls missed, in three sets), and rows of
+// 512 with scales e^N(0,1) (a weight whose rows differ), at 1 and 2 threads.
+TEST(Clip, BracketAllowsForAlikeNeighbours) {
+  const int previous = at::get_num_threads();
+  torch::manual_seed(17);
+  std::vector<torch::Tensor> sets;
+  for (int k = 0; k < 8; ++k) sets.push_back(torch::randn({1 << 16}).repeat_interleave(16));
+  sets.push_back(torch::randn({4096, 512}) * torch::randn({4096, 1}).exp());
+  for (const auto& g : sets) {
+    const std::vector<AbsSource> src = {{g, {}, 0}};
+    const auto sorted = std::get<0>(g.abs().reshape({-1}).to(torch::kFloat64).sort());
+    const double* want = sorted.data_ptr<double>();
+    const int64_t misses = bracket_misses();
+    for (int threads : {1, 2}) {
+      at::set_num_threads(threads);
+      for (double f : {0.05, 0.3, 0.5, 0.7, 0.9, 0.97})
+        for (int64_t step : {0, 3, 11}) {
+          const auto r = static_cast<int64_t>(static_cast<double>(g.numel()) * f) + step;
+          EXPECT_EQ(rth_smallest_abs(src, r), want[r]) << threads << " threads, r " << r;
+        }
+    }
+    EXPECT_EQ(bracket_misses(), misses) << "the bracket missed for neighbours alike";
+  }
+  at::set_num_threads(previous);
+  // The sample reads raw float32 or float64 data: another dtype is refused before any read.
+  EXPECT_THROW(rth_smallest_abs({{torch::randn({4096}).to(torch::kHalf), {}, 0}}, 5), c10::Error);
+  EXPECT_THROW(rth_smallest_abs({{torch::randn({4096}), torch::randn({4096}, torch::kFloat64), 0.1}}, 5), c10::Error);
+}
+
 // The kept values' stage (rth_smallest_kept): a sub-sample brackets the rank, one pass narrows, the
 // radix steps finish; where the narrower bracket misses, the radix steps run on all of them. Oracle:
 // the sorted values. Spans of uneven lengths, every rank class (ends, middle, near the sub-sample's
