@@ -334,6 +334,12 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                         {"axpy_bandwidth_GBps", axpy_bw / 1e9},   {"copy_bandwidth_GBps", copy_bw / 1e9},
                         {"read_one_stream_GBps", read1_bw / 1e9}, {"read_four_streams_GBps", read4_bw / 1e9},
                         {"read_bandwidth_GBps", read_bw / 1e9}};
+  // A case's floor in seconds at the given bandwidths: every word at the copy bandwidth, or the
+  // clipping threshold's words at the read-only speed.
+  auto floor_seconds = [&](const Case& c, double copy, double read, bool threshold_at_read_speed) {
+    return threshold_at_read_speed ? c.method.update_words * 4.0 * n / copy + c.method.threshold_words * 4.0 * n / read
+                                   : c.floor_words() * 4.0 * n / copy;
+  };
   // The same fractions within each round (the baselines run first in every round, seconds before the
   // cases), and their median over rounds: a case's best round and a baseline's may come from different
   // spells of the machine.
@@ -344,10 +350,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
       const double copy_r =
           std::max(2.0 * 4.0 * n / rep.per_round.at("copy")[r], 3.0 * 4.0 * n / rep.per_round.at("axpy")[r]);
       const double read_r = std::max(4.0 * n / rep.per_round.at("read")[r], 4.0 * n / rep.per_round.at("read4")[r]);
-      const double floor_s = threshold_at_read_speed ? c.method.update_words * 4.0 * n / copy_r +
-                                                           c.method.threshold_words * 4.0 * n / read_r
-                                                     : c.floor_words() * 4.0 * n / copy_r;
-      fractions.push_back(floor_s / case_s[r]);
+      fractions.push_back(floor_seconds(c, copy_r, read_r, threshold_at_read_speed) / case_s[r]);
     }
     return median(fractions);
   };
@@ -371,8 +374,8 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
           median_of_ratios(paired.at(c.method.name), paired.at("adamw"));
     }
     if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
-      const double floor_s = c.method.update_words * 4.0 * n / copy_bw + c.method.threshold_words * 4.0 * n / read_bw;
-      out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] = floor_s / t;
+      out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] =
+          floor_seconds(c, copy_bw, read_bw, true) / t;
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed_round_median"] =
           round_fraction(c, true);
     }
