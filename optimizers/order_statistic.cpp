@@ -38,94 +38,45 @@ V value_of(KeyOf<V> k) {
   return v;
 }
 
-// Values per run of the sample: a run is one cache line of float32 values, neighbours in memory.
-constexpr int64_t kRun = 16;
-
-// The sample: S / kRun runs of kRun neighbouring values |g + wd p|, run c starting at position
-// floor(c n / runs) of all the sources end to end (a run may cross from one source into the next),
-// widened to double and laid out run after run; where S = n, every value (runs of one). Runs cost a
-// sixteenth of the cache-line and page misses of S values taken one by one, which cost 0.84 ms per
-// threshold call at 1 thread on bench optim's set (0.52 even with the lines cached: each value was on
-// its own page, past what the TLB holds) against 0.35 (0.09); the price is that neighbours may be
-// alike, which rth_smallest_abs's bracket allows for (design_effect). Taken in pieces across the
-// threads; value j is the same whichever thread reads it.
+// The strided sample: the values |g + wd p| at positions floor(j n / S), j < S, of all the
+// sources end to end, widened to double. Taken in pieces across the threads (each read is a likely
+// TLB and cache miss, so one thread would wait on them in turn); value j is the same whichever thread
+// reads it. Runs of 16 neighbours instead (a sixteenth of the misses: 0.84 -> 0.35 ms per call at 1
+// thread on bench optim's set) were measured and not kept: in real gradients neighbours are alike (the
+// runs' design effect was 7-10 on gpt2-small-cpu and llama-small-cpu after 0-30 steps on text), so
+// they bracket the rank three times wider, while one value every n / S brackets it as a random sample
+// would, or better (the count below the wanted value at 0.6 of a binomial's deviation there).
 std::vector<double> sample_values(const std::vector<AbsSource>& src, int64_t n, int64_t S) {
-  const int64_t run = S == n ? 1 : kRun, runs = S / run;
-  std::vector<double> values(static_cast<size_t>(runs * run));
+  std::vector<double> values(static_cast<size_t>(S));
   std::vector<int64_t> ends;  // each source's end in the values end to end
   for (const auto& s : src) ends.push_back((ends.empty() ? 0 : ends.back()) + s.g.numel());
-  // Each source's raw pointers, read once here (data_ptr checks its dtype on every call).
-  struct Raw {
-    const void *g, *p;
-    double wd;
-    bool is_float;
-  };
-  std::vector<Raw> raw;
-  for (const auto& s : src) {
-    const auto type = s.g.scalar_type();
-    TORCH_CHECK(type == torch::kFloat32 || type == torch::kFloat64, "rth_smallest_abs: float32 or float64 values, not ",
-                type);
-    TORCH_CHECK(!s.p.defined() || s.p.scalar_type() == type, "rth_smallest_abs: p's dtype is not g's");
-    raw.push_back({s.g.data_ptr(), s.p.defined() ? s.p.data_ptr() : nullptr, s.wd, type == torch::kFloat32});
-  }
-  auto value_at = [&](size_t t, int64_t k) -> double {
-    const Raw& x = raw[t];
-    if (x.is_float)  // as ATen's g + p * wd: the scalar in the tensor's dtype
-      return abs_value<float>(static_cast<const float*>(x.g), static_cast<const float*>(x.p), static_cast<float>(x.wd),
-                              k);
-    return abs_value<double>(static_cast<const double*>(x.g), static_cast<const double*>(x.p), x.wd, k);
-  };
-  const int64_t step = n / runs, step_rem = n % runs;
-  at::parallel_for(0, runs, std::max<int64_t>(1, 4096 / run), [&](int64_t c_begin, int64_t c_end) {
-    // A run's start floor(c n / runs) stepped without a division per run: it grows by n / runs, and by
-    // one more whenever the remainder (c n mod runs) passes runs.
-    const auto cn = static_cast<__int128>(c_begin) * n;
-    int64_t start = static_cast<int64_t>(cn / runs), rem = static_cast<int64_t>(cn % runs);
-    auto t = static_cast<size_t>(std::upper_bound(ends.begin(), ends.end(), start) - ends.begin());
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      for (int64_t u = 0; u < run; ++u) {
-        const int64_t pos = start + u;
-        while (pos >= ends[t]) ++t;
-        values[static_cast<size_t>(c * run + u)] = value_at(t, pos - (t == 0 ? 0 : ends[t - 1]));
-      }
-      start += step;
-      rem += step_rem;
-      if (rem >= runs) {
-        rem -= runs;
-        ++start;
-      }
+  const int64_t step = n / S, step_rem = n % S;
+  at::parallel_for(0, S, 4096, [&](int64_t j_begin, int64_t j_end) {
+    // pos = floor(j n / S) stepped without a division per value (they are independent loads then, and
+    // the memory system overlaps their misses): pos grows by n / S, and by one more whenever the
+    // remainder (j n mod S) passes S.
+    const auto jn = static_cast<__int128>(j_begin) * n;
+    int64_t j = j_begin, pos = static_cast<int64_t>(jn / S), rem = static_cast<int64_t>(jn % S);
+    for (size_t t = std::upper_bound(ends.begin(), ends.end(), pos) - ends.begin(); j < j_end; ++t) {
+      const AbsSource& s = src[t];
+      const int64_t base = ends[t] - s.g.numel();
+      AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "sample_values", [&] {
+        const scalar_t* g = s.g.data_ptr<scalar_t>();
+        const scalar_t* p = s.p.defined() ? s.p.data_ptr<scalar_t>() : nullptr;
+        const auto wd = static_cast<scalar_t>(s.wd);  // as ATen's p * wd: the scalar in the tensor's dtype
+        for (; j < j_end && pos < ends[t]; ++j) {
+          values[static_cast<size_t>(j)] = static_cast<double>(abs_value<scalar_t>(g, p, wd, pos - base));
+          pos += step;
+          rem += step_rem;
+          if (rem >= S) {
+            rem -= S;
+            ++pos;
+          }
+        }
+      });
     }
   });
   return values;
-}
-
-// How much more the count of sample values below a value varies, run by run, than it would if the
-// values were drawn one by one (the design effect of the runs): the variance over runs of each run's
-// count below lo (and, apart, above hi), over a binomial's for the same mean. 1 for independent
-// values; up to kRun where each run's values are all alike. Compared on bit patterns (NaN above all).
-double design_effect(const std::vector<double>& sample, double lo, double hi, bool at_lo, bool at_hi) {
-  const auto runs = static_cast<int64_t>(sample.size()) / kRun;
-  if (runs < 2) return 1;
-  const uint64_t lo_k = key_of(lo), hi_k = key_of(hi);
-  double effect = 1;
-  for (const bool below : {true, false}) {
-    if (below ? !at_lo : !at_hi) continue;
-    double sum = 0, sum_sq = 0;
-    for (int64_t c = 0; c < runs; ++c) {
-      int64_t count = 0;
-      for (int64_t u = 0; u < kRun; ++u) {
-        const uint64_t k = key_of(sample[static_cast<size_t>(c * kRun + u)]);
-        count += below ? k < lo_k : k > hi_k;
-      }
-      sum += static_cast<double>(count);
-      sum_sq += static_cast<double>(count) * static_cast<double>(count);
-    }
-    const double mean = sum / static_cast<double>(runs), p = mean / kRun;
-    const double variance = (sum_sq - sum * mean) / static_cast<double>(runs - 1);
-    const double binomial = kRun * p * (1 - p);
-    if (binomial > 0) effect = std::max(effect, variance / binomial);
-  }
-  return effect;
 }
 
 // The sources with values, each tensor as it is where it is contiguous (only its data are read; a
@@ -413,41 +364,30 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   const auto src = contiguous_sources(in);
   const int64_t n = total_values(src);
   TORCH_CHECK(r >= 0 && r < n, "rth_smallest_abs: rank ", r, " of ", n, " values");
-  // A sample of S values (runs of neighbours, sample_values) brackets rank r within +-m sample ranks:
-  // 5 standard deviations of the count of the sample's values below the r-th, sqrt(S f (1 - f)) at
-  // f = r / n for values drawn one by one, times the square root of the runs' design effect, so that
+  // A strided sample of S values brackets rank r within +-m sample ranks: 5 standard deviations of
+  // the count of a random sample's values below the r-th, sqrt(S f (1 - f)) at f = r / n, so that
   // about 2m/S of all values fall inside the bracket (at S = 16,384: 4 % at the median, 2.3 % at
-  // f = 0.9). A random sample would miss the rank once in ~2 million calls (the full selection then
-  // answers; bracket_misses() counts it); with 8 deviations a call took 4-7 % longer on bench optim's
-  // set (more values kept).
-  if (sample_size(n) < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
-  const std::vector<double> sample = sample_values(src, n, sample_size(n));
-  const auto S = static_cast<int64_t>(sample.size());  // a whole number of runs
+  // f = 0.9; a strided sample of unordered values keeps fewer: 3.1 % and 1.9 % measured). A random
+  // sample would miss the rank once in ~2 million calls (the full selection then answers;
+  // bracket_misses() counts it); with 8
+  // deviations a call took 4-7 % longer on bench optim's set (more values kept for the radix steps).
+  const int64_t S = sample_size(n);
+  if (S < 1024) return rth_smallest_abs_reference(src, r);  // small: one selection is cheapest
+  const std::vector<double> sample = sample_values(src, n, S);
   // The sample's ranks are selected by the radix selection below (a few passes over the sample;
   // std::nth_element's branches cost more). Its range: every non-negative bit pattern, NaN included
   // (above infinity, where a sort puts it).
   const std::vector<std::pair<const double*, int64_t>> whole = {{sample.data(), S}};
   const double top = value_of<double>(std::numeric_limits<int64_t>::max());
-  // Up to 16,384 values the sample is every value: the rank is selected in it, without the bracket
-  // and a second pass.
+  // Up to 16,384 values the sample is every value (step 1): the rank is selected in it, without the
+  // bracket and a second pass.
   if (S == n) return select_kept<double>(whole, r, 0.0, top);
-  // Else the bracket: the sample's (q-m)-th and (q+m)-th smallest, m from the binomial's deviation,
-  // widened by the square root of the runs' design effect where that exceeds 1.25 (independent values
-  // measure 1 give or take a few percent; re-selecting costs two more selections, and 5 deviations
-  // shrunk by at most sqrt(1.25) are still 4.47).
+  // Else the bracket: the sample's (q-m)-th and (q+m)-th smallest.
   const int64_t q = static_cast<int64_t>((static_cast<__int128>(r) * S) / n);
   const double f = static_cast<double>(q) / static_cast<double>(S);
-  const double deviation = std::sqrt(static_cast<double>(S) * f * (1 - f));
-  double lo_v = 0, hi_v = std::numeric_limits<double>::infinity();
-  auto bracket = [&](double deviations) {
-    const int64_t m = static_cast<int64_t>(std::ceil(deviations * deviation)) + 4;
-    lo_v = q - m >= 0 ? select_kept<double>(whole, q - m, 0.0, top) : 0.0;
-    hi_v = q + m < S ? select_kept<double>(whole, q + m, 0.0, top) : std::numeric_limits<double>::infinity();
-    return m;
-  };
-  const int64_t m = bracket(5);
-  const double effect = design_effect(sample, lo_v, hi_v, q - m >= 0, q + m < S);
-  if (effect > 1.25) bracket(5 * std::sqrt(effect));
+  const int64_t m = static_cast<int64_t>(std::ceil(5 * std::sqrt(static_cast<double>(S) * f * (1 - f)))) + 4;
+  const double lo_v = q - m >= 0 ? select_kept<double>(whole, q - m, 0.0, top) : 0.0;
+  const double hi_v = q + m < S ? select_kept<double>(whole, q + m, 0.0, top) : std::numeric_limits<double>::infinity();
 
   // One pass over every value, in chunks across the threads. The order in which values are kept
   // does not matter: the r-th value is the same whichever way they were gathered.

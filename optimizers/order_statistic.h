@@ -1,10 +1,9 @@
 // An exact order statistic of |values| over many tensors in about one read of them (Floyd & Rivest's
-// sampling idea): a sample (runs of neighbouring values; the bracket's width allows for their likeness)
-// brackets the wanted rank, one parallel pass counts what falls below the bracket and keeps what falls
-// inside it (bracket_pass.h); where many are kept, a sub-sample of them and one more pass narrow them
-// the same way, and radix steps on their bit patterns and a selection among the last few finish. When
-// the bracket misses (rare), a full sort-free selection over all values answers instead. The clipping
-// optimizers' global threshold (clipped_optimizers.h) is the user.
+// sampling idea): a strided sample brackets the wanted rank, one parallel pass counts what falls below
+// the bracket and keeps what falls inside it (bracket_pass.h); where many are kept, a sub-sample of them
+// and one more pass narrow them the same way, and radix steps on their bit patterns and a selection
+// among the last few finish. When the bracket misses (rare), a full sort-free selection over all values
+// answers instead. The clipping optimizers' global threshold (clipped_optimizers.h) is the user.
 #pragma once
 #include <torch/torch.h>
 

@@ -263,12 +263,11 @@ TEST(Clip, BracketedSelectionEqualsTheSortedValues) {
   EXPECT_EQ(clip_threshold(big, 0.1, 1.0), sorted[idx].item<double>());
 }
 
-// The sample is taken as runs of 16 neighbouring values; where neighbours are alike, the count of
-// sample values below the wanted one varies up to 16 times more than for values drawn one by one, and
-// a bracket of 5 binomial deviations would miss the rank in about one call of five. Oracle: the sorted
-// values, and bracket_misses() unchanged over every call: eight sets of 2^16 groups of 16 equal values
-// (each run one group; without the widening, 36 of their 288 calls missed, in three sets), and rows of
-// 512 with scales e^N(0,1) (a weight whose rows differ), at 1 and 2 threads.
+// Gradients whose neighbours are alike (real ones are: rows of unequal scale) must not bias the
+// strided sample: one value every n / S. Oracle: the sorted values, and bracket_misses() unchanged
+// over every call: eight sets of 2^16 groups of 16 equal values (a sample taken as runs of 16
+// neighbours missed 36 of their 288 calls with a binomial bracket), and rows of 512 with scales
+// e^N(0,1), at 1 and 2 threads.
 TEST(Clip, BracketAllowsForAlikeNeighbours) {
   const int previous = at::get_num_threads();
   torch::manual_seed(17);
@@ -291,7 +290,7 @@ TEST(Clip, BracketAllowsForAlikeNeighbours) {
     EXPECT_EQ(bracket_misses(), misses) << "the bracket missed for neighbours alike";
   }
   at::set_num_threads(previous);
-  // The sample reads raw float32 or float64 data: another dtype is refused before any read.
+  // Only float32 and float64 values, and p in g's dtype: anything else is refused with an error.
   EXPECT_THROW(rth_smallest_abs({{torch::randn({4096}).to(torch::kHalf), {}, 0}}, 5), c10::Error);
   EXPECT_THROW(rth_smallest_abs({{torch::randn({4096}), torch::randn({4096}, torch::kFloat64), 0.1}}, 5), c10::Error);
 }
