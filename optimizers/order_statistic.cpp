@@ -162,6 +162,12 @@ int64_t keep_keys(const void* from, int64_t n, K lo, K hi, K* out) {
   return keep_keys_portable<K>(from, n, lo, hi, out);
 }
 
+// The kept values' stages (select_kept, select_many_kept) work on pieces of at most kPiece values
+// (a piece's counts fit in 32 bits) across the threads, each with kSpare slots past its kept values
+// for a filter's last (16-wide) store.
+constexpr int64_t kPiece = 1 << 16;
+constexpr int64_t kSpare = 16;
+
 // The rest-th smallest (0-based) of the values in `spans`, all in [lo, hi] and non-negative. Each
 // radix step histograms the 11 bits below the common prefix of the current key range and keeps the
 // bin holding the rank, so the range narrows 2048-fold per step (or to one key); a selection among the
@@ -173,8 +179,6 @@ int64_t keep_keys(const void* from, int64_t n, K lo, K hi, K* out) {
 template <class V>
 V select_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t rest, V lo, V hi) {
   using K = KeyOf<V>;
-  constexpr int64_t kPiece = 1 << 16;  // values per piece: its counts fit in 32 bits
-  constexpr int64_t kSpare = 16;       // room past each piece's kept keys for the filter's last store
   K lo_k = key_of(lo), hi_k = key_of(hi);
   std::vector<std::pair<const char*, int64_t>> pieces;  // (first value's bytes, values)
   auto cut = [&](const void* values, int64_t n) {
@@ -268,7 +272,7 @@ V select_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t re
 // Where the narrower bracket misses the rank (rare), the radix steps run on all of them.
 template <class V>
 V select_many_kept(const std::vector<std::pair<const V*, int64_t>>& spans, int64_t rest, V lo, V hi) {
-  constexpr int64_t kSubSample = 4096, kPiece = 1 << 16, kSpare = 16;
+  constexpr int64_t kSubSample = 4096;
   int64_t count = 0;
   for (const auto& span : spans) count += span.second;
   if (count <= kPiece) return select_kept<V>(spans, rest, lo, hi);
