@@ -227,76 +227,59 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     cases.clear();  // the last round's memory, free before this round's is taken
     cases = build_cases(model, o, static_cast<size_t>(round));
     const std::string tag = "/" + std::to_string(round);
-    benchmark::RegisterBenchmark(("copy" + tag).c_str(),
-                                 [&](benchmark::State& st) {
-                                   int64_t it = 0;
-                                   for (auto _ : st) {
-                                     const float* sp = array(2 * (it % 2));
-                                     float* dp = array(2 * (it++ % 2) + 1);
-                                     at::parallel_for(0, numel, kGrain, [&](int64_t b, int64_t e) {
-                                       std::memcpy(dp + b, sp + b, sizeof(float) * (e - b));
-                                     });
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(min_time);
-    benchmark::RegisterBenchmark(("axpy" + tag).c_str(),
-                                 [&](benchmark::State& st) {
-                                   int64_t it = 0;
-                                   for (auto _ : st) {
-                                     const float* sp = array(2 * (it % 2));
-                                     float* dp = array(2 * (it++ % 2) + 1);
-                                     parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(min_time);
-    benchmark::RegisterBenchmark(("read" + tag).c_str(),
-                                 [&](benchmark::State& st) {
-                                   const int64_t pieces = (numel + kGrain - 1) / kGrain;
-                                   std::vector<float> part(static_cast<size_t>(pieces));
-                                   int64_t it = 0;
-                                   for (auto _ : st) {
-                                     const float* sp = array(it++);
-                                     at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
-                                       for (int64_t q = begin; q < end; ++q) {
-                                         const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
-                                         float lanes[16] = {};  // 16 independent sums: vectorized
-                                         int64_t k = b;
-                                         for (; k + 16 <= e; k += 16)
-                                           for (int l = 0; l < 16; ++l) lanes[l] += sp[k + l];
-                                         for (; k < e; ++k) lanes[0] += sp[k];
-                                         float sum = 0;
-                                         for (const float v : lanes) sum += v;
-                                         part[static_cast<size_t>(q)] = sum;
-                                       }
-                                     });
-                                     benchmark::DoNotOptimize(part.data());
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(min_time);
-    benchmark::RegisterBenchmark(("read4" + tag).c_str(),
-                                 [&](benchmark::State& st) {
-                                   std::vector<float> part(static_cast<size_t>(threads));
-                                   int64_t it = 0;
-                                   for (auto _ : st) {
-                                     const float* sp = array(it++);
-                                     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
-                                       for (int64_t t = begin; t < end; ++t) {
-                                         const int64_t b = numel * t / threads, e = numel * (t + 1) / threads;
-                                         part[static_cast<size_t>(t)] = four_streams_sum(sp + b, e - b);
-                                       }
-                                     });
-                                     benchmark::DoNotOptimize(part.data());
-                                     benchmark::ClobberMemory();
-                                   }
-                                 })
-        ->UseRealTime()
-        ->MinTime(min_time);
+    // A baseline: `pass(it)` once per iteration it, the arrays it reads rotating with it (above).
+    auto baseline = [&](const char* name, auto pass) {
+      benchmark::RegisterBenchmark((name + tag).c_str(),
+                                   [pass](benchmark::State& st) mutable {
+                                     int64_t it = 0;
+                                     for (auto _ : st) {
+                                       pass(it++);
+                                       benchmark::ClobberMemory();
+                                     }
+                                   })
+          ->UseRealTime()
+          ->MinTime(min_time);
+    };
+    baseline("copy", [&](int64_t it) {
+      const float* sp = array(2 * (it % 2));
+      float* dp = array(2 * (it % 2) + 1);
+      at::parallel_for(0, numel, kGrain,
+                       [&](int64_t b, int64_t e) { std::memcpy(dp + b, sp + b, sizeof(float) * (e - b)); });
+    });
+    baseline("axpy", [&](int64_t it) {
+      const float* sp = array(2 * (it % 2));
+      float* dp = array(2 * (it % 2) + 1);
+      parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
+    });
+    std::vector<float> piece_sums(static_cast<size_t>((numel + kGrain - 1) / kGrain));
+    baseline("read", [&](int64_t it) {
+      const float* sp = array(it);
+      at::parallel_for(0, static_cast<int64_t>(piece_sums.size()), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t q = begin; q < end; ++q) {
+          const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
+          float lanes[16] = {};  // 16 independent sums: vectorized
+          int64_t k = b;
+          for (; k + 16 <= e; k += 16)
+            for (int l = 0; l < 16; ++l) lanes[l] += sp[k + l];
+          for (; k < e; ++k) lanes[0] += sp[k];
+          float sum = 0;
+          for (const float v : lanes) sum += v;
+          piece_sums[static_cast<size_t>(q)] = sum;
+        }
+      });
+      benchmark::DoNotOptimize(piece_sums.data());
+    });
+    std::vector<float> thread_sums(static_cast<size_t>(threads));
+    baseline("read4", [&](int64_t it) {
+      const float* sp = array(it);
+      at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t b = numel * t / threads, e = numel * (t + 1) / threads;
+          thread_sums[static_cast<size_t>(t)] = four_streams_sum(sp + b, e - b);
+        }
+      });
+      benchmark::DoNotOptimize(thread_sums.data());
+    });
     for (size_t k = 0; k < cases.size(); ++k) {  // each round starts at another case (see above)
       auto& c = cases[(k + static_cast<size_t>(round)) % cases.size()];
       benchmark::RegisterBenchmark((c.method.name + tag).c_str(),
