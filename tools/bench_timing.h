@@ -7,20 +7,20 @@
 
 namespace bs {
 
+// The middle value, or the mean of the middle two for an even count (as Python's statistics.median,
+// which the PyTorch side of bench train uses). t is not empty.
 inline double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  const size_t m = t.size() / 2;
+  return t.size() % 2 ? t[m] : (t[m - 1] + t[m]) / 2;
 }
 
-// The median over k of a[k] / b[k] (the middle two averaged for an even count): a ratio of two times
-// taken close together, where the ratio of two separately taken medians or minima may pair different
-// spells of a noisy machine.
+// The median over k of a[k] / b[k]: a ratio of two times taken close together, where the ratio of two
+// separately taken medians or minima may pair different spells of a noisy machine.
 inline double median_of_ratios(const std::vector<double>& a, const std::vector<double>& b) {
   std::vector<double> r;
   for (size_t k = 0; k < std::min(a.size(), b.size()); ++k) r.push_back(a[k] / b[k]);
-  std::sort(r.begin(), r.end());
-  const size_t m = r.size() / 2;
-  return r.size() % 2 ? r[m] : (r[m - 1] + r[m]) / 2;
+  return median(r);
 }
 
 // The median wall time of `repeats` calls of f, in seconds.
