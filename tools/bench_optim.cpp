@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "adam_mini_partition.h"
@@ -217,6 +219,51 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   std::vector<torch::Tensor> arrays;
   for (int a = 0; a < 4; ++a) arrays.push_back(torch::randn({numel}, torch::kFloat32));
   auto array = [&](int64_t k) { return arrays[static_cast<size_t>(k % 4)].data_ptr<float>(); };
+  // The baselines: pass(it) once per iteration it, the arrays it reads rotating with it (above).
+  std::vector<float> piece_sums(static_cast<size_t>((numel + kGrain - 1) / kGrain));
+  std::vector<float> thread_sums(static_cast<size_t>(threads));
+  const std::vector<std::pair<std::string, std::function<void(int64_t)>>> baselines = {
+      {"copy",
+       [&](int64_t it) {
+         const float* sp = array(2 * (it % 2));
+         float* dp = array(2 * (it % 2) + 1);
+         at::parallel_for(0, numel, kGrain,
+                          [&](int64_t b, int64_t e) { std::memcpy(dp + b, sp + b, sizeof(float) * (e - b)); });
+       }},
+      {"axpy",
+       [&](int64_t it) {
+         const float* sp = array(2 * (it % 2));
+         float* dp = array(2 * (it % 2) + 1);
+         parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
+       }},
+      {"read",
+       [&](int64_t it) {
+         const float* sp = array(it);
+         at::parallel_for(0, static_cast<int64_t>(piece_sums.size()), 1, [&](int64_t begin, int64_t end) {
+           for (int64_t q = begin; q < end; ++q) {
+             const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
+             float lanes[16] = {};  // 16 independent sums: vectorized
+             int64_t k = b;
+             for (; k + 16 <= e; k += 16)
+               for (int l = 0; l < 16; ++l) lanes[l] += sp[k + l];
+             for (; k < e; ++k) lanes[0] += sp[k];
+             float sum = 0;
+             for (const float v : lanes) sum += v;
+             piece_sums[static_cast<size_t>(q)] = sum;
+           }
+         });
+         benchmark::DoNotOptimize(piece_sums.data());
+       }},
+      {"read4", [&](int64_t it) {
+         const float* sp = array(it);
+         at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+           for (int64_t t = begin; t < end; ++t) {
+             const int64_t b = numel * t / threads, e = numel * (t + 1) / threads;
+             thread_sums[static_cast<size_t>(t)] = four_streams_sum(sp + b, e - b);
+           }
+         });
+         benchmark::DoNotOptimize(thread_sums.data());
+       }}};
   Collect rep;
   int argc = 1;
   char arg0[] = "blocksharp";
@@ -227,10 +274,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     cases.clear();  // the last round's memory, free before this round's is taken
     cases = build_cases(model, o, static_cast<size_t>(round));
     const std::string tag = "/" + std::to_string(round);
-    // A baseline: `pass(it)` once per iteration it, the arrays it reads rotating with it (above).
-    auto baseline = [&](const char* name, auto pass) {
+    for (const auto& [name, pass] : baselines) {
       benchmark::RegisterBenchmark((name + tag).c_str(),
-                                   [pass](benchmark::State& st) mutable {
+                                   [pass = pass](benchmark::State& st) {
                                      int64_t it = 0;
                                      for (auto _ : st) {
                                        pass(it++);
@@ -239,47 +285,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
                                    })
           ->UseRealTime()
           ->MinTime(min_time);
-    };
-    baseline("copy", [&](int64_t it) {
-      const float* sp = array(2 * (it % 2));
-      float* dp = array(2 * (it % 2) + 1);
-      at::parallel_for(0, numel, kGrain,
-                       [&](int64_t b, int64_t e) { std::memcpy(dp + b, sp + b, sizeof(float) * (e - b)); });
-    });
-    baseline("axpy", [&](int64_t it) {
-      const float* sp = array(2 * (it % 2));
-      float* dp = array(2 * (it % 2) + 1);
-      parallel_elements(numel, [=](int64_t k) { dp[k] += sp[k]; });
-    });
-    std::vector<float> piece_sums(static_cast<size_t>((numel + kGrain - 1) / kGrain));
-    baseline("read", [&](int64_t it) {
-      const float* sp = array(it);
-      at::parallel_for(0, static_cast<int64_t>(piece_sums.size()), 1, [&](int64_t begin, int64_t end) {
-        for (int64_t q = begin; q < end; ++q) {
-          const int64_t b = q * kGrain, e = std::min(numel, b + kGrain);
-          float lanes[16] = {};  // 16 independent sums: vectorized
-          int64_t k = b;
-          for (; k + 16 <= e; k += 16)
-            for (int l = 0; l < 16; ++l) lanes[l] += sp[k + l];
-          for (; k < e; ++k) lanes[0] += sp[k];
-          float sum = 0;
-          for (const float v : lanes) sum += v;
-          piece_sums[static_cast<size_t>(q)] = sum;
-        }
-      });
-      benchmark::DoNotOptimize(piece_sums.data());
-    });
-    std::vector<float> thread_sums(static_cast<size_t>(threads));
-    baseline("read4", [&](int64_t it) {
-      const float* sp = array(it);
-      at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t t = begin; t < end; ++t) {
-          const int64_t b = numel * t / threads, e = numel * (t + 1) / threads;
-          thread_sums[static_cast<size_t>(t)] = four_streams_sum(sp + b, e - b);
-        }
-      });
-      benchmark::DoNotOptimize(thread_sums.data());
-    });
+    }
     for (size_t k = 0; k < cases.size(); ++k) {  // each round starts at another case (see above)
       auto& c = cases[(k + static_cast<size_t>(round)) % cases.size()];
       benchmark::RegisterBenchmark((c.method.name + tag).c_str(),
@@ -292,19 +298,25 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     benchmark::RunSpecifiedBenchmarks(&rep);
     benchmark::ClearRegisteredBenchmarks();
   }
-  // Paired steps on the last round's cases: one step of every case after another (each pass starting
-  // at the next case), so a case and AdamW are timed tens of milliseconds apart and any slow spell of
-  // the machine lands on both; each ratio to AdamW is also reported as the median of the passes' ratios.
-  // The methods whose step allocates sit out: with them in the passes, the fused case that followed
-  // them ran up to 1.6x slower (2 threads) than in its rounds.
+  // Paired steps on the last round's cases: one step of every case and one pass of every baseline after
+  // another (each pass starting at the next one), so a case, AdamW and the baselines are timed tens of
+  // milliseconds apart and any slow spell of the machine lands on all; each ratio to AdamW and each
+  // fraction of a floor is also reported as the median of the passes' values. The methods whose step
+  // allocates sit out: with them in the passes, the fused case that followed them ran up to 1.6x
+  // slower (2 threads) than in its rounds.
+  std::vector<std::pair<std::string, std::function<void()>>> timed;
+  for (auto& c : cases)
+    if (!c.method.allocates) timed.emplace_back(c.method.name, [&c] { c.opt->step(); });
+  auto iteration = std::make_shared<int64_t>(0);  // the baselines' arrays rotate as in the rounds
+  for (const auto& [name, pass] : baselines)
+    timed.emplace_back(name, [pass = pass, iteration] { pass((*iteration)++); });
   std::map<std::string, std::vector<double>> paired;
   for (int pass = 0; pass < o.paired_steps; ++pass)
-    for (size_t k = 0; k < cases.size(); ++k) {
-      auto& c = cases[(k + static_cast<size_t>(pass)) % cases.size()];
-      if (c.method.allocates) continue;
+    for (size_t k = 0; k < timed.size(); ++k) {
+      const auto& [name, run] = timed[(k + static_cast<size_t>(pass)) % timed.size()];
       const auto a = std::chrono::steady_clock::now();
-      c.opt->step();
-      paired[c.method.name].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+      run();
+      paired[name].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
     }
 
   const double n = static_cast<double>(numel);
@@ -337,6 +349,18 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     }
     return median(fractions);
   };
+  // The same within each paired pass, and their median over the passes.
+  auto paired_fraction = [&](const Case& c, bool threshold_at_read_speed) {
+    std::vector<double> fractions;
+    const auto& case_s = paired.at(c.method.name);
+    for (size_t r = 0; r < case_s.size(); ++r) {
+      const double copy_r = std::max(2.0 * 4.0 * n / paired.at("copy")[r], 3.0 * 4.0 * n / paired.at("axpy")[r]);
+      const double read_r = std::max(4.0 * n / paired.at("read")[r], 4.0 * n / paired.at("read4")[r]);
+      fractions.push_back(floor_seconds(c, copy_r, read_r, threshold_at_read_speed) / case_s[r]);
+    }
+    return median(fractions);
+  };
+  for (const auto& [name, pass] : baselines) out["paired_baseline_ms_median"][name] = median(paired.at(name)) * 1e3;
   for (auto& c : cases) {
     const double t = rep.seconds.at(c.method.name);
     const double bw = c.floor_words() * 4.0 * n / t;
@@ -355,6 +379,10 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
       out["optimizers"][c.method.name]["paired_step_ms_median"] = median(paired.at(c.method.name)) * 1e3;
       out["optimizers"][c.method.name]["step_time_over_adamw_paired_median"] =
           median_of_ratios(paired.at(c.method.name), paired.at("adamw"));
+      out["optimizers"][c.method.name]["bandwidth_fraction_paired_median"] = paired_fraction(c, false);
+      if (c.method.threshold_words > 0)
+        out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed_paired_median"] =
+            paired_fraction(c, true);
     }
     if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] =

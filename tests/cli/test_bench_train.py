@@ -115,7 +115,26 @@ for name, o in out["runs"][0]["optimizers"].items():
     assert (key in o) == (name in ("sgd-clip", "adam-clip")), (name, o)
     if key in o:
         assert abs(o[key + "_round_median"] - o[key]) <= 1e-9 * o[key], (name, o)
-print("bench optim: one round's medians are its fractions")
+# With one paired pass, each paired fraction is that pass's: the floor (update words at the copy
+# bandwidth, the faster of memcpy's 2 and y += x's 3 words per value; the threshold's word at the faster
+# read) over the case's step, recomputed here from the pass's times.
+r = out["runs"][0]
+base = {k: v / 1e3 for k, v in r["paired_baseline_ms_median"].items()}
+assert set(base) == {"copy", "axpy", "read", "read4"} and min(base.values()) > 0, base
+word = r["optimizers"]["adamw"]["bytes_per_step"] / 7  # 4 bytes per parameter
+copy_bw, read_bw = max(2 * word / base["copy"], 3 * word / base["axpy"]), max(word / base["read"], word / base["read4"])
+for name, words, threshold in (("adamw", 7, 0), ("adam-mini", 5, 0), ("sgd-sai", 5, 0), ("blockwise-adamw", 7, 0),
+                               ("sgd-clip", 5, 1), ("adam-clip", 7, 1)):
+    o = r["optimizers"][name]
+    t = o["paired_step_ms_median"] / 1e3
+    want = (words + threshold) * word / copy_bw / t
+    assert abs(o["bandwidth_fraction_paired_median"] - want) <= 1e-9 * want, (name, o, want)
+    key = "fraction_of_floor_with_threshold_at_read_speed_paired_median"
+    assert (key in o) == (threshold > 0), (name, o)
+    if threshold:
+        want = (words * word / copy_bw + threshold * word / read_bw) / t
+        assert abs(o[key] - want) <= 1e-9 * want, (name, o, want)
+print("bench optim: one round's medians are its fractions, one pass's paired fractions recomputed")
 
 # bench optim --fused-qkv: attention as HF GPT-2's Conv1D c_attn [64, 192] / c_proj, and Adam-mini on the
 # slice partition. Oracle for its state (m for every parameter, one v per block), the blocks counted from
