@@ -269,14 +269,11 @@ void block_runs(const B& block, const T* x, int64_t bs, int64_t s, int64_t e) {
 }
 
 // One tensor's share of a step that updates many tensors: `units` units of `unit_numel` elements
-// each (an element, or one of Adam-mini's blocks), and run(begin, end), which updates units [begin, end).
-// `prepare`, where set, is work on the tensor that must finish before any of its units runs and that
-// one thread does whole (Adam-mini's column-block sums): run_jobs runs the jobs' prepares side by side,
-// a job's on one thread, before the update region.
+// each (an element, one of Adam-mini's blocks, or a whole tensor: its Conv1D column blocks), and
+// run(begin, end), which updates units [begin, end).
 struct TensorJob {
   int64_t units = 0, unit_numel = 1;
   std::function<void(int64_t, int64_t)> run;
-  std::function<void()> prepare = {};
 };
 
 // How a job's thread share is streamed: as one run, or as two halves stepped together (two_way_body).
@@ -295,12 +292,6 @@ TensorJob elementwise_job(int64_t n, F f, Ways ways = Ways::one) {
 // the end of every tensor, and tensors below the grain no longer run on one thread while the others wait.
 // A unit is run whole by one thread, so the bits do not depend on the thread count.
 inline void run_jobs(const std::vector<TensorJob>& jobs) {
-  std::vector<const TensorJob*> preparing;
-  for (const auto& j : jobs)
-    if (j.prepare) preparing.push_back(&j);
-  at::parallel_for(0, static_cast<int64_t>(preparing.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) preparing[static_cast<size_t>(i)]->prepare();
-  });
   int64_t total = 0;
   for (const auto& j : jobs) total += j.units * j.unit_numel;
   if (total == 0) return;

@@ -137,15 +137,11 @@ TEST(CpuLoop, TwoStreamsVisitEveryIndexOnceEach) {
 // run_jobs (a step's one parallel region over every tensor): every unit of every job is run exactly
 // once and whole, by one call, at every thread count; each thread's share is its equal share of the
 // elements to within one unit; job lists with empty jobs, units larger than a share, a single job and
-// more threads than the grain allows. Every other job has a prepare: each runs once, and all have
-// finished before any unit runs. Oracle: counters per unit, per thread and per prepare.
+// more threads than the grain allows. Oracle: counters per unit and per thread.
 std::string run_jobs_problems(const std::vector<std::pair<int64_t, int64_t>>& shape, int threads) {
   std::vector<std::vector<std::atomic<int>>> seen;
   for (const auto& [units, numel] : shape) seen.emplace_back(static_cast<size_t>(units));
   std::vector<std::atomic<int64_t>> per_thread(16);
-  std::vector<std::atomic<int>> prepared(shape.size());
-  std::atomic<int> prepares_done{0}, early_units{0};
-  int prepares = 0;
   std::vector<TensorJob> jobs;
   int64_t total = 0, largest_unit = 1;
   for (size_t j = 0; j < shape.size(); ++j) {
@@ -153,26 +149,15 @@ std::string run_jobs_problems(const std::vector<std::pair<int64_t, int64_t>>& sh
     total += units * numel;
     largest_unit = std::max(largest_unit, numel);
     jobs.push_back({units, numel, [&, j, numel = numel](int64_t begin, int64_t end) {
-                      if (prepares_done != prepares) ++early_units;
                       for (int64_t u = begin; u < end; ++u) ++seen[j][u];
                       per_thread[at::get_thread_num()] += (end - begin) * numel;
                     }});
-    if (j % 2 == 1) {
-      ++prepares;
-      jobs.back().prepare = [&, j] {
-        ++prepared[j];
-        ++prepares_done;
-      };
-    }
   }
   const int previous = at::get_num_threads();
   at::set_num_threads(threads);
   run_jobs(jobs);
   at::set_num_threads(previous);
   std::ostringstream out;
-  for (size_t j = 0; j < shape.size(); ++j)
-    if (prepared[j] != (j % 2 == 1 ? 1 : 0)) out << "job " << j << " prepared " << prepared[j] << " times; ";
-  if (early_units > 0) out << early_units << " runs started before every prepare had finished; ";
   for (size_t j = 0; j < shape.size(); ++j)
     for (int64_t u = 0; u < shape[j].first; ++u)
       if (seen[j][u] != 1) out << "job " << j << " unit " << u << " ran " << seen[j][u] << " times; ";
