@@ -307,9 +307,8 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   std::vector<std::pair<std::string, std::function<void()>>> timed;
   for (auto& c : cases)
     if (!c.method.allocates) timed.emplace_back(c.method.name, [&c] { c.opt->step(); });
-  auto iteration = std::make_shared<int64_t>(0);  // the baselines' arrays rotate as in the rounds
-  for (const auto& [name, pass] : baselines)
-    timed.emplace_back(name, [pass = pass, iteration] { pass((*iteration)++); });
+  for (const auto& [name, pass] : baselines)  // each one's arrays rotate with its own count, as in the rounds
+    timed.emplace_back(name, [pass = pass, it = int64_t{0}]() mutable { pass(it++); });
   std::map<std::string, std::vector<double>> paired;
   for (int pass = 0; pass < o.paired_steps; ++pass)
     for (size_t k = 0; k < timed.size(); ++k) {
