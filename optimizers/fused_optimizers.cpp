@@ -207,9 +207,10 @@ class AdamMini : public FusedBase {
   // one (0.62 against 0.37 ms for a 768 x 2304 tensor), so the tensor is one unit of run_jobs' region:
   // its thread takes the sums, gives each block's 1/h to its columns, and updates the rows in bands of
   // 64 from the last, so that the update starts on the rows the sums read last, still in the core's
-  // cache. g is read twice, the second time partly from cache: on bench optim --fused-qkv an Adam-mini
-  // step ran 1.4-2 % faster than with every such tensor's sums taken first, side by side, and its rows
-  // updated in the region with the other tensors' (paired medians over 24-40 steps, 1 and 2 threads).
+  // cache. g is read twice, the second time partly from cache: in a harness on bench optim --fused-qkv's
+  // set an Adam-mini step ran 1.4-2 % faster than with every such tensor's sums taken first, side by
+  // side, and its rows updated in the region with the other tensors' (paired medians over 24-40 steps,
+  // 1 and 2 threads; in bench optim itself 4 % at 1 thread and no clear change at 2, README).
   template <class T, class F, class U>
   TensorJob column_blocks_job(const ParamBlock& pb, T* p, const T* gp, T* m, T* vb, const F& f, const U& update_v) {
     const int64_t rows = pb.regions[0].runs, cols = pb.regions[0].stride, n_blocks = pb.n_blocks;
