@@ -334,27 +334,16 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     return threshold_at_read_speed ? c.method.update_words * 4.0 * n / copy + c.method.threshold_words * 4.0 * n / read
                                    : c.floor_words() * 4.0 * n / copy;
   };
-  // The same fractions within each round (the baselines run first in every round, seconds before the
-  // cases), and their median over rounds: a case's best round and a baseline's may come from different
-  // spells of the machine.
-  auto round_fraction = [&](const Case& c, bool threshold_at_read_speed) {
+  // The same fractions within each round of `times` (rep.per_round: the baselines run first in every
+  // round, seconds before the cases; paired: each pass's baselines milliseconds from the case), and their
+  // median: a case's best round and a baseline's may come from different spells of the machine.
+  auto median_fraction = [&](const std::map<std::string, std::vector<double>>& times, const Case& c,
+                             bool threshold_at_read_speed) {
     std::vector<double> fractions;
-    const auto& case_s = rep.per_round.at(c.method.name);
+    const auto& case_s = times.at(c.method.name);
     for (size_t r = 0; r < case_s.size(); ++r) {
-      const double copy_r =
-          std::max(2.0 * 4.0 * n / rep.per_round.at("copy")[r], 3.0 * 4.0 * n / rep.per_round.at("axpy")[r]);
-      const double read_r = std::max(4.0 * n / rep.per_round.at("read")[r], 4.0 * n / rep.per_round.at("read4")[r]);
-      fractions.push_back(floor_seconds(c, copy_r, read_r, threshold_at_read_speed) / case_s[r]);
-    }
-    return median(fractions);
-  };
-  // The same within each paired pass, and their median over the passes.
-  auto paired_fraction = [&](const Case& c, bool threshold_at_read_speed) {
-    std::vector<double> fractions;
-    const auto& case_s = paired.at(c.method.name);
-    for (size_t r = 0; r < case_s.size(); ++r) {
-      const double copy_r = std::max(2.0 * 4.0 * n / paired.at("copy")[r], 3.0 * 4.0 * n / paired.at("axpy")[r]);
-      const double read_r = std::max(4.0 * n / paired.at("read")[r], 4.0 * n / paired.at("read4")[r]);
+      const double copy_r = std::max(2.0 * 4.0 * n / times.at("copy")[r], 3.0 * 4.0 * n / times.at("axpy")[r]);
+      const double read_r = std::max(4.0 * n / times.at("read")[r], 4.0 * n / times.at("read4")[r]);
       fractions.push_back(floor_seconds(c, copy_r, read_r, threshold_at_read_speed) / case_s[r]);
     }
     return median(fractions);
@@ -368,7 +357,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
         {"bytes_per_step", c.floor_words() * 4.0 * n},
         {"bandwidth_GBps", bw / 1e9},
         {"bandwidth_fraction", bw / copy_bw},
-        {"bandwidth_fraction_round_median", round_fraction(c, false)},
+        {"bandwidth_fraction_round_median", median_fraction(rep.per_round, c, false)},
         {"speedup_vs_torch_adamw", t_torch / t},
         {"step_time_over_adamw", t / t_adamw},
         {"step_time_over_adamw_round_median", rep.median_ratio(c.method.name, "adamw")},
@@ -378,16 +367,16 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
       out["optimizers"][c.method.name]["paired_step_ms_median"] = median(paired.at(c.method.name)) * 1e3;
       out["optimizers"][c.method.name]["step_time_over_adamw_paired_median"] =
           median_of_ratios(paired.at(c.method.name), paired.at("adamw"));
-      out["optimizers"][c.method.name]["bandwidth_fraction_paired_median"] = paired_fraction(c, false);
+      out["optimizers"][c.method.name]["bandwidth_fraction_paired_median"] = median_fraction(paired, c, false);
       if (c.method.threshold_words > 0)
         out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed_paired_median"] =
-            paired_fraction(c, true);
+            median_fraction(paired, c, true);
     }
     if (c.method.threshold_words > 0) {  // the floor with the threshold's words read at the read-only speed
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed"] =
           floor_seconds(c, copy_bw, read_bw, true) / t;
       out["optimizers"][c.method.name]["fraction_of_floor_with_threshold_at_read_speed_round_median"] =
-          round_fraction(c, true);
+          median_fraction(rep.per_round, c, true);
     }
   }
   return out;
