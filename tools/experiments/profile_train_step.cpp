@@ -1,0 +1,62 @@
+// Where a training step's time goes, op by op: the step of `blocksharp bench train` (forward,
+// cross-entropy, backward, global-norm clipping at 1.0, AdamW) of a built-in language model under
+// LibTorch's profiler, written as a Chrome trace (open it in chrome://tracing, or sum it with
+// summarize_op_profile.py: self time per op name). Our custom autograd nodes appear as
+// `torch::autograd::CppNode<...>` (their backward, matrix products included); their forward is not
+// recorded. Not part of the build. From the repository root, after scripts/build.sh:
+//   (cd build && g++ -O2 -std=c++17 -fopenmp -I../src -I../tools -I../flows -I../optimizers \
+//     -I../diagnostics -I../partitioners -I/usr/include/hdf5/serial \
+//     -isystem /usr/include/torch/csrc/api/include ../tools/experiments/profile_train_step.cpp \
+//     -o /tmp/profile_train_step $(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | \
+//     grep -E '^-l|\.so|\.a$|^-Wl' | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; \
+//     s/lib\/libblocksharp_core.a/& -Wl,--end-group/' | tr -d '"' | tr '\n' ' '))
+//   /tmp/profile_train_step gpt2-small-cpu 1 /tmp/step.trace   # model, threads, trace file
+//   /usr/bin/python3 tools/experiments/summarize_op_profile.py /tmp/step.trace 5
+#include <malloc.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "batch_loss.h"
+#include "cli_common.h"
+#include "optimizer_setup.h"
+#include "registry.h"
+#include "session.h"
+
+int main(int argc, char** argv) {
+  using namespace bs;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // as the CLI's main
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  const std::string model = argc > 1 ? argv[1] : "gpt2-small-cpu";
+  const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
+  const std::string trace = argc > 3 ? argv[3] : "/tmp/step.trace";
+  CommonOptions c;
+  c.model = model;
+  c.batch_size = 8;
+  c.threads = threads;
+  Session s = open_session(c);
+  const ModelInfo info = s.net->info();
+  auto gen = at::detail::createCPUGenerator(0);  // bench train's tokens
+  const auto t = torch::randint(0, info.vocab, {8, info.seq_len + 1}, gen, torch::kLong);
+  const Batch batch{t.slice(1, 0, info.seq_len).contiguous(), t.slice(1, 1, info.seq_len + 1).contiguous()};
+  OptimizerSetup setup = optimizer_setup("adamw", s.net->named_parameters(), info, {});
+  auto opt = make_optimizer("adamw", setup.inputs, default_options("adamw"));
+  auto params = s.net->parameters();
+  auto step = [&] {
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    batch_loss(*s.net, batch, s.loss, model).backward();
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    opt->step();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  const auto a = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) step();
+  std::printf("%s, %d thread(s): %.1f ms per step without the profiler; 5 steps profiled into %s\n", model.c_str(),
+              threads, std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() * 1e3 / 5,
+              trace.c_str());
+  const torch::autograd::profiler::RecordProfile guard(trace);
+  for (int i = 0; i < 5; ++i) step();
+}
