@@ -37,7 +37,21 @@ for model in ("gpt2-tiny", "llama-tiny"):
         assert ours["peak_rss_MiB"] >= ours["rss_before_model_MiB"] > 0, ours
         assert 4.0 < ours["last_loss"] < 6.5 and 4.0 < theirs["last_loss"] < 6.5, (ours, theirs)  # near ln 256
     assert "LibTorch" in m["blocksharp_libtorch_gemm"]["gemm"], m["blocksharp_libtorch_gemm"]["gemm"]
-print("bench train: same parameters and tokens on both sides, ratios consistent")
+    # The same BLAS on both sides: the PyTorch process's library and kernels are the ones our
+    # LibTorch-BLAS side names ("LibTorch (OpenBLAS <core>)", or plain "LibTorch" for another BLAS).
+    ours_blas = m["blocksharp_libtorch_gemm"]["gemm"]
+    if "OpenBLAS" in ours_blas:
+        assert ours_blas == "LibTorch (" + theirs["blas"] + ")", (ours_blas, theirs["blas"])
+print("bench train: same parameters, tokens and BLAS on both sides, ratios consistent")
+
+# OPENBLAS_CORETYPE reaches the PyTorch side: both name the kernels it asks for.
+if "OpenBLAS" in out["models"]["gpt2-tiny"]["blocksharp_libtorch_gemm"]["gemm"]:
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    m = json.loads(run(["bench", "train", "--models", "gpt2-tiny", "--steps", "1", "--rounds", "1", "--batch-size",
+                        "1", "--threads", "1"], env=env))["models"]["gpt2-tiny"]
+    assert m["pytorch_eager"]["blas"] == "OpenBLAS Haswell", m["pytorch_eager"]["blas"]
+    assert m["blocksharp_libtorch_gemm"]["gemm"] == "LibTorch (OpenBLAS Haswell)", m["blocksharp_libtorch_gemm"]
+    print("bench train: OPENBLAS_CORETYPE=Haswell on both sides")
 
 # Every language-model preset `bench train` takes (the zoo's gpt2 and llama families) is one the PyTorch
 # script mirrors, and no other: the choices in --help against the script's PRESETS.

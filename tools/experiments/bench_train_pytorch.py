@@ -10,6 +10,7 @@ tokens per second and peak resident memory.
         --seq-len 128 --threads 2 --steps 10
 """
 import argparse
+import ctypes
 import json
 import math
 import statistics
@@ -178,6 +179,19 @@ def peak_rss_mib():
     return status_mib("VmHWM")
 
 
+def blas_name():
+    """The BLAS this process's torch runs its float32 products on, as blocksharp's `gemm` key names it:
+    "OpenBLAS <core>" (the kernel set OpenBLAS picked for this CPU, or OPENBLAS_CORETYPE's), else the
+    build's BLAS_INFO."""
+    try:  # torch already loaded it: dlopen of the same name returns the loaded library
+        core = ctypes.CDLL("libblas.so.3").openblas_get_corename
+        core.restype = ctypes.c_char_p
+        return "OpenBLAS " + core().decode()
+    except (OSError, AttributeError):
+        info = [f for f in torch.__config__.show().replace(",", "\n").split("\n") if "BLAS_INFO=" in f]
+        return info[0].split("=")[1].strip() if info else "unknown"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gpt2-small-cpu", choices=sorted(PRESETS))
@@ -224,6 +238,7 @@ def main():
     print(json.dumps({
         "framework": "pytorch-eager",
         "torch": torch.__version__,
+        "blas": blas_name(),
         "model": a.model,
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch_size": a.batch_size,
