@@ -33,6 +33,12 @@ inline Tensor kept(AutogradContext* ctx, const char* name) { return ctx->saved_d
 
 // f'(x), f''(x) of a pointwise Spec as constants (no graph): what a recorded backward precomputes
 // for the products.
+// Causal attention's scores in place, in one pass: scores[r, i, j] = scores * s for j <= i and -inf
+// above (i = the row index mod T = scores.size(2): grouped heads stack their queries along the rows).
+// The bits of `scores * s` then `masked_fill(triu(1), -inf)` (one rounding of x * float(s)), without the
+// mask, the clone and the broadcast pass. scores: contiguous, 3-d, float or double, on the CPU.
+void scale_and_mask_causal(const Tensor& scores, double s);
+
 template <class Spec>
 std::pair<torch::Tensor, torch::Tensor> constant_derivatives(const torch::Tensor& x) {
   torch::NoGradGuard constants;
