@@ -88,6 +88,8 @@ TEST_F(Gemm, AccumulatingProducts) {
   const auto a = randn({31, 40}), b = randn({24, 40}).t(), bias = randn({24}), c0 = randn({31, 24});
   SCOPED_TRACE("addmm, bias");
   EXPECT_LE(rounding_excess(gemm::addmm(bias, a, b), a, b, bias.expand({31, 24})), 0.0);
+  // The bias row copied into each row gives the bits of the broadcast matrix taken as c.
+  EXPECT_TRUE(torch::equal(gemm::addmm(bias, a, b), gemm::addmm(bias.expand({31, 24}), a, b)));
   SCOPED_TRACE("addmm, matrix");
   const auto c0_before = c0.clone();
   EXPECT_LE(rounding_excess(gemm::addmm(c0, a, b), a, b, c0), 0.0);
