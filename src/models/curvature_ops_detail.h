@@ -1,6 +1,6 @@
 // What the curvature ops' files share (internal to src/models): whether an op records its own
-// Function, the constants a recorded backward keeps, and f', f'' as constants. See curvature_ops.h for what the ops are
-// for.
+// Function, the constants a recorded backward keeps, f', f'' as constants, and causal attention's score
+// pass. See curvature_ops.h for what the ops are for.
 #pragma once
 #include <torch/torch.h>
 
@@ -31,14 +31,14 @@ inline void keep(AutogradContext* ctx, std::initializer_list<std::pair<const cha
 }
 inline Tensor kept(AutogradContext* ctx, const char* name) { return ctx->saved_data[name].toTensor(); }
 
-// f'(x), f''(x) of a pointwise Spec as constants (no graph): what a recorded backward precomputes
-// for the products.
 // Causal attention's scores in place, in one pass: scores[r, i, j] = scores * s for j <= i and -inf
 // above (i = the row index mod T = scores.size(2): grouped heads stack their queries along the rows).
 // The bits of `scores * s` then `masked_fill(triu(1), -inf)` (one rounding of x * float(s)), without the
 // mask, the clone and the broadcast pass. scores: contiguous, 3-d, float or double, on the CPU.
 void scale_and_mask_causal(const Tensor& scores, double s);
 
+// f'(x), f''(x) of a pointwise Spec as constants (no graph): what a recorded backward precomputes
+// for the products.
 template <class Spec>
 std::pair<torch::Tensor, torch::Tensor> constant_derivatives(const torch::Tensor& x) {
   torch::NoGradGuard constants;
