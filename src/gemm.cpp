@@ -134,15 +134,14 @@ torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch:
   auto out = torch::empty({a.size(0), b.size(1)}, a.options());
   // A fresh result: c itself is never written. A bias row (a linear layer's) is copied into each row
   // directly: the broadcast copy_ took 14 ms of a 440 ms gpt2-small-cpu step at 1 thread (32 calls).
-  if (c.dim() == 1 && c.is_contiguous() && c.size(0) == out.size(1) && c.scalar_type() == out.scalar_type()) {
+  // (fast() has made every operand float32 and non-empty.)
+  if (c.dim() == 1 && c.is_contiguous() && c.size(0) == out.size(1)) {
     const float* row = c.data_ptr<float>();
     float* o = out.data_ptr<float>();
     const int64_t n = out.size(1);
-    at::parallel_for(0, out.size(0), std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n)),
-                     [&](int64_t r0, int64_t r1) {
-                       for (int64_t r = r0; r < r1; ++r)
-                         std::memcpy(o + r * n, row, static_cast<size_t>(n) * sizeof(float));
-                     });
+    at::parallel_for(0, out.size(0), std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::memcpy(o + r * n, row, static_cast<size_t>(n) * sizeof(float));
+    });
   } else {
     out.copy_(c.expand(out.sizes()));
   }
