@@ -9,6 +9,8 @@
 #pragma once
 #include <ATen/Parallel.h>
 
+#include "simd_loop.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -19,21 +21,6 @@
 namespace bs {
 
 constexpr int64_t kGrain = 1 << 15;
-
-// Which compiled variant the loops here and the clipping threshold's pass run: the widest the CPU has
-// (the default), or the baseline one everywhere (the tests compare the two bit for bit).
-enum class LoopVariant { widest, baseline };
-inline std::atomic<LoopVariant> g_loop_variant{LoopVariant::widest};
-inline void set_loop_variant(LoopVariant v) { g_loop_variant.store(v, std::memory_order_relaxed); }
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
-#define BS_LOOP_AVX512 1
-// f(i) for i in [begin, end), compiled for AVX-512F; f (compiled for the baseline) is inlined into it.
-template <class F>
-__attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) f(i);
-}
-#endif
 
 // Two streams stepped together, kWayStep elements of one, then of the other: twice the streams in flight
 // for the hardware prefetchers. On one core of the machine we measure on, a 5-word in-place stream
@@ -85,25 +72,6 @@ __attribute__((target("avx512f"))) void two_way_avx512(const F& f, int64_t begin
   two_way_body(f, begin, end);
 }
 #endif
-
-// Whether the loops run their AVX-512F variant: the CPU has it (asked once) and the baseline is not asked for.
-inline bool use_avx512() {
-#ifdef BS_LOOP_AVX512
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has && g_loop_variant.load(std::memory_order_relaxed) == LoopVariant::widest;
-#else
-  return false;
-#endif
-}
-
-// f(i) for i in [begin, end) on this thread, in the variant use_avx512() says.
-template <class F>
-void elements(const F& f, int64_t begin, int64_t end) {
-#ifdef BS_LOOP_AVX512
-  if (use_avx512()) return elements_avx512(f, begin, end);
-#endif
-  for (int64_t i = begin; i < end; ++i) f(i);
-}
 
 // elements(f, begin, end) as two_way_body's two halves stepped together, in the variant use_avx512() says.
 template <class F>
