@@ -7,6 +7,7 @@
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
 #include "gemm.h"
+#include "row_kernels.h"
 
 #include <limits>
 
@@ -22,12 +23,19 @@ using namespace detail;
 Tensor grouped(const Tensor& t, int64_t groups) { return t.reshape({t.size(0) * groups, -1, t.size(-1)}); }
 
 // Causal attention O = P v, P = softmax(s q k^T) with future keys masked, on grouped tensors. As
-// LibTorch's ops (the tests' oracle), or (fused) the scores scaled and masked in one row pass
-// (scale_and_mask_causal: the same bits; a mask, a clone and a broadcast masked_fill fewer, 2-3 ms of
-// a gpt2-small-cpu layer's forward at 1 thread).
+// LibTorch's ops (the tests' oracle), or (fused) in float the scores turned into P in one row pass
+// (causal_softmax_rows: within a few ulps of them, LibTorch's softmax took 2.1 ns a value here), in
+// double scaled and masked in one pass (scale_and_mask_causal: the same bits; a mask, a clone and a
+// broadcast masked_fill fewer, 2-3 ms of a gpt2-small-cpu layer's forward at 1 thread) before
+// LibTorch's softmax.
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s, bool fused = false) {
   if (fused && !off_rows(q3) && !off_rows(k3)) {
     const auto scores = gemm::bmm(q3, k3.transpose(1, 2)).contiguous();
+    if (scores.scalar_type() == torch::kFloat32) {  // one row pass from the scores to P
+      causal_softmax_rows(scores.data_ptr<float>(), static_cast<float>(s), scores.size(0) * scores.size(1),
+                          scores.size(2));
+      return scores;
+    }
     scale_and_mask_causal(scores, s);
     return torch::softmax(scores, -1);
   }
@@ -37,28 +45,6 @@ Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s, bool 
                         .repeat({q3.size(1) / T, 1});
   const auto scores = gemm::bmm(q3, k3.transpose(1, 2)) * s;
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
-}
-
-// dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP), on the causal part of each row (zero above it,
-// where P is zero): one pass instead of an addition, the softmax backward and a scaling.
-template <class T>
-void causal_softmax_backward_rows(const T* dPv, const T* gP, const T* P, T s, T* dS, int64_t rows, int64_t T_) {
-  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t i = row % T_, o = row * T_;
-      T r = 0;
-      if (gP) {
-        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j] + gP[o + j];  // dS holds dP for a moment
-      } else {
-        for (int64_t j = 0; j <= i; ++j) dS[o + j] = dPv[o + j];
-      }
-#pragma omp simd reduction(+ : r)
-      for (int64_t j = 0; j <= i; ++j) r += dS[o + j] * P[o + j];
-#pragma omp simd
-      for (int64_t j = 0; j <= i; ++j) dS[o + j] = s * P[o + j] * (dS[o + j] - r);
-      for (int64_t j = i + 1; j < T_; ++j) dS[o + j] = 0;
-    }
-  });
 }
 
 // The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors):
@@ -74,9 +60,9 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
     dS = torch::empty_like(dP);
     const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
     AT_DISPATCH_FLOATING_TYPES(dP.scalar_type(), "causal_softmax_backward_rows", [&] {
-      causal_softmax_backward_rows<scalar_t>(
-          dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
-          static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), dP.size(0) * dP.size(1), dP.size(2));
+      causal_softmax_backward_rows(dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr,
+                                   P.data_ptr<scalar_t>(), static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(),
+                                   dP.size(0) * dP.size(1), dP.size(2));
     });
   }
   return {gemm::bmm(dS, k), gemm::bmm(dS.transpose(1, 2), q), gemm::bmm(P.transpose(1, 2), gO)};

@@ -4,6 +4,7 @@
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
 #include "gemm.h"
+#include "row_kernels.h"
 
 #include <cmath>
 
@@ -26,6 +27,17 @@ struct GeluTanhSpec {
     return {0.5 * (1 + t) + 0.5 * x * s * du, s * (du + 0.5 * x * (6 * k * c * x - 2 * t * du * du))};
   }
 };
+
+// gelu(h) as a value no graph goes through: one exp per value for float arrays on the CPU
+// (gelu_tanh_rows; a few ulps from LibTorch's tanh form, whose tanh costs five times as much here),
+// LibTorch's gelu for double (the dense-Hessian oracles' exact match) and where generic() says so.
+Tensor gelu_tanh_value(const Tensor& h) {
+  if (h.scalar_type() != torch::kFloat32 || generic({h})) return GeluTanhSpec::value(h);
+  const auto hc = h.contiguous();
+  auto a = torch::empty_like(hc);
+  gelu_tanh_rows(hc.data_ptr<float>(), a.data_ptr<float>(), hc.numel());
+  return a;
+}
 
 // The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape;
 // db undefined without a bias).
@@ -125,32 +137,15 @@ std::array<Tensor, 3> gelu_linear_vjp(const Tensor& dy, const Tensor& W, const T
   return {gemm::addmm_(gdy, a, Bw.t()), gemm::mm(dy.t(), cda), gh};
 }
 
-// A training step's dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the
-// second tanh LibTorch's gelu_backward evaluates: with s = 1 + tanh(u) = 2a/h (s = 1 at h = 0) and
-// 1 - tanh(u)^2 = s (2 - s), f'(h) = s/2 + h s (2 - s) u'/2, u' = k (1 + 3 c h^2). Agrees with
-// gelu_backward to rounding (a carries tanh's rounding into s).
-template <class T>
-void gelu_tanh_backward_from_value(const T* da, const T* h, const T* a, T* dh, int64_t n) {
-  const T k = static_cast<T>(std::sqrt(2.0 / M_PI)), k3c = static_cast<T>(3 * 0.044715 * std::sqrt(2.0 / M_PI));
-  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-    for (int64_t j = begin; j < end; ++j) {
-      const T x = h[j];
-      const T s = x == T(0) ? T(1) : T(2) * a[j] / x;
-      dh[j] = da[j] * (T(0.5) * s + T(0.5) * x * s * (T(2) - s) * (k + k3c * x * x));
-    }
-  });
-}
-
-// dh = da f'(h) given a = gelu(h): the fused pass above on CPU arrays, LibTorch's (differentiable)
+// dh = da f'(h) given a = gelu(h): gelu_tanh_backward_rows on CPU arrays, LibTorch's (differentiable)
 // gelu_backward where generic() says so (grad mode on for third derivatives, batched, another device).
 Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
   if (generic({da, h, a})) return GeluTanhSpec::backward(da, h);
   const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
   auto dh = torch::empty_like(hc);
-  AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gelu_tanh_backward_from_value", [&] {
-    gelu_tanh_backward_from_value<scalar_t>(dac.data_ptr<scalar_t>(), hc.data_ptr<scalar_t>(), ac.data_ptr<scalar_t>(),
-                                            dh.data_ptr<scalar_t>(), hc.numel());
+  AT_DISPATCH_FLOATING_TYPES(hc.scalar_type(), "gelu_tanh_backward_rows", [&] {
+    gelu_tanh_backward_rows(dac.data_ptr<scalar_t>(), hc.data_ptr<scalar_t>(), ac.data_ptr<scalar_t>(),
+                            dh.data_ptr<scalar_t>(), hc.numel());
   });
   return dh;
 }
@@ -191,7 +186,7 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
                                const Tensor& W2, const Tensor& b2) {
     ctx->set_materialize_grads(false);
     auto h = gemm::linear(x, W1, b1);
-    const auto a = GeluTanhSpec::value(h);
+    const auto a = gelu_tanh_value(h);
     ctx->save_for_backward({x, W1, W2, h});
     ctx->saved_data["a"] = a;
     return {gemm::linear(a, W2, b2), h};
@@ -309,7 +304,7 @@ std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<tor
 torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,
                        const torch::Tensor& W2, const torch::Tensor& b2) {
   if (recorded(x) && b1.defined() && b2.defined()) return GeluMlp::apply(x, W1, b1, W2, b2)[0];
-  return at::linear(GeluTanhSpec::value(at::linear(x, W1, b1)), W2, b2);
+  return at::linear(gelu_tanh_value(at::linear(x, W1, b1)), W2, b2);
 }
 
 }  // namespace bs::ops

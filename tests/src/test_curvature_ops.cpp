@@ -11,6 +11,9 @@
 
 #include "models/curvature_ops.h"
 #include "models/curvature_ops_detail.h"
+#include "models/exp_poly.h"
+#include "models/row_kernels.h"
+#include "simd_loop.h"
 
 namespace bs {
 namespace {
@@ -334,6 +337,173 @@ TEST(CausalAttention, ScaleAndMaskGivesTheBitsOfMulAndMaskedFill) {
     }
   }
   at::set_num_threads(threads);
+}
+
+// exp_poly against exp in double rounded to float (the correctly rounded result but for double
+// rounding, which cannot move it by an ulp): at most one ulp apart, counted in bit patterns, over every
+// 61st float from -104 to 89 (6.4 million of them, subnormal results included), and exactly 0, inf,
+// NaN outside.
+TEST(ExpPoly, WithinOneUlpOfExp) {
+  int64_t worst = 0, count = 0;
+  float at = 0;
+  for (const float sign : {1.0f, -1.0f}) {
+    for (uint32_t b = 0;; b += 61) {
+      float x;
+      std::memcpy(&x, &b, sizeof x);
+      x *= sign;
+      if (x > 89.0f || x < -104.0f) break;
+      const float want = static_cast<float>(std::exp(static_cast<double>(x))), got = ops::detail::exp_poly(x);
+      int32_t gb, wb;
+      std::memcpy(&gb, &got, sizeof gb);
+      std::memcpy(&wb, &want, sizeof wb);
+      const int64_t d = std::abs(static_cast<int64_t>(gb) - wb);
+      if (d > worst) worst = d, at = x;
+      ++count;
+    }
+  }
+  EXPECT_LE(worst, 1) << "at x = " << at;
+  EXPECT_GT(count, 6000000);
+  EXPECT_EQ(ops::detail::exp_poly(0.0f), 1.0f);
+  EXPECT_NEAR(ops::detail::exp_poly(88.72f) / std::exp(double{88.72f}), 1.0, 1.2e-7);  // near the largest finite
+  EXPECT_EQ(ops::detail::exp_poly(-1000.0f), 0.0f);
+  EXPECT_EQ(ops::detail::exp_poly(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(ops::detail::exp_poly(88.8f), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(ops::detail::exp_poly(std::numeric_limits<float>::infinity()), std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(ops::detail::exp_poly(std::numeric_limits<float>::quiet_NaN())));
+}
+
+// The training step's GELU forward (gelu_tanh_rows) against the function in double, h sigmoid(2u)
+// with u from the same float h: relative error within (6 + 12|u|) 2^-24: the kernel's few roundings,
+// and u's six (two float constants, four operations), each amplified by exp's condition 2|u|; and
+// (1 + |h|) 2^-149 absolute
+// where exp(2u) or the result is subnormal; LibTorch's tanh form against
+// the same reference for scale. Both compiled variants give the same bits, at 1 and 3 threads; the
+// edges (signed zeros, huge values, infinities, NaN) are gelu's.
+TEST(GeluTanhRows, WithinItsBoundOfTheFunctionInBothVariants) {
+  torch::manual_seed(10);
+  const float inf = std::numeric_limits<float>::infinity();
+  const auto h = torch::cat({torch::linspace(-12, 12, 1 << 20), torch::randn({1 << 18}) * 3,
+                             torch::tensor({0.0f, -0.0f, 1e-30f, -1e-30f, 1e-40f, 20.0f, -20.0f, 1e30f, -1e30f, inf})});
+  const int64_t n = h.numel();
+  const int threads = at::get_num_threads();
+  std::vector<torch::Tensor> outs;
+  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+    for (const int t : {1, 3}) {
+      set_loop_variant(variant);
+      at::set_num_threads(t);
+      auto a = torch::empty_like(h);
+      ops::detail::gelu_tanh_rows(h.data_ptr<float>(), a.data_ptr<float>(), n);
+      outs.push_back(a);
+    }
+  }
+  set_loop_variant(LoopVariant::widest);
+  at::set_num_threads(threads);
+  for (size_t i = 1; i < outs.size(); ++i)
+    EXPECT_TRUE(torch::equal(outs[i].view(torch::kInt32), outs[0].view(torch::kInt32))) << "run " << i;
+  const auto a = outs[0];
+  const auto hd = h.to(torch::kFloat64), ud = std::sqrt(2 / M_PI) * (hd + 0.044715 * hd * hd * hd);
+  const auto ref = hd / (1 + torch::exp(-2 * ud));
+  const auto finite = torch::isfinite(hd) & (hd.abs() < 1e10);
+  // |v - ref| over its bound |ref| (6 + 12|u|) 2^-24 + (1 + |h|) 2^-149 (the last where exp(2u) or the
+  // result round into subnormals).
+  const auto scaled = [&](const torch::Tensor& v) {
+    const auto bound = ref.abs() * (6 + 12 * ud.abs()) * std::ldexp(1.0, -24) + (1 + hd.abs()) * std::ldexp(1.0, -149);
+    return ((v.to(torch::kFloat64) - ref).abs() / bound).masked_select(finite);
+  };
+  const double ours = scaled(a).max().item<double>(), libtorch = scaled(at::gelu(h, "tanh")).max().item<double>();
+  EXPECT_LE(ours, 1.0) << "LibTorch's tanh form reads " << libtorch;
+  std::printf("gelu_tanh_rows: worst error %.3f of its bound; LibTorch's tanh form %.3g\n", ours, libtorch);
+  // Edges: the last ten values, as LibTorch's gelu gives them (bit for bit).
+  const auto edge = a.narrow(0, n - 10, 10), lib = at::gelu(h.narrow(0, n - 10, 10), "tanh");
+  EXPECT_TRUE(torch::equal(edge.view(torch::kInt32), lib.view(torch::kInt32))) << edge << lib;
+  const auto special = torch::tensor({-inf, std::numeric_limits<float>::quiet_NaN()});
+  auto sa = torch::empty_like(special);
+  ops::detail::gelu_tanh_rows(special.data_ptr<float>(), sa.data_ptr<float>(), 2);
+  EXPECT_TRUE(std::isnan(sa[0].item<float>()) && std::isnan(sa[1].item<float>())) << sa;  // as gelu(-inf) = nan
+}
+
+// The training step's causal softmax (causal_softmax_rows) against LibTorch's `scores * s`,
+// masked_fill and softmax in double on the same float scores (its oracle in the ops' tests):
+// |P - ref| within 8 (1 + |s x - m|) 2^-24 of max(P, 2^-126): a few roundings and exp's ulp, and the
+// rounding of s x - m carried through exp (scores spread by ~±60 here, so by up to ~45 in a row);
+// exact zeros above the diagonal; the rows sum to 1 within 2^-20. Both compiled variants give the same bits, at 1 and 3
+// threads, grouped rows (rep 3) included; a row of one key is exactly 1.
+TEST(CausalSoftmaxRows, WithinItsBoundOfLibTorchsSoftmaxInBothVariants) {
+  torch::manual_seed(11);
+  const int64_t T = 37, rep = 3;
+  const float s = 1.0f / std::sqrt(7.0f);
+  const auto scores = torch::randn({5, rep * T, T}) * 20;
+  const int threads = at::get_num_threads();
+  std::vector<torch::Tensor> outs;
+  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+    for (const int t : {1, 3}) {
+      set_loop_variant(variant);
+      at::set_num_threads(t);
+      auto P = scores.clone();
+      ops::detail::causal_softmax_rows(P.data_ptr<float>(), s, P.size(0) * P.size(1), T);
+      outs.push_back(P);
+    }
+  }
+  set_loop_variant(LoopVariant::widest);
+  at::set_num_threads(threads);
+  for (size_t i = 1; i < outs.size(); ++i)
+    EXPECT_TRUE(torch::equal(outs[i].view(torch::kInt32), outs[0].view(torch::kInt32))) << "run " << i;
+  const auto P = outs[0];
+  const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
+  const auto scaled = (scores * s).to(torch::kFloat64);  // the float product, as LibTorch's `scores * s`
+  const auto ref = torch::softmax(scaled.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+  const auto m = scaled.masked_fill(mask, -1e300).amax(-1, true);
+  const auto bound = 8 * std::ldexp(1.0, -24) * (P.to(torch::kFloat64).abs().clamp_min(std::ldexp(1.0, -126))) *
+                     (1 + (scaled - m).abs());
+  const auto err = (P.to(torch::kFloat64) - ref).abs() / bound;
+  EXPECT_LE(err.max().item<double>(), 1.0);
+  std::printf("causal_softmax_rows: worst error %.3f of its bound\n", err.max().item<double>());
+  EXPECT_EQ(P.masked_select(mask.expand_as(P)).abs().max().item<float>(), 0.0f);
+  EXPECT_LE((P.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), std::ldexp(1.0, -20));
+  EXPECT_EQ(P.select(1, 0).select(1, 0).min().item<float>(), 1.0f);  // row 0: one key
+}
+
+// The training step's score gradient (causal_softmax_backward_rows) against its formula in LibTorch's
+// ops in double, s P (dP - rowsum(dP P)) with dP = dPv + gP, on the causal part: the largest error
+// within 1e-6 (float) and 1e-14 (double) of the largest |dS|; zeros above the diagonal. The same bits
+// in both variants, at 1 and 3 threads, with and without gP.
+TEST(CausalSoftmaxBackwardRows, MatchesItsFormulaInBothVariants) {
+  torch::manual_seed(12);
+  const int64_t T = 37, rep = 3;
+  const int threads = at::get_num_threads();
+  const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
+  for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const auto P = torch::softmax(torch::randn({4, rep * T, T}, dtype).masked_fill(mask, -INFINITY), -1);
+    const auto dPv = torch::randn({4, rep * T, T}, dtype), gPv = torch::randn({4, rep * T, T}, dtype);
+    for (const bool with_gP : {false, true}) {
+      const double s = 0.3;
+      std::vector<torch::Tensor> outs;
+      for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+        for (const int t : {1, 3}) {
+          set_loop_variant(variant);
+          at::set_num_threads(t);
+          auto dS = torch::full_like(P, 7.0);  // every entry written
+          AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+            ops::detail::causal_softmax_backward_rows(
+                dPv.data_ptr<scalar_t>(), with_gP ? gPv.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
+                static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), 4 * rep * T, T);
+          });
+          outs.push_back(dS);
+        }
+      }
+      set_loop_variant(LoopVariant::widest);
+      at::set_num_threads(threads);
+      const auto bits = dtype == torch::kFloat32 ? torch::kInt32 : torch::kInt64;
+      for (size_t i = 1; i < outs.size(); ++i)
+        EXPECT_TRUE(torch::equal(outs[i].view(bits), outs[0].view(bits))) << dtype << " gP " << with_gP << " run " << i;
+      const auto Pd = P.to(torch::kFloat64);
+      const auto dP = (with_gP ? dPv + gPv : dPv).to(torch::kFloat64).masked_fill(mask, 0);
+      const auto want = s * Pd * (dP - (dP * Pd).sum(-1, true));
+      EXPECT_LT(rel(outs[0].to(torch::kFloat64), want), dtype == torch::kFloat32 ? 1e-6 : 1e-14)
+          << dtype << " " << with_gP;
+      EXPECT_EQ(outs[0].masked_select(mask.expand_as(P)).abs().max().item<double>(), 0.0);
+    }
+  }
 }
 
 TEST(CausalAttention, SeesNoFutureKey) {

@@ -1,0 +1,37 @@
+// The models' elementwise and row kernels of a training step over raw contiguous CPU arrays
+// (row_kernels.cpp), split across LibTorch's threads, each in the widest compiled variant the CPU has
+// (simd_loop.h), with the same bits in every variant and at any thread count.
+#pragma once
+#include <cstdint>
+
+namespace bs::ops::detail {
+
+// a = gelu(h), GELU's tanh approximation, over n floats as h sigmoid(2u), one exp per value:
+// within a few ulps of the function (tests: GeluTanhRows.*), where LibTorch's 0.5 h (1 + tanh(u))
+// loses digits for negative u; not LibTorch's bits.
+void gelu_tanh_rows(const float* h, float* a, int64_t n);
+
+// dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the second tanh
+// LibTorch's gelu_backward evaluates (s = 1 + tanh(u) = 2a/h); agrees with gelu_backward to rounding
+// (a carries its rounding into s). Float and double; the same bits in both variants.
+void gelu_tanh_backward_rows(const float* da, const float* h, const float* a, float* dh, int64_t n);
+void gelu_tanh_backward_rows(const double* da, const double* h, const double* a, double* dh, int64_t n);
+
+// Causal attention's probabilities in place: each of `rows` rows of T scores x (row r at position
+// i = r mod T) becomes P_j = exp(s x_j - m) / sum_{l <= i} exp(s x_l - m) for j <= i, m the largest
+// s x_j there, and 0 above: softmax(masked s x) in one pass per row, exp_poly's exp (one ulp) for
+// Sleef's, the sum in sixteen fixed partial sums (the same bits in both variants and at any thread
+// count), then times its reciprocal (as LibTorch's softmax). Within a few ulps of LibTorch's mul, masked_fill and
+// softmax (tests: CausalSoftmaxRows.*).
+void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T);
+
+// Causal attention's score gradient dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP where gP is not
+// null), over rows as causal_softmax_rows' (the causal part [0, i], zero above, where P is zero): one
+// pass instead of an addition, the softmax backward and a scaling. The row sum in dot16's sixteen fixed
+// partial sums: the same bits in both variants.
+void causal_softmax_backward_rows(const float* dPv, const float* gP, const float* P, float s, float* dS, int64_t rows,
+                                  int64_t T);
+void causal_softmax_backward_rows(const double* dPv, const double* gP, const double* P, double s, double* dS,
+                                  int64_t rows, int64_t T);
+
+}  // namespace bs::ops::detail
