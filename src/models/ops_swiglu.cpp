@@ -2,6 +2,9 @@
 // building a gradient graph for Hessian-vector products), precomputes what the second derivative needs.
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
+#include "row_kernels.h"
+
+#include <algorithm>
 
 namespace bs::ops {
 
@@ -79,10 +82,26 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
   }
 };
 
+// Whether a training step's SwiGLU pass runs as row kernels (float arrays on the CPU; no graph through
+// it): LibTorch's silu and products otherwise (double, the dense-Hessian oracles' exact match).
+bool float_rows(std::initializer_list<Tensor> tensors) {
+  return !generic(tensors) && std::all_of(tensors.begin(), tensors.end(),
+                                          [](const Tensor& t) { return t.scalar_type() == torch::kFloat32; });
+}
+
+// silu(g) u: one pass (swiglu_rows) on float arrays.
+Tensor swiglu_value(const Tensor& g, const Tensor& u) {
+  if (!float_rows({g, u}) || g.sizes() != u.sizes()) return SiluSpec::value(g) * u;
+  const auto gc = g.contiguous(), uc = u.contiguous();
+  auto y = torch::empty_like(gc);
+  swiglu_rows(gc.data_ptr<float>(), uc.data_ptr<float>(), y.data_ptr<float>(), y.numel());
+  return y;
+}
+
 struct Swiglu : torch::autograd::Function<Swiglu> {
   static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& u) {
     ctx->save_for_backward({g, u});
-    return SiluSpec::value(g) * u;
+    return swiglu_value(g, u);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -99,7 +118,14 @@ struct Swiglu : torch::autograd::Function<Swiglu> {
       return SwigluBackward::apply(grad[0], g, u, kept(ctx, "f"), kept(ctx, "uf1"), d1, d2);
     }
     const auto it = ctx->saved_data.find("f");
-    if (it == ctx->saved_data.end()) return {SiluSpec::backward(grad[0] * u, g), grad[0] * SiluSpec::value(g)};
+    if (it == ctx->saved_data.end()) {  // a training step's backward
+      if (!float_rows({grad[0], g, u})) return {SiluSpec::backward(grad[0] * u, g), grad[0] * SiluSpec::value(g)};
+      const auto dy = grad[0].contiguous(), gc = g.contiguous(), uc = u.contiguous();
+      auto dg = torch::empty_like(gc), du = torch::empty_like(gc);
+      swiglu_backward_rows(dy.data_ptr<float>(), gc.data_ptr<float>(), uc.data_ptr<float>(), dg.data_ptr<float>(),
+                           du.data_ptr<float>(), dg.numel());
+      return {dg, du};
+    }
     const auto f = it->second.toTensor(), uf1 = kept(ctx, "uf1");
     if (off_rows(grad[0])) return {(grad[0] * uf1).view(g.sizes()), (grad[0] * f).view(u.sizes())};
     const auto dy = grad[0].contiguous();
@@ -116,7 +142,7 @@ struct Swiglu : torch::autograd::Function<Swiglu> {
 
 torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u) {
   if ((recorded(g) || recorded(u)) && g.sizes() == u.sizes()) return Swiglu::apply(g, u);
-  return SiluSpec::value(g) * u;
+  return swiglu_value(g, u);
 }
 
 }  // namespace bs::ops

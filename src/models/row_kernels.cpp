@@ -35,6 +35,27 @@ void gelu_tanh_rows(const float* h, float* a, int64_t n) {
   });
 }
 
+// SwiGLU y = silu(g) u with silu(g) = g / (1 + exp(-g)), LibTorch's formula with exp_poly's exp.
+void swiglu_rows(const float* g, const float* u, float* y, int64_t n) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {
+    elements([=](int64_t j) { y[j] = g[j] / (1.0f + exp_poly(-g[j])) * u[j]; }, begin, end);
+  });
+}
+
+// Its gradient: dg = (dy u) sig (1 + g (1 - sig)) (LibTorch's silu_backward on dy u), du = dy silu(g),
+// sig = 1 / (1 + exp(-g)).
+void swiglu_backward_rows(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {
+    elements(
+        [=](int64_t j) {
+          const float x = g[j], d = 1.0f + exp_poly(-x), sig = 1.0f / d;
+          dg[j] = dy[j] * u[j] * sig * (1.0f + x * (1.0f - sig));
+          du[j] = dy[j] * (x / d);
+        },
+        begin, end);
+  });
+}
+
 // dh = da f'(h) from h and the forward's a = gelu(h), without a second tanh: with s = 1 + tanh(u) = 2a/h
 // (s = 1 at h = 0) and 1 - tanh(u)^2 = s (2 - s), f'(h) = s/2 + h s (2 - s) u'/2, u' = k (1 + 3 c h^2).
 template <class T>

@@ -11,6 +11,12 @@ namespace bs::ops::detail {
 // loses digits for negative u; not LibTorch's bits.
 void gelu_tanh_rows(const float* h, float* a, int64_t n);
 
+// SwiGLU y = silu(g) u over n floats, silu(g) = g / (1 + exp(-g)) as LibTorch's with exp_poly's exp,
+// and its gradient (dg, du) = (dy u silu'(g), dy silu(g)) in one pass (silu' as LibTorch's
+// silu_backward: sig (1 + g (1 - sig))). Within a few ulps of LibTorch's ops, not their bits.
+void swiglu_rows(const float* g, const float* u, float* y, int64_t n);
+void swiglu_backward_rows(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
+
 // dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the second tanh
 // LibTorch's gelu_backward evaluates (s = 1 + tanh(u) = 2a/h); agrees with gelu_backward to rounding
 // (a carries its rounding into s). Float and double; the same bits in both variants.

@@ -506,6 +506,54 @@ TEST(CausalSoftmaxBackwardRows, MatchesItsFormulaInBothVariants) {
   }
 }
 
+// The training step's SwiGLU passes (swiglu_rows, swiglu_backward_rows) against the formulas in
+// double: y = silu(g) u within 6 2^-24 relative (exp's ulp and four roundings; g itself is exact) plus
+// 2^-149 (1 + |u|) where silu underflows; the gradient (dg, du) within 2e-6
+// of its largest value (max-norm, as the other float checks). Both variants and 1 and 3 threads give
+// the same bits; silu's edges are LibTorch's (silu(-inf) = NaN, silu(inf) = inf, -0 far below).
+TEST(SwigluRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
+  torch::manual_seed(13);
+  const float inf = std::numeric_limits<float>::infinity();
+  const auto g = torch::cat({torch::linspace(-30, 30, 1 << 18), torch::randn({1 << 16}) * 4}), u = torch::randn_like(g),
+             dy = torch::randn_like(g);
+  const int64_t n = g.numel();
+  const int threads = at::get_num_threads();
+  std::vector<std::array<torch::Tensor, 3>> outs;
+  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+    for (const int t : {1, 3}) {
+      set_loop_variant(variant);
+      at::set_num_threads(t);
+      auto y = torch::empty_like(g), dg = torch::empty_like(g), du = torch::empty_like(g);
+      ops::detail::swiglu_rows(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), n);
+      ops::detail::swiglu_backward_rows(dy.data_ptr<float>(), g.data_ptr<float>(), u.data_ptr<float>(),
+                                        dg.data_ptr<float>(), du.data_ptr<float>(), n);
+      outs.push_back({y, dg, du});
+    }
+  }
+  set_loop_variant(LoopVariant::widest);
+  at::set_num_threads(threads);
+  for (size_t i = 1; i < outs.size(); ++i)
+    for (int k = 0; k < 3; ++k)
+      EXPECT_TRUE(torch::equal(outs[i][k].view(torch::kInt32), outs[0][k].view(torch::kInt32)))
+          << "run " << i << " " << k;
+  const auto gd = g.to(torch::kFloat64), ud = u.to(torch::kFloat64), dyd = dy.to(torch::kFloat64);
+  const auto sig = torch::sigmoid(gd), silu = gd * sig;
+  const auto y_ref = silu * ud;
+  const auto bound = y_ref.abs() * 6 * std::ldexp(1.0, -24) + (1 + ud.abs()) * std::ldexp(1.0, -149);
+  const double worst = ((outs[0][0].to(torch::kFloat64) - y_ref).abs() / bound).max().item<double>();
+  EXPECT_LE(worst, 1.0);
+  std::printf("swiglu_rows: worst error %.3f of its bound\n", worst);
+  EXPECT_LT(rel(outs[0][1].to(torch::kFloat64), dyd * ud * sig * (1 + gd * (1 - sig))), 2e-6);
+  EXPECT_LT(rel(outs[0][2].to(torch::kFloat64), dyd * silu), 2e-6);
+  const auto edge = torch::tensor({-inf, inf, -200.0f, 0.0f}), one = torch::ones({4});
+  auto ye = torch::empty_like(edge);
+  ops::detail::swiglu_rows(edge.data_ptr<float>(), one.data_ptr<float>(), ye.data_ptr<float>(), 4);
+  const auto lib = at::silu(edge);
+  EXPECT_TRUE(std::isnan(ye[0].item<float>()) && std::isnan(lib[0].item<float>()));
+  EXPECT_TRUE(torch::equal(ye.narrow(0, 1, 3).view(torch::kInt32), lib.narrow(0, 1, 3).view(torch::kInt32)))
+      << ye << lib;
+}
+
 TEST(CausalAttention, SeesNoFutureKey) {
   torch::manual_seed(8);
   auto q = leaf({1, 1, 4, 2}), k = leaf({1, 1, 4, 2}), v = leaf({1, 1, 4, 2});
