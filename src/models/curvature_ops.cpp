@@ -27,6 +27,11 @@ bool detail::generic(std::initializer_list<torch::Tensor> tensors) {
   return torch::GradMode::is_enabled() || std::any_of(tensors.begin(), tensors.end(), off_rows);
 }
 
+bool detail::float_rows(std::initializer_list<torch::Tensor> tensors) {
+  return !generic(tensors) && std::all_of(tensors.begin(), tensors.end(),
+                                          [](const torch::Tensor& t) { return t.scalar_type() == torch::kFloat32; });
+}
+
 NativeSecondOrder::NativeSecondOrder() : m_previous(g_native) { g_native = true; }
 NativeSecondOrder::~NativeSecondOrder() { g_native = m_previous; }
 

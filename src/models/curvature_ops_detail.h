@@ -24,6 +24,10 @@ bool off_rows(const Tensor& t);
 // on (a third derivative) or a tensor is off_rows.
 bool generic(std::initializer_list<Tensor> tensors);
 
+// True where a training step's pass (no graph through it) runs as a float row kernel (row_kernels.h):
+// not generic() and every tensor float32. Double keeps LibTorch's ops (the dense-Hessian oracles' match).
+bool float_rows(std::initializer_list<Tensor> tensors);
+
 // Constants a recorded backward keeps for the products' passes (contiguous: the row kernels read
 // them as arrays), and reading one back.
 inline void keep(AutogradContext* ctx, std::initializer_list<std::pair<const char*, Tensor>> constants) {

@@ -32,7 +32,7 @@ struct GeluTanhSpec {
 // (gelu_tanh_rows; a few ulps from LibTorch's tanh form, whose tanh costs five times as much here),
 // LibTorch's gelu for double (the dense-Hessian oracles' exact match) and where generic() says so.
 Tensor gelu_tanh_value(const Tensor& h) {
-  if (h.scalar_type() != torch::kFloat32 || generic({h})) return GeluTanhSpec::value(h);
+  if (!float_rows({h})) return GeluTanhSpec::value(h);
   const auto hc = h.contiguous();
   auto a = torch::empty_like(hc);
   gelu_tanh_rows(hc.data_ptr<float>(), a.data_ptr<float>(), hc.numel());

@@ -3,6 +3,7 @@
 // derivative needs; a product then does one fused pass per row.
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
+#include "row_kernels.h"
 
 namespace bs::ops {
 
@@ -219,13 +220,29 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
   }
 };
 
+// (y, rho) of RMSNorm: one pass per row (rms_norm_rows) on float arrays, LibTorch's ops otherwise.
+std::pair<Tensor, Tensor> rms_norm_value(const Tensor& x, const Tensor& w, double eps) {
+  if (!float_rows({x, w}) || w.dim() != 1 || x.dim() < 1 || w.size(0) != x.size(-1)) {
+    const auto rho = rms_rho(x, eps);
+    return {x * rho * w, rho};
+  }
+  const auto xc = x.contiguous(), wc = w.contiguous();
+  auto y = torch::empty_like(xc);
+  auto rho_sizes = x.sizes().vec();
+  rho_sizes.back() = 1;
+  auto rho = torch::empty(rho_sizes, x.options());
+  rms_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), static_cast<float>(eps), y.data_ptr<float>(),
+                rho.data_ptr<float>(), xc.numel() / std::max<int64_t>(x.size(-1), 1), x.size(-1));
+  return {y, rho};
+}
+
 struct RmsNorm : torch::autograd::Function<RmsNorm> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, double eps) {
-    const auto rho = rms_rho(x, eps);
+    auto [y, rho] = rms_norm_value(x, w, eps);
     ctx->save_for_backward({x, w});
     ctx->saved_data["rho"] = rho;
     ctx->saved_data["eps"] = eps;
-    return x * rho * w;
+    return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
@@ -235,8 +252,16 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
       auto g = RmsNormBackward::apply(grad[0], x, w, rho, ctx->saved_data["eps"].toDouble());
       return {g[0], g[1], Tensor()};
     }
-    auto g = rms_norm_gradient(grad[0], x, w, rho);
-    return {g[0], g[1], Tensor()};
+    if (!float_rows({grad[0], x, w})) {
+      auto g = rms_norm_gradient(grad[0], x, w, rho);
+      return {g[0], g[1], Tensor()};
+    }
+    const int64_t D = x.size(-1);
+    const auto dy = grad[0].contiguous(), xc = x.contiguous(), wc = w.contiguous();
+    auto dx = torch::empty_like(xc), dyxh = torch::empty_like(xc);
+    rms_norm_backward_rows(dy.data_ptr<float>(), xc.data_ptr<float>(), wc.data_ptr<float>(), rho.data_ptr<float>(),
+                           dx.data_ptr<float>(), dyxh.data_ptr<float>(), xc.numel() / D, D);
+    return {dx, dyxh.view({-1, D}).sum(0), Tensor()};
   }
 };
 
@@ -249,7 +274,7 @@ torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const t
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
   if (recorded(x) && w.defined()) return RmsNorm::apply(x, w, eps);
-  return x * rms_rho(x, eps) * w;
+  return w.defined() ? rms_norm_value(x, w, eps).first : x * rms_rho(x, eps);
 }
 
 }  // namespace bs::ops

@@ -4,8 +4,6 @@
 #include "curvature_ops_detail.h"
 #include "row_kernels.h"
 
-#include <algorithm>
-
 namespace bs::ops {
 
 namespace {
@@ -81,13 +79,6 @@ struct SwigluBackward : torch::autograd::Function<SwigluBackward> {
     return {gdy, gg, gu, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
-
-// Whether a training step's SwiGLU pass runs as row kernels (float arrays on the CPU; no graph through
-// it): LibTorch's silu and products otherwise (double, the dense-Hessian oracles' exact match).
-bool float_rows(std::initializer_list<Tensor> tensors) {
-  return !generic(tensors) && std::all_of(tensors.begin(), tensors.end(),
-                                          [](const Tensor& t) { return t.scalar_type() == torch::kFloat32; });
-}
 
 // silu(g) u: one pass (swiglu_rows) on float arrays.
 Tensor swiglu_value(const Tensor& g, const Tensor& u) {

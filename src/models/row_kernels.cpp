@@ -177,6 +177,43 @@ void causal_softmax_backward_rows(const double* dPv, const double* gP, const dou
   causal_softmax_backward_rows_impl(dPv, gP, P, s, dS, rows, T);
 }
 
+void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* rho, int64_t rows, int64_t D) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+    in_variant([&] {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* xr = x + r * D;
+        float* yr = y + r * D;
+        const float p = 1.0f / std::sqrt(dot16(xr, xr, D) / static_cast<float>(D) + eps);
+        rho[r] = p;
+        for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * p * w[j];
+      }
+    });
+  });
+}
+
+void rms_norm_backward_rows(const float* dy, const float* x, const float* w, const float* rho, float* dx, float* dyxh,
+                            int64_t rows, int64_t D) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+    in_variant([&] {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t o = r * D;
+        const float p = rho[r];
+        float *z = dx + o, *xh = dyxh + o;  // z = dy w and xh = x rho for a moment
+        for (int64_t j = 0; j < D; ++j) {
+          z[j] = dy[o + j] * w[j];
+          xh[j] = x[o + j] * p;
+        }
+        const float s = dot16(z, xh, D);
+        for (int64_t j = 0; j < D; ++j) {
+          const float h = xh[j];
+          z[j] = p * (z[j] - h * s / static_cast<float>(D));
+          xh[j] = dy[o + j] * h;
+        }
+      }
+    });
+  });
+}
+
 void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     in_variant([&] {

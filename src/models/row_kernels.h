@@ -17,6 +17,14 @@ void gelu_tanh_rows(const float* h, float* a, int64_t n);
 void swiglu_rows(const float* g, const float* u, float* y, int64_t n);
 void swiglu_backward_rows(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
 
+// RMSNorm over rows of D floats, y = x rho w, rho = 1 / sqrt(mean(x^2) + eps) as LibTorch's
+// rsqrt(x.pow(2).mean(-1) + eps) (the sum of squares in dot16's fixed partial sums), rho kept per row.
+// Its gradient in one pass per row: dx = rho (z - xh sum(z xh) / D), z = dy w, xh = x rho, and
+// dyxh = dy xh, whose column sums are dw. Within a few ulps of LibTorch's ops, not their bits.
+void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* rho, int64_t rows, int64_t D);
+void rms_norm_backward_rows(const float* dy, const float* x, const float* w, const float* rho, float* dx, float* dyxh,
+                            int64_t rows, int64_t D);
+
 // dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the second tanh
 // LibTorch's gelu_backward evaluates (s = 1 + tanh(u) = 2a/h); agrees with gelu_backward to rounding
 // (a carries its rounding into s). Float and double; the same bits in both variants.

@@ -554,6 +554,52 @@ TEST(SwigluRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
       << ye << lib;
 }
 
+// The training step's RMSNorm passes (rms_norm_rows, rms_norm_backward_rows) against the formulas in
+// double: rho, y and dy xh within 8 2^-24 relative per element (a sum of squares, positive terms, of
+// D = 200 in sixteen partial sums, a sqrt and a few roundings), dx within 1e-6 of its largest value
+// (z - xh sum(z xh) / D cancels). Both variants and 1 and 3 threads give the same bits; D = 200 leaves
+// a tail of 8 past the sixteens.
+TEST(RmsNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
+  torch::manual_seed(14);
+  const int64_t rows = 300, D = 200;
+  const float eps = 1e-6f;
+  const auto x = torch::randn({rows, D}) * torch::rand({rows, 1}) * 10, w = 1 + 0.3 * torch::randn({D}),
+             dy = torch::randn({rows, D});
+  const int threads = at::get_num_threads();
+  std::vector<std::array<torch::Tensor, 4>> outs;
+  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+    for (const int t : {1, 3}) {
+      set_loop_variant(variant);
+      at::set_num_threads(t);
+      auto y = torch::empty_like(x), rho = torch::empty({rows}), dx = torch::empty_like(x), dyxh = torch::empty_like(x);
+      ops::detail::rms_norm_rows(x.data_ptr<float>(), w.data_ptr<float>(), eps, y.data_ptr<float>(),
+                                 rho.data_ptr<float>(), rows, D);
+      ops::detail::rms_norm_backward_rows(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
+                                          rho.data_ptr<float>(), dx.data_ptr<float>(), dyxh.data_ptr<float>(), rows, D);
+      outs.push_back({y, rho, dx, dyxh});
+    }
+  }
+  set_loop_variant(LoopVariant::widest);
+  at::set_num_threads(threads);
+  for (size_t i = 1; i < outs.size(); ++i)
+    for (int k = 0; k < 4; ++k)
+      EXPECT_TRUE(torch::equal(outs[i][k].view(torch::kInt32), outs[0][k].view(torch::kInt32)))
+          << "run " << i << " " << k;
+  const auto xd = x.to(torch::kFloat64), wd = w.to(torch::kFloat64), dyd = dy.to(torch::kFloat64);
+  const auto rho = torch::rsqrt(xd.pow(2).mean(-1, true) + double{eps}), xh = xd * rho, z = dyd * wd;
+  const auto dx = rho * (z - xh * (z * xh).sum(-1, true) / D);
+  const double ulp = std::ldexp(1.0, -24);
+  auto worst = [&](const torch::Tensor& got, const torch::Tensor& want) {
+    return ((got.to(torch::kFloat64) - want).abs() / want.abs().clamp_min(1e-300)).max().item<double>() / ulp;
+  };
+  EXPECT_LE(worst(outs[0][1], rho.squeeze(-1)), 8.0);
+  EXPECT_LE(worst(outs[0][0], xh * wd), 8.0);
+  EXPECT_LT(rel(outs[0][2].to(torch::kFloat64), dx), 1e-6);
+  EXPECT_LE(worst(outs[0][3], dyd * xh), 8.0);
+  std::printf("rms_norm_rows: rho %.2f, y %.2f half-ulps\n", worst(outs[0][1], rho.squeeze(-1)),
+              worst(outs[0][0], xh * wd));
+}
+
 TEST(CausalAttention, SeesNoFutureKey) {
   torch::manual_seed(8);
   auto q = leaf({1, 1, 4, 2}), k = leaf({1, 1, 4, 2}), v = leaf({1, 1, 4, 2});
