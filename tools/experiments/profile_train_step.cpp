@@ -4,12 +4,11 @@
 // summarize_op_profile.py: self time per op name). Our custom autograd nodes appear as
 // `torch::autograd::CppNode<...>` (their backward, matrix products included); their forward is not
 // recorded. Not part of the build. From the repository root, after scripts/build.sh:
-//   (cd build && g++ -O2 -std=c++17 -fopenmp -I../src -I../tools -I../flows -I../optimizers \
-//     -I../diagnostics -I../partitioners -I/usr/include/hdf5/serial \
-//     -isystem /usr/include/torch/csrc/api/include ../tools/experiments/profile_train_step.cpp \
-//     -o /tmp/profile_train_step $(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | \
-//     grep -E '^-l|\.so|\.a$|^-Wl' | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; \
-//     s/lib\/libblocksharp_core.a/& -Wl,--end-group/' | tr -d '"' | tr '\n' ' '))
+//   (cd build && LIBS=$(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | grep -E '^-l|\.so|\.a$|^-Wl' \
+//     | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; s/lib\/libblocksharp_core.a/& -Wl,--end-group/' \
+//     | tr -d '"' | tr '\n' ' ') && g++ -O2 -std=c++17 -fopenmp -I../src -I../tools -I../flows -I../optimizers \
+//     -I../diagnostics -I../partitioners -I/usr/include/hdf5/serial -isystem /usr/include/torch/csrc/api/include \
+//     ../tools/experiments/profile_train_step.cpp -o /tmp/profile_train_step $LIBS)
 //   /tmp/profile_train_step gpt2-small-cpu 1 /tmp/step.trace   # model, threads, trace file
 //   /usr/bin/python3 tools/experiments/summarize_op_profile.py /tmp/step.trace 5
 #include <malloc.h>
