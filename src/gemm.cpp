@@ -78,18 +78,25 @@ bool writable_rows(const torch::Tensor& c) {
   return c.stride(d - 1) == 1 && c.stride(d - 2) >= std::max<int64_t>(c.size(d - 1), 1);
 }
 
+// Where matrix i of t's leading dimensions (none, one, or two: [B, H, ...] heads seen through any
+// strides) starts, as an offset in elements.
+int64_t batch_offset(const torch::Tensor& t, int64_t i) {
+  if (t.dim() == 3) return i * t.stride(0);
+  if (t.dim() == 4) return i / t.size(1) * t.stride(0) + i % t.size(1) * t.stride(1);
+  return 0;
+}
+
 // C[i] = A[i] B[i] + beta C[i] for every leading index i (one call per matrix).
 void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float beta) {
   const auto A = operand(a), B = operand(b);
   const int64_t d = c.dim(), M = c.size(d - 2), N = c.size(d - 1), K = a.size(a.dim() - 1);
-  const int64_t batches = d == 3 ? c.size(0) : 1;
-  const int64_t sa = d == 3 ? A.t.stride(0) : 0, sb = d == 3 ? B.t.stride(0) : 0, sc = d == 3 ? c.stride(0) : 0;
+  const int64_t batches = c.numel() / std::max<int64_t>(M * N, 1);
   const float *pa = A.t.data_ptr<float>(), *pb = B.t.data_ptr<float>();
   float* pc = c.data_ptr<float>();
   const int64_t ldc = c.stride(d - 2);
   auto one = [&](int64_t i) {
-    const int status =
-        sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + i * sa, A.ld, pb + i * sb, B.ld, beta, pc + i * sc, ldc);
+    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + batch_offset(A.t, i), A.ld,
+                               pb + batch_offset(B.t, i), B.ld, beta, pc + batch_offset(c, i), ldc);
     TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
   };
   if (batches == 1) return one(0);
@@ -165,11 +172,29 @@ torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Ten
   return c;
 }
 
+// Whether a and b are batches of matrices with the same leading sizes (one or two dimensions) that
+// can be multiplied.
+bool batch_shapes(const torch::Tensor& a, const torch::Tensor& b) {
+  const int64_t d = a.dim();
+  return (d == 3 || d == 4) && b.dim() == d && a.sizes().slice(0, d - 2) == b.sizes().slice(0, d - 2) &&
+         a.size(d - 1) == b.size(d - 2);
+}
+
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
-  if (!fast({&a, &b})) return torch::bmm(a, b);
-  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1), "bmm: shapes ",
-              a.sizes(), " and ", b.sizes());
-  auto c = torch::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+  if (!fast({&a, &b})) return a.dim() == 4 ? torch::matmul(a, b) : torch::bmm(a, b);
+  TORCH_CHECK(batch_shapes(a, b), "bmm: shapes ", a.sizes(), " and ", b.sizes());
+  auto sizes = a.sizes().vec();
+  sizes.back() = b.size(-1);
+  auto c = torch::empty(sizes, a.options());
+  run(a, b, c, 0.0f);
+  return c;
+}
+
+torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(batch_shapes(a, b) && c.dim() == a.dim() &&
+                  c.sizes().slice(0, c.dim() - 1) == a.sizes().slice(0, a.dim() - 1) && c.size(-1) == b.size(-1),
+              "bmm_out: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
+  if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.copy_(torch::matmul(a, b));
   run(a, b, c, 0.0f);
   return c;
 }

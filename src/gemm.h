@@ -34,13 +34,18 @@ class ScopedBackend {
   Backend m_previous;
 };
 
-// As LibTorch's functions of the same names (2-d a, b; 3-d for the batched ones).
+// As LibTorch's functions of the same names (2-d a, b; 3-d for the batched ones, or 4-d below).
 torch::Tensor mm(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);  // c broadcast
 // In place; where a or b carries a vmap batch dimension and c does not, c is assigned the
 // out-of-place result instead (a batched sum does not fit in c).
 torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
+// bmm also takes 4-d batches ([B, H, M, K] by [B, H, K, N], any strides outside each matrix's rows:
+// attention's heads as views of [B, T, H, d] projections); its result is contiguous. bmm_out writes
+// a b into c (3-d or 4-d, rows of c contiguous, any other strides), e.g. a [B, T, H, d] buffer seen as
+// [B, H, T, d].
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 // x W^T + b over x's last dimension (b may be undefined).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b = {});

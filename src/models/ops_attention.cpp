@@ -27,16 +27,17 @@ Tensor grouped(const Tensor& t, int64_t groups) { return t.reshape({t.size(0) * 
 // (causal_softmax_rows: within a few ulps of them, LibTorch's softmax took 2.1 ns a value here), in
 // double scaled and masked in one pass (scale_and_mask_causal: the same bits; a mask, a clone and a
 // broadcast masked_fill fewer, 2-3 ms of a gpt2-small-cpu layer's forward at 1 thread) before
-// LibTorch's softmax.
+// LibTorch's softmax. The fused path also takes ungrouped heads, [B, H, T, d] (4-d), and returns P
+// [B, H, T, T].
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s, bool fused = false) {
   if (fused && !off_rows(q3) && !off_rows(k3)) {
-    const auto scores = gemm::bmm(q3, k3.transpose(1, 2)).contiguous();
+    const auto scores = gemm::bmm(q3, k3.transpose(-2, -1)).contiguous();
+    const int64_t T = scores.size(-1);
     if (scores.scalar_type() == torch::kFloat32) {  // one row pass from the scores to P
-      causal_softmax_rows(scores.data_ptr<float>(), static_cast<float>(s), scores.size(0) * scores.size(1),
-                          scores.size(2));
+      causal_softmax_rows(scores.data_ptr<float>(), static_cast<float>(s), scores.numel() / T, T);
       return scores;
     }
-    scale_and_mask_causal(scores, s);
+    scale_and_mask_causal(scores.view({-1, scores.size(-2), T}), s);
     return torch::softmax(scores, -1);
   }
   const int64_t T = k3.size(1);
@@ -47,12 +48,19 @@ Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s, bool 
   return torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
 }
 
-// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors):
+// A [B, H, T, d] tensor's memory laid out as [B, T, H, d], as the models' projections are: the
+// models' transpose back and flattening of the heads are then views, not copies.
+Tensor heads_layout(const Tensor& like, int64_t d) {
+  return torch::empty({like.size(0), like.size(2), like.size(1), d}, like.options()).transpose(1, 2);
+}
+
+// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors,
+// or 4-d ungrouped heads with grad mode off, whose gradients come in heads_layout):
 // dP = gO v^T + gP, dv = P^T gO, dS = s P (dP - rowsum(dP P)), dq = dS k, dk = dS^T q. Differentiable
 // when grad mode is on.
 std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
                                          const Tensor& v, const Tensor& P, double s) {
-  Tensor dP = gemm::bmm(gO, v.transpose(1, 2)), dS;
+  Tensor dP = gemm::bmm(gO, v.transpose(-2, -1)), dS;
   if (generic({gO, gP})) {
     if (gP.defined()) dP = dP + gP;
     dS = s * P * (dP - (dP * P).sum(-1, true));
@@ -62,8 +70,15 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
     AT_DISPATCH_FLOATING_TYPES(dP.scalar_type(), "causal_softmax_backward_rows", [&] {
       causal_softmax_backward_rows(dP.data_ptr<scalar_t>(), gPc.defined() ? gPc.data_ptr<scalar_t>() : nullptr,
                                    P.data_ptr<scalar_t>(), static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(),
-                                   dP.size(0) * dP.size(1), dP.size(2));
+                                   dP.numel() / dP.size(-1), dP.size(-1));
     });
+  }
+  if (dP.dim() == 4) {
+    auto dq = heads_layout(q, k.size(-1)), dk = heads_layout(k, q.size(-1)), dv = heads_layout(v, gO.size(-1));
+    gemm::bmm_out(dq, dS, k);
+    gemm::bmm_out(dk, dS.transpose(-2, -1), q);
+    gemm::bmm_out(dv, P.transpose(-2, -1), gO);
+    return {dq, dk, dv};
   }
   return {gemm::bmm(dS, k), gemm::bmm(dS.transpose(1, 2), q), gemm::bmm(P.transpose(1, 2), gO)};
 }
@@ -170,14 +185,29 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
   }
 };
 
+// Whether a training step's attention runs on the heads as they lie ([B, H, T, d] views of the
+// projections, 4-d products, results in heads_layout), without grouped()'s copies: one key/value head
+// per query head (GPT-2; grouped heads are stacked, which needs the copies) on CPU arrays.
+bool by_heads(const Tensor& q, const Tensor& k, const Tensor& v) {
+  return q.size(1) == k.size(1) && !off_rows(q) && !off_rows(k) && !off_rows(v);
+}
+
 struct CausalAttention : torch::autograd::Function<CausalAttention> {
   static variable_list forward(AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v, double s) {
     ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
+    ctx->saved_data["s"] = s;
     const int64_t g = k.size(1);
+    if (by_heads(q, k, v)) {  // products on the heads as they lie, O in the projections' layout
+      const auto P = causal_scores_softmax(q, k, s, /*fused=*/true);
+      auto O = heads_layout(q, v.size(-1));
+      gemm::bmm_out(O, P, v);
+      const auto P3 = P.view({-1, P.size(-2), P.size(-1)});  // P as the grouped path keeps it
+      ctx->save_for_backward({q, k, v, P3});
+      return {O, P3};
+    }
     const auto P = causal_scores_softmax(grouped(q, g), grouped(k, g), s, /*fused=*/true);
     auto O = gemm::bmm(P, grouped(v, g));
     ctx->save_for_backward({q, k, v, P});
-    ctx->saved_data["s"] = s;
     return {O.view({q.size(0), q.size(1), q.size(2), v.size(-1)}), P};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
@@ -188,6 +218,11 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
         grad[0].defined() ? grad[0] : torch::zeros({q.size(0), q.size(1), q.size(2), v.size(-1)}, q.options());
     if (torch::GradMode::is_enabled() && !grad[1].defined()) {  // building a gradient graph for products
       auto g = CausalAttentionBackward::apply(gO, q, k, v, P, s);
+      return {g[0], g[1], g[2], Tensor()};
+    }
+    if (!torch::GradMode::is_enabled() && by_heads(q, k, v) && !off_rows(gO) && !off_rows(grad[1])) {
+      const auto P4 = P.view({q.size(0), q.size(1), q.size(2), k.size(2)});
+      auto g = attention_backward(gO, grad[1].defined() ? grad[1].reshape(P4.sizes()) : Tensor(), q, k, v, P4, s);
       return {g[0], g[1], g[2], Tensor()};
     }
     const int64_t ng = k.size(1);

@@ -220,9 +220,15 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
   }
 };
 
+// Whether RMSNorm's passes run as rms_norm_rows / rms_norm_backward_rows: float arrays (float_rows) and
+// a weight of exactly the rows' width (a broadcast one takes LibTorch's ops).
+bool rms_rows(std::initializer_list<Tensor> tensors, const Tensor& x, const Tensor& w) {
+  return float_rows(tensors) && x.dim() >= 1 && x.size(-1) > 0 && w.dim() == 1 && w.size(0) == x.size(-1);
+}
+
 // (y, rho) of RMSNorm: one pass per row (rms_norm_rows) on float arrays, LibTorch's ops otherwise.
 std::pair<Tensor, Tensor> rms_norm_value(const Tensor& x, const Tensor& w, double eps) {
-  if (!float_rows({x, w}) || w.dim() != 1 || x.dim() < 1 || w.size(0) != x.size(-1)) {
+  if (!rms_rows({x, w}, x, w)) {
     const auto rho = rms_rho(x, eps);
     return {x * rho * w, rho};
   }
@@ -232,7 +238,7 @@ std::pair<Tensor, Tensor> rms_norm_value(const Tensor& x, const Tensor& w, doubl
   rho_sizes.back() = 1;
   auto rho = torch::empty(rho_sizes, x.options());
   rms_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), static_cast<float>(eps), y.data_ptr<float>(),
-                rho.data_ptr<float>(), xc.numel() / std::max<int64_t>(x.size(-1), 1), x.size(-1));
+                rho.data_ptr<float>(), xc.numel() / x.size(-1), x.size(-1));
   return {y, rho};
 }
 
@@ -252,7 +258,7 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
       auto g = RmsNormBackward::apply(grad[0], x, w, rho, ctx->saved_data["eps"].toDouble());
       return {g[0], g[1], Tensor()};
     }
-    if (!float_rows({grad[0], x, w})) {
+    if (!rms_rows({grad[0], x, w, rho}, x, w)) {
       auto g = rms_norm_gradient(grad[0], x, w, rho);
       return {g[0], g[1], Tensor()};
     }

@@ -62,6 +62,28 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1e-300, b.abs().max().item<double>());
 }
 
+// run() in both compiled variants of the row kernels (simd_loop.h) at 1 and 3 threads, the settings set
+// back after: every run's tensors must carry the first run's bit patterns. Returns the first run's.
+std::vector<torch::Tensor> same_bits_in_every_variant(const std::function<std::vector<torch::Tensor>()>& run) {
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<torch::Tensor>> outs;
+  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+    for (const int t : {1, 3}) {
+      set_loop_variant(variant);
+      at::set_num_threads(t);
+      outs.push_back(run());
+    }
+  }
+  set_loop_variant(LoopVariant::widest);
+  at::set_num_threads(threads);
+  for (size_t i = 1; i < outs.size(); ++i)
+    for (size_t k = 0; k < outs[0].size(); ++k) {
+      const auto bits = outs[0][k].scalar_type() == torch::kFloat32 ? torch::kInt32 : torch::kInt64;
+      EXPECT_TRUE(torch::equal(outs[i][k].view(bits), outs[0][k].view(bits))) << "run " << i << ", tensor " << k;
+    }
+  return outs[0];
+}
+
 // <w, H(x + e d) v> for the leaves moved by e along d (v, w, d fixed by their seeds).
 double product_along(const Op& op, const Inputs& leaves, const Inputs& d, double e) {
   Inputs moved;
@@ -385,22 +407,11 @@ TEST(GeluTanhRows, WithinItsBoundOfTheFunctionInBothVariants) {
   const auto h = torch::cat({torch::linspace(-12, 12, 1 << 20), torch::randn({1 << 18}) * 3,
                              torch::tensor({0.0f, -0.0f, 1e-30f, -1e-30f, 1e-40f, 20.0f, -20.0f, 1e30f, -1e30f, inf})});
   const int64_t n = h.numel();
-  const int threads = at::get_num_threads();
-  std::vector<torch::Tensor> outs;
-  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
-    for (const int t : {1, 3}) {
-      set_loop_variant(variant);
-      at::set_num_threads(t);
-      auto a = torch::empty_like(h);
-      ops::detail::gelu_tanh_rows(h.data_ptr<float>(), a.data_ptr<float>(), n);
-      outs.push_back(a);
-    }
-  }
-  set_loop_variant(LoopVariant::widest);
-  at::set_num_threads(threads);
-  for (size_t i = 1; i < outs.size(); ++i)
-    EXPECT_TRUE(torch::equal(outs[i].view(torch::kInt32), outs[0].view(torch::kInt32))) << "run " << i;
-  const auto a = outs[0];
+  const auto a = same_bits_in_every_variant([&] {
+    auto a = torch::empty_like(h);
+    ops::detail::gelu_tanh_rows(h.data_ptr<float>(), a.data_ptr<float>(), n);
+    return std::vector<torch::Tensor>{a};
+  })[0];
   const auto hd = h.to(torch::kFloat64), ud = std::sqrt(2 / M_PI) * (hd + 0.044715 * hd * hd * hd);
   const auto ref = hd / (1 + torch::exp(-2 * ud));
   const auto finite = torch::isfinite(hd) & (hd.abs() < 1e10);
@@ -433,22 +444,11 @@ TEST(CausalSoftmaxRows, WithinItsBoundOfLibTorchsSoftmaxInBothVariants) {
   const int64_t T = 37, rep = 3;
   const float s = 1.0f / std::sqrt(7.0f);
   const auto scores = torch::randn({5, rep * T, T}) * 20;
-  const int threads = at::get_num_threads();
-  std::vector<torch::Tensor> outs;
-  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
-    for (const int t : {1, 3}) {
-      set_loop_variant(variant);
-      at::set_num_threads(t);
-      auto P = scores.clone();
-      ops::detail::causal_softmax_rows(P.data_ptr<float>(), s, P.size(0) * P.size(1), T);
-      outs.push_back(P);
-    }
-  }
-  set_loop_variant(LoopVariant::widest);
-  at::set_num_threads(threads);
-  for (size_t i = 1; i < outs.size(); ++i)
-    EXPECT_TRUE(torch::equal(outs[i].view(torch::kInt32), outs[0].view(torch::kInt32))) << "run " << i;
-  const auto P = outs[0];
+  const auto P = same_bits_in_every_variant([&] {
+    auto P = scores.clone();
+    ops::detail::causal_softmax_rows(P.data_ptr<float>(), s, P.size(0) * P.size(1), T);
+    return std::vector<torch::Tensor>{P};
+  })[0];
   const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
   const auto scaled = (scores * s).to(torch::kFloat64);  // the float product, as LibTorch's `scores * s`
   const auto ref = torch::softmax(scaled.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
@@ -470,38 +470,27 @@ TEST(CausalSoftmaxRows, WithinItsBoundOfLibTorchsSoftmaxInBothVariants) {
 TEST(CausalSoftmaxBackwardRows, MatchesItsFormulaInBothVariants) {
   torch::manual_seed(12);
   const int64_t T = 37, rep = 3;
-  const int threads = at::get_num_threads();
   const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
   for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
     const auto P = torch::softmax(torch::randn({4, rep * T, T}, dtype).masked_fill(mask, -INFINITY), -1);
     const auto dPv = torch::randn({4, rep * T, T}, dtype), gPv = torch::randn({4, rep * T, T}, dtype);
     for (const bool with_gP : {false, true}) {
       const double s = 0.3;
-      std::vector<torch::Tensor> outs;
-      for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
-        for (const int t : {1, 3}) {
-          set_loop_variant(variant);
-          at::set_num_threads(t);
-          auto dS = torch::full_like(P, 7.0);  // every entry written
-          AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
-            ops::detail::causal_softmax_backward_rows(
-                dPv.data_ptr<scalar_t>(), with_gP ? gPv.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
-                static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), 4 * rep * T, T);
-          });
-          outs.push_back(dS);
-        }
-      }
-      set_loop_variant(LoopVariant::widest);
-      at::set_num_threads(threads);
-      const auto bits = dtype == torch::kFloat32 ? torch::kInt32 : torch::kInt64;
-      for (size_t i = 1; i < outs.size(); ++i)
-        EXPECT_TRUE(torch::equal(outs[i].view(bits), outs[0].view(bits))) << dtype << " gP " << with_gP << " run " << i;
+      SCOPED_TRACE(std::string(c10::toString(dtype)) + (with_gP ? " with gP" : ""));
+      const auto dS = same_bits_in_every_variant([&] {
+        auto dS = torch::full_like(P, 7.0);  // every entry written
+        AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+          ops::detail::causal_softmax_backward_rows(
+              dPv.data_ptr<scalar_t>(), with_gP ? gPv.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
+              static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), 4 * rep * T, T);
+        });
+        return std::vector<torch::Tensor>{dS};
+      })[0];
       const auto Pd = P.to(torch::kFloat64);
       const auto dP = (with_gP ? dPv + gPv : dPv).to(torch::kFloat64).masked_fill(mask, 0);
       const auto want = s * Pd * (dP - (dP * Pd).sum(-1, true));
-      EXPECT_LT(rel(outs[0].to(torch::kFloat64), want), dtype == torch::kFloat32 ? 1e-6 : 1e-14)
-          << dtype << " " << with_gP;
-      EXPECT_EQ(outs[0].masked_select(mask.expand_as(P)).abs().max().item<double>(), 0.0);
+      EXPECT_LT(rel(dS.to(torch::kFloat64), want), dtype == torch::kFloat32 ? 1e-6 : 1e-14);
+      EXPECT_EQ(dS.masked_select(mask.expand_as(P)).abs().max().item<double>(), 0.0);
     }
   }
 }
@@ -517,34 +506,22 @@ TEST(SwigluRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   const auto g = torch::cat({torch::linspace(-30, 30, 1 << 18), torch::randn({1 << 16}) * 4}), u = torch::randn_like(g),
              dy = torch::randn_like(g);
   const int64_t n = g.numel();
-  const int threads = at::get_num_threads();
-  std::vector<std::array<torch::Tensor, 3>> outs;
-  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
-    for (const int t : {1, 3}) {
-      set_loop_variant(variant);
-      at::set_num_threads(t);
-      auto y = torch::empty_like(g), dg = torch::empty_like(g), du = torch::empty_like(g);
-      ops::detail::swiglu_rows(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), n);
-      ops::detail::swiglu_backward_rows(dy.data_ptr<float>(), g.data_ptr<float>(), u.data_ptr<float>(),
-                                        dg.data_ptr<float>(), du.data_ptr<float>(), n);
-      outs.push_back({y, dg, du});
-    }
-  }
-  set_loop_variant(LoopVariant::widest);
-  at::set_num_threads(threads);
-  for (size_t i = 1; i < outs.size(); ++i)
-    for (int k = 0; k < 3; ++k)
-      EXPECT_TRUE(torch::equal(outs[i][k].view(torch::kInt32), outs[0][k].view(torch::kInt32)))
-          << "run " << i << " " << k;
+  const auto out = same_bits_in_every_variant([&] {
+    auto y = torch::empty_like(g), dg = torch::empty_like(g), du = torch::empty_like(g);
+    ops::detail::swiglu_rows(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), n);
+    ops::detail::swiglu_backward_rows(dy.data_ptr<float>(), g.data_ptr<float>(), u.data_ptr<float>(),
+                                      dg.data_ptr<float>(), du.data_ptr<float>(), n);
+    return std::vector<torch::Tensor>{y, dg, du};
+  });
   const auto gd = g.to(torch::kFloat64), ud = u.to(torch::kFloat64), dyd = dy.to(torch::kFloat64);
   const auto sig = torch::sigmoid(gd), silu = gd * sig;
   const auto y_ref = silu * ud;
   const auto bound = y_ref.abs() * 6 * std::ldexp(1.0, -24) + (1 + ud.abs()) * std::ldexp(1.0, -149);
-  const double worst = ((outs[0][0].to(torch::kFloat64) - y_ref).abs() / bound).max().item<double>();
+  const double worst = ((out[0].to(torch::kFloat64) - y_ref).abs() / bound).max().item<double>();
   EXPECT_LE(worst, 1.0);
   std::printf("swiglu_rows: worst error %.3f of its bound\n", worst);
-  EXPECT_LT(rel(outs[0][1].to(torch::kFloat64), dyd * ud * sig * (1 + gd * (1 - sig))), 2e-6);
-  EXPECT_LT(rel(outs[0][2].to(torch::kFloat64), dyd * silu), 2e-6);
+  EXPECT_LT(rel(out[1].to(torch::kFloat64), dyd * ud * sig * (1 + gd * (1 - sig))), 2e-6);
+  EXPECT_LT(rel(out[2].to(torch::kFloat64), dyd * silu), 2e-6);
   const auto edge = torch::tensor({-inf, inf, -200.0f, 0.0f}), one = torch::ones({4});
   auto ye = torch::empty_like(edge);
   ops::detail::swiglu_rows(edge.data_ptr<float>(), one.data_ptr<float>(), ye.data_ptr<float>(), 4);
@@ -565,26 +542,14 @@ TEST(RmsNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   const float eps = 1e-6f;
   const auto x = torch::randn({rows, D}) * torch::rand({rows, 1}) * 10, w = 1 + 0.3 * torch::randn({D}),
              dy = torch::randn({rows, D});
-  const int threads = at::get_num_threads();
-  std::vector<std::array<torch::Tensor, 4>> outs;
-  for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
-    for (const int t : {1, 3}) {
-      set_loop_variant(variant);
-      at::set_num_threads(t);
-      auto y = torch::empty_like(x), rho = torch::empty({rows}), dx = torch::empty_like(x), dyxh = torch::empty_like(x);
-      ops::detail::rms_norm_rows(x.data_ptr<float>(), w.data_ptr<float>(), eps, y.data_ptr<float>(),
-                                 rho.data_ptr<float>(), rows, D);
-      ops::detail::rms_norm_backward_rows(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
-                                          rho.data_ptr<float>(), dx.data_ptr<float>(), dyxh.data_ptr<float>(), rows, D);
-      outs.push_back({y, rho, dx, dyxh});
-    }
-  }
-  set_loop_variant(LoopVariant::widest);
-  at::set_num_threads(threads);
-  for (size_t i = 1; i < outs.size(); ++i)
-    for (int k = 0; k < 4; ++k)
-      EXPECT_TRUE(torch::equal(outs[i][k].view(torch::kInt32), outs[0][k].view(torch::kInt32)))
-          << "run " << i << " " << k;
+  const auto out = same_bits_in_every_variant([&] {
+    auto y = torch::empty_like(x), rho = torch::empty({rows}), dx = torch::empty_like(x), dyxh = torch::empty_like(x);
+    ops::detail::rms_norm_rows(x.data_ptr<float>(), w.data_ptr<float>(), eps, y.data_ptr<float>(),
+                               rho.data_ptr<float>(), rows, D);
+    ops::detail::rms_norm_backward_rows(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
+                                        rho.data_ptr<float>(), dx.data_ptr<float>(), dyxh.data_ptr<float>(), rows, D);
+    return std::vector<torch::Tensor>{y, rho, dx, dyxh};
+  });
   const auto xd = x.to(torch::kFloat64), wd = w.to(torch::kFloat64), dyd = dy.to(torch::kFloat64);
   const auto rho = torch::rsqrt(xd.pow(2).mean(-1, true) + double{eps}), xh = xd * rho, z = dyd * wd;
   const auto dx = rho * (z - xh * (z * xh).sum(-1, true) / D);
@@ -592,12 +557,36 @@ TEST(RmsNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   auto worst = [&](const torch::Tensor& got, const torch::Tensor& want) {
     return ((got.to(torch::kFloat64) - want).abs() / want.abs().clamp_min(1e-300)).max().item<double>() / ulp;
   };
-  EXPECT_LE(worst(outs[0][1], rho.squeeze(-1)), 8.0);
-  EXPECT_LE(worst(outs[0][0], xh * wd), 8.0);
-  EXPECT_LT(rel(outs[0][2].to(torch::kFloat64), dx), 1e-6);
-  EXPECT_LE(worst(outs[0][3], dyd * xh), 8.0);
-  std::printf("rms_norm_rows: rho %.2f, y %.2f half-ulps\n", worst(outs[0][1], rho.squeeze(-1)),
-              worst(outs[0][0], xh * wd));
+  EXPECT_LE(worst(out[1], rho.squeeze(-1)), 8.0);
+  EXPECT_LE(worst(out[0], xh * wd), 8.0);
+  EXPECT_LT(rel(out[2].to(torch::kFloat64), dx), 1e-6);
+  EXPECT_LE(worst(out[3], dyd * xh), 8.0);
+  std::printf("rms_norm_rows: rho %.2f, y %.2f half-ulps\n", worst(out[1], rho.squeeze(-1)), worst(out[0], xh * wd));
+}
+
+// A training step's attention in float32 on q, k, v as the models make them ([B, T, H, d] projections
+// seen as [B, H, T, d]): one key/value head per query head runs on the heads as they lie (4-d products,
+// results in the projections' layout), grouped heads (rep 2) on the stacked copies. Oracle: LibTorch's
+// ops (NativeSecondOrder) in float64 on the same values; value and gradients to 1e-5 of their largest.
+TEST(CausalAttention, FloatStepOnStridedHeadsMatchesLibTorch) {
+  torch::manual_seed(15);
+  const int64_t B = 2, T = 19, H = 4, d = 8;
+  for (const int64_t G : {H, H / 2}) {
+    SCOPED_TRACE("key/value heads " + std::to_string(G));
+    const auto proj = [&](int64_t heads) { return (torch::randn({B, T, heads, d}) * 2).requires_grad_(true); };
+    const auto q0 = proj(H), k0 = proj(G), v0 = proj(G), gO = torch::randn({B, T, H, d});
+    auto run = [&](bool native, torch::ScalarType dtype) {
+      std::optional<ops::NativeSecondOrder> guard;
+      if (native) guard.emplace();
+      const auto q = q0.to(dtype), k = k0.to(dtype), v = v0.to(dtype);
+      const auto y = ops::causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2);
+      auto g = torch::autograd::grad({(y * gO.to(dtype)).sum()}, {q0, k0, v0});
+      g.push_back(y.reshape({B, T, H * d}).detach());  // flattening the heads, as the models do
+      return g;
+    };
+    const auto got = run(false, torch::kFloat32), want = run(true, torch::kFloat64);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5) << i;
+  }
 }
 
 TEST(CausalAttention, SeesNoFutureKey) {

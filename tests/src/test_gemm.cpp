@@ -115,6 +115,25 @@ TEST_F(Gemm, BatchedProducts) {
   EXPECT_LE(rounding_excess(c, a, b, c0), 0.0);
 }
 
+// Attention's heads as they lie: [B, H, T, d] views of [B, T, H, d] (and transposed) operands, and
+// a result written into such a view; float64 goes to LibTorch's matmul (the same values exactly).
+TEST_F(Gemm, FourDimensionalBatchesOfStridedHeads) {
+  const int64_t B = 3, H = 4, T = 11, d = 5;
+  const auto q = randn({B, T, H, d}).transpose(1, 2), k = randn({B, T, H, d}).transpose(1, 2);
+  const auto scores = gemm::bmm(q, k.transpose(-2, -1));
+  ASSERT_EQ(scores.sizes(), (std::vector<int64_t>{B, H, T, T}));
+  EXPECT_LE(rounding_excess(scores, q, k.transpose(-2, -1)), 0.0);
+  auto out = torch::empty({B, T, H, d}).transpose(1, 2);  // rows of d, H d apart
+  gemm::bmm_out(out, scores, k);
+  EXPECT_LE(rounding_excess(out, scores, k), 0.0);
+  EXPECT_TRUE(out.transpose(1, 2).is_contiguous());
+  const auto qd = q.to(torch::kFloat64), kd = k.to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(gemm::bmm(qd, kd.transpose(-2, -1)), torch::matmul(qd, kd.transpose(-2, -1))));
+  auto outd = torch::empty({B, T, H, T}, torch::kFloat64).transpose(1, 2);
+  gemm::bmm_out(outd, qd, kd.transpose(-2, -1));
+  EXPECT_TRUE(torch::equal(outd, torch::matmul(qd, kd.transpose(-2, -1))));
+}
+
 TEST_F(Gemm, LinearOverLeadingDimensions) {
   const auto x = randn({3, 5, 16}), W = randn({8, 16}), b = randn({8});
   const auto y = gemm::linear(x, W, b);
