@@ -74,7 +74,16 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
     });
   }
   if (dP.dim() == 4) {
-    auto dq = heads_layout(q, k.size(-1)), dk = heads_layout(k, q.size(-1)), dv = heads_layout(v, gO.size(-1));
+    // In one [B, T, 3, H, d] buffer when the three have one shape: the gradient of q, k, v projected
+    // side by side (GPT-2's stacked q/k/v), which StackedLinear then reads without a concatenation.
+    Tensor dq, dk, dv;
+    if (k.sizes() == q.sizes() && v.sizes() == q.sizes()) {
+      const auto both = torch::empty({q.size(0), q.size(2), 3, q.size(1), q.size(3)}, q.options());
+      dq = both.select(2, 0).transpose(1, 2), dk = both.select(2, 1).transpose(1, 2);
+      dv = both.select(2, 2).transpose(1, 2);
+    } else {
+      dq = heads_layout(q, k.size(-1)), dk = heads_layout(k, q.size(-1)), dv = heads_layout(v, gO.size(-1));
+    }
     gemm::bmm_out(dq, dS, k);
     gemm::bmm_out(dk, dS.transpose(-2, -1), q);
     gemm::bmm_out(dv, P.transpose(-2, -1), gO);

@@ -220,6 +220,25 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
   }
 };
 
+// Matrices [R, c_i] joined along their columns: a view where they already lie side by side in one
+// buffer (rows of sum c_i, each part at its columns: causal attention writes q, k, v's gradients so),
+// torch::cat otherwise.
+Tensor side_by_side(const std::vector<Tensor>& parts) {
+  const auto& p0 = parts[0];
+  int64_t width = 0;
+  for (const auto& p : parts) width += p.defined() && p.dim() == 2 ? p.size(1) : 0;
+  bool adjacent = true;
+  int64_t at = 0;
+  for (const auto& p : parts) {
+    adjacent = adjacent && p.defined() && p.dim() == 2 && p.size(0) == p0.size(0) && p.stride(1) == 1 &&
+               (p.size(0) <= 1 || p.stride(0) == width) && p.is_alias_of(p0) &&
+               p.storage_offset() == p0.storage_offset() + at && p.scalar_type() == p0.scalar_type();
+    at += p.defined() && p.dim() == 2 ? p.size(1) : 0;
+  }
+  if (adjacent) return p0.as_strided({p0.size(0), width}, {width, 1}, p0.storage_offset());
+  return torch::cat(parts, 1);
+}
+
 // Several linear layers on one input, y_i = x W_i^T + b_i (GPT-2's q, k, v): one product against the
 // weights stacked by rows, the outputs column slices of it. (LLaMA keeps its separate products: with
 // the CLI's malloc settings, a llama-small-cpu attention block's forward and backward took 0.99-1.01
@@ -268,7 +287,7 @@ struct StackedLinear : torch::autograd::Function<StackedLinear<kBias>> {
     }
     std::vector<Tensor> parts;
     for (size_t i = 0; i < n; ++i) parts.push_back(grad[i].reshape({-1, Ws[i].size(0)}));
-    const auto g = linear_gradient(torch::cat(parts, 1), x, W, kBias);  // (dx, stacked dW, stacked db)
+    const auto g = linear_gradient(side_by_side(parts), x, W, kBias);  // (dx, stacked dW, stacked db)
     dx_dW_db[0] = g[0];
     int64_t at_row = 0;
     for (size_t i = 0; i < n; ++i) {

@@ -589,6 +589,41 @@ TEST(CausalAttention, FloatStepOnStridedHeadsMatchesLibTorch) {
   }
 }
 
+// GPT-2's attention block as a training step runs it: q, k, v from one stacked product, attention on
+// the heads as they lie, whose gradients land side by side in one buffer that the stacked product's
+// backward reads without a concatenation. Oracle: LibTorch's linear and attention ops
+// (NativeSecondOrder) in float64; every gradient to 1e-6 of the largest of all and to 1e-5 of its own.
+TEST(CausalAttention, StackedQkvBlockGradientsMatchLibTorch) {
+  torch::manual_seed(16);
+  const int64_t B = 2, T = 13, H = 4, d = 6, C = H * d;
+  std::vector<torch::Tensor> leaves = {torch::randn({B, T, C})};
+  for (int i = 0; i < 3; ++i) leaves.push_back(torch::randn({C, C}) * 0.3);
+  for (int i = 0; i < 3; ++i) leaves.push_back(torch::randn({C}) * 0.1);
+  for (auto& t : leaves) t.requires_grad_(true);
+  const auto gy = torch::randn({B, T, C});
+  auto run = [&](bool native, torch::ScalarType dtype) {
+    std::optional<ops::NativeSecondOrder> guard;
+    if (native) guard.emplace();
+    std::vector<torch::Tensor> l;
+    for (const auto& t : leaves) l.push_back(t.to(dtype));
+    const auto qkv = ops::linears(l[0], {l[1], l[2], l[3]}, {l[4], l[5], l[6]});
+    auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, d}).transpose(1, 2); };
+    const auto y =
+        ops::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2])).transpose(1, 2).reshape({B, T, C});
+    return torch::autograd::grad({(y * gy.to(dtype)).sum()}, leaves);
+  };
+  const auto got = run(false, torch::kFloat32), want = run(true, torch::kFloat64);
+  double scale = 0;
+  for (const auto& w : want) scale = std::max(scale, w.abs().max().item<double>());
+  for (size_t i = 0; i < got.size(); ++i) {
+    // k's bias shifts a row's scores by one constant, which softmax ignores: its gradient is zero, so
+    // every leaf is measured against the largest gradient of all, and the others against their own too.
+    EXPECT_LT((got[i].to(torch::kFloat64) - want[i]).abs().max().item<double>() / scale, 1e-6) << "leaf " << i;
+    if (i != 5) EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5) << "leaf " << i;
+  }
+  EXPECT_LT(want[5].abs().max().item<double>() / scale, 1e-12);
+}
+
 TEST(CausalAttention, SeesNoFutureKey) {
   torch::manual_seed(8);
   auto q = leaf({1, 1, 4, 2}), k = leaf({1, 1, 4, 2}), v = leaf({1, 1, 4, 2});
