@@ -82,7 +82,7 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
       dq = both.select(2, 0).transpose(1, 2), dk = both.select(2, 1).transpose(1, 2);
       dv = both.select(2, 2).transpose(1, 2);
     } else {
-      dq = heads_layout(q, k.size(-1)), dk = heads_layout(k, q.size(-1)), dv = heads_layout(v, gO.size(-1));
+      dq = heads_layout(q, q.size(-1)), dk = heads_layout(k, k.size(-1)), dv = heads_layout(v, v.size(-1));
     }
     gemm::bmm_out(dq, dS, k);
     gemm::bmm_out(dk, dS.transpose(-2, -1), q);

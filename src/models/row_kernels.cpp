@@ -79,28 +79,31 @@ void gelu_tanh_backward_rows(const double* da, const double* h, const double* a,
 }
 
 namespace {
-typedef float Lanes16 __attribute__((vector_size(64)));
-
 // Sixteen T in one vector (GCC's vector extension; split into registers of the variant's width).
 template <class T>
 struct Sixteen {
   typedef T type __attribute__((vector_size(16 * sizeof(T))));
 };
 
-// sum_j x[j] y[j] over [0, n) as sixteen partial sums (lane j adds the terms j, j + 16, ...; the tail's
-// terms in lanes 0...) added pairwise at the end: one order whatever the variant's vector width.
+// sum_j x[j] y[j] over [0, n), or sum_j x[j] where y is null (a constant at every call, so the choice
+// is compiled away), as sixteen partial sums (lane j adds the terms j, j + 16, ...; the tail's terms in
+// lanes 0...) added pairwise at the end: one order whatever the variant's vector width.
 template <class T>
-__attribute__((always_inline)) inline T dot16(const T* x, const T* y, int64_t n) {
+__attribute__((always_inline)) inline T sum16(const T* x, const T* y, int64_t n) {
   using V = typename Sixteen<T>::type;
   V acc = {}, tail = {};
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    V a, b;
+    V a;
     std::memcpy(&a, x + k, sizeof a);
-    std::memcpy(&b, y + k, sizeof b);
-    acc += a * b;
+    if (y) {
+      V b;
+      std::memcpy(&b, y + k, sizeof b);
+      a *= b;
+    }
+    acc += a;
   }
-  for (int64_t j = 0; k + j < n; ++j) tail[j] = x[k + j] * y[k + j];
+  for (int64_t j = 0; k + j < n; ++j) tail[j] = y ? x[k + j] * y[k + j] : x[k + j];
   acc += tail;
   for (int w = 8; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
@@ -121,7 +124,7 @@ void causal_softmax_backward_rows_impl(const T* dPv, const T* gP, const T* P, T 
         } else {
           std::memcpy(d, dPv + o, n * sizeof(T));
         }
-        const T r = dot16(d, p, n);
+        const T r = sum16(d, p, n);
         for (int64_t j = 0; j < n; ++j) d[j] = s * p[j] * (d[j] - r);
         for (int64_t j = n; j < T_; ++j) d[j] = 0;
       }
@@ -129,30 +132,13 @@ void causal_softmax_backward_rows_impl(const T* dPv, const T* gP, const T* P, T 
   });
 }
 
-// x[0, n) summed as sixteen partial sums (lane j adds x[j], x[j + 16], ...; the tail in lanes 0...)
-// added pairwise at the end: one order whatever the vector width the loop is compiled for.
-__attribute__((always_inline)) inline float sum16(const float* x, int64_t n) {
-  Lanes16 acc = {}, tail = {};
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    Lanes16 v;
-    std::memcpy(&v, x + k, sizeof v);
-    acc += v;
-  }
-  for (int64_t j = 0; k + j < n; ++j) tail[j] = x[k + j];
-  acc += tail;
-  for (int w = 8; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
-  return acc[0];
-}
-
 // x[0, n) *= s (as `scores * s`), returning the largest (exact in any order), sixteen lanes at a time.
 __attribute__((always_inline)) inline float scale_and_max(float* x, float s, int64_t n) {
   const float lowest = -std::numeric_limits<float>::infinity();
-  Lanes16 most = lowest - Lanes16{};
+  Sixteen<float>::type most = lowest - Sixteen<float>::type{};
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    Lanes16 v;
+    Sixteen<float>::type v;
     std::memcpy(&v, x + k, sizeof v);
     v *= s;
     std::memcpy(x + k, &v, sizeof v);
@@ -183,7 +169,7 @@ void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* r
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = x + r * D;
         float* yr = y + r * D;
-        const float p = 1.0f / std::sqrt(dot16(xr, xr, D) / static_cast<float>(D) + eps);
+        const float p = 1.0f / std::sqrt(sum16(xr, xr, D) / static_cast<float>(D) + eps);
         rho[r] = p;
         for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] * p * w[j];
       }
@@ -203,7 +189,7 @@ void rms_norm_backward_rows(const float* dy, const float* x, const float* w, con
           z[j] = dy[o + j] * w[j];
           xh[j] = x[o + j] * p;
         }
-        const float s = dot16(z, xh, D);
+        const float s = sum16(z, xh, D);
         for (int64_t j = 0; j < D; ++j) {
           const float h = xh[j];
           z[j] = p * (z[j] - h * s / static_cast<float>(D));
@@ -224,7 +210,7 @@ void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {
         for (int64_t j = n; j < nn; ++j) r[j] = -std::numeric_limits<float>::infinity();
         const float m = scale_and_max(r, s, nn);
         for (int64_t j = 0; j < nn; ++j) r[j] = exp_poly(r[j] - m);
-        const float inv = 1.0f / sum16(r, nn);  // (zeros past n add nothing)
+        const float inv = 1.0f / sum16(r, static_cast<const float*>(nullptr), nn);  // (zeros past n add nothing)
         for (int64_t j = 0; j < nn; ++j) r[j] *= inv;
         for (int64_t j = nn; j < T; ++j) r[j] = 0.0f;
       }

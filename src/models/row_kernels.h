@@ -18,7 +18,7 @@ void swiglu_rows(const float* g, const float* u, float* y, int64_t n);
 void swiglu_backward_rows(const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
 
 // RMSNorm over rows of D floats, y = x rho w, rho = 1 / sqrt(mean(x^2) + eps) as LibTorch's
-// rsqrt(x.pow(2).mean(-1) + eps) (the sum of squares in dot16's fixed partial sums), rho kept per row.
+// rsqrt(x.pow(2).mean(-1) + eps) (the sum of squares in sum16's fixed partial sums), rho kept per row.
 // Its gradient in one pass per row: dx = rho (z - xh sum(z xh) / D), z = dy w, xh = x rho, and
 // dyxh = dy xh, whose column sums are dw. Within a few ulps of LibTorch's ops, not their bits.
 void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* rho, int64_t rows, int64_t D);
@@ -41,7 +41,7 @@ void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T);
 
 // Causal attention's score gradient dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP where gP is not
 // null), over rows as causal_softmax_rows' (the causal part [0, i], zero above, where P is zero): one
-// pass instead of an addition, the softmax backward and a scaling. The row sum in dot16's sixteen fixed
+// pass instead of an addition, the softmax backward and a scaling. The row sum in sum16's sixteen fixed
 // partial sums: the same bits in both variants.
 void causal_softmax_backward_rows(const float* dPv, const float* gP, const float* P, float s, float* dS, int64_t rows,
                                   int64_t T);
