@@ -619,7 +619,9 @@ TEST(CausalAttention, StackedQkvBlockGradientsMatchLibTorch) {
     // k's bias shifts a row's scores by one constant, which softmax ignores: its gradient is zero, so
     // every leaf is measured against the largest gradient of all, and the others against their own too.
     EXPECT_LT((got[i].to(torch::kFloat64) - want[i]).abs().max().item<double>() / scale, 1e-6) << "leaf " << i;
-    if (i != 5) EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5) << "leaf " << i;
+    if (i != 5) {
+      EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5) << "leaf " << i;
+    }
   }
   EXPECT_LT(want[5].abs().max().item<double>() / scale, 1e-12);
 }
