@@ -19,9 +19,13 @@ inline void set_loop_variant(LoopVariant v) { g_loop_variant.store(v, std::memor
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
 #define BS_LOOP_AVX512 1
 // f(i) for i in [begin, end), compiled for AVX-512F; f (compiled for the baseline) is inlined into it.
+// Both variants run a local copy of f: a store through the loop's pointers could otherwise alias the
+// captures of the caller's f (a captured float constant), which the loop then reloads every element
+// and does not vectorize.
 template <class F>
 __attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) f(i);
+  const F g = f;
+  for (int64_t i = begin; i < end; ++i) g(i);
 }
 #endif
 
@@ -59,7 +63,8 @@ void elements(const F& f, int64_t begin, int64_t end) {
 #ifdef BS_LOOP_AVX512
   if (use_avx512()) return elements_avx512(f, begin, end);
 #endif
-  for (int64_t i = begin; i < end; ++i) f(i);
+  const F g = f;
+  for (int64_t i = begin; i < end; ++i) g(i);
 }
 
 }  // namespace bs

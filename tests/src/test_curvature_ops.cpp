@@ -433,6 +433,56 @@ TEST(GeluTanhRows, WithinItsBoundOfTheFunctionInBothVariants) {
   EXPECT_TRUE(std::isnan(sa[0].item<float>()) && std::isnan(sa[1].item<float>())) << sa;  // as gelu(-inf) = nan
 }
 
+// The training step's GELU backward from the forward's value (gelu_tanh_backward_rows: s = 2a/h for
+// 1 + tanh(u)) against da f'(h) in double, f' = s/2 + h s (2 - s) u'/2 with s = 2 sigmoid(2u), given
+// a within its forward bound (float: the kernel's own a; double: h / (1 + exp(-2u)) in double):
+// within (16 + 24|u|) ulps of |da| times the magnitudes of f''s terms, s/2 + |h| s (2 - s) u'/2, and
+// of s's influence, |h (1 - s) u'| s (a's error enters through s, amplified as exp's by 2|u|). Exact
+// where h = 0 (f' = 1/2). Both compiled variants give the same bits, at 1 and 3 threads (the AVX-512
+// loop ran one element at a time until 2026-12-03: a captured constant was reloaded every element).
+TEST(GeluTanhBackwardRows, WithinItsBoundOfTheDerivativeInBothVariants) {
+  torch::manual_seed(12);
+  const auto h = torch::cat({torch::linspace(-12, 12, 1 << 18), torch::randn({1 << 16}) * 3,
+                             torch::tensor({0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, -20.0f})});
+  const auto da = torch::randn_like(h);
+  const int64_t n = h.numel();
+  const auto hd = h.to(torch::kFloat64), ud = std::sqrt(2 / M_PI) * (hd + 0.044715 * hd * hd * hd);
+  // 1 + tanh(u) as 2 sigmoid(2u) and 1 - tanh(u)^2 as s (2 - s): tanh in double rounds to -1 below u ~ -19.
+  const auto dud = std::sqrt(2 / M_PI) * (1 + 3 * 0.044715 * hd * hd), sd = 2 / (1 + torch::exp(-2 * ud));
+  const auto ref = da.to(torch::kFloat64) * (0.5 * sd + 0.5 * hd * sd * (2 - sd) * dud);
+  const auto scale = da.to(torch::kFloat64).abs() *
+                     (0.5 * sd + hd.abs() * sd * (2 - sd) * dud / 2 + (hd * (1 - sd) * dud).abs() * sd) *
+                     (16 + 24 * ud.abs());
+  for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const bool single = dtype == torch::kFloat32;
+    const auto hx = h.to(dtype), dax = da.to(dtype);
+    auto a = torch::empty_like(hx);
+    if (single)
+      ops::detail::gelu_tanh_rows(hx.data_ptr<float>(), a.data_ptr<float>(), n);
+    else
+      a = hd / (1 + torch::exp(-2 * ud));
+    const auto dh = same_bits_in_every_variant([&] {
+      auto dh = torch::empty_like(hx);
+      if (single)
+        ops::detail::gelu_tanh_backward_rows(dax.data_ptr<float>(), hx.data_ptr<float>(), a.data_ptr<float>(),
+                                             dh.data_ptr<float>(), n);
+      else
+        ops::detail::gelu_tanh_backward_rows(dax.data_ptr<double>(), hx.data_ptr<double>(), a.data_ptr<double>(),
+                                             dh.data_ptr<double>(), n);
+      return std::vector<torch::Tensor>{dh};
+    })[0];
+    const double ulp = std::ldexp(1.0, single ? -24 : -53);
+    // and where a is subnormal, its absolute rounding (2^-149 in float) through s = 2a/h: |da| (1 + u') 2^-144.
+    const auto bound = scale * ulp + da.to(torch::kFloat64).abs() * (1 + dud) * std::ldexp(1.0, single ? -144 : -1069);
+    const double worst = ((dh.to(torch::kFloat64) - ref).abs() / bound).max().item<double>();
+    const auto at = ((dh.to(torch::kFloat64) - ref).abs() / bound).argmax().item<int64_t>();
+    EXPECT_LE(worst, 1.0) << dtype << " at h = " << hd[at].item<double>();
+    std::printf("gelu_tanh_backward_rows (%s): worst error %.3f of its bound\n", single ? "float" : "double", worst);
+    const auto zero = (h == 0).nonzero().flatten();  // f'(0) = 1/2 exactly
+    EXPECT_TRUE(torch::equal(dh.index_select(0, zero), dax.index_select(0, zero) * 0.5));
+  }
+}
+
 // The training step's causal softmax (causal_softmax_rows) against LibTorch's `scores * s`,
 // masked_fill and softmax in double on the same float scores (its oracle in the ops' tests):
 // |P - ref| within 8 (1 + |s x - m|) 2^-24 of max(P, 2^-126): a few roundings and exp's ulp, and the
