@@ -107,9 +107,32 @@ struct LayerNormBackward : torch::autograd::Function<LayerNormBackward> {
   }
 };
 
+// Whether a norm's passes run as the row kernels (rms_norm_rows, layer_norm_rows and their backward):
+// float arrays (float_rows) and weights (and a bias) of exactly the rows' width (broadcast ones take
+// LibTorch's ops).
+bool norm_rows(std::initializer_list<Tensor> tensors, const Tensor& x, const Tensor& w, const Tensor& b = {}) {
+  auto fits = [&](const Tensor& t) { return t.dim() == 1 && t.size(0) == x.size(-1); };
+  return float_rows(tensors) && x.dim() >= 1 && x.size(-1) > 0 && fits(w) && (!b.defined() || fits(b));
+}
+
+// (y, mean, rstd) of LayerNorm as native_layer_norm returns them (mean and rstd [..., 1]): one pass
+// per row (layer_norm_rows) on float arrays, native_layer_norm otherwise.
+std::tuple<Tensor, Tensor, Tensor> layer_norm_value(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  if (!norm_rows({x, w, b}, x, w, b)) return at::native_layer_norm(x, {x.size(-1)}, w, b, eps);
+  const auto xc = x.contiguous(), wc = w.contiguous(), bc = b.contiguous();
+  auto y = torch::empty_like(xc);
+  auto stat_sizes = x.sizes().vec();
+  stat_sizes.back() = 1;
+  auto mean = torch::empty(stat_sizes, x.options()), rstd = torch::empty(stat_sizes, x.options());
+  const int64_t D = x.size(-1);
+  layer_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), bc.data_ptr<float>(), static_cast<float>(eps),
+                  y.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), xc.numel() / D, D);
+  return {y, mean, rstd};
+}
+
 struct LayerNorm : torch::autograd::Function<LayerNorm> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
-    auto [y, mean, rstd] = at::native_layer_norm(x, {x.size(-1)}, w, b, eps);
+    auto [y, mean, rstd] = layer_norm_value(x, w, b, eps);
     ctx->save_for_backward({x, w, b});
     ctx->saved_data["mean"] = mean;
     ctx->saved_data["rstd"] = rstd;
@@ -130,7 +153,17 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
       const auto dx = rstd * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));
       return {dx, (grad[0] * xh).reshape({-1, D}).sum(0), grad[0].reshape({-1, D}).sum(0), Tensor()};
     }
-    auto [dx, dw, db] = at::native_layer_norm_backward(grad[0], x, {x.size(-1)}, mean, rstd, w, b, {true, true, true});
+    if (!norm_rows({grad[0], x, w, b, mean, rstd}, x, w, b)) {
+      auto [dx, dw, db] =
+          at::native_layer_norm_backward(grad[0], x, {x.size(-1)}, mean, rstd, w, b, {true, true, true});
+      return {dx, dw, db, Tensor()};
+    }
+    const int64_t D = x.size(-1);
+    const auto dy = grad[0].contiguous(), xc = x.contiguous(), wc = w.contiguous();
+    auto dx = torch::empty_like(xc), dw = torch::empty({D}, x.options()), db = torch::empty({D}, x.options());
+    layer_norm_backward_rows(dy.data_ptr<float>(), xc.data_ptr<float>(), wc.data_ptr<float>(), mean.data_ptr<float>(),
+                             rstd.data_ptr<float>(), dx.data_ptr<float>(), dw.data_ptr<float>(), db.data_ptr<float>(),
+                             xc.numel() / D, D);
     return {dx, dw, db, Tensor()};
   }
 };
@@ -220,15 +253,9 @@ struct RmsNormBackward : torch::autograd::Function<RmsNormBackward> {
   }
 };
 
-// Whether RMSNorm's passes run as rms_norm_rows / rms_norm_backward_rows: float arrays (float_rows) and
-// a weight of exactly the rows' width (a broadcast one takes LibTorch's ops).
-bool rms_rows(std::initializer_list<Tensor> tensors, const Tensor& x, const Tensor& w) {
-  return float_rows(tensors) && x.dim() >= 1 && x.size(-1) > 0 && w.dim() == 1 && w.size(0) == x.size(-1);
-}
-
 // (y, rho) of RMSNorm: one pass per row (rms_norm_rows) on float arrays, LibTorch's ops otherwise.
 std::pair<Tensor, Tensor> rms_norm_value(const Tensor& x, const Tensor& w, double eps) {
-  if (!rms_rows({x, w}, x, w)) {
+  if (!norm_rows({x, w}, x, w)) {
     const auto rho = rms_rho(x, eps);
     return {x * rho * w, rho};
   }
@@ -258,7 +285,7 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
       auto g = RmsNormBackward::apply(grad[0], x, w, rho, ctx->saved_data["eps"].toDouble());
       return {g[0], g[1], Tensor()};
     }
-    if (!rms_rows({grad[0], x, w, rho}, x, w)) {
+    if (!norm_rows({grad[0], x, w, rho}, x, w)) {
       auto g = rms_norm_gradient(grad[0], x, w, rho);
       return {g[0], g[1], Tensor()};
     }

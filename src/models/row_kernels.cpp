@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "exp_poly.h"
 #include "simd_loop.h"
@@ -198,6 +199,71 @@ void rms_norm_backward_rows(const float* dy, const float* x, const float* w, con
         }
       }
     });
+  });
+}
+
+// LayerNorm: the mean and the variance in two passes over the row (sum16's partial sums), then
+// y = (x - mean) rstd w + b; x - mean is kept in y for a moment.
+void layer_norm_rows(const float* x, const float* w, const float* b, float eps, float* y, float* mean, float* rstd,
+                     int64_t rows, int64_t D) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+    in_variant([&] {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* xr = x + r * D;
+        float* yr = y + r * D;
+        const float m = sum16(xr, static_cast<const float*>(nullptr), D) / static_cast<float>(D);
+        for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] - m;
+        const float p = 1.0f / std::sqrt(sum16(yr, yr, D) / static_cast<float>(D) + eps);
+        mean[r] = m;
+        rstd[r] = p;
+        for (int64_t j = 0; j < D; ++j) yr[j] = yr[j] * p * w[j] + b[j];
+      }
+    });
+  });
+}
+
+void layer_norm_backward_rows(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                              float* dx, float* dw, float* db, int64_t rows, int64_t D) {
+  // Column sums by blocks of kSumRows rows, each block's in row order, then the blocks' in order: the
+  // same bits at any thread count.
+  constexpr int64_t kSumRows = 32;
+  const int64_t blocks = (rows + kSumRows - 1) / kSumRows;
+  std::vector<float> partial(static_cast<size_t>(2 * blocks * D));
+  at::parallel_for(
+      0, blocks, std::max<int64_t>(1, 16384 / std::max<int64_t>(kSumRows * D, 1)), [&](int64_t b0, int64_t b1) {
+        std::vector<float> row_xh(static_cast<size_t>(D));
+        in_variant([&] {
+          float* xh = row_xh.data();
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
+            for (int64_t j = 0; j < D; ++j) pw[j] = pb[j] = 0.0f;
+            for (int64_t r = blk * kSumRows; r < std::min(rows, (blk + 1) * kSumRows); ++r) {
+              const int64_t o = r * D;
+              const float p = rstd[r], m = mean[r], invD = 1.0f / static_cast<float>(D);
+              float* z = dx + o;  // z = dy w for a moment
+              for (int64_t j = 0; j < D; ++j) {
+                z[j] = dy[o + j] * w[j];
+                xh[j] = (x[o + j] - m) * p;
+              }
+              const float zbar = sum16(z, static_cast<const float*>(nullptr), D) * invD, c = sum16(z, xh, D) * invD;
+              for (int64_t j = 0; j < D; ++j) {
+                z[j] = p * (z[j] - zbar - xh[j] * c);
+                pw[j] += dy[o + j] * xh[j];
+                pb[j] += dy[o + j];
+              }
+            }
+          }
+        });
+      });
+  in_variant([&] {
+    for (int64_t j = 0; j < D; ++j) dw[j] = db[j] = 0.0f;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
+      for (int64_t j = 0; j < D; ++j) {
+        dw[j] += pw[j];
+        db[j] += pb[j];
+      }
+    }
   });
 }
 

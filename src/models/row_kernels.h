@@ -25,6 +25,17 @@ void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* r
 void rms_norm_backward_rows(const float* dy, const float* x, const float* w, const float* rho, float* dx, float* dyxh,
                             int64_t rows, int64_t D);
 
+// LayerNorm over rows of D floats, y = (x - mean) rstd w + b, rstd = 1 / sqrt(var + eps) with the
+// population variance of the row taken about its mean (two passes, sum16's fixed partial sums), mean
+// and rstd kept per row. Its gradient in one pass per row: dx = rstd (z - mean(z) - xh mean(z xh)),
+// z = dy w, xh = (x - mean) rstd, with the column sums dw = sum dy xh and db = sum dy taken by fixed
+// blocks of rows (the same bits at any thread count). Within a few ulps of the formulas, not
+// LibTorch's bits (its native_layer_norm takes Welford moments).
+void layer_norm_rows(const float* x, const float* w, const float* b, float eps, float* y, float* mean, float* rstd,
+                     int64_t rows, int64_t D);
+void layer_norm_backward_rows(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
+                              float* dx, float* dw, float* db, int64_t rows, int64_t D);
+
 // dh = da f'(h) for the tanh GELU from h and the forward's a = gelu(h), without the second tanh
 // LibTorch's gelu_backward evaluates (s = 1 + tanh(u) = 2a/h); agrees with gelu_backward to rounding
 // (a carries its rounding into s). Float and double; the same bits in both variants.

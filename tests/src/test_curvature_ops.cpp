@@ -614,6 +614,59 @@ TEST(RmsNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   std::printf("rms_norm_rows: rho %.2f, y %.2f half-ulps\n", worst(out[1], rho.squeeze(-1)), worst(out[0], xh * wd));
 }
 
+// The training step's LayerNorm kernels (layer_norm_rows, layer_norm_backward_rows) against the
+// formulas in double on the same float values, each error measured in half-ulps of the scale that x's
+// own rounding has at that point (the mean of a row with a large offset rounds to within a few ulps of
+// mean|x|, not of |mean|, and that rounding carries into x - mean, as an ulp of x itself would): mean
+// within 8 of mean|x|, rstd within 8 of itself, y within 8 of |xh w| + |b| + |w| rstd mean|x|; dx to
+// 1e-6 of its largest; the column sums dw = sum dy xh and db = sum dy within (32 + blocks + 8) of the
+// sums of the terms' magnitudes (|dy| (|xh| + rstd mean|x|) for dw): a block's 32 rows, the blocks,
+// and xh's rounding. Rows of very different scales, with offsets; 300 rows, the last block partial.
+// Both compiled variants give the same bits, at 1 and 3 threads.
+TEST(LayerNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
+  torch::manual_seed(17);
+  const int64_t rows = 300, D = 200;
+  const float eps = 1e-5f;
+  const auto x = torch::randn({rows, D}) * torch::rand({rows, 1}) * 10 + torch::randn({rows, 1}) * 4;
+  const auto w = 1 + 0.3 * torch::randn({D}), b = 0.5 * torch::randn({D}), dy = torch::randn({rows, D});
+  const auto out = same_bits_in_every_variant([&] {
+    auto y = torch::empty_like(x), mean = torch::empty({rows}), rstd = torch::empty({rows});
+    auto dx = torch::empty_like(x), dw = torch::empty({D}), db = torch::empty({D});
+    ops::detail::layer_norm_rows(x.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(), eps,
+                                 y.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(), rows, D);
+    ops::detail::layer_norm_backward_rows(dy.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
+                                          mean.data_ptr<float>(), rstd.data_ptr<float>(), dx.data_ptr<float>(),
+                                          dw.data_ptr<float>(), db.data_ptr<float>(), rows, D);
+    return std::vector<torch::Tensor>{y, mean, rstd, dx, dw, db};
+  });
+  const auto xd = x.to(torch::kFloat64), wd = w.to(torch::kFloat64), bd = b.to(torch::kFloat64);
+  const auto dyd = dy.to(torch::kFloat64);
+  const auto mean = xd.mean(-1, true), rstd = torch::rsqrt((xd - mean).pow(2).mean(-1, true) + double{eps});
+  const auto xh = (xd - mean) * rstd, z = dyd * wd;
+  const auto dx = rstd * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));
+  const double ulp = std::ldexp(1.0, -24);
+  auto worst = [&](const torch::Tensor& got, const torch::Tensor& want, const torch::Tensor& scale) {
+    return ((got.to(torch::kFloat64) - want).abs() / scale.abs().clamp_min(1e-300)).max().item<double>() / ulp;
+  };
+  const auto abs_mean = xd.abs().mean(-1, true), shift = rstd * abs_mean;  // x - mean's rounding, scaled
+  const double mean_err = worst(out[1], mean.squeeze(-1), abs_mean.squeeze(-1));
+  const double rstd_err = worst(out[2], rstd.squeeze(-1), rstd.squeeze(-1));
+  const double y_err = worst(out[0], xh * wd + bd, (xh * wd).abs() + bd.abs() + wd.abs() * shift);
+  const double sums = 32 + (rows + 31) / 32 + 8;  // half-ulps: a block's rows, the blocks, xh's rounding
+  const double dw_err = worst(out[4], (dyd * xh).sum(0), (dyd.abs() * (xh.abs() + shift)).sum(0)) / sums;
+  const double db_err = worst(out[5], dyd.sum(0), dyd.abs().sum(0)) / sums;
+  EXPECT_LE(mean_err, 8.0);
+  EXPECT_LE(rstd_err, 8.0);
+  EXPECT_LE(y_err, 8.0);
+  EXPECT_LT(rel(out[3].to(torch::kFloat64), dx), 1e-6);
+  EXPECT_LE(dw_err, 1.0);
+  EXPECT_LE(db_err, 1.0);
+  std::printf(
+      "layer_norm_rows: mean %.2f, rstd %.2f, y %.2f half-ulps; dx %.2g of its largest; dw %.3f, db %.3f "
+      "of their bounds\n",
+      mean_err, rstd_err, y_err, rel(out[3].to(torch::kFloat64), dx), dw_err, db_err);
+}
+
 // A training step's attention in float32 on q, k, v as the models make them ([B, T, H, d] projections
 // seen as [B, H, T, d]): one key/value head per query head runs on the heads as they lie (4-d products,
 // results in the projections' layout), grouped heads (rep 2) on the stacked copies. Oracle: LibTorch's
