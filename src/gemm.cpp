@@ -78,31 +78,55 @@ bool writable_rows(const torch::Tensor& c) {
   return c.stride(d - 1) == 1 && c.stride(d - 2) >= std::max<int64_t>(c.size(d - 1), 1);
 }
 
-// Where matrix i of t's leading dimensions (none, one, or two: [B, H, ...] heads seen through any
-// strides) starts, as an offset in elements.
-int64_t batch_offset(const torch::Tensor& t, int64_t i) {
+// The heads of a product of 4-d batches: the most of its operands' and result's ([B, H, ...]); 1 else.
+int64_t product_heads(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c) {
+  return c.dim() == 4 ? std::max({a.size(1), b.size(1), c.size(1)}) : 1;
+}
+
+// Where product i of the B x H products (H = product_heads) finds its matrix in t, as an offset in
+// elements: 3-d batches by i, 4-d ones through any strides, a tensor of G < H heads serving each group
+// of H / G consecutive heads (grouped-query attention's keys and values).
+int64_t batch_offset(const torch::Tensor& t, int64_t i, int64_t H) {
   if (t.dim() == 3) return i * t.stride(0);
-  if (t.dim() == 4) return i / t.size(1) * t.stride(0) + i % t.size(1) * t.stride(1);
+  if (t.dim() == 4) return i / H * t.stride(0) + i % H / (H / t.size(1)) * t.stride(1);
   return 0;
 }
 
-// C[i] = A[i] B[i] + beta C[i] for every leading index i (one call per matrix).
+// C[i] = A[i] B[i] + beta C[i] for every product i (one call per matrix); where c has fewer heads than
+// the product, each of its matrices is the sum over its group's heads, accumulated in head order (a
+// sum inside the products, the same bits at any thread count).
 void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float beta) {
   const auto A = operand(a), B = operand(b);
   const int64_t d = c.dim(), M = c.size(d - 2), N = c.size(d - 1), K = a.size(a.dim() - 1);
-  const int64_t batches = c.numel() / std::max<int64_t>(M * N, 1);
+  const int64_t H = product_heads(a, b, c), group = d == 4 ? H / c.size(1) : 1;
+  const int64_t outputs = c.numel() / std::max<int64_t>(M * N, 1);
   const float *pa = A.t.data_ptr<float>(), *pb = B.t.data_ptr<float>();
   float* pc = c.data_ptr<float>();
   const int64_t ldc = c.stride(d - 2);
-  auto one = [&](int64_t i) {
-    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + batch_offset(A.t, i), A.ld,
-                               pb + batch_offset(B.t, i), B.ld, beta, pc + batch_offset(c, i), ldc);
+  auto one = [&](int64_t i, float beta_i) {
+    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + batch_offset(A.t, i, H), A.ld,
+                               pb + batch_offset(B.t, i, H), B.ld, beta_i, pc + batch_offset(c, i, H), ldc);
     TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
   };
-  if (batches == 1) return one(0);
-  at::parallel_for(0, batches, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) one(i);
+  auto output = [&](int64_t o) {  // c's matrix o: products o (no groups), or its group's in order
+    const int64_t first = group == 1 ? o : o / c.size(1) * H + o % c.size(1) * group;
+    for (int64_t r = 0; r < group; ++r) one(first + r, r == 0 ? beta : 1.0f);
+  };
+  if (outputs == 1) return output(0);
+  at::parallel_for(0, outputs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) output(o);
   });
+}
+
+// The same products in LibTorch's ops (double, autograd, other devices): operands of fewer heads
+// repeated for their groups, and a result of fewer heads the sum over each group.
+torch::Tensor grouped_matmul(const torch::Tensor& a, const torch::Tensor& b, int64_t c_heads) {
+  if (a.dim() != 4) return torch::matmul(a, b);
+  const int64_t H = std::max({a.size(1), b.size(1), c_heads});
+  auto full = [&](const torch::Tensor& t) { return t.size(1) == H ? t : t.repeat_interleave(H / t.size(1), 1); };
+  auto y = torch::matmul(full(a), full(b));
+  if (c_heads == H) return y;
+  return y.view({y.size(0), c_heads, H / c_heads, y.size(2), y.size(3)}).sum(2);
 }
 
 }  // namespace
@@ -172,18 +196,23 @@ torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Ten
   return c;
 }
 
-// Whether a and b are batches of matrices with the same leading sizes (one or two dimensions) that
-// can be multiplied.
-bool batch_shapes(const torch::Tensor& a, const torch::Tensor& b) {
+// Whether a and b are batches of matrices that can be multiplied into c_heads heads (4-d; 0: as many
+// as the most of a and b): the same leading sizes, or for 4-d the same B and head counts that each
+// divide the product's.
+bool batch_shapes(const torch::Tensor& a, const torch::Tensor& b, int64_t c_heads = 0) {
   const int64_t d = a.dim();
-  return (d == 3 || d == 4) && b.dim() == d && a.sizes().slice(0, d - 2) == b.sizes().slice(0, d - 2) &&
-         a.size(d - 1) == b.size(d - 2);
+  if (!((d == 3 || d == 4) && b.dim() == d && a.size(0) == b.size(0) && a.size(d - 1) == b.size(d - 2))) return false;
+  if (d == 3) return true;
+  const int64_t H = std::max({a.size(1), b.size(1), c_heads});
+  auto divides = [&](int64_t h) { return h > 0 && H % h == 0; };
+  return divides(a.size(1)) && divides(b.size(1)) && (c_heads == 0 || divides(c_heads));
 }
 
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
-  if (!fast({&a, &b})) return a.dim() == 4 ? torch::matmul(a, b) : torch::bmm(a, b);
   TORCH_CHECK(batch_shapes(a, b), "bmm: shapes ", a.sizes(), " and ", b.sizes());
+  if (!fast({&a, &b})) return a.dim() == 4 ? grouped_matmul(a, b, std::max(a.size(1), b.size(1))) : torch::bmm(a, b);
   auto sizes = a.sizes().vec();
+  if (a.dim() == 4) sizes[1] = std::max(a.size(1), b.size(1));
   sizes.back() = b.size(-1);
   auto c = torch::empty(sizes, a.options());
   run(a, b, c, 0.0f);
@@ -191,10 +220,11 @@ torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
-  TORCH_CHECK(batch_shapes(a, b) && c.dim() == a.dim() &&
-                  c.sizes().slice(0, c.dim() - 1) == a.sizes().slice(0, a.dim() - 1) && c.size(-1) == b.size(-1),
+  const int64_t d = a.dim();
+  TORCH_CHECK(c.dim() == d && batch_shapes(a, b, d == 4 ? c.size(1) : 0) && c.size(0) == a.size(0) &&
+                  c.size(d - 2) == a.size(d - 2) && c.size(d - 1) == b.size(d - 1),
               "bmm_out: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
-  if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.copy_(torch::matmul(a, b));
+  if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.copy_(grouped_matmul(a, b, d == 4 ? c.size(1) : 0));
   run(a, b, c, 0.0f);
   return c;
 }

@@ -41,9 +41,12 @@ torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, const torch:
 // out-of-place result instead (a batched sum does not fit in c).
 torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 // bmm also takes 4-d batches ([B, H, M, K] by [B, H, K, N], any strides outside each matrix's rows:
-// attention's heads as views of [B, T, H, d] projections); its result is contiguous. bmm_out writes
-// a b into c (3-d or 4-d, rows of c contiguous, any other strides), e.g. a [B, T, H, d] buffer seen as
-// [B, H, T, d].
+// attention's heads as views of [B, T, H, d] projections); its result is contiguous. An operand of
+// G heads, G dividing H, serves each group of H / G consecutive heads (grouped-query attention's keys
+// and values; the result has the most heads). bmm_out writes a b into c (3-d or 4-d, rows of c
+// contiguous, any other strides), e.g. a [B, T, H, d] buffer seen as [B, H, T, d]; a c of fewer heads
+// than the product receives each group's sum over its heads (keys' and values' gradients), summed in
+// head order inside the products.
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);

@@ -54,8 +54,9 @@ Tensor heads_layout(const Tensor& like, int64_t d) {
   return torch::empty({like.size(0), like.size(2), like.size(1), d}, like.options()).transpose(1, 2);
 }
 
-// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d tensors,
-// or 4-d ungrouped heads with grad mode off, whose gradients come in heads_layout):
+// The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d grouped
+// tensors, or 4-d heads with grad mode off, whose gradients come in heads_layout, k's and v's summed
+// over their groups inside the products):
 // dP = gO v^T + gP, dv = P^T gO, dS = s P (dP - rowsum(dP P)), dq = dS k, dk = dS^T q. Differentiable
 // when grad mode is on.
 std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
@@ -195,10 +196,11 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
 };
 
 // Whether a training step's attention runs on the heads as they lie ([B, H, T, d] views of the
-// projections, 4-d products, results in heads_layout), without grouped()'s copies: one key/value head
-// per query head (GPT-2; grouped heads are stacked, which needs the copies) on CPU arrays.
+// projections, 4-d products, results in heads_layout), without grouped()'s copies: CPU arrays. Each
+// key/value head serves its group of query heads inside the products (gemm::bmm's grouped heads), and
+// the keys' and values' gradients are the sums over each group, also inside the products.
 bool by_heads(const Tensor& q, const Tensor& k, const Tensor& v) {
-  return q.size(1) == k.size(1) && !off_rows(q) && !off_rows(k) && !off_rows(v);
+  return !off_rows(q) && !off_rows(k) && !off_rows(v);
 }
 
 struct CausalAttention : torch::autograd::Function<CausalAttention> {
@@ -210,7 +212,7 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
       const auto P = causal_scores_softmax(q, k, s, /*fused=*/true);
       auto O = heads_layout(q, v.size(-1));
       gemm::bmm_out(O, P, v);
-      const auto P3 = P.view({-1, P.size(-2), P.size(-1)});  // P as the grouped path keeps it
+      const auto P3 = P.view({q.size(0) * g, -1, P.size(-1)});  // P as the grouped path keeps it
       ctx->save_for_backward({q, k, v, P3});
       return {O, P3};
     }

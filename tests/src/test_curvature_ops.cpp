@@ -667,10 +667,34 @@ TEST(LayerNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
       mean_err, rstd_err, y_err, rel(out[3].to(torch::kFloat64), dx), dw_err, db_err);
 }
 
+// RoPE on the heads as the models make them ([B, T, H, d] projections seen as [B, H, T, d]), and on
+// a gradient laid out so (attention's dq, dk): the rotation and its gradient keep that layout (no copy; the models'
+// flattening after it stays a view), and equal LibTorch's composite (Hugging Face's rotate_half form,
+// NativeSecondOrder) bit for bit in float32, as the same products and sums.
+TEST(Rope, KeepsTheLayoutOfStridedHeads) {
+  torch::manual_seed(18);
+  const int64_t B = 2, T = 7, H = 3, d = 8;
+  const auto x = torch::randn({B, T, H, d}).transpose(1, 2).detach().requires_grad_(true);
+  const auto angles = torch::randn({T, d / 2}), gy = torch::randn({B, T, H, d}).transpose(1, 2);
+  auto run = [&](bool native) {
+    std::optional<ops::NativeSecondOrder> guard;
+    if (native) guard.emplace();
+    const auto y = ops::rope(x, angles.cos(), angles.sin());
+    return std::make_pair(y, torch::autograd::grad({y}, {x}, {gy})[0]);  // gy as attention's dq lies
+  };
+  const auto [y, dx] = run(false);
+  const auto [y_ref, dx_ref] = run(true);
+  EXPECT_EQ(y.strides(), x.strides());
+  EXPECT_EQ(dx.strides(), x.strides());
+  EXPECT_TRUE(torch::equal(y, y_ref));
+  EXPECT_TRUE(torch::equal(dx, dx_ref));
+}
+
 // A training step's attention in float32 on q, k, v as the models make them ([B, T, H, d] projections
-// seen as [B, H, T, d]): one key/value head per query head runs on the heads as they lie (4-d products,
-// results in the projections' layout), grouped heads (rep 2) on the stacked copies. Oracle: LibTorch's
-// ops (NativeSecondOrder) in float64 on the same values; value and gradients to 1e-5 of their largest.
+// seen as [B, H, T, d]), on the heads as they lie (4-d products, results in the projections' layout):
+// one key/value head per query head, and grouped heads (rep 2: keys and values serve their group,
+// their gradients summed over it inside the products). Oracle: LibTorch's ops (NativeSecondOrder) in
+// float64 on the same values; value and gradients to 1e-5 of their largest.
 TEST(CausalAttention, FloatStepOnStridedHeadsMatchesLibTorch) {
   torch::manual_seed(15);
   const int64_t B = 2, T = 19, H = 4, d = 8;

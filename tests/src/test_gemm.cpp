@@ -134,6 +134,48 @@ TEST_F(Gemm, FourDimensionalBatchesOfStridedHeads) {
   EXPECT_TRUE(torch::equal(outd, torch::matmul(qd, kd.transpose(-2, -1))));
 }
 
+// Grouped-query attention's heads as they lie: keys and values of G heads, each serving its group of
+// H / G query heads (the oracle repeats them, as Hugging Face's repeat_kv), and gradients of G heads
+// summed over each group inside the products (oracle: the H products' sum over the group in float64,
+// within the rounding of one product of inner size rep T); the sums' bits are those of 1 thread at 3.
+// Float64 goes to LibTorch's ops on the repeated heads and the sum over each group, the same values.
+TEST_F(Gemm, GroupedHeadsServeTheirGroupAndSumIntoIt) {
+  const int64_t B = 2, H = 6, T = 9, d = 4;
+  for (const int64_t G : {3, 1}) {
+    SCOPED_TRACE("key/value heads " + std::to_string(G));
+    const int64_t rep = H / G;
+    const auto q = randn({B, T, H, d}).transpose(1, 2), k = randn({B, T, G, d}).transpose(1, 2);
+    const auto k_full = k.repeat_interleave(rep, 1);
+    const auto scores = gemm::bmm(q, k.transpose(-2, -1));
+    ASSERT_EQ(scores.sizes(), (std::vector<int64_t>{B, H, T, T}));
+    EXPECT_LE(rounding_excess(scores, q, k_full.transpose(-2, -1)), 0.0);
+    auto out = torch::empty({B, T, H, d}).transpose(1, 2);
+    gemm::bmm_out(out, scores, k);  // k as the values
+    EXPECT_LE(rounding_excess(out, scores, k_full), 0.0);
+    auto summed = [&](const Tensor& t) { return t.view({B, G, rep, T, d}).sum(2); };
+    auto dk = torch::empty({B, T, G, d}).transpose(1, 2);
+    gemm::bmm_out(dk, scores.transpose(-2, -1), q);
+    const auto a64 = scores.transpose(-2, -1).to(torch::kFloat64), b64 = q.to(torch::kFloat64);
+    const auto exact = summed(torch::matmul(a64, b64)), bound = summed(torch::matmul(a64.abs(), b64.abs()));
+    EXPECT_LE(
+        ((dk.to(torch::kFloat64) - exact).abs() - (rep * T + 2) * std::ldexp(1.0, -24) * bound).max().item<double>(),
+        0.0);
+    const int threads = at::get_num_threads();
+    at::set_num_threads(threads == 1 ? 3 : 1);
+    auto dk_other = torch::empty({B, T, G, d}).transpose(1, 2);
+    gemm::bmm_out(dk_other, scores.transpose(-2, -1), q);
+    at::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(dk_other.view(torch::kInt32), dk.view(torch::kInt32)));
+    const auto qd = q.to(torch::kFloat64), kd = k.to(torch::kFloat64), sd = scores.to(torch::kFloat64);
+    EXPECT_TRUE(torch::equal(gemm::bmm(qd, kd.transpose(-2, -1)),
+                             torch::matmul(qd, kd.repeat_interleave(rep, 1).transpose(-2, -1))));
+    auto dkd = torch::empty({B, T, G, d}, torch::kFloat64).transpose(1, 2);
+    gemm::bmm_out(dkd, sd.transpose(-2, -1), qd);
+    EXPECT_TRUE(torch::equal(dkd, summed(torch::matmul(sd.transpose(-2, -1), qd))));
+  }
+  EXPECT_THROW(gemm::bmm(randn({2, 4, 3, 5}), randn({2, 3, 5, 3})), c10::Error);  // 3 heads do not divide 4
+}
+
 TEST_F(Gemm, LinearOverLeadingDimensions) {
   const auto x = randn({3, 5, 16}), W = randn({8, 16}), b = randn({8});
   const auto y = gemm::linear(x, W, b);
