@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "errors.h"
 
@@ -138,6 +139,16 @@ bool onednn_available() { return sgemm() != nullptr; }
 std::string blas_core() {
   auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   return corename ? std::string(corename()) : std::string();
+}
+
+std::string wider_blas_core() {
+  const std::string core = blas_core();
+  const std::vector<std::string> with_avx2 = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"};
+  if (core.empty() || std::count(with_avx2.begin(), with_avx2.end(), core) > 0) return "";
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return "";
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return avx512 ? "SkylakeX" : "Haswell";
 }
 
 std::string describe(Backend b) {

@@ -21,6 +21,11 @@ std::string describe(Backend b);
 // Which OpenBLAS kernel table LibTorch's products run on ("Haswell", "SkylakeX"; "" for another
 // BLAS). Some machines pin it (OPENBLAS_CORETYPE) for correctness.
 std::string blas_core();
+// Where that table has no AVX2 kernels on a CPU with AVX2 (Debian's OpenBLAS 0.3.21 does not know
+// newer CPUs and falls back to Prescott's SSE3 kernels, 2.5-4x slower): the OPENBLAS_CORETYPE that
+// selects the widest this CPU runs, "SkylakeX" (AVX-512) or "Haswell" (AVX2); "" otherwise (another
+// BLAS, or AVX2 kernels or wider already).
+std::string wider_blas_core();
 
 // For a scope (benchmarks comparing backends, tests).
 class ScopedBackend {

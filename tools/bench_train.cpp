@@ -167,6 +167,7 @@ void register_bench_train(CLI::App& bench) {
     if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
     nlohmann::json out = {
         {"bench", "train"}, {"batch_size", o->batch_size}, {"optimizer", "adamw"}, {"grad_clip", 1.0}};
+
     Progress bar("bench train: steps",
                  static_cast<int64_t>(o->models.size() * o->backends.size()) * o->rounds * o->steps);
     int64_t done = 0;
@@ -201,6 +202,20 @@ void register_bench_train(CLI::App& bench) {
     }
     bar.finish();
     out["threads"] = torch::get_num_threads();
+    // LibTorch's BLAS on kernels without AVX2 on a CPU with it makes the PyTorch side (and ours on it)
+    // slower than this machine allows, and every ratio against it flattering: said beside the result
+    // (on stderr, and in it).
+    const std::string wider = gemm::wider_blas_core();
+    const bool libtorch_side = with_torch || std::count(o->backends.begin(), o->backends.end(), "libtorch") > 0;
+    if (!wider.empty() && libtorch_side) {
+      const std::string msg = "LibTorch's OpenBLAS runs its " + gemm::blas_core() + " kernels on a CPU with " +
+                              (wider == "SkylakeX" ? "AVX-512" : "AVX2") +
+                              ": PyTorch eager and --gemm libtorch run slower than this CPU allows, and the ratios "
+                              "against them read high; OPENBLAS_CORETYPE=" +
+                              wider + " selects wider kernels";
+      warn(msg);
+      out["warnings"].push_back(msg);
+    }
     std::printf("%s\n", out.dump(2).c_str());
   });
 }

@@ -53,6 +53,33 @@ if "OpenBLAS" in out["models"]["gpt2-tiny"]["blocksharp_libtorch_gemm"]["gemm"]:
     assert m["blocksharp_libtorch_gemm"]["gemm"] == "LibTorch (OpenBLAS Haswell)", m["blocksharp_libtorch_gemm"]
     print("bench train: OPENBLAS_CORETYPE=Haswell on both sides")
 
+    # Kernels without AVX2 on a CPU with it (Debian's OpenBLAS falls back to Prescott's on CPUs it does
+    # not know): one warning on stderr with the result, the same text in the JSON, naming the kernels and
+    # the OPENBLAS_CORETYPE of the widest this CPU runs (its flags in /proc/cpuinfo); none on AVX2 ones.
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    args = ["bench", "train", "--models", "gpt2-tiny", "--steps", "1", "--rounds", "1", "--batch-size", "1",
+            "--threads", "1", "--python", "none", "--gemm", "libtorch"]
+    r = subprocess.run([blocksharp, *args], capture_output=True, text=True,
+                       env=dict(os.environ, OPENBLAS_CORETYPE="Prescott"))
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if line.startswith("blocksharp: warning: ")]
+    if {"avx2", "fma"} <= flags:
+        wider = "SkylakeX" if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags else "Haswell"
+        assert len(warned) == 1 and "runs its Prescott kernels" in warned[0], r.stderr
+        assert warned[0].endswith("OPENBLAS_CORETYPE=" + wider + " selects wider kernels"), warned[0]
+        assert json.loads(r.stdout)["warnings"] == [warned[0][len("blocksharp: warning: "):]], r.stdout
+        r = subprocess.run([blocksharp, *args], capture_output=True, text=True,
+                           env=dict(os.environ, OPENBLAS_CORETYPE="Haswell"))
+        assert r.returncode == 0 and "warning" not in r.stderr and "warnings" not in json.loads(r.stdout), r.stderr
+        print("bench train: Prescott's kernels on this CPU warned, once, suggesting " + wider)
+    else:
+        assert not warned, r.stderr
+
 # Every language-model preset `bench train` takes (the zoo's gpt2 and llama families) is one the PyTorch
 # script mirrors, and no other: the choices in --help against the script's PRESETS.
 import re  # noqa: E402
