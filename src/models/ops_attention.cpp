@@ -27,8 +27,8 @@ Tensor grouped(const Tensor& t, int64_t groups) { return t.reshape({t.size(0) * 
 // (causal_softmax_rows: within a few ulps of them, LibTorch's softmax took 2.1 ns a value here), in
 // double scaled and masked in one pass (scale_and_mask_causal: the same bits; a mask, a clone and a
 // broadcast masked_fill fewer, 2-3 ms of a gpt2-small-cpu layer's forward at 1 thread) before
-// LibTorch's softmax. The fused path also takes ungrouped heads, [B, H, T, d] (4-d), and returns P
-// [B, H, T, T].
+// LibTorch's softmax. The fused path also takes the heads as they lie, [B, H, T, d] (4-d) queries
+// against [B, G, T, d] keys, and returns P [B, H, T, T].
 Tensor causal_scores_softmax(const Tensor& q3, const Tensor& k3, double s, bool fused = false) {
   if (fused && !off_rows(q3) && !off_rows(k3)) {
     const auto scores = gemm::bmm(q3, k3.transpose(-2, -1)).contiguous();
