@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "errors.h"
+#include "finite_check.h"
 #include "h5io.h"
 
 namespace bs {
@@ -40,7 +41,7 @@ Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt
       throw UserError(param("resume") + ": checkpoint '" + path + "' has no parameter '" + name + "' (another model?)");
     auto saved =
         read_h5_dataset(path, "params/" + name, param("resume") + " checkpoint", t.sizes().vec());  // shape checked
-    if (!torch::isfinite(saved).all().item<bool>())
+    if (!all_finite(saved))
       throw UserError(param("resume") + ": parameter '" + name + "' in checkpoint '" + path + "' holds NaN or Inf");
     copies.emplace_back(t, saved);
   }
@@ -51,7 +52,7 @@ Checkpoint load_checkpoint(const std::string& path, Network& net, Optimizer& opt
       throw UserError(param("resume") + ": checkpoint '" + path + "' has no optimizer state '" + key +
                       "' (another optimizer?)");
     auto v = read_h5_dataset(path, "optimizer/" + key, param("resume") + " checkpoint");
-    if (v.is_floating_point() && !torch::isfinite(v).all().item<bool>())
+    if (v.is_floating_point() && !all_finite(v))
       throw UserError(param("resume") + ": optimizer state '" + key + "' in checkpoint '" + path +
                       "' holds NaN or Inf");
     return v;

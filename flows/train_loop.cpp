@@ -19,6 +19,7 @@
 #include "models/hf_checkpoint.h"
 #include "blockwise_lr.h"
 #include "errors.h"
+#include "finite_check.h"
 #include "h5io.h"
 #include "json_file.h"
 #include "batch_loss.h"
@@ -35,7 +36,7 @@ namespace bs {
 
 std::string first_nonfinite_grad(const Network& net) {
   for (const auto& [name, p] : net.named_parameters())
-    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
+    if (p.grad().defined() && !all_finite(p.grad())) return name;
   return "";
 }
 

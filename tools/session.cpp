@@ -22,6 +22,7 @@
 #include "cli_common.h"
 #include "dtype_words.h"
 #include "errors.h"
+#include "finite_check.h"
 #include "memory.h"
 #include "h5io.h"
 #include "models/hf_checkpoint.h"
@@ -37,8 +38,7 @@ void load_params(Network& net, const std::string& path) {
     if (!h5_has_dataset(path, name))
       throw UserError("--params '" + path + "': no dataset for parameter '" + name + "' (saved from another model?)");
     auto v = read_h5_dataset(path, name, "--params", t.sizes().vec());  // refuses another shape, naming it
-    if (!torch::isfinite(v).all().item<bool>())
-      throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
+    if (!all_finite(v)) throw UserError("--params '" + path + "': parameter '" + name + "' holds NaN or Inf");
     copies.emplace_back(t, v);
   }
   torch::NoGradGuard g;
