@@ -44,7 +44,7 @@ TEST(AllFinite, AgreesWithIsfiniteAtEveryPlaceAndThreadCount) {
   at::set_num_threads(threads);
   auto m = torch::randn({64, 48});
   m.data_ptr<float>()[5 * 48 + 40] = std::numeric_limits<float>::infinity();
-  EXPECT_FALSE(bs::all_finite(m.t()));                 // non-contiguous
+  EXPECT_FALSE(bs::all_finite(m.t()));                  // non-contiguous
   EXPECT_TRUE(bs::all_finite(m.narrow(1, 0, 40).t()));  // the infinity left out
   EXPECT_TRUE(bs::all_finite(torch::Tensor()));
   EXPECT_TRUE(bs::all_finite(torch::empty({0})));

@@ -1,9 +1,12 @@
 // Where a training step's time goes, op by op: the step of `blocksharp bench train` (forward,
-// cross-entropy, backward, global-norm clipping at 1.0, AdamW) of a built-in language model under
-// LibTorch's profiler, written as a Chrome trace (open it in chrome://tracing, or sum it with
-// summarize_op_profile.py: self time per op name). Our custom autograd nodes appear as
+// cross-entropy, backward, the non-finite check, global-norm clipping at 1.0, AdamW) of a built-in
+// language model under LibTorch's profiler, written as a Chrome trace (open it in chrome://tracing, or
+// sum it with summarize_op_profile.py: self time per op name). Our custom autograd nodes appear as
 // `torch::autograd::CppNode<...>` (their backward, matrix products included); their forward is not
-// recorded. Not part of the build. From the repository root, after scripts/build.sh:
+// recorded. With a fourth argument `finite-check`, instead: 30 steps alternating the non-finite check
+// as LibTorch's isfinite(g).all() per gradient and as all_finite (src/finite_check.h), each one's
+// median (the A/B of the README's `bench train` section). Not part of the build. From the repository
+// root, after scripts/build.sh:
 //   (cd build && LIBS=$(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | grep -E '^-l|\.so|\.a$|^-Wl' \
 //     | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; s/lib\/libblocksharp_core.a/& -Wl,--end-group/' \
 //     | tr -d '"' | tr '\n' ' ') && g++ -O2 -std=c++17 -fopenmp -I../src -I../tools -I../flows -I../optimizers \
@@ -11,16 +14,21 @@
 //     ../tools/experiments/profile_train_step.cpp -o /tmp/profile_train_step $LIBS)
 //   /tmp/profile_train_step gpt2-small-cpu 1 /tmp/step.trace   # model, threads, trace file
 //   /usr/bin/python3 tools/experiments/summarize_op_profile.py /tmp/step.trace 5
+//   /tmp/profile_train_step llama-small-cpu 2 - finite-check
 #include <malloc.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "batch_loss.h"
 #include "cli_common.h"
+#include "finite_check.h"
 #include "optimizer_setup.h"
 #include "registry.h"
 #include "session.h"
@@ -44,13 +52,28 @@ int main(int argc, char** argv) {
   OptimizerSetup setup = optimizer_setup("adamw", s.net->named_parameters(), info, {});
   auto opt = make_optimizer("adamw", setup.inputs, default_options("adamw"));
   auto params = s.net->parameters();
-  auto step = [&] {
+  auto step = [&](bool libtorch_check = false) {
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     batch_loss(*s.net, batch, s.loss, model).backward();
+    for (const auto& p : params)  // as train's first_nonfinite_grad
+      if (libtorch_check ? !torch::isfinite(p.grad()).all().item<bool>() : !all_finite(p.grad()))
+        throw std::runtime_error("non-finite gradient");
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     opt->step();
   };
   for (int i = 0; i < 3; ++i) step();
+  if (argc > 4 && std::string(argv[4]) == "finite-check") {
+    std::vector<double> ms[2];
+    for (int i = 0; i < 30; ++i) {
+      const auto a = std::chrono::steady_clock::now();
+      step(i % 2 == 0);
+      ms[i % 2].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() * 1e3);
+    }
+    for (auto& m : ms) std::sort(m.begin(), m.end());
+    std::printf("%s, %d thread(s): step with isfinite(g).all() %.1f ms, with all_finite %.1f ms (medians of 15)\n",
+                model.c_str(), threads, ms[0][7], ms[1][7]);
+    return 0;
+  }
   const auto a = std::chrono::steady_clock::now();
   for (int i = 0; i < 5; ++i) step();
   std::printf("%s, %d thread(s): %.1f ms per step without the profiler; 5 steps profiled into %s\n", model.c_str(),
