@@ -134,6 +134,15 @@ void causal_softmax_backward_rows_impl(const T* dPv, const T* gP, const T* P, T 
   });
 }
 
+// sum_j x[j] over [0, n) in sum16's order.
+template <class T>
+__attribute__((always_inline)) inline T sum16(const T* x, int64_t n) {
+  return sum16(x, static_cast<const T*>(nullptr), n);
+}
+
+// Rows handed to a task at a time: ~16K values' worth of rows of `width` values, at least one.
+int64_t rows_per_task(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
+
 // x[0, n) *= s (as `scores * s`), returning the largest (exact in any order), sixteen lanes at a time.
 __attribute__((always_inline)) inline float scale_and_max(float* x, float s, int64_t n) {
   const float lowest = -std::numeric_limits<float>::infinity();
@@ -166,7 +175,7 @@ void causal_softmax_backward_rows(const double* dPv, const double* gP, const dou
 }
 
 void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* rho, int64_t rows, int64_t D) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, rows_per_task(D), [&](int64_t begin, int64_t end) {
     in_variant([&] {
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = x + r * D;
@@ -181,7 +190,7 @@ void rms_norm_rows(const float* x, const float* w, float eps, float* y, float* r
 
 void rms_norm_backward_rows(const float* dy, const float* x, const float* w, const float* rho, float* dx, float* dyxh,
                             int64_t rows, int64_t D) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, rows_per_task(D), [&](int64_t begin, int64_t end) {
     in_variant([&] {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t o = r * D;
@@ -206,12 +215,12 @@ void rms_norm_backward_rows(const float* dy, const float* x, const float* w, con
 // y = (x - mean) rstd w + b; x - mean is kept in y for a moment.
 void layer_norm_rows(const float* x, const float* w, const float* b, float eps, float* y, float* mean, float* rstd,
                      int64_t rows, int64_t D) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, rows_per_task(D), [&](int64_t begin, int64_t end) {
     in_variant([&] {
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = x + r * D;
         float* yr = y + r * D;
-        const float m = sum16(xr, static_cast<const float*>(nullptr), D) / static_cast<float>(D);
+        const float m = sum16(xr, D) / static_cast<float>(D);
         for (int64_t j = 0; j < D; ++j) yr[j] = xr[j] - m;
         const float p = 1.0f / std::sqrt(sum16(yr, yr, D) / static_cast<float>(D) + eps);
         mean[r] = m;
@@ -229,32 +238,31 @@ void layer_norm_backward_rows(const float* dy, const float* x, const float* w, c
   constexpr int64_t kSumRows = 32;
   const int64_t blocks = (rows + kSumRows - 1) / kSumRows;
   std::vector<float> partial(static_cast<size_t>(2 * blocks * D));
-  at::parallel_for(
-      0, blocks, std::max<int64_t>(1, 16384 / std::max<int64_t>(kSumRows * D, 1)), [&](int64_t b0, int64_t b1) {
-        std::vector<float> row_xh(static_cast<size_t>(D));
-        in_variant([&] {
-          float* xh = row_xh.data();
-          for (int64_t blk = b0; blk < b1; ++blk) {
-            float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
-            for (int64_t j = 0; j < D; ++j) pw[j] = pb[j] = 0.0f;
-            for (int64_t r = blk * kSumRows; r < std::min(rows, (blk + 1) * kSumRows); ++r) {
-              const int64_t o = r * D;
-              const float p = rstd[r], m = mean[r], invD = 1.0f / static_cast<float>(D);
-              float* z = dx + o;  // z = dy w for a moment
-              for (int64_t j = 0; j < D; ++j) {
-                z[j] = dy[o + j] * w[j];
-                xh[j] = (x[o + j] - m) * p;
-              }
-              const float zbar = sum16(z, static_cast<const float*>(nullptr), D) * invD, c = sum16(z, xh, D) * invD;
-              for (int64_t j = 0; j < D; ++j) {
-                z[j] = p * (z[j] - zbar - xh[j] * c);
-                pw[j] += dy[o + j] * xh[j];
-                pb[j] += dy[o + j];
-              }
-            }
+  at::parallel_for(0, blocks, rows_per_task(kSumRows * D), [&](int64_t b0, int64_t b1) {
+    std::vector<float> row_xh(static_cast<size_t>(D));
+    in_variant([&] {
+      float* xh = row_xh.data();
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
+        for (int64_t j = 0; j < D; ++j) pw[j] = pb[j] = 0.0f;
+        for (int64_t r = blk * kSumRows; r < std::min(rows, (blk + 1) * kSumRows); ++r) {
+          const int64_t o = r * D;
+          const float p = rstd[r], m = mean[r], invD = 1.0f / static_cast<float>(D);
+          float* z = dx + o;  // z = dy w for a moment
+          for (int64_t j = 0; j < D; ++j) {
+            z[j] = dy[o + j] * w[j];
+            xh[j] = (x[o + j] - m) * p;
           }
-        });
-      });
+          const float zbar = sum16(z, D) * invD, c = sum16(z, xh, D) * invD;
+          for (int64_t j = 0; j < D; ++j) {
+            z[j] = p * (z[j] - zbar - xh[j] * c);
+            pw[j] += dy[o + j] * xh[j];
+            pb[j] += dy[o + j];
+          }
+        }
+      }
+    });
+  });
   in_variant([&] {
     for (int64_t j = 0; j < D; ++j) dw[j] = db[j] = 0.0f;
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -277,7 +285,7 @@ void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {
         for (int64_t j = n; j < nn; ++j) r[j] = -std::numeric_limits<float>::infinity();
         const float m = scale_and_max(r, s, nn);
         for (int64_t j = 0; j < nn; ++j) r[j] = exp_poly(r[j] - m);
-        const float inv = 1.0f / sum16(r, static_cast<const float*>(nullptr), nn);  // (zeros past n add nothing)
+        const float inv = 1.0f / sum16(r, nn);  // (zeros past n add nothing)
         for (int64_t j = 0; j < nn; ++j) r[j] *= inv;
         for (int64_t j = nn; j < T; ++j) r[j] = 0.0f;
       }

@@ -62,6 +62,12 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1e-300, b.abs().max().item<double>());
 }
 
+// The largest |got - want| in float32 half-ulps (2^-24) of scale, elementwise.
+double half_ulps(const torch::Tensor& got, const torch::Tensor& want, const torch::Tensor& scale) {
+  return ((got.to(torch::kFloat64) - want).abs() / scale.abs().clamp_min(1e-300)).max().item<double>() /
+         std::ldexp(1.0, -24);
+}
+
 // run() in both compiled variants of the row kernels (simd_loop.h) at 1 and 3 threads, the settings set
 // back after: every run's tensors must carry the first run's bit patterns. Returns the first run's.
 std::vector<torch::Tensor> same_bits_in_every_variant(const std::function<std::vector<torch::Tensor>()>& run) {
@@ -603,10 +609,7 @@ TEST(RmsNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   const auto xd = x.to(torch::kFloat64), wd = w.to(torch::kFloat64), dyd = dy.to(torch::kFloat64);
   const auto rho = torch::rsqrt(xd.pow(2).mean(-1, true) + double{eps}), xh = xd * rho, z = dyd * wd;
   const auto dx = rho * (z - xh * (z * xh).sum(-1, true) / D);
-  const double ulp = std::ldexp(1.0, -24);
-  auto worst = [&](const torch::Tensor& got, const torch::Tensor& want) {
-    return ((got.to(torch::kFloat64) - want).abs() / want.abs().clamp_min(1e-300)).max().item<double>() / ulp;
-  };
+  auto worst = [](const torch::Tensor& got, const torch::Tensor& want) { return half_ulps(got, want, want); };
   EXPECT_LE(worst(out[1], rho.squeeze(-1)), 8.0);
   EXPECT_LE(worst(out[0], xh * wd), 8.0);
   EXPECT_LT(rel(out[2].to(torch::kFloat64), dx), 1e-6);
@@ -644,17 +647,13 @@ TEST(LayerNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
   const auto mean = xd.mean(-1, true), rstd = torch::rsqrt((xd - mean).pow(2).mean(-1, true) + double{eps});
   const auto xh = (xd - mean) * rstd, z = dyd * wd;
   const auto dx = rstd * (z - z.mean(-1, true) - xh * (z * xh).mean(-1, true));
-  const double ulp = std::ldexp(1.0, -24);
-  auto worst = [&](const torch::Tensor& got, const torch::Tensor& want, const torch::Tensor& scale) {
-    return ((got.to(torch::kFloat64) - want).abs() / scale.abs().clamp_min(1e-300)).max().item<double>() / ulp;
-  };
   const auto abs_mean = xd.abs().mean(-1, true), shift = rstd * abs_mean;  // x - mean's rounding, scaled
-  const double mean_err = worst(out[1], mean.squeeze(-1), abs_mean.squeeze(-1));
-  const double rstd_err = worst(out[2], rstd.squeeze(-1), rstd.squeeze(-1));
-  const double y_err = worst(out[0], xh * wd + bd, (xh * wd).abs() + bd.abs() + wd.abs() * shift);
+  const double mean_err = half_ulps(out[1], mean.squeeze(-1), abs_mean.squeeze(-1));
+  const double rstd_err = half_ulps(out[2], rstd.squeeze(-1), rstd.squeeze(-1));
+  const double y_err = half_ulps(out[0], xh * wd + bd, (xh * wd).abs() + bd.abs() + wd.abs() * shift);
   const double sums = 32 + (rows + 31) / 32 + 8;  // half-ulps: a block's rows, the blocks, xh's rounding
-  const double dw_err = worst(out[4], (dyd * xh).sum(0), (dyd.abs() * (xh.abs() + shift)).sum(0)) / sums;
-  const double db_err = worst(out[5], dyd.sum(0), dyd.abs().sum(0)) / sums;
+  const double dw_err = half_ulps(out[4], (dyd * xh).sum(0), (dyd.abs() * (xh.abs() + shift)).sum(0)) / sums;
+  const double db_err = half_ulps(out[5], dyd.sum(0), dyd.abs().sum(0)) / sums;
   EXPECT_LE(mean_err, 8.0);
   EXPECT_LE(rstd_err, 8.0);
   EXPECT_LE(y_err, 8.0);
