@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "small_gemm.h"
 
 namespace bs::gemm {
 
@@ -93,10 +94,11 @@ int64_t batch_offset(const torch::Tensor& t, int64_t i, int64_t H) {
   return 0;
 }
 
-// C[i] = A[i] B[i] + beta C[i] for every product i (one call per matrix); where c has fewer heads than
-// the product, each of its matrices is the sum over its group's heads, accumulated in head order (a
-// sum inside the products, the same bits at any thread count).
-void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float beta) {
+// C[i] = A[i] B[i] + beta C[i] (beta 0 or 1) for every product i (one call per matrix); where c has
+// fewer heads than the product, each of its matrices is the sum over its group's heads, accumulated in
+// head order (a sum inside the products, the same bits at any thread count).
+void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float beta,
+         Triangle triangle = Triangle::None) {
   const auto A = operand(a), B = operand(b);
   const int64_t d = c.dim(), M = c.size(d - 2), N = c.size(d - 1), K = a.size(a.dim() - 1);
   const int64_t H = product_heads(a, b, c), group = d == 4 ? H / c.size(1) : 1;
@@ -104,10 +106,10 @@ void run(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& c, float
   const float *pa = A.t.data_ptr<float>(), *pb = B.t.data_ptr<float>();
   float* pc = c.data_ptr<float>();
   const int64_t ldc = c.stride(d - 2);
+  const bool at = A.trans == 'N', bt = B.trans == 'N';  // (row, column) strides (ld, 1), or (1, ld)
   auto one = [&](int64_t i, float beta_i) {
-    const int status = sgemm()(A.trans, B.trans, M, N, K, 1.0f, pa + batch_offset(A.t, i, H), A.ld,
-                               pb + batch_offset(B.t, i, H), B.ld, beta_i, pc + batch_offset(c, i, H), ldc);
-    TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
+    gemm::product(M, N, K, pa + batch_offset(A.t, i, H), at ? A.ld : 1, at ? 1 : A.ld, pb + batch_offset(B.t, i, H),
+                  bt ? B.ld : 1, bt ? 1 : B.ld, pc + batch_offset(c, i, H), ldc, beta_i != 0.0f, triangle);
   };
   auto output = [&](int64_t o) {  // c's matrix o: products o (no groups), or its group's in order
     const int64_t first = group == 1 ? o : o / c.size(1) * H + o % c.size(1) * group;
@@ -135,6 +137,19 @@ torch::Tensor grouped_matmul(const torch::Tensor& a, const torch::Tensor& b, int
 Backend backend() { return current(); }
 void set_backend(Backend b) { current() = (b == Backend::OneDnn && !sgemm()) ? Backend::LibTorch : b; }
 bool onednn_available() { return sgemm() != nullptr; }
+bool raw_products() { return current() == Backend::OneDnn; }
+
+void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
+             int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle) {
+  if (triangle != Triangle::None && K <= 1024 && N <= 1024 && 16 * b_col < (int64_t{1} << 31) &&
+      small_gemm::available())
+    return small_gemm::product(M, N, K, a, a_row, a_col, b, b_row, b_col, c, ldc, accumulate, triangle);
+  // Stored by rows (unit column stride, rows at least a row apart), else transposed (unit row stride).
+  const bool an = a_col == 1 && a_row >= std::max<int64_t>(K, 1), bn = b_col == 1 && b_row >= std::max<int64_t>(N, 1);
+  const int status = sgemm()(an ? 'N' : 'T', bn ? 'N' : 'T', M, N, K, 1.0f, a, an ? a_row : a_col, b,
+                             bn ? b_row : b_col, accumulate ? 1.0f : 0.0f, c, ldc);
+  TORCH_CHECK(status == 0, "oneDNN sgemm failed (status ", status, ") on ", M, "x", K, " by ", K, "x", N);
+}
 
 std::string blas_core() {
   auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
@@ -219,24 +234,24 @@ bool batch_shapes(const torch::Tensor& a, const torch::Tensor& b, int64_t c_head
   return divides(a.size(1)) && divides(b.size(1)) && (c_heads == 0 || divides(c_heads));
 }
 
-torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
+torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b, Triangle triangle) {
   TORCH_CHECK(batch_shapes(a, b), "bmm: shapes ", a.sizes(), " and ", b.sizes());
   if (!fast({&a, &b})) return a.dim() == 4 ? grouped_matmul(a, b, std::max(a.size(1), b.size(1))) : torch::bmm(a, b);
   auto sizes = a.sizes().vec();
   if (a.dim() == 4) sizes[1] = std::max(a.size(1), b.size(1));
   sizes.back() = b.size(-1);
   auto c = torch::empty(sizes, a.options());
-  run(a, b, c, 0.0f);
+  run(a, b, c, 0.0f, triangle);
   return c;
 }
 
-torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b) {
+torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b, Triangle triangle) {
   const int64_t d = a.dim();
   TORCH_CHECK(c.dim() == d && batch_shapes(a, b, d == 4 ? c.size(1) : 0) && c.size(0) == a.size(0) &&
                   c.size(d - 2) == a.size(d - 2) && c.size(d - 1) == b.size(d - 1),
               "bmm_out: shapes ", c.sizes(), ", ", a.sizes(), " and ", b.sizes());
   if (!fast({&c, &a, &b}) || !writable_rows(c)) return c.copy_(grouped_matmul(a, b, d == 4 ? c.size(1) : 0));
-  run(a, b, c, 0.0f);
+  run(a, b, c, 0.0f, triangle);
   return c;
 }
 

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "small_gemm.h"
+
 namespace bs::gemm {
 
 enum class Backend { OneDnn, LibTorch };
@@ -51,10 +53,21 @@ torch::Tensor& addmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Ten
 // and values; the result has the most heads). bmm_out writes a b into c (3-d or 4-d, rows of c
 // contiguous, any other strides), e.g. a [B, T, H, d] buffer seen as [B, H, T, d]; a c of fewer heads
 // than the product receives each group's sum over its heads (keys' and values' gradients), summed in
-// head order inside the products.
-torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
-torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
+// head order inside the products. A triangle other than None (square matrices: attention's causal
+// products, small_gemm.h) says which terms are zero or which results unwanted: those are skipped where
+// small_gemm's kernel runs the product (float32, the CPU has it), computed as usual elsewhere.
+using small_gemm::Triangle;
+torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b, Triangle triangle = Triangle::None);
+torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b,
+                       Triangle triangle = Triangle::None);
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
+// One float32 product on raw storage, C = A B (accumulate: C += A B): A's element (i, k) at
+// a[i * a_row + k * a_col], B's (k, n) at b[k * b_row + n * b_col], each with one of its strides 1, C's
+// rows ldc apart. small_gemm's kernel where a triangle is given, the CPU runs it and N, K <= 1024;
+// oneDNN's sgemm else. Call only where raw_products() (the oneDNN backend in force).
+bool raw_products();
+void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
+             int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle = Triangle::None);
 // x W^T + b over x's last dimension (b may be undefined).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b = {});
 

@@ -9,7 +9,10 @@
 #include "gemm.h"
 #include "row_kernels.h"
 
+#include <array>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace bs::ops {
 
@@ -195,6 +198,88 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
   }
 };
 
+// A training step's float32 attention one head at a time on the heads as they lie (the oneDNN backend
+// in force: gemm::product on raw storage): each head's scores, softmax and products, and in the
+// backward its dP, dS and three products, run back to back on one thread while the head's T x T
+// matrices are in cache, instead of each stage over all heads (4 MB of P for gpt2-small-cpu's layer,
+// written and read again from memory by every stage). The products skip what causality makes zero or
+// unwanted (small_gemm.h's triangles). `heads_at_once` says where this runs: contiguous head rows,
+// self-attention (as many keys as queries).
+bool heads_at_once(std::initializer_list<Tensor> ts) {
+  if (!gemm::raw_products()) return false;
+  for (const auto& t : ts)
+    if (t.defined() && (t.scalar_type() != torch::kFloat32 || off_rows(t) || t.dim() != 4 || t.stride(3) != 1))
+      return false;
+  return true;
+}
+
+// O [B, H, T, dv] (in heads_layout) and P [B, H, T, T] from q [B, H, T, d] and k, v [B, G, T, *].
+std::pair<Tensor, Tensor> attention_heads_forward(const Tensor& q, const Tensor& k, const Tensor& v, double s) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3), dv = v.size(3), rep = H / k.size(1);
+  auto P = torch::empty({B, H, T, T}, q.options());
+  auto O = heads_layout(q, dv);
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  float *Pp = P.data_ptr<float>(), *Op = O.data_ptr<float>();
+  using small_gemm::Triangle;
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, h = i % H, g = h / rep;
+      const float *qh = qp + b * q.stride(0) + h * q.stride(1), *kg = kp + b * k.stride(0) + g * k.stride(1);
+      const float* vg = vp + b * v.stride(0) + g * v.stride(1);
+      float* Ph = Pp + i * T * T;
+      gemm::product(T, T, d, qh, q.stride(2), 1, kg, 1, k.stride(2), Ph, T, false, Triangle::ResultLower);
+      causal_softmax_rows(Ph, static_cast<float>(s), T, T);
+      gemm::product(T, dv, T, Ph, T, 1, vg, v.stride(2), 1, Op + b * O.stride(0) + h * O.stride(1), O.stride(2), false,
+                    Triangle::ALower);
+    }
+  });
+  return {O, P};
+}
+
+// (dq, dk, dv) as attention_backward's 4-d path gives them, a group of query heads (those sharing a
+// key/value head) at a time, its heads in order: k's and v's gradients summed over the group in head
+// order inside the products, the same bits at any thread count.
+std::array<Tensor, 3> attention_heads_backward(const Tensor& gO, const Tensor& gP, const Tensor& q, const Tensor& k,
+                                               const Tensor& v, const Tensor& P, double s) {
+  const int64_t B = q.size(0), H = q.size(1), G = k.size(1), T = q.size(2), d = q.size(3), dv = v.size(3);
+  const int64_t rep = H / G;
+  Tensor dq, dk, dV;
+  if (k.sizes() == q.sizes() && v.sizes() == q.sizes()) {  // side by side, as attention_backward's
+    const auto both = torch::empty({B, T, 3, H, d}, q.options());
+    dq = both.select(2, 0).transpose(1, 2), dk = both.select(2, 1).transpose(1, 2);
+    dV = both.select(2, 2).transpose(1, 2);
+  } else {
+    dq = heads_layout(q, d), dk = heads_layout(k, d), dV = heads_layout(v, dv);
+  }
+  const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float *gOp = gO.data_ptr<float>(), *Pp = P.data_ptr<float>(),
+              *gPp = gPc.defined() ? gPc.data_ptr<float>() : nullptr;
+  float *dqp = dq.data_ptr<float>(), *dkp = dk.data_ptr<float>(), *dvp = dV.data_ptr<float>();
+  using small_gemm::Triangle;
+  at::parallel_for(0, B * G, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> dP(static_cast<size_t>(T * T)), dS(static_cast<size_t>(T * T));
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t b = j / G, g = j % G;
+      const float *kg = kp + b * k.stride(0) + g * k.stride(1), *vg = vp + b * v.stride(0) + g * v.stride(1);
+      float *dkg = dkp + b * dk.stride(0) + g * dk.stride(1), *dvg = dvp + b * dV.stride(0) + g * dV.stride(1);
+      for (int64_t r = 0; r < rep; ++r) {
+        const int64_t h = g * rep + r, i = b * H + h;
+        const float *qh = qp + b * q.stride(0) + h * q.stride(1), *gOh = gOp + b * gO.stride(0) + h * gO.stride(1);
+        const float* Ph = Pp + i * T * T;
+        gemm::product(T, T, dv, gOh, gO.stride(2), 1, vg, 1, v.stride(2), dP.data(), T, false, Triangle::ResultLower);
+        causal_softmax_backward_rows(dP.data(), gPp ? gPp + i * T * T : nullptr, Ph, static_cast<float>(s), dS.data(),
+                                     T, T);
+        gemm::product(T, d, T, dS.data(), T, 1, kg, k.stride(2), 1, dqp + b * dq.stride(0) + h * dq.stride(1),
+                      dq.stride(2), false, Triangle::ALower);
+        gemm::product(T, d, T, dS.data(), 1, T, qh, q.stride(2), 1, dkg, dk.stride(2), r > 0, Triangle::AUpper);
+        gemm::product(T, dv, T, Ph, 1, T, gOh, gO.stride(2), 1, dvg, dV.stride(2), r > 0, Triangle::AUpper);
+      }
+    }
+  });
+  return {dq, dk, dV};
+}
+
 // Whether a training step's attention runs on the heads as they lie ([B, H, T, d] views of the
 // projections, 4-d products, results in heads_layout), without grouped()'s copies: CPU arrays. Each
 // key/value head serves its group of query heads inside the products (gemm::bmm's grouped heads), and
@@ -208,6 +293,12 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
     ctx->saved_data["s"] = s;
     const int64_t g = k.size(1);
+    if (heads_at_once({q, k, v}) && k.size(2) == q.size(2)) {
+      auto [O, P] = attention_heads_forward(q, k, v, s);
+      const auto P3 = P.view({q.size(0) * g, -1, P.size(-1)});
+      ctx->save_for_backward({q, k, v, P3});
+      return {O, P3};
+    }
     if (by_heads(q, k, v)) {  // products on the heads as they lie, O in the projections' layout
       const auto P = causal_scores_softmax(q, k, s, /*fused=*/true);
       auto O = heads_layout(q, v.size(-1));
@@ -233,7 +324,10 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     }
     if (!torch::GradMode::is_enabled() && by_heads(q, k, v) && !off_rows(gO) && !off_rows(grad[1])) {
       const auto P4 = P.view({q.size(0), q.size(1), q.size(2), k.size(2)});
-      auto g = attention_backward(gO, grad[1].defined() ? grad[1].reshape(P4.sizes()) : Tensor(), q, k, v, P4, s);
+      const auto gP4 = grad[1].defined() ? grad[1].reshape(P4.sizes()) : Tensor();
+      auto g = heads_at_once({gO, gP4, q, k, v}) && k.size(2) == q.size(2)
+                   ? attention_heads_backward(gO, gP4, q, k, v, P4, s)
+                   : attention_backward(gO, gP4, q, k, v, P4, s);
       return {g[0], g[1], g[2], Tensor()};
     }
     const int64_t ng = k.size(1);

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "gemm.h"
+#include "small_gemm.h"
 
 namespace bs {
 namespace {
@@ -201,6 +202,73 @@ TEST_F(Gemm, HandsOtherProductsToLibTorch) {
   ASSERT_TRUE(y.requires_grad());
   y.sum().backward();
   EXPECT_TRUE(torch::allclose(ag.grad(), torch::ones({12, 5}).mm(bf.t())));
+}
+
+// small_gemm's kernel (attention's per-head products) on raw storage: every triangle, A stored by rows
+// and transposed, B read in place and packed, results at a padded leading dimension, accumulating, and
+// sizes around its blocks (12 or 6 rows, 16-float vectors, 32- and 64-column blocks). Oracle: the
+// float64 product, within the rounding bound above; the padding and (for ResultLower) nothing but C is
+// written. With A zero where its triangle says, the result is also the untriangled product's, exactly
+// (the skipped terms are zeros).
+TEST(SmallGemm, EveryTriangleLayoutAndSizeWithinTheRoundingBound) {
+  if (!small_gemm::available()) GTEST_SKIP() << "no AVX-512F here: the kernel is not used";
+  using small_gemm::Triangle;
+  torch::manual_seed(21);
+  const double nan = std::nan("");
+  for (const int64_t T : {1, 5, 12, 13, 17, 40, 128}) {
+    for (const int64_t d : {1, 7, 16, 33, 64, 70}) {
+      for (const bool accumulate : {false, true}) {
+        for (const bool transposed : {false, true}) {  // A transposed; B packed (transposed storage) too
+          SCOPED_TRACE("T " + std::to_string(T) + ", d " + std::to_string(d) + (accumulate ? ", accumulating" : "") +
+                       (transposed ? ", transposed operands" : ""));
+          // A product on [rows, cols] matrices `a` (zeroed where the triangle says), `b`, into a C of
+          // ldc = cols + 3 holding c0 (NaN for ResultLower without accumulation: nothing may read it).
+          auto check = [&](Triangle tri, Tensor a, const Tensor& b) {
+            if (tri == Triangle::ALower) a = a.tril();
+            if (tri == Triangle::AUpper) a = a.triu();
+            const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+            const auto as = transposed ? a.t().contiguous() : a.contiguous();  // storage: a, or a^T by rows
+            const auto bs = transposed ? b.t().contiguous() : b.contiguous();
+            const auto c0 = torch::randn({M, N});
+            auto cbuf = torch::full({M, N + 3}, 7.0f);
+            if (accumulate || tri != Triangle::ResultLower)
+              cbuf.narrow(1, 0, N).copy_(c0);
+            else
+              cbuf.narrow(1, 0, N).fill_(nan);
+            auto run = [&](Triangle t) {
+              auto c = cbuf.clone();
+              small_gemm::product(M, N, K, as.data_ptr<float>(), transposed ? 1 : K, transposed ? M : 1,
+                                  bs.data_ptr<float>(), transposed ? 1 : N, transposed ? K : 1, c.data_ptr<float>(),
+                                  N + 3, accumulate, t);
+              return c;
+            };
+            const auto c = run(tri);
+            EXPECT_TRUE(torch::equal(c.narrow(1, N, 3), cbuf.narrow(1, N, 3))) << "padding written";
+            auto got = c.narrow(1, 0, N);
+            const Tensor base = accumulate ? c0 : Tensor();
+            if (tri == Triangle::ResultLower) {  // only the lower triangle is asked for
+              const auto lower = torch::ones({M, N}, torch::kBool).tril();
+              const auto exact = torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64));
+              const auto bound = torch::matmul(a.to(torch::kFloat64).abs(), b.to(torch::kFloat64).abs());
+              auto err =
+                  (got.to(torch::kFloat64) - exact - (accumulate ? c0.to(torch::kFloat64) : torch::zeros_like(exact)))
+                      .abs() -
+                  (K + 2) * std::ldexp(1.0, -24) *
+                      (bound + (accumulate ? c0.to(torch::kFloat64).abs() : torch::zeros_like(bound)));
+              EXPECT_LE(err.masked_select(lower).max().item<double>(), 0.0) << "ResultLower";
+            } else {
+              EXPECT_LE(rounding_excess(got.contiguous(), a, b, base), 0.0) << static_cast<int>(tri);
+              EXPECT_TRUE(torch::equal(got, run(Triangle::None).narrow(1, 0, N))) << static_cast<int>(tri);
+            }
+          };
+          check(Triangle::None, torch::randn({T, d}), torch::randn({d, T}));
+          check(Triangle::ResultLower, torch::randn({T, d}), torch::randn({d, T}));  // scores, dP
+          check(Triangle::ALower, torch::randn({T, T}), torch::randn({T, d}));       // P v, dS k
+          check(Triangle::AUpper, torch::randn({T, T}), torch::randn({T, d}));       // P^T gO, dS^T q
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
