@@ -174,16 +174,22 @@ void register_bench_train(CLI::App& bench) {
     for (const auto& model : o->models) {
       std::vector<nlohmann::json> best_ours(o->backends.size());
       nlohmann::json best_torch;
-      auto keep_faster = [](nlohmann::json& best, nlohmann::json run) {
+      // Each round's median step (ms) of each side: the ratio within a round pairs two runs a few seconds
+      // apart, where the best rounds of the two sides may come from different spells of a noisy machine.
+      std::vector<std::vector<double>> round_ms(o->backends.size());
+      std::vector<double> torch_round_ms;
+      auto keep_faster = [](nlohmann::json& best, nlohmann::json run, std::vector<double>& rounds) {
+        rounds.push_back(run["step_ms"].get<double>());
         if (best.is_null() || run["step_ms"] < best["step_ms"]) best = std::move(run);
       };
       for (int64_t r = 0; r < o->rounds; ++r) {
         for (size_t b = 0; b < o->backends.size(); ++b) {
           gemm::ScopedBackend scope(o->backends[b] == "libtorch" ? gemm::Backend::LibTorch : gemm::Backend::OneDnn);
-          keep_faster(best_ours[b], bench_blocksharp(model, *o, bar, done));
+          keep_faster(best_ours[b], bench_blocksharp(model, *o, bar, done), round_ms[b]);
           best_ours[b]["gemm"] = gemm::describe(gemm::backend());
         }
-        if (with_torch) keep_faster(best_torch, bench_pytorch(model, best_ours[0]["seq_len"].get<int64_t>(), *o));
+        if (with_torch)
+          keep_faster(best_torch, bench_pytorch(model, best_ours[0]["seq_len"].get<int64_t>(), *o), torch_round_ms);
       }
       auto& m = out["models"][model];
       // The memory a step adds to the process it runs in (model, optimizer state, activations).
@@ -196,6 +202,7 @@ void register_bench_train(CLI::App& bench) {
         if (!with_torch) continue;
         m[key]["tokens_per_s_over_pytorch"] =
             best_ours[b]["tokens_per_s"].get<double>() / best_torch["tokens_per_s"].get<double>();
+        m[key]["tokens_per_s_over_pytorch_round_median"] = median_of_ratios(torch_round_ms, round_ms[b]);
         m[key]["peak_rss_growth_over_pytorch"] = grown(best_ours[b]) / grown(best_torch);
       }
       if (with_torch) m["pytorch_eager"] = best_torch;
