@@ -203,12 +203,14 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
 // backward its dP, dS and three products, run back to back on one thread while the head's T x T
 // matrices are in cache, instead of each stage over all heads (4 MB of P for gpt2-small-cpu's layer,
 // written and read again from memory by every stage). The products skip what causality makes zero or
-// unwanted (small_gemm.h's triangles). `heads_at_once` says where this runs: contiguous head rows,
-// self-attention (as many keys as queries).
+// unwanted (small_gemm.h's triangles). `heads_at_once` says where this runs: float32 CPU arrays whose
+// head rows are contiguous and at least a row apart (what sgemm takes, where it runs a product), and
+// (checked by the callers) self-attention, as many keys as queries.
 bool heads_at_once(std::initializer_list<Tensor> ts) {
   if (!gemm::raw_products()) return false;
   for (const auto& t : ts)
-    if (t.defined() && (t.scalar_type() != torch::kFloat32 || off_rows(t) || t.dim() != 4 || t.stride(3) != 1))
+    if (t.defined() && (t.scalar_type() != torch::kFloat32 || off_rows(t) || t.dim() != 4 || t.stride(3) != 1 ||
+                        t.stride(2) < t.size(3)))
       return false;
   return true;
 }

@@ -693,7 +693,9 @@ TEST(Rope, KeepsTheLayoutOfStridedHeads) {
 // seen as [B, H, T, d]), on the heads as they lie (4-d products, results in the projections' layout):
 // one key/value head per query head, and grouped heads (rep 2: keys and values serve their group,
 // their gradients summed over it inside the products). Oracle: LibTorch's ops (NativeSecondOrder) in
-// float64 on the same values; value and gradients to 1e-5 of their largest.
+// float64 on the same values; value and gradients to 1e-5 of their largest. A head at a time
+// (attention_heads_forward / _backward), its products in small_gemm's kernel where the CPU has it and in
+// oneDNN's sgemm in the baseline loop variant, at 1 and 3 threads.
 TEST(CausalAttention, FloatStepOnStridedHeadsMatchesLibTorch) {
   torch::manual_seed(15);
   const int64_t B = 2, T = 19, H = 4, d = 8;
@@ -710,8 +712,20 @@ TEST(CausalAttention, FloatStepOnStridedHeadsMatchesLibTorch) {
       g.push_back(y.reshape({B, T, H * d}).detach());  // flattening the heads, as the models do
       return g;
     };
-    const auto got = run(false, torch::kFloat32), want = run(true, torch::kFloat64);
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5) << i;
+    const auto want = run(true, torch::kFloat64);
+    const int threads = at::get_num_threads();
+    for (const LoopVariant variant : {LoopVariant::widest, LoopVariant::baseline}) {
+      for (const int t : {1, 3}) {
+        set_loop_variant(variant);
+        at::set_num_threads(t);
+        const auto got = run(false, torch::kFloat32);
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_LT(rel(got[i].to(torch::kFloat64), want[i]), 1e-5)
+              << i << (variant == LoopVariant::baseline ? " baseline" : " widest") << ", " << t << " threads";
+      }
+    }
+    set_loop_variant(LoopVariant::widest);
+    at::set_num_threads(threads);
   }
 }
 
