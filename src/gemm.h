@@ -63,8 +63,8 @@ torch::Tensor& bmm_out(torch::Tensor& c, const torch::Tensor& a, const torch::Te
 torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::Tensor& b);
 // One float32 product on raw storage, C = A B (accumulate: C += A B): A's element (i, k) at
 // a[i * a_row + k * a_col], B's (k, n) at b[k * b_row + n * b_col], each with one of its strides 1, C's
-// rows ldc apart. small_gemm's kernel where a triangle is given, the CPU runs it and N, K <= 1024;
-// oneDNN's sgemm else. Call only where raw_products() (the oneDNN backend in force).
+// rows ldc apart. small_gemm's kernel where a triangle is given and it takes the product
+// (small_gemm::takes); oneDNN's sgemm else. Call only where raw_products() (the oneDNN backend in force).
 bool raw_products();
 void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
              int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle = Triangle::None);

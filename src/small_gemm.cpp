@@ -108,16 +108,20 @@ __attribute__((target("avx512f"))) void pack(const float* b, int64_t b_row, int6
   }
 }
 
+// Whether B's columns, b_col apart, can be packed (the gathers' 32-bit offsets reach 15 b_col).
+bool packable(int64_t b_col) { return 16 * b_col < (int64_t{1} << 31); }
+
 }  // namespace
 
 bool available() { return use_avx512(); }
+bool takes(int64_t N, int64_t K, int64_t b_col) { return N <= 1024 && K <= 1024 && packable(b_col) && available(); }
 
 void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
              int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle) {
   if (M <= 0 || N <= 0) return;
   thread_local std::vector<float> packed;  // B with unit column stride, where it has none
   if (b_col != 1) {
-    TORCH_CHECK(16 * b_col < (int64_t{1} << 31), "small_gemm: B's column stride ", b_col, " is too large");
+    TORCH_CHECK(packable(b_col), "small_gemm: B's column stride ", b_col, " is too large");
     packed.resize(static_cast<size_t>(K * N));
     pack(b, b_row, b_col, K, N, packed.data());
     b = packed.data(), b_row = N;
@@ -145,6 +149,7 @@ void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int
 #else
 
 bool available() { return false; }
+bool takes(int64_t, int64_t, int64_t) { return false; }
 void product(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,
              bool, Triangle) {
   TORCH_INTERNAL_ASSERT(false, "small_gemm::product called where available() is false");

@@ -167,7 +167,6 @@ void register_bench_train(CLI::App& bench) {
     if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
     nlohmann::json out = {
         {"bench", "train"}, {"batch_size", o->batch_size}, {"optimizer", "adamw"}, {"grad_clip", 1.0}};
-
     Progress bar("bench train: steps",
                  static_cast<int64_t>(o->models.size() * o->backends.size()) * o->rounds * o->steps);
     int64_t done = 0;

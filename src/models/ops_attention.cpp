@@ -9,6 +9,7 @@
 #include "gemm.h"
 #include "row_kernels.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <utility>
@@ -57,6 +58,17 @@ Tensor heads_layout(const Tensor& like, int64_t d) {
   return torch::empty({like.size(0), like.size(2), like.size(1), d}, like.options()).transpose(1, 2);
 }
 
+// Uninitialised (dq, dk, dv) for 4-d heads q, k, v, in heads_layout; in one [B, T, 3, H, d] buffer
+// when the three have one shape: the gradient of q, k, v projected side by side (GPT-2's stacked
+// q/k/v), which StackedLinear then reads without a concatenation.
+std::array<Tensor, 3> gradient_buffers(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (k.sizes() == q.sizes() && v.sizes() == q.sizes()) {
+    const auto both = torch::empty({q.size(0), q.size(2), 3, q.size(1), q.size(3)}, q.options());
+    return {both.select(2, 0).transpose(1, 2), both.select(2, 1).transpose(1, 2), both.select(2, 2).transpose(1, 2)};
+  }
+  return {heads_layout(q, q.size(-1)), heads_layout(k, k.size(-1)), heads_layout(v, v.size(-1))};
+}
+
 // The gradient (dq, dk, dv) from a cotangent gO of O and, while products run, gP of P (3-d grouped
 // tensors, or 4-d heads with grad mode off, whose gradients come in heads_layout, k's and v's summed
 // over their groups inside the products):
@@ -78,16 +90,7 @@ std::array<Tensor, 3> attention_backward(const Tensor& gO, const Tensor& gP, con
     });
   }
   if (dP.dim() == 4) {
-    // In one [B, T, 3, H, d] buffer when the three have one shape: the gradient of q, k, v projected
-    // side by side (GPT-2's stacked q/k/v), which StackedLinear then reads without a concatenation.
-    Tensor dq, dk, dv;
-    if (k.sizes() == q.sizes() && v.sizes() == q.sizes()) {
-      const auto both = torch::empty({q.size(0), q.size(2), 3, q.size(1), q.size(3)}, q.options());
-      dq = both.select(2, 0).transpose(1, 2), dk = both.select(2, 1).transpose(1, 2);
-      dv = both.select(2, 2).transpose(1, 2);
-    } else {
-      dq = heads_layout(q, q.size(-1)), dk = heads_layout(k, k.size(-1)), dv = heads_layout(v, v.size(-1));
-    }
+    auto [dq, dk, dv] = gradient_buffers(q, k, v);
     gemm::bmm_out(dq, dS, k);
     gemm::bmm_out(dk, dS.transpose(-2, -1), q);
     gemm::bmm_out(dv, P.transpose(-2, -1), gO);
@@ -203,16 +206,16 @@ struct CausalAttentionBackward : torch::autograd::Function<CausalAttentionBackwa
 // backward its dP, dS and three products, run back to back on one thread while the head's T x T
 // matrices are in cache, instead of each stage over all heads (4 MB of P for gpt2-small-cpu's layer,
 // written and read again from memory by every stage). The products skip what causality makes zero or
-// unwanted (small_gemm.h's triangles). `heads_at_once` says where this runs: float32 CPU arrays whose
-// head rows are contiguous and at least a row apart (what sgemm takes, where it runs a product), and
-// (checked by the callers) self-attention, as many keys as queries.
-bool heads_at_once(std::initializer_list<Tensor> ts) {
-  if (!gemm::raw_products()) return false;
-  for (const auto& t : ts)
-    if (t.defined() && (t.scalar_type() != torch::kFloat32 || off_rows(t) || t.dim() != 4 || t.stride(3) != 1 ||
-                        t.stride(2) < t.size(3)))
-      return false;
-  return true;
+// unwanted (small_gemm.h's triangles). `heads_at_once` says where this runs: self-attention (as many
+// keys as queries) on float32 CPU arrays whose head rows are contiguous and at least a row apart (what
+// sgemm takes, where it runs a product), q and k and the pass's other tensors.
+bool heads_at_once(const Tensor& q, const Tensor& k, std::initializer_list<Tensor> others) {
+  auto rows = [](const Tensor& t) {
+    return !t.defined() || (t.scalar_type() == torch::kFloat32 && !off_rows(t) && t.dim() == 4 && t.stride(3) == 1 &&
+                            t.stride(2) >= t.size(3));
+  };
+  return gemm::raw_products() && q.defined() && k.defined() && rows(q) && rows(k) && k.size(2) == q.size(2) &&
+         std::all_of(others.begin(), others.end(), rows);
 }
 
 // O [B, H, T, dv] (in heads_layout) and P [B, H, T, T] from q [B, H, T, d] and k, v [B, G, T, *].
@@ -245,14 +248,7 @@ std::array<Tensor, 3> attention_heads_backward(const Tensor& gO, const Tensor& g
                                                const Tensor& v, const Tensor& P, double s) {
   const int64_t B = q.size(0), H = q.size(1), G = k.size(1), T = q.size(2), d = q.size(3), dv = v.size(3);
   const int64_t rep = H / G;
-  Tensor dq, dk, dV;
-  if (k.sizes() == q.sizes() && v.sizes() == q.sizes()) {  // side by side, as attention_backward's
-    const auto both = torch::empty({B, T, 3, H, d}, q.options());
-    dq = both.select(2, 0).transpose(1, 2), dk = both.select(2, 1).transpose(1, 2);
-    dV = both.select(2, 2).transpose(1, 2);
-  } else {
-    dq = heads_layout(q, d), dk = heads_layout(k, d), dV = heads_layout(v, dv);
-  }
+  auto [dq, dk, dV] = gradient_buffers(q, k, v);
   const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *gOp = gO.data_ptr<float>(), *Pp = P.data_ptr<float>(),
@@ -295,7 +291,7 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     ctx->set_materialize_grads(false);  // P's cotangent is undefined except while products run
     ctx->saved_data["s"] = s;
     const int64_t g = k.size(1);
-    if (heads_at_once({q, k, v}) && k.size(2) == q.size(2)) {
+    if (heads_at_once(q, k, {v})) {
       auto [O, P] = attention_heads_forward(q, k, v, s);
       const auto P3 = P.view({q.size(0) * g, -1, P.size(-1)});
       ctx->save_for_backward({q, k, v, P3});
@@ -327,9 +323,8 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
     if (!torch::GradMode::is_enabled() && by_heads(q, k, v) && !off_rows(gO) && !off_rows(grad[1])) {
       const auto P4 = P.view({q.size(0), q.size(1), q.size(2), k.size(2)});
       const auto gP4 = grad[1].defined() ? grad[1].reshape(P4.sizes()) : Tensor();
-      auto g = heads_at_once({gO, gP4, q, k, v}) && k.size(2) == q.size(2)
-                   ? attention_heads_backward(gO, gP4, q, k, v, P4, s)
-                   : attention_backward(gO, gP4, q, k, v, P4, s);
+      auto g = heads_at_once(q, k, {v, gO, gP4}) ? attention_heads_backward(gO, gP4, q, k, v, P4, s)
+                                                 : attention_backward(gO, gP4, q, k, v, P4, s);
       return {g[0], g[1], g[2], Tensor()};
     }
     const int64_t ng = k.size(1);
