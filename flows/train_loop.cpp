@@ -34,9 +34,13 @@
 
 namespace bs {
 
-std::string first_nonfinite_grad(const Network& net) {
-  for (const auto& [name, p] : net.named_parameters())
-    if (p.grad().defined() && !all_finite(p.grad())) return name;
+std::string check_and_clip_grads(const Network& net, double max_norm) {
+  const auto named = net.named_parameters();
+  std::vector<torch::Tensor> grads;
+  for (const auto& [name, p] : named) grads.push_back(p.grad());
+  const GradientScan scan = scan_gradients(grads);
+  if (scan.first_nonfinite >= 0) return named[static_cast<size_t>(scan.first_nonfinite)].first;
+  if (max_norm > 0) scale_gradients(grads, clip_coefficient(grads, scan.norm, max_norm));
   return "";
 }
 
@@ -264,12 +268,11 @@ TrainResult train(Run& s, const std::string& out, const TrainOptions& t) {
         for (auto& p : params) grads.push_back(p.grad());
         dist::all_reduce_mean_buckets_(grads);
       }
-      if (const std::string bad = first_nonfinite_grad(*s.net); !bad.empty()) {
+      if (const std::string bad = check_and_clip_grads(*s.net, t.grad_clip); !bad.empty()) {
         if (t.on_nonfinite == OnNonfinite::Abort)
           throw UserError("non-finite gradient of parameter '" + bad + "' at step " + std::to_string(step));
         return false;
       }
-      if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, t.grad_clip);
       all_scheds.slices.before_step(params);
       opt->step();
       all_scheds.slices.after_step(params, step, lrs);

@@ -61,7 +61,10 @@ struct TrainResult {
 // Trains `s`'s network, writing checkpoints, trace.h5, final_params.h5 and train_summary.json to `out`.
 TrainResult train(Run& s, const std::string& out, const TrainOptions& t);
 
-// The name of the first parameter whose gradient holds a NaN or an infinity; "" if none.
-std::string first_nonfinite_grad(const Network& net);
+// The step's one pass over the gradients (scan_gradients, src/finite_check.h): the name of the first
+// parameter whose gradient holds a NaN or an infinity ("" if none); where there is none and max_norm >
+// 0, the gradients are then clipped to that global norm as torch.nn.utils.clip_grad_norm_ clips them
+// (the norm is summed in float64, so the coefficient can differ from LibTorch's in its last bit).
+std::string check_and_clip_grads(const Network& net, double max_norm);
 
 }  // namespace bs

@@ -74,8 +74,7 @@ nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOption
     auto l = batch_loss(*s.net, batch, s.loss, model);
     loss = l.item<double>();
     l.backward();
-    if (!first_nonfinite_grad(*s.net).empty()) throw UserError("bench train: non-finite gradient");
-    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    if (!check_and_clip_grads(*s.net, 1.0).empty()) throw UserError("bench train: non-finite gradient");
     opt->step();
   };
   step();

@@ -2,7 +2,9 @@
 // loss on the batches trained on (it must fall).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "blockwise_lr.h"
 #include "errors.h"
@@ -277,4 +279,48 @@ TEST(TrainLoop, PreconditionedSharpnessNeedsADiagonalPreconditioner) {
     EXPECT_EQ(std::string(e.what()).rfind("trace_preconditioned: optimizer galore", 0), 0u) << e.what();
     EXPECT_EQ(e.message.render(flag_of).rfind("--trace-preconditioned: optimizer galore", 0), 0u) << e.what();
   }
+}
+
+// The step's gradient pass on a model with tied weights (gpt2-tiny: wte once, as named_parameters()
+// lists it): the first non-finite gradient is named, in named_parameters()' order, and nothing is
+// scaled; finite gradients are clipped as LibTorch's clip_grad_norm_ clips them (up to its float32
+// norms' last bits), and left as they are where their norm is below the maximum.
+TEST(TrainLoop, CheckAndClipGradsNamesTheFirstNonFiniteAndClipsAsLibTorch) {
+  Session s = open_session(tiny("check_clip"));
+  const auto named = s.net->named_parameters();
+  ASSERT_GT(named.size(), 4U);
+  torch::manual_seed(5);
+  auto fill = [&] {
+    std::vector<torch::Tensor> copies;
+    for (const auto& [name, p] : named) {
+      p.mutable_grad() = torch::randn_like(p);
+      copies.push_back(p.grad().clone());
+    }
+    return copies;
+  };
+  auto original = fill();
+  named[3].second.grad().view({-1})[0] = std::numeric_limits<float>::quiet_NaN();
+  named[4].second.grad().view({-1})[0] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(check_and_clip_grads(*s.net, 1.0), named[3].first);
+  for (size_t i = 5; i < named.size(); ++i) EXPECT_TRUE(torch::equal(named[i].second.grad(), original[i]));
+
+  original = fill();
+  std::vector<torch::Tensor> params;
+  for (size_t i = 0; i < named.size(); ++i) {
+    auto p = torch::zeros_like(original[i]).requires_grad_();
+    p.mutable_grad() = original[i].clone();
+    params.push_back(p);
+  }
+  const double norm = torch::nn::utils::clip_grad_norm_(params, 1.0);
+  ASSERT_GT(norm, 1.0);
+  EXPECT_EQ(check_and_clip_grads(*s.net, 1.0), "");
+  double sum = 0;
+  for (size_t i = 0; i < named.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(named[i].second.grad(), params[i].grad(), 1e-5, 0)) << named[i].first;
+    sum += named[i].second.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+  }
+  EXPECT_NEAR(std::sqrt(sum), 1.0, 1e-6);
+  const auto clipped = named[0].second.grad().clone();
+  EXPECT_EQ(check_and_clip_grads(*s.net, 2.0), "");  // norm 1 < 2: untouched
+  EXPECT_TRUE(torch::equal(named[0].second.grad(), clipped));
 }

@@ -3,9 +3,11 @@
 // language model under LibTorch's profiler, written as a Chrome trace (open it in chrome://tracing, or
 // sum it with summarize_op_profile.py: self time per op name). Our custom autograd nodes appear as
 // `torch::autograd::CppNode<...>` (their backward, matrix products included); their forward is not
-// recorded. With a fourth argument `finite-check`, instead: 30 steps alternating the non-finite check
-// as LibTorch's isfinite(g).all() per gradient and as all_finite (src/finite_check.h), each one's
-// median (the A/B of the README's `bench train` section). Not part of the build. From the repository
+// recorded. With a fourth argument `finite-check`, instead: 45 steps rotating the gradients' checks
+// three ways, each one's median (the A/Bs of the README's `bench train` section): LibTorch's
+// isfinite(g).all() per gradient then clip_grad_norm_, all_finite (src/finite_check.h) per gradient
+// then clip_grad_norm_ (train's step until 2026-12-03, fifth session), and check_and_clip_grads (one
+// pass for both, then one for the scaling, as train's step now). Not part of the build. From the repository
 // root, after scripts/build.sh:
 //   (cd build && LIBS=$(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | grep -E '^-l|\.so|\.a$|^-Wl' \
 //     | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; s/lib\/libblocksharp_core.a/& -Wl,--end-group/' \
@@ -32,6 +34,7 @@
 #include "optimizer_setup.h"
 #include "registry.h"
 #include "session.h"
+#include "train_loop.h"
 
 int main(int argc, char** argv) {
   using namespace bs;
@@ -52,26 +55,34 @@ int main(int argc, char** argv) {
   OptimizerSetup setup = optimizer_setup("adamw", s.net->named_parameters(), info, {});
   auto opt = make_optimizer("adamw", setup.inputs, default_options("adamw"));
   auto params = s.net->parameters();
-  auto step = [&](bool libtorch_check = false) {
+  // checks: 0 LibTorch's isfinite(g).all() and clip_grad_norm_, 1 all_finite and clip_grad_norm_, 2
+  // check_and_clip_grads (train's step).
+  auto step = [&](int checks = 2) {
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     batch_loss(*s.net, batch, s.loss, model).backward();
-    for (const auto& p : params)  // as train's first_nonfinite_grad
-      if (libtorch_check ? !torch::isfinite(p.grad()).all().item<bool>() : !all_finite(p.grad()))
-        throw std::runtime_error("non-finite gradient");
-    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    if (checks == 2) {
+      if (!check_and_clip_grads(*s.net, 1.0).empty()) throw std::runtime_error("non-finite gradient");
+    } else {
+      for (const auto& p : params)
+        if (checks == 0 ? !torch::isfinite(p.grad()).all().item<bool>() : !all_finite(p.grad()))
+          throw std::runtime_error("non-finite gradient");
+      torch::nn::utils::clip_grad_norm_(params, 1.0);
+    }
     opt->step();
   };
   for (int i = 0; i < 3; ++i) step();
   if (argc > 4 && std::string(argv[4]) == "finite-check") {
-    std::vector<double> ms[2];
-    for (int i = 0; i < 30; ++i) {
+    std::vector<double> ms[3];
+    for (int i = 0; i < 45; ++i) {
       const auto a = std::chrono::steady_clock::now();
-      step(i % 2 == 0);
-      ms[i % 2].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() * 1e3);
+      step(i % 3);
+      ms[i % 3].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() * 1e3);
     }
     for (auto& m : ms) std::sort(m.begin(), m.end());
-    std::printf("%s, %d thread(s): step with isfinite(g).all() %.1f ms, with all_finite %.1f ms (medians of 15)\n",
-                model.c_str(), threads, ms[0][7], ms[1][7]);
+    std::printf(
+        "%s, %d thread(s): step with isfinite(g).all() and clip_grad_norm_ %.1f ms, with all_finite and "
+        "clip_grad_norm_ %.1f ms, with check_and_clip_grads %.1f ms (medians of 15)\n",
+        model.c_str(), threads, ms[0][7], ms[1][7], ms[2][7]);
     return 0;
   }
   const auto a = std::chrono::steady_clock::now();
