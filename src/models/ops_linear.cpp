@@ -39,6 +39,22 @@ Tensor gelu_tanh_value(const Tensor& h) {
   return a;
 }
 
+// h = x W^T + b and a = gelu(h) (GPT-2's fc_in and its GELU), h for the backward. For float arrays the
+// product runs without the bias and gelu_tanh_bias_rows adds it in the GELU's pass (instead of the
+// bias copied into every row of h for the product to add to): h's bits are gemm::linear's where the
+// product sums k in one run (K = 256: gpt2-small-cpu), a rounding apart where it adds blocks of k to h.
+std::pair<Tensor, Tensor> linear_gelu(const Tensor& x, const Tensor& W, const Tensor& b) {
+  if (!float_rows({x, W, b}) || b.dim() != 1 || !b.is_contiguous()) {
+    auto h = gemm::linear(x, W, b);
+    return {h, gelu_tanh_value(h)};
+  }
+  auto h = gemm::linear(x, W).contiguous();  // a fresh product: contiguous already
+  auto a = torch::empty_like(h);
+  const int64_t cols = h.size(-1);
+  gelu_tanh_bias_rows(h.data_ptr<float>(), b.data_ptr<float>(), a.data_ptr<float>(), h.numel() / cols, cols);
+  return {h, a};
+}
+
 // The gradient of y = x W^T + b: dx = dy W, dW = dy^T x, db = sum_rows dy (dy of any leading shape;
 // db undefined without a bias).
 variable_list linear_gradient(const Tensor& dy, const Tensor& x, const Tensor& W, bool bias = true) {
@@ -150,6 +166,18 @@ Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
   return dh;
 }
 
+// The same for float arrays (float_rows) of rows, with dh's column sums (the gradient of the bias before
+// the GELU) taken in the same pass: (dh, db).
+std::pair<Tensor, Tensor> gelu_tanh_backward_bias(const Tensor& da, const Tensor& h, const Tensor& a) {
+  const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
+  auto dh = torch::empty_like(hc);
+  const int64_t cols = hc.size(-1);
+  auto db = torch::empty({cols}, hc.options());
+  gelu_tanh_backward_bias_rows(dac.data_ptr<float>(), hc.data_ptr<float>(), ac.data_ptr<float>(), dh.data_ptr<float>(),
+                               db.data_ptr<float>(), hc.numel() / cols, cols);
+  return {dh, db};
+}
+
 // (dh, dW, db) as a Function of (dy, h, W), recorded while a gradient graph is built; d1, d2 are
 // f'(h), f''(h) as [rows, D] constants.
 struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
@@ -185,8 +213,7 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& W1, const Tensor& b1,
                                const Tensor& W2, const Tensor& b2) {
     ctx->set_materialize_grads(false);
-    auto h = gemm::linear(x, W1, b1);
-    const auto a = gelu_tanh_value(h);
+    const auto [h, a] = linear_gelu(x, W1, b1);
     ctx->save_for_backward({x, W1, W2, h});
     ctx->saved_data["a"] = a;
     return {gemm::linear(a, W2, b2), h};
@@ -206,17 +233,19 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     const auto a = torch::GradMode::is_enabled() ? GeluTanhSpec::value(h2)  // differentiable for third derivatives
                                                  : kept(ctx, "a").reshape({-1, W1.size(0)});
     auto g2 = linear_gradient(gy, a, W2);  // (da, dW2, db2)
-    Tensor dh, &da = g2[0];
+    Tensor dh, db1, &da = g2[0];
     const auto it = ctx->saved_data.find("d1");
-    if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {  // recorded, or a training step's
+    if (!grad[1].defined() && it == ctx->saved_data.end() && float_rows({da, h2, a})) {  // a training step's
+      std::tie(dh, db1) = gelu_tanh_backward_bias(da, h2, a);
+    } else if (torch::GradMode::is_enabled() || it == ctx->saved_data.end()) {  // recorded, or h's gradient too
       dh = gelu_tanh_backward(da, h2, a);
       if (grad[1].defined()) dh = dh + grad[1].reshape(dh.sizes());
     } else {
       dh = grad[1].defined() ? torch::addcmul(grad[1].reshape(da.sizes()), da, it->second.toTensor())
                              : da.mul_(it->second.toTensor());
     }
-    auto g1 = linear_gradient(dh, x, W1);
-    return {g1[0], g1[1], g1[2], g2[1], g2[2]};
+    auto g1 = linear_gradient(dh, x, W1, /*bias=*/!db1.defined());
+    return {g1[0], g1[1], db1.defined() ? db1 : g1[2], g2[1], g2[2]};
   }
 };
 

@@ -17,22 +17,74 @@
 
 namespace bs::ops::detail {
 
+namespace {
+
+// Rows handed to a task at a time: ~16K values' worth of rows of `width` values, at least one.
+int64_t rows_per_task(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
+
+// Column sums taken in a pass over rows: the rows in blocks of kSumRows, across the threads, each
+// block's pass(r0, r1, sums) adding its rows into the block's `width` sums (zeroed first) in row order;
+// then out = the blocks' sums added in block order. The same bits at any thread count (and in both
+// variants: pass runs in in_variant).
+constexpr int64_t kSumRows = 32;
+template <class Pass>
+void rows_with_column_sums(int64_t rows, int64_t width, int64_t row_width, float* out, const Pass& pass) {
+  const int64_t blocks = (rows + kSumRows - 1) / kSumRows;
+  std::vector<float> partial(static_cast<size_t>(blocks * width));
+  at::parallel_for(0, blocks, rows_per_task(kSumRows * row_width), [&](int64_t b0, int64_t b1) {
+    in_variant([&] {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        float* sums = partial.data() + blk * width;
+        for (int64_t j = 0; j < width; ++j) sums[j] = 0.0f;
+        pass(blk * kSumRows, std::min(rows, (blk + 1) * kSumRows), sums);
+      }
+    });
+  });
+  in_variant([&] {
+    for (int64_t j = 0; j < width; ++j) out[j] = 0.0f;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const float* sums = partial.data() + blk * width;
+      for (int64_t j = 0; j < width; ++j) out[j] += sums[j];
+    }
+  });
+}
+
+}  // namespace
+
 // GELU's tanh approximation 0.5 h (1 + tanh(u)), u = sqrt(2/pi) (h + 0.044715 h^3), as
 // h sigmoid(2u): the same function, one exp instead of a tanh, and no cancellation in 1 + tanh(u)
 // where u is negative. With z = exp(-2|u|) <= 1 (never overflowing), sigmoid(2u) = 1 / (1 + z) for
 // u >= 0 and z / (1 + z) below, so a = h / (1 + z) or h z / (1 + z): results down to the subnormals
 // where h / (1 + exp(-2u)) would already have overflowed to -0. As LibTorch's: a = -0 once h^3
 // overflows (z = 0), gelu(inf) = inf, gelu(-inf) = NaN (-inf * 0).
-void gelu_tanh_rows(const float* h, float* a, int64_t n) {
+namespace {
+__attribute__((always_inline)) inline float gelu_tanh(float x) {
   constexpr float k = 0.7978845608028654f, c = 0.044715f;
+  const float u = k * (x + c * x * x * x);
+  const float z = exp_poly(-2.0f * (u < 0.0f ? -u : u));
+  return (u >= 0.0f ? x : x * z) / (1.0f + z);
+}
+}  // namespace
+
+void gelu_tanh_rows(const float* h, float* a, int64_t n) {
   at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {
-    elements(
-        [h, a](int64_t i) {
-          const float x = h[i], u = k * (x + c * x * x * x);
-          const float z = exp_poly(-2.0f * (u < 0.0f ? -u : u));
-          a[i] = (u >= 0.0f ? x : x * z) / (1.0f + z);
-        },
-        begin, end);
+    elements([h, a](int64_t i) { a[i] = gelu_tanh(h[i]); }, begin, end);
+  });
+}
+
+void gelu_tanh_bias_rows(float* h, const float* b, float* a, int64_t rows, int64_t cols) {
+  at::parallel_for(0, rows, rows_per_task(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* hr = h + r * cols;
+      float* ar = a + r * cols;
+      elements(
+          [hr, ar, b](int64_t j) {
+            const float x = hr[j] + b[j];
+            hr[j] = x;
+            ar[j] = gelu_tanh(x);
+          },
+          0, cols);
+    }
   });
 }
 
@@ -60,21 +112,34 @@ void swiglu_backward_rows(const float* dy, const float* g, const float* u, float
 // dh = da f'(h) from h and the forward's a = gelu(h), without a second tanh: with s = 1 + tanh(u) = 2a/h
 // (s = 1 at h = 0) and 1 - tanh(u)^2 = s (2 - s), f'(h) = s/2 + h s (2 - s) u'/2, u' = k (1 + 3 c h^2).
 template <class T>
-void gelu_tanh_backward_rows_impl(const T* da, const T* h, const T* a, T* dh, int64_t n) {
+__attribute__((always_inline)) inline T gelu_tanh_grad(T da, T x, T a) {
   const T k = static_cast<T>(std::sqrt(2.0 / M_PI)), k3c = static_cast<T>(3 * 0.044715 * std::sqrt(2.0 / M_PI));
+  const bool zero = x == T(0);  // selects, not a branch: the loop vectorizes
+  const T s = zero ? T(1) : T(2) * a / (zero ? T(1) : x);
+  return da * (T(0.5) * s + T(0.5) * x * s * (T(2) - s) * (k + k3c * x * x));
+}
+
+template <class T>
+void gelu_tanh_backward_rows_impl(const T* da, const T* h, const T* a, T* dh, int64_t n) {
   at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-    elements(
-        [=](int64_t j) {
-          const T x = h[j];
-          const bool zero = x == T(0);  // selects, not a branch: the loop vectorizes
-          const T s = zero ? T(1) : T(2) * a[j] / (zero ? T(1) : x);
-          dh[j] = da[j] * (T(0.5) * s + T(0.5) * x * s * (T(2) - s) * (k + k3c * x * x));
-        },
-        begin, end);
+    elements([=](int64_t j) { dh[j] = gelu_tanh_grad(da[j], h[j], a[j]); }, begin, end);
   });
 }
 void gelu_tanh_backward_rows(const float* da, const float* h, const float* a, float* dh, int64_t n) {
   gelu_tanh_backward_rows_impl(da, h, a, dh, n);
+}
+void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, float* db, int64_t rows,
+                                  int64_t cols) {
+  rows_with_column_sums(rows, cols, cols, db, [&](int64_t r0, int64_t r1, float* sums) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float g = gelu_tanh_grad(da[o + j], h[o + j], a[o + j]);
+        dh[o + j] = g;
+        sums[j] += g;
+      }
+    }
+  });
 }
 void gelu_tanh_backward_rows(const double* da, const double* h, const double* a, double* dh, int64_t n) {
   gelu_tanh_backward_rows_impl(da, h, a, dh, n);
@@ -139,9 +204,6 @@ template <class T>
 __attribute__((always_inline)) inline T sum16(const T* x, int64_t n) {
   return sum16(x, static_cast<const T*>(nullptr), n);
 }
-
-// Rows handed to a task at a time: ~16K values' worth of rows of `width` values, at least one.
-int64_t rows_per_task(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
 // x[0, n) *= s (as `scores * s`), returning the largest (exact in any order), sixteen lanes at a time.
 __attribute__((always_inline)) inline float scale_and_max(float* x, float s, int64_t n) {
@@ -233,46 +295,29 @@ void layer_norm_rows(const float* x, const float* w, const float* b, float eps, 
 
 void layer_norm_backward_rows(const float* dy, const float* x, const float* w, const float* mean, const float* rstd,
                               float* dx, float* dw, float* db, int64_t rows, int64_t D) {
-  // Column sums by blocks of kSumRows rows, each block's in row order, then the blocks' in order: the
-  // same bits at any thread count.
-  constexpr int64_t kSumRows = 32;
-  const int64_t blocks = (rows + kSumRows - 1) / kSumRows;
-  std::vector<float> partial(static_cast<size_t>(2 * blocks * D));
-  at::parallel_for(0, blocks, rows_per_task(kSumRows * D), [&](int64_t b0, int64_t b1) {
+  std::vector<float> sums(static_cast<size_t>(2 * D));  // dw, then db
+  rows_with_column_sums(rows, 2 * D, D, sums.data(), [&](int64_t r0, int64_t r1, float* pw) {
+    float* pb = pw + D;
     std::vector<float> row_xh(static_cast<size_t>(D));
-    in_variant([&] {
-      float* xh = row_xh.data();
-      for (int64_t blk = b0; blk < b1; ++blk) {
-        float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
-        for (int64_t j = 0; j < D; ++j) pw[j] = pb[j] = 0.0f;
-        for (int64_t r = blk * kSumRows; r < std::min(rows, (blk + 1) * kSumRows); ++r) {
-          const int64_t o = r * D;
-          const float p = rstd[r], m = mean[r], invD = 1.0f / static_cast<float>(D);
-          float* z = dx + o;  // z = dy w for a moment
-          for (int64_t j = 0; j < D; ++j) {
-            z[j] = dy[o + j] * w[j];
-            xh[j] = (x[o + j] - m) * p;
-          }
-          const float zbar = sum16(z, D) * invD, c = sum16(z, xh, D) * invD;
-          for (int64_t j = 0; j < D; ++j) {
-            z[j] = p * (z[j] - zbar - xh[j] * c);
-            pw[j] += dy[o + j] * xh[j];
-            pb[j] += dy[o + j];
-          }
-        }
-      }
-    });
-  });
-  in_variant([&] {
-    for (int64_t j = 0; j < D; ++j) dw[j] = db[j] = 0.0f;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const float *pw = partial.data() + 2 * blk * D, *pb = pw + D;
+    float* xh = row_xh.data();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r * D;
+      const float p = rstd[r], m = mean[r], invD = 1.0f / static_cast<float>(D);
+      float* z = dx + o;  // z = dy w for a moment
       for (int64_t j = 0; j < D; ++j) {
-        dw[j] += pw[j];
-        db[j] += pb[j];
+        z[j] = dy[o + j] * w[j];
+        xh[j] = (x[o + j] - m) * p;
+      }
+      const float zbar = sum16(z, D) * invD, c = sum16(z, xh, D) * invD;
+      for (int64_t j = 0; j < D; ++j) {
+        z[j] = p * (z[j] - zbar - xh[j] * c);
+        pw[j] += dy[o + j] * xh[j];
+        pb[j] += dy[o + j];
       }
     }
   });
+  std::copy_n(sums.begin(), D, dw);
+  std::copy_n(sums.begin() + D, D, db);
 }
 
 void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {

@@ -10,6 +10,10 @@ namespace bs::ops::detail {
 // within a few ulps of the function (tests: GeluTanhRows.*), where LibTorch's 0.5 h (1 + tanh(u))
 // loses digits for negative u; not LibTorch's bits.
 void gelu_tanh_rows(const float* h, float* a, int64_t n);
+// The same for a linear layer's output without its bias: h (rows of `cols`) becomes h + b, row b added
+// to every row, in place, and a = gelu(h + b), in one pass (the product then writes h without reading
+// a copy of the bias first).
+void gelu_tanh_bias_rows(float* h, const float* b, float* a, int64_t rows, int64_t cols);
 
 // SwiGLU y = silu(g) u over n floats, silu(g) = g / (1 + exp(-g)) as LibTorch's with exp_poly's exp,
 // and its gradient (dg, du) = (dy u silu'(g), dy silu(g)) in one pass (silu' as LibTorch's
@@ -41,6 +45,11 @@ void layer_norm_backward_rows(const float* dy, const float* x, const float* w, c
 // (a carries its rounding into s). Float and double; the same bits in both variants.
 void gelu_tanh_backward_rows(const float* da, const float* h, const float* a, float* dh, int64_t n);
 void gelu_tanh_backward_rows(const double* da, const double* h, const double* a, double* dh, int64_t n);
+// The same over rows of `cols`, with the column sums of dh (the gradient of the bias before the GELU)
+// taken in the same pass, by fixed blocks of rows as layer_norm_backward_rows' (the same bits at any
+// thread count).
+void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, float* db, int64_t rows,
+                                  int64_t cols);
 
 // Causal attention's probabilities in place: each of `rows` rows of T scores x (row r at position
 // i = r mod T) becomes P_j = exp(s x_j - m) / sum_{l <= i} exp(s x_l - m) for j <= i, m the largest

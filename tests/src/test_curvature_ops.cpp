@@ -489,6 +489,37 @@ TEST(GeluTanhBackwardRows, WithinItsBoundOfTheDerivativeInBothVariants) {
   }
 }
 
+// GPT-2's fc_in bias folded into the GELU's passes: gelu_tanh_bias_rows leaves h + b in h (the bits
+// of LibTorch's broadcast addition) and gelu_tanh_rows' value of it in a; gelu_tanh_backward_bias_rows
+// gives gelu_tanh_backward_rows' dh bit for bit and its column sums within float32's summation bound
+// of the float64 sums ((rows - 1) 2^-24 sum |dh|). Rows not a multiple of the kernels' 32-row blocks;
+// both variants, 1 and 3 threads, the same bits.
+TEST(GeluTanhBiasRows, AddTheBiasAndSumTheColumnsInTheGeluPasses) {
+  torch::manual_seed(14);
+  const int64_t rows = 77, cols = 300;
+  const auto h = torch::randn({rows, cols}) * 3, b = torch::randn({cols}), da = torch::randn({rows, cols});
+  const auto out = same_bits_in_every_variant([&] {
+    auto hb = h.clone(), a = torch::empty_like(h);
+    ops::detail::gelu_tanh_bias_rows(hb.data_ptr<float>(), b.data_ptr<float>(), a.data_ptr<float>(), rows, cols);
+    auto dh = torch::empty_like(h), db = torch::empty({cols});
+    ops::detail::gelu_tanh_backward_bias_rows(da.data_ptr<float>(), hb.data_ptr<float>(), a.data_ptr<float>(),
+                                              dh.data_ptr<float>(), db.data_ptr<float>(), rows, cols);
+    return std::vector<torch::Tensor>{hb, a, dh, db};
+  });
+  const auto &hb = out[0], &a = out[1], &dh = out[2], &db = out[3];
+  EXPECT_TRUE(torch::equal(hb, h + b));
+  auto a_ref = torch::empty_like(h), dh_ref = torch::empty_like(h);
+  ops::detail::gelu_tanh_rows(hb.data_ptr<float>(), a_ref.data_ptr<float>(), rows * cols);
+  EXPECT_TRUE(torch::equal(a, a_ref));
+  ops::detail::gelu_tanh_backward_rows(da.data_ptr<float>(), hb.data_ptr<float>(), a.data_ptr<float>(),
+                                       dh_ref.data_ptr<float>(), rows * cols);
+  EXPECT_TRUE(torch::equal(dh, dh_ref));
+  const auto dhd = dh.to(torch::kFloat64);
+  const auto err = (db.to(torch::kFloat64) - dhd.sum(0)).abs(),
+             bound = (rows - 1) * std::ldexp(1.0, -24) * dhd.abs().sum(0);
+  EXPECT_TRUE((err <= bound).all().item<bool>()) << "worst " << (err / bound).max().item<double>() << " of the bound";
+}
+
 // The training step's causal softmax (causal_softmax_rows) against LibTorch's `scores * s`,
 // masked_fill and softmax in double on the same float scores (its oracle in the ops' tests):
 // |P - ref| within 8 (1 + |s x - m|) 2^-24 of max(P, 2^-126): a few roundings and exp's ulp, and the
