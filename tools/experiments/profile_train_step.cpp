@@ -7,7 +7,10 @@
 // three ways, each one's median (the A/Bs of the README's `bench train` section): LibTorch's
 // isfinite(g).all() per gradient then clip_grad_norm_, all_finite (src/finite_check.h) per gradient
 // then clip_grad_norm_ (train's step until 2026-12-03, fifth session), and check_and_clip_grads (one
-// pass for both, then one for the scaling, as train's step now). Not part of the build. From the repository
+// pass for both, then one for the scaling, as train's step now). With `checks` instead: the last two
+// alone on one backward's gradients, alternating 60 times (max norm 1e-3, so both scale every time;
+// the gradients are then scaled back), their medians, and how far check_and_clip_grads' gradients are
+// from clip_grad_norm_'s. Not part of the build. From the repository
 // root, after scripts/build.sh:
 //   (cd build && LIBS=$(ninja -t commands bin/blocksharp | tail -1 | tr ' ' '\n' | grep -E '^-l|\.so|\.a$|^-Wl' \
 //     | sed 's/lib\/libblocksharp_tools.a/-Wl,--start-group &/; s/lib\/libblocksharp_core.a/& -Wl,--end-group/' \
@@ -17,6 +20,7 @@
 //   /tmp/profile_train_step gpt2-small-cpu 1 /tmp/step.trace   # model, threads, trace file
 //   /usr/bin/python3 tools/experiments/summarize_op_profile.py /tmp/step.trace 5
 //   /tmp/profile_train_step llama-small-cpu 2 - finite-check
+//   /tmp/profile_train_step gpt2-small-cpu 1 - checks
 #include <malloc.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
@@ -71,6 +75,42 @@ int main(int argc, char** argv) {
     opt->step();
   };
   for (int i = 0; i < 3; ++i) step();
+  if (argc > 4 && std::string(argv[4]) == "checks") {
+    for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    batch_loss(*s.net, batch, s.loss, model).backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : params) grads.push_back(p.grad());
+    std::vector<double> ms[2];
+    for (int i = 0; i < 60; ++i) {
+      const auto a = std::chrono::steady_clock::now();
+      if (i % 2 == 0) {
+        for (const auto& g : grads)
+          if (!all_finite(g)) throw std::runtime_error("non-finite gradient");
+        torch::nn::utils::clip_grad_norm_(params, 1e-3);
+      } else if (!check_and_clip_grads(*s.net, 1e-3).empty()) {
+        throw std::runtime_error("non-finite gradient");
+      }
+      ms[i % 2].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count() * 1e3);
+      for (auto& g : grads) g.mul_(1e3);
+    }
+    for (auto& m : ms) std::sort(m.begin(), m.end());
+    std::vector<torch::Tensor> before, theirs;
+    for (const auto& g : grads) before.push_back(g.clone());
+    torch::nn::utils::clip_grad_norm_(params, 0.5);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      theirs.push_back(grads[i].clone());
+      grads[i].copy_(before[i]);
+    }
+    check_and_clip_grads(*s.net, 0.5);
+    double worst = 0;
+    for (size_t i = 0; i < grads.size(); ++i)
+      worst = std::max(worst, ((grads[i] - theirs[i]).abs().max() / theirs[i].abs().max()).item<double>());
+    std::printf(
+        "%s, %d thread(s): all_finite and clip_grad_norm_ %.2f ms, check_and_clip_grads %.2f ms (medians of "
+        "30); clipped gradients within %.2g (relative to each tensor's largest) of clip_grad_norm_'s\n",
+        model.c_str(), threads, ms[0][15], ms[1][15], worst);
+    return 0;
+  }
   if (argc > 4 && std::string(argv[4]) == "finite-check") {
     std::vector<double> ms[3];
     for (int i = 0; i < 45; ++i) {
