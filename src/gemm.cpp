@@ -264,6 +264,11 @@ torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::T
   return c;
 }
 
+torch::Tensor padded_rows(int64_t rows, int64_t cols, const torch::TensorOptions& options) {
+  if (cols == 0 || cols % 1024 != 0) return torch::empty({rows, cols}, options);
+  return torch::empty({rows, cols + 16}, options).narrow(1, 0, cols);
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
   if (!fast({&x, &W, &b})) return at::linear(x, W, b);
   auto out_sizes = x.sizes().vec();

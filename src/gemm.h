@@ -68,6 +68,12 @@ torch::Tensor& baddbmm_(torch::Tensor& c, const torch::Tensor& a, const torch::T
 bool raw_products();
 void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
              int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle = Triangle::None);
+// A fresh float32 [rows, cols] matrix (uninitialized) for a product to read transposed (a weight
+// gradient's dy^T): where its rows would lie a multiple of 4 KB apart (cols a multiple of 1024) they are
+// 16 values further apart, a view into a wider buffer. oneDNN's sgemm reading a transposed operand whose
+// rows are 4 KB-multiples apart ran 1.1-1.4x slower (rows of 1024-3072 floats, cold operands, 1 and 2
+// threads; a cache-set aliasing): the padded rows give the same bits.
+torch::Tensor padded_rows(int64_t rows, int64_t cols, const torch::TensorOptions& options);
 // x W^T + b over x's last dimension (b may be undefined).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b = {});
 

@@ -166,15 +166,16 @@ Tensor gelu_tanh_backward(const Tensor& da, const Tensor& h, const Tensor& a) {
   return dh;
 }
 
-// The same for float arrays (float_rows) of rows, with dh's column sums (the gradient of the bias before
-// the GELU) taken in the same pass: (dh, db).
+// The same for float arrays (float_rows) of rows [R, F], with dh's column sums (the gradient of the bias
+// before the GELU) taken in the same pass: (dh, db). dh is the weight gradient's transposed operand
+// next, so its rows are laid out as gemm::padded_rows says.
 std::pair<Tensor, Tensor> gelu_tanh_backward_bias(const Tensor& da, const Tensor& h, const Tensor& a) {
   const auto dac = da.contiguous(), hc = h.contiguous(), ac = a.contiguous();
-  auto dh = torch::empty_like(hc);
-  const int64_t cols = hc.size(-1);
+  const int64_t cols = hc.size(-1), rows = hc.numel() / cols;
+  auto dh = gemm::padded_rows(rows, cols, hc.options());
   auto db = torch::empty({cols}, hc.options());
   gelu_tanh_backward_bias_rows(dac.data_ptr<float>(), hc.data_ptr<float>(), ac.data_ptr<float>(), dh.data_ptr<float>(),
-                               db.data_ptr<float>(), hc.numel() / cols, cols);
+                               dh.stride(0), db.data_ptr<float>(), rows, cols);
   return {dh, db};
 }
 

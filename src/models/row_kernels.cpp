@@ -128,14 +128,15 @@ void gelu_tanh_backward_rows_impl(const T* da, const T* h, const T* a, T* dh, in
 void gelu_tanh_backward_rows(const float* da, const float* h, const float* a, float* dh, int64_t n) {
   gelu_tanh_backward_rows_impl(da, h, a, dh, n);
 }
-void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, float* db, int64_t rows,
-                                  int64_t cols) {
+void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, int64_t ld_dh, float* db,
+                                  int64_t rows, int64_t cols) {
   rows_with_column_sums(rows, cols, cols, db, [&](int64_t r0, int64_t r1, float* sums) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t o = r * cols;
+      float* d = dh + r * ld_dh;
       for (int64_t j = 0; j < cols; ++j) {
         const float g = gelu_tanh_grad(da[o + j], h[o + j], a[o + j]);
-        dh[o + j] = g;
+        d[j] = g;
         sums[j] += g;
       }
     }

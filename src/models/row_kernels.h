@@ -45,11 +45,11 @@ void layer_norm_backward_rows(const float* dy, const float* x, const float* w, c
 // (a carries its rounding into s). Float and double; the same bits in both variants.
 void gelu_tanh_backward_rows(const float* da, const float* h, const float* a, float* dh, int64_t n);
 void gelu_tanh_backward_rows(const double* da, const double* h, const double* a, double* dh, int64_t n);
-// The same over rows of `cols`, with the column sums of dh (the gradient of the bias before the GELU)
-// taken in the same pass, by fixed blocks of rows as layer_norm_backward_rows' (the same bits at any
-// thread count).
-void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, float* db, int64_t rows,
-                                  int64_t cols);
+// The same over rows of `cols` (dh's rows ld_dh apart, the others' cols), with the column sums of dh
+// (the gradient of the bias before the GELU) taken in the same pass, by fixed blocks of rows as
+// layer_norm_backward_rows' (the same bits at any thread count).
+void gelu_tanh_backward_bias_rows(const float* da, const float* h, const float* a, float* dh, int64_t ld_dh, float* db,
+                                  int64_t rows, int64_t cols);
 
 // Causal attention's probabilities in place: each of `rows` rows of T scores x (row r at position
 // i = r mod T) becomes P_j = exp(s x_j - m) / sum_{l <= i} exp(s x_l - m) for j <= i, m the largest

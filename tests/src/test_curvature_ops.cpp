@@ -492,8 +492,9 @@ TEST(GeluTanhBackwardRows, WithinItsBoundOfTheDerivativeInBothVariants) {
 // GPT-2's fc_in bias folded into the GELU's passes: gelu_tanh_bias_rows leaves h + b in h (the bits
 // of LibTorch's broadcast addition) and gelu_tanh_rows' value of it in a; gelu_tanh_backward_bias_rows
 // gives gelu_tanh_backward_rows' dh bit for bit and its column sums within float32's summation bound
-// of the float64 sums ((rows - 1) 2^-24 sum |dh|). Rows not a multiple of the kernels' 32-row blocks;
-// both variants, 1 and 3 threads, the same bits.
+// of the float64 sums ((rows - 1) 2^-24 sum |dh|), dh's rows written where a row stride says and
+// nothing between them. Rows not a multiple of the kernels' 32-row blocks; both variants, 1 and 3
+// threads, the same bits.
 TEST(GeluTanhBiasRows, AddTheBiasAndSumTheColumnsInTheGeluPasses) {
   torch::manual_seed(14);
   const int64_t rows = 77, cols = 300;
@@ -501,10 +502,11 @@ TEST(GeluTanhBiasRows, AddTheBiasAndSumTheColumnsInTheGeluPasses) {
   const auto out = same_bits_in_every_variant([&] {
     auto hb = h.clone(), a = torch::empty_like(h);
     ops::detail::gelu_tanh_bias_rows(hb.data_ptr<float>(), b.data_ptr<float>(), a.data_ptr<float>(), rows, cols);
-    auto dh = torch::empty_like(h), db = torch::empty({cols});
+    auto wide = torch::full({rows, cols + 5}, 7.0f), db = torch::empty({cols});  // dh's rows cols + 5 apart
     ops::detail::gelu_tanh_backward_bias_rows(da.data_ptr<float>(), hb.data_ptr<float>(), a.data_ptr<float>(),
-                                              dh.data_ptr<float>(), db.data_ptr<float>(), rows, cols);
-    return std::vector<torch::Tensor>{hb, a, dh, db};
+                                              wide.data_ptr<float>(), cols + 5, db.data_ptr<float>(), rows, cols);
+    EXPECT_TRUE((wide.narrow(1, cols, 5) == 7.0f).all().item<bool>());  // the padding left as it was
+    return std::vector<torch::Tensor>{hb, a, wide.narrow(1, 0, cols).contiguous(), db};
   });
   const auto &hb = out[0], &a = out[1], &dh = out[2], &db = out[3];
   EXPECT_TRUE(torch::equal(hb, h + b));

@@ -186,6 +186,23 @@ TEST_F(Gemm, LinearOverLeadingDimensions) {
 }
 
 // Oracle: LibTorch's functions themselves, bit for bit, wherever gemm hands the product to them.
+// padded_rows: rows 16 values further apart where they would be a multiple of 1024 floats apart, else
+// contiguous; as a product's transposed operand (dy^T x) and as a plain one (dy W) it gives the bits
+// of the same values laid out contiguously.
+TEST_F(Gemm, PaddedRowsGiveTheBitsOfContiguousOperands) {
+  for (const int64_t cols : {int64_t{1024}, int64_t{2048}, int64_t{1000}}) {
+    auto dy = gemm::padded_rows(64, cols, torch::kFloat32);
+    EXPECT_EQ(dy.size(0), 64);
+    EXPECT_EQ(dy.size(1), cols);
+    EXPECT_EQ(dy.stride(1), 1);
+    EXPECT_EQ(dy.stride(0), cols % 1024 == 0 ? cols + 16 : cols);
+    dy.copy_(randn({64, cols}));
+    const auto plain = dy.contiguous(), x = randn({64, 40}), W = randn({cols, 24});
+    EXPECT_TRUE(torch::equal(gemm::mm(dy.t(), x), gemm::mm(plain.t(), x))) << cols;
+    EXPECT_TRUE(torch::equal(gemm::mm(dy, W), gemm::mm(plain, W))) << cols;
+  }
+}
+
 TEST_F(Gemm, HandsOtherProductsToLibTorch) {
   const auto a = torch::randn({12, 7}, torch::kFloat64), b = torch::randn({7, 5}, torch::kFloat64);
   EXPECT_TRUE(torch::equal(gemm::mm(a, b), torch::mm(a, b)));  // float64
