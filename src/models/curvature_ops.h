@@ -18,6 +18,10 @@ namespace bs::ops {
 torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
 // x W^T + b (b undefined: no bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
+// res + (x W^T + b), a residual stream and a linear layer (b defined): while a training step records
+// it, the product accumulates into res + b instead of an addition after it (a rounding apart).
+torch::Tensor linear_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W,
+                              const torch::Tensor& b);
 // x W_i^T + b_i for each weight (bs empty: no biases), as one product against the stacked weights
 // while a training step records them (GPT-2's q, k, v); the layers' own products otherwise.
 std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
@@ -26,6 +30,9 @@ std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<tor
 // 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))).
 torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,
                        const torch::Tensor& W2, const torch::Tensor& b2);
+// res + gelu_mlp(x, ...), the residual added as linear_residual adds it.
+torch::Tensor gelu_mlp_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W1,
+                                const torch::Tensor& b1, const torch::Tensor& W2, const torch::Tensor& b2);
 // LayerNorm over the last dimension with weight w and bias b.
 torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, double eps);
 // RMSNorm over the last dimension (LLaMA): x rsqrt(mean(x^2) + eps) w.

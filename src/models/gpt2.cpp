@@ -15,10 +15,6 @@ static void init_linear(torch::nn::Linear& l, double std) {
 }
 
 // The layers through curvature_ops (cheap double backward).
-static torch::Tensor through_ops(const torch::nn::Linear& l, const torch::Tensor& x) {
-  return ops::linear(x, l->weight, l->bias);
-}
-
 static torch::Tensor through_ops(const torch::nn::LayerNorm& ln, const torch::Tensor& x) {
   return ops::layer_norm(x, ln->weight, ln->bias, ln->options.eps());
 }
@@ -35,13 +31,13 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& c) : n_heads
   init_linear(o_proj, 0.02 / std::sqrt(2.0 * c.n_layer));
 }
 
-torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
   const int64_t B = x.size(0), T = x.size(1), D = x.size(2), hd = D / n_heads;
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
   const auto qkv = ops::linears(x, {q_proj->weight, k_proj->weight, v_proj->weight},
                                 {q_proj->bias, k_proj->bias, v_proj->bias});  // one product
   auto y = ops::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]));
-  return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, D}));
+  return ops::linear_residual(residual, y.transpose(1, 2).reshape({B, T, D}), o_proj->weight, o_proj->bias);
 }
 
 Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
@@ -52,8 +48,8 @@ Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
   init_linear(fc_out, 0.02 / std::sqrt(2.0 * c.n_layer));
 }
 
-torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
-  return ops::gelu_mlp(x, fc_in->weight, fc_in->bias, fc_out->weight, fc_out->bias);
+torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  return ops::gelu_mlp_residual(residual, x, fc_in->weight, fc_in->bias, fc_out->weight, fc_out->bias);
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {
@@ -64,8 +60,8 @@ Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& c) {
 }
 
 torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(through_ops(ln_1, x));
-  return x + mlp(through_ops(ln_2, x));
+  x = attn(through_ops(ln_1, x), x);
+  return mlp(through_ops(ln_2, x), x);
 }
 
 Gpt2Impl::Gpt2Impl(const ModelConfig& c) : cfg(c) {

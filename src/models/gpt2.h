@@ -10,7 +10,8 @@ namespace bs {
 
 struct CausalSelfAttentionImpl : torch::nn::Module {
   explicit CausalSelfAttentionImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);
+  // residual + attention(x): the residual joins o_proj's product (ops::linear_residual).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads;
 };
@@ -18,7 +19,8 @@ TORCH_MODULE(CausalSelfAttention);
 
 struct Gpt2MlpImpl : torch::nn::Module {
   explicit Gpt2MlpImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);
+  // residual + mlp(x), the residual joining fc_out's product.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   torch::nn::Linear fc_in{nullptr}, fc_out{nullptr};
 };
 TORCH_MODULE(Gpt2Mlp);

@@ -122,6 +122,40 @@ struct LinearNoBias : torch::autograd::Function<LinearNoBias> {
   }
 };
 
+// res + (x W^T + b), a residual stream and a linear layer's output: for float rows the product
+// accumulates into rows of res + b (one pass, where gemm::linear copies the bias into every row
+// anyway) instead of a product and then an addition that reads both again into a fresh result. A
+// rounding apart from res + linear (res + b is rounded before the product's sum is added to it).
+// Elsewhere (float64, grad mode on, batched, another device) res + gemm::linear.
+Tensor linear_residual_value(const Tensor& res, const Tensor& x, const Tensor& W, const Tensor& b) {
+  const bool rows = float_rows({res, x, W, b}) && b.dim() == 1 && b.is_contiguous() && x.dim() >= 1 && res.dim() >= 1 &&
+                    res.size(-1) == W.size(0) && x.size(-1) == W.size(1) &&
+                    res.numel() / W.size(0) == x.numel() / W.size(1);
+  if (!rows) return res + gemm::linear(x, W, b);
+  const auto rc = res.contiguous();
+  auto out = torch::empty_like(rc, at::MemoryFormat::Contiguous);
+  const int64_t cols = W.size(0), n = rc.numel() / cols;
+  add_row_vector_rows(rc.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>(), n, cols);
+  auto out2 = out.view({n, cols});
+  gemm::addmm_(out2, x.reshape({-1, W.size(1)}), W.t());
+  return out;
+}
+
+// y = res + (x W^T + b) (GPT-2's attention output and residual): Linear's gradient, res's is y's.
+struct LinearResidual : torch::autograd::Function<LinearResidual> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& res, const Tensor& x, const Tensor& W, const Tensor& b) {
+    ctx->save_for_backward({x, W});
+    return linear_residual_value(res, x, W, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &W = saved[1];
+    const auto g =
+        torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W) : linear_gradient(grad[0], x, W);
+    return {grad[0], g[0], g[1], g[2]};
+  }
+};
+
 // GELU feeding a Linear, y = a W^T + b, a = gelu(h) (GPT-2's MLP): one node, so that per product the
 // cotangents of a never go through a separate addition. Gradient: da = dy W, dh = da f'(h),
 // dW = dy^T a, db = sum_rows dy. For cotangents (Ah, Bw, Bb), with cda = Ah f'(h):
@@ -210,16 +244,28 @@ struct GeluLinearBackward : torch::autograd::Function<GeluLinearBackward> {
 // GPT-2's MLP, y = gelu(h) W2^T + b2, h = x W1^T + b1, as one node that also returns h: while
 // products run, what flows to h from the gradient's pieces joins the product's own cotangent in one
 // fused pass (dh = da f'(h) + gh) instead of a multiplication and an addition.
-struct GeluMlp : torch::autograd::Function<GeluMlp> {
+// With kResidual, a sixth input res and y = res + (gelu(h) W2^T + b2), the residual added where the bias
+// is (linear_residual_value); res's gradient is y's.
+template <bool kResidual>
+struct GeluMlp : torch::autograd::Function<GeluMlp<kResidual>> {
+  template <class... Res>
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& W1, const Tensor& b1,
-                               const Tensor& W2, const Tensor& b2) {
+                               const Tensor& W2, const Tensor& b2, const Res&... res) {
+    static_assert(sizeof...(Res) == (kResidual ? 1 : 0), "GeluMlp: one residual with kResidual, none without");
     ctx->set_materialize_grads(false);
     const auto [h, a] = linear_gelu(x, W1, b1);
     ctx->save_for_backward({x, W1, W2, h});
     ctx->saved_data["a"] = a;
+    if constexpr (kResidual) return {linear_residual_value(res..., a, W2, b2), h};
     return {gemm::linear(a, W2, b2), h};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto g = gradients(ctx, grad);
+    if (kResidual) g.push_back(grad[0]);
+    return g;
+  }
+  // (dx, dW1, db1, dW2, db2) from the gradients of (y, h).
+  static variable_list gradients(AutogradContext* ctx, const variable_list& grad) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &W1 = saved[1], &W2 = saved[2], &h = saved[3];
     const auto gy = grad[0].defined() ? grad[0] : torch::zeros({h.numel() / W1.size(0), W2.size(0)}, h.options());
@@ -350,10 +396,22 @@ std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<tor
   return out;
 }
 
+torch::Tensor linear_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W,
+                              const torch::Tensor& b) {
+  if (recorded(x) && b.defined()) return LinearResidual::apply(res, x, W, b);
+  return res + linear(x, W, b);
+}
+
 torch::Tensor gelu_mlp(const torch::Tensor& x, const torch::Tensor& W1, const torch::Tensor& b1,
                        const torch::Tensor& W2, const torch::Tensor& b2) {
-  if (recorded(x) && b1.defined() && b2.defined()) return GeluMlp::apply(x, W1, b1, W2, b2)[0];
+  if (recorded(x) && b1.defined() && b2.defined()) return GeluMlp<false>::apply(x, W1, b1, W2, b2)[0];
   return at::linear(gelu_tanh_value(at::linear(x, W1, b1)), W2, b2);
+}
+
+torch::Tensor gelu_mlp_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W1,
+                                const torch::Tensor& b1, const torch::Tensor& W2, const torch::Tensor& b2) {
+  if (recorded(x) && b1.defined() && b2.defined()) return GeluMlp<true>::apply(x, W1, b1, W2, b2, res)[0];
+  return res + gelu_mlp(x, W1, b1, W2, b2);
 }
 
 }  // namespace bs::ops

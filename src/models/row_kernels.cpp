@@ -88,6 +88,16 @@ void gelu_tanh_bias_rows(float* h, const float* b, float* a, int64_t rows, int64
   });
 }
 
+void add_row_vector_rows(const float* x, const float* b, float* out, int64_t rows, int64_t cols) {
+  at::parallel_for(0, rows, rows_per_task(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * cols;
+      float* o = out + r * cols;
+      elements([xr, o, b](int64_t j) { o[j] = xr[j] + b[j]; }, 0, cols);
+    }
+  });
+}
+
 // SwiGLU y = silu(g) u with silu(g) = g / (1 + exp(-g)), LibTorch's formula with exp_poly's exp.
 void swiglu_rows(const float* g, const float* u, float* y, int64_t n) {
   at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {

@@ -14,6 +14,10 @@ void gelu_tanh_rows(const float* h, float* a, int64_t n);
 // to every row, in place, and a = gelu(h + b), in one pass (the product then writes h without reading
 // a copy of the bias first).
 void gelu_tanh_bias_rows(float* h, const float* b, float* a, int64_t rows, int64_t cols);
+// out = x + b over rows of `cols`, row b added to every row of x: a residual and a linear layer's bias,
+// which the layer's product then accumulates into (instead of a product over the bias rows and an
+// addition of the residual after it).
+void add_row_vector_rows(const float* x, const float* b, float* out, int64_t rows, int64_t cols);
 
 // SwiGLU y = silu(g) u over n floats, silu(g) = g / (1 + exp(-g)) as LibTorch's with exp_poly's exp,
 // and its gradient (dg, du) = (dy u silu'(g), dy silu(g)) in one pass (silu' as LibTorch's

@@ -185,6 +185,20 @@ INSTANTIATE_TEST_SUITE_P(
                [] {
                  return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5})};
                }},
+        // A residual stream joining the layer's product (GPT-2's o_proj and MLP).
+        OpCase{"linear_residual",
+               [](const Inputs& x) { return torch::tanh(ops::linear_residual(x[3], x[0], x[1], x[2])); },
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5}), leaf({2, 3, 5})};
+               }},
+        OpCase{"gelu_mlp_residual",
+               [](const Inputs& x) {
+                 const auto y = ops::gelu_mlp_residual(x[5], x[0], x[1], x[2], x[3], x[4]);
+                 return y * x[5];
+               },
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({6, 4}, 1.5), leaf({6}), leaf({5, 6}), leaf({5}), leaf({2, 3, 5})};
+               }},
         OpCase{"layer_norm", [](const Inputs& x) { return ops::layer_norm(x[0], x[1], x[2], 1e-5); },
                [] {
                  return Inputs{leaf({2, 3, 6}), leaf({6}), leaf({6})};
@@ -248,6 +262,35 @@ TEST(GeluMlp, FirstOrderGradientMatchesLibTorch) {
     const auto fast = grads(false), ref = grads(true);
     const double tol = dtype == torch::kFloat64 ? 1e-13 : 3e-6;
     for (size_t i = 0; i < leaves.size(); ++i) EXPECT_LT(rel(fast[i], ref[i]), tol) << "leaf " << i << " " << dtype;
+  }
+}
+
+// A training step through GPT-2's residual joins: in float32 the product accumulates into rows of
+// res + b. Oracle: res + LibTorch's linear (NativeSecondOrder), float64 to 1e-13 and float32 to its
+// rounding, values and first-order gradients (res's gradient is the output's).
+TEST(LinearResidual, ValueAndFirstOrderGradientMatchLibTorch) {
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    torch::manual_seed(7);
+    auto t = [&](std::vector<int64_t> shape) { return torch::randn(shape, dtype).requires_grad_(true); };
+    const std::vector<torch::Tensor> leaves = {t({3, 7, 16}), t({5, 16}),  t({5}),  t({3, 7, 5}), t({24, 16}),
+                                               t({24}),       t({16, 24}), t({16}), t({3, 7, 16})};
+    auto run = [&](bool native) {
+      std::optional<ops::NativeSecondOrder> guard;
+      if (native) guard.emplace();
+      const auto& l = leaves;
+      const auto y1 = ops::linear_residual(l[3], l[0], l[1], l[2]);
+      const auto y2 = ops::gelu_mlp_residual(l[8], l[0], l[4], l[5], l[6], l[7]);
+      const auto loss = (y1 * y1 * y1).sum() + (y2 * torch::tanh(y2)).sum();
+      auto g = torch::autograd::grad({loss}, leaves, {}, false, false);
+      g.push_back(y1.detach());
+      g.push_back(y2.detach());
+      return g;
+    };
+    const auto fast = run(false), ref = run(true);
+    // float32: the outputs' roundings (res + b rounded first) pass through the loss's derivatives, a few
+    // ulps of its largest value.
+    const double tol = dtype == torch::kFloat64 ? 1e-13 : 1e-5;
+    for (size_t i = 0; i < fast.size(); ++i) EXPECT_LT(rel(fast[i], ref[i]), tol) << "output " << i << " " << dtype;
   }
 }
 
@@ -520,6 +563,20 @@ TEST(GeluTanhBiasRows, AddTheBiasAndSumTheColumnsInTheGeluPasses) {
   const auto err = (db.to(torch::kFloat64) - dhd.sum(0)).abs(),
              bound = (rows - 1) * std::ldexp(1.0, -24) * dhd.abs().sum(0);
   EXPECT_TRUE((err <= bound).all().item<bool>()) << "worst " << (err / bound).max().item<double>() << " of the bound";
+}
+
+// The rows a residual product accumulates into (add_row_vector_rows): x + b, exactly LibTorch's, in
+// both variants and at 1 and 3 threads.
+TEST(AddRowVectorRows, ResidualRowsWithTheBiasAreLibTorchsSum) {
+  torch::manual_seed(15);
+  const int64_t rows = 101, cols = 37;
+  const auto x = torch::randn({rows, cols}), b = torch::randn({cols});
+  const auto out = same_bits_in_every_variant([&] {
+    auto xb = torch::empty({rows, cols});
+    ops::detail::add_row_vector_rows(x.data_ptr<float>(), b.data_ptr<float>(), xb.data_ptr<float>(), rows, cols);
+    return std::vector<torch::Tensor>{xb};
+  });
+  EXPECT_TRUE(torch::equal(out[0], x + b));
 }
 
 // The training step's causal softmax (causal_softmax_rows) against LibTorch's `scores * s`,
