@@ -18,8 +18,8 @@ namespace bs::ops {
 torch::Tensor swiglu(const torch::Tensor& g, const torch::Tensor& u);
 // x W^T + b (b undefined: no bias).
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b);
-// res + (x W^T + b), a residual stream and a linear layer (b defined): while a training step records
-// it, the product accumulates into res + b instead of an addition after it (a rounding apart).
+// res + (x W^T + b), a residual stream and a linear layer (b undefined: no bias): while a training step
+// records it, the product accumulates into res + b instead of an addition after it (a rounding apart).
 torch::Tensor linear_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W,
                               const torch::Tensor& b);
 // x W_i^T + b_i for each weight (bs empty: no biases), as one product against the stacked weights

@@ -41,14 +41,14 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c)
   o_proj = make_linear(*this, "o_proj", n_heads * head_dim, c.dim, resid);
 }
 
-torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) { return t.view({B, T, h, head_dim}).transpose(1, 2); };
   auto q = apply_rope(heads(through_ops(q_proj, x), n_heads));
   auto k = apply_rope(heads(through_ops(k_proj, x), n_kv_heads));
   auto v = heads(through_ops(v_proj, x), n_kv_heads);
   auto y = ops::causal_attention(q, k, v);  // grouped-query: each KV head serves n_heads / n_kv_heads queries
-  return through_ops(o_proj, y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
+  return ops::linear_residual(residual, y.transpose(1, 2).reshape({B, T, n_heads * head_dim}), o_proj->weight, {});
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
@@ -59,8 +59,9 @@ LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
   down_proj = make_linear(*this, "down_proj", hidden, c.dim, 0.02 / std::sqrt(2.0 * c.n_layer));
 }
 
-torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  return through_ops(down_proj, ops::swiglu(through_ops(gate_proj, x), through_ops(up_proj, x)));
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  return ops::linear_residual(residual, ops::swiglu(through_ops(gate_proj, x), through_ops(up_proj, x)),
+                              down_proj->weight, {});
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {
@@ -71,8 +72,8 @@ LlamaLayerImpl::LlamaLayerImpl(const ModelConfig& c) {
 }
 
 torch::Tensor LlamaLayerImpl::forward(torch::Tensor x) {
-  x = x + self_attn(input_layernorm(x));
-  return x + mlp(post_attention_layernorm(x));
+  x = self_attn(input_layernorm(x), x);
+  return mlp(post_attention_layernorm(x), x);
 }
 
 LlamaImpl::LlamaImpl(const ModelConfig& c) : cfg(c) {

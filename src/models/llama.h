@@ -18,7 +18,8 @@ TORCH_MODULE(RMSNorm);
 
 struct LlamaAttentionImpl : torch::nn::Module {
   explicit LlamaAttentionImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);
+  // residual + attention(x): the residual joins o_proj's product (ops::linear_residual).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
 };
@@ -26,7 +27,8 @@ TORCH_MODULE(LlamaAttention);
 
 struct LlamaMlpImpl : torch::nn::Module {
   explicit LlamaMlpImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);
+  // residual + mlp(x), the residual joining down_proj's product.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(LlamaMlp);

@@ -122,37 +122,49 @@ struct LinearNoBias : torch::autograd::Function<LinearNoBias> {
   }
 };
 
-// res + (x W^T + b), a residual stream and a linear layer's output: for float rows the product
-// accumulates into rows of res + b (one pass, where gemm::linear copies the bias into every row
-// anyway) instead of a product and then an addition that reads both again into a fresh result. A
-// rounding apart from res + linear (res + b is rounded before the product's sum is added to it).
-// Elsewhere (float64, grad mode on, batched, another device) res + gemm::linear.
+// res + (x W^T + b), a residual stream and a linear layer's output (b may be undefined): for float rows
+// the product accumulates into rows of res + b (one pass, where gemm::linear copies the bias into every
+// row anyway; a copy of res without a bias) instead of a product and then an addition that reads both
+// again into a fresh result. A rounding apart from res + linear (res + b is rounded before the
+// product's sum is added to it). Elsewhere (float64, grad mode on, batched, another device)
+// res + gemm::linear.
 Tensor linear_residual_value(const Tensor& res, const Tensor& x, const Tensor& W, const Tensor& b) {
-  const bool rows = float_rows({res, x, W, b}) && b.dim() == 1 && b.is_contiguous() && x.dim() >= 1 && res.dim() >= 1 &&
+  const bool bias_row = !b.defined() || (float_rows({b}) && b.dim() == 1 && b.is_contiguous());
+  const bool rows = float_rows({res, x, W}) && bias_row && x.dim() >= 1 && res.dim() >= 1 &&
                     res.size(-1) == W.size(0) && x.size(-1) == W.size(1) &&
                     res.numel() / W.size(0) == x.numel() / W.size(1);
   if (!rows) return res + gemm::linear(x, W, b);
-  const auto rc = res.contiguous();
-  auto out = torch::empty_like(rc, at::MemoryFormat::Contiguous);
-  const int64_t cols = W.size(0), n = rc.numel() / cols;
-  add_row_vector_rows(rc.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>(), n, cols);
+  const int64_t cols = W.size(0), n = res.numel() / cols;
+  Tensor out;
+  if (b.defined()) {
+    const auto rc = res.contiguous();
+    out = torch::empty_like(rc, at::MemoryFormat::Contiguous);
+    add_row_vector_rows(rc.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>(), n, cols);
+  } else {
+    out = res.clone(at::MemoryFormat::Contiguous);
+  }
   auto out2 = out.view({n, cols});
   gemm::addmm_(out2, x.reshape({-1, W.size(1)}), W.t());
   return out;
 }
 
-// y = res + (x W^T + b) (GPT-2's attention output and residual): Linear's gradient, res's is y's.
-struct LinearResidual : torch::autograd::Function<LinearResidual> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& res, const Tensor& x, const Tensor& W, const Tensor& b) {
+// y = res + (x W^T + b) (GPT-2's and LLaMA's attention output and residual; kBias: with b): Linear's
+// gradient, res's is y's.
+template <bool kBias>
+struct LinearResidual : torch::autograd::Function<LinearResidual<kBias>> {
+  template <class... Bias>
+  static Tensor forward(AutogradContext* ctx, const Tensor& res, const Tensor& x, const Tensor& W, const Bias&... b) {
+    static_assert(sizeof...(Bias) == (kBias ? 1 : 0), "LinearResidual: one bias with kBias, none without");
     ctx->save_for_backward({x, W});
-    return linear_residual_value(res, x, W, b);
+    return linear_residual_value(res, x, W, Tensor(b...));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &W = saved[1];
-    const auto g =
-        torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W) : linear_gradient(grad[0], x, W);
-    return {grad[0], g[0], g[1], g[2]};
+    const auto g = torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W)  // (its db unused without b)
+                                                 : linear_gradient(grad[0], x, W, kBias);
+    if constexpr (kBias) return {grad[0], g[0], g[1], g[2]};
+    return {grad[0], g[0], g[1]};
   }
 };
 
@@ -398,7 +410,8 @@ std::vector<torch::Tensor> linears(const torch::Tensor& x, const std::vector<tor
 
 torch::Tensor linear_residual(const torch::Tensor& res, const torch::Tensor& x, const torch::Tensor& W,
                               const torch::Tensor& b) {
-  if (recorded(x) && b.defined()) return LinearResidual::apply(res, x, W, b);
+  if (recorded(x))
+    return b.defined() ? LinearResidual<true>::apply(res, x, W, b) : LinearResidual<false>::apply(res, x, W);
   return res + linear(x, W, b);
 }
 

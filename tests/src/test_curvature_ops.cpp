@@ -191,6 +191,11 @@ INSTANTIATE_TEST_SUITE_P(
                [] {
                  return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({5}), leaf({2, 3, 5})};
                }},
+        OpCase{"linear_residual_without_bias",
+               [](const Inputs& x) { return torch::tanh(ops::linear_residual(x[2], x[0], x[1], {})); },
+               [] {
+                 return Inputs{leaf({2, 3, 4}), leaf({5, 4}), leaf({2, 3, 5})};
+               }},
         OpCase{"gelu_mlp_residual",
                [](const Inputs& x) {
                  const auto y = ops::gelu_mlp_residual(x[5], x[0], x[1], x[2], x[3], x[4]);
@@ -280,10 +285,12 @@ TEST(LinearResidual, ValueAndFirstOrderGradientMatchLibTorch) {
       const auto& l = leaves;
       const auto y1 = ops::linear_residual(l[3], l[0], l[1], l[2]);
       const auto y2 = ops::gelu_mlp_residual(l[8], l[0], l[4], l[5], l[6], l[7]);
-      const auto loss = (y1 * y1 * y1).sum() + (y2 * torch::tanh(y2)).sum();
+      const auto y3 = ops::linear_residual(l[3], l[0], l[1], {});  // without a bias (LLaMA's)
+      const auto loss = (y1 * y1 * y1).sum() + (y2 * torch::tanh(y2)).sum() + (y3 * y3).sum();
       auto g = torch::autograd::grad({loss}, leaves, {}, false, false);
       g.push_back(y1.detach());
       g.push_back(y2.detach());
+      g.push_back(y3.detach());
       return g;
     };
     const auto fast = run(false), ref = run(true);
