@@ -94,6 +94,14 @@ struct LinearBackward : torch::autograd::Function<LinearBackward> {
   }
 };
 
+// A linear layer's (dx, dW) and, with a bias, db from dy: through LinearBackward while a gradient graph
+// is built (grad mode on in backward), linear_gradient otherwise.
+variable_list linear_layer_gradients(const Tensor& dy, const Tensor& x, const Tensor& W, bool bias) {
+  auto g = torch::GradMode::is_enabled() ? LinearBackward::apply(dy, x, W) : linear_gradient(dy, x, W, bias);
+  if (!bias) g.resize(2);  // (LinearBackward's db goes unused)
+  return g;
+}
+
 struct Linear : torch::autograd::Function<Linear> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& W, const Tensor& b) {
     ctx->save_for_backward({x, W});
@@ -101,9 +109,7 @@ struct Linear : torch::autograd::Function<Linear> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &W = saved[1];
-    if (torch::GradMode::is_enabled()) return LinearBackward::apply(grad[0], x, W);
-    return linear_gradient(grad[0], x, W);
+    return linear_layer_gradients(grad[0], saved[0], saved[1], /*bias=*/true);
   }
 };
 
@@ -115,10 +121,7 @@ struct LinearNoBias : torch::autograd::Function<LinearNoBias> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &W = saved[1];
-    auto g = torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W)  // its db goes unused
-                                           : linear_gradient(grad[0], x, W, /*bias=*/false);
-    return {g[0], g[1]};
+    return linear_layer_gradients(grad[0], saved[0], saved[1], /*bias=*/false);
   }
 };
 
@@ -135,16 +138,13 @@ Tensor linear_residual_value(const Tensor& res, const Tensor& x, const Tensor& W
                     res.numel() / W.size(0) == x.numel() / W.size(1);
   if (!rows) return res + gemm::linear(x, W, b);
   const int64_t cols = W.size(0), n = res.numel() / cols;
-  Tensor out;
-  if (b.defined()) {
-    const auto rc = res.contiguous();
-    out = torch::empty_like(rc, at::MemoryFormat::Contiguous);
-    add_row_vector_rows(rc.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>(), n, cols);
-  } else {
-    out = res.clone(at::MemoryFormat::Contiguous);
-  }
+  const auto x2 = x.reshape({-1, W.size(1)});
+  if (!b.defined()) return gemm::addmm(res.reshape({n, cols}), x2, W.t()).view(res.sizes());  // into a copy of res
+  const auto rc = res.contiguous();
+  auto out = torch::empty_like(rc, at::MemoryFormat::Contiguous);
+  add_row_vector_rows(rc.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>(), n, cols);
   auto out2 = out.view({n, cols});
-  gemm::addmm_(out2, x.reshape({-1, W.size(1)}), W.t());
+  gemm::addmm_(out2, x2, W.t());
   return out;
 }
 
@@ -160,11 +160,9 @@ struct LinearResidual : torch::autograd::Function<LinearResidual<kBias>> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     const auto saved = ctx->get_saved_variables();
-    const auto &x = saved[0], &W = saved[1];
-    const auto g = torch::GradMode::is_enabled() ? LinearBackward::apply(grad[0], x, W)  // (its db unused without b)
-                                                 : linear_gradient(grad[0], x, W, kBias);
-    if constexpr (kBias) return {grad[0], g[0], g[1], g[2]};
-    return {grad[0], g[0], g[1]};
+    auto g = linear_layer_gradients(grad[0], saved[0], saved[1], kBias);
+    g.insert(g.begin(), grad[0]);
+    return g;
   }
 };
 
@@ -273,7 +271,7 @@ struct GeluMlp : torch::autograd::Function<GeluMlp<kResidual>> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     auto g = gradients(ctx, grad);
-    if (kResidual) g.push_back(grad[0]);
+    if constexpr (kResidual) g.push_back(grad[0]);
     return g;
   }
   // (dx, dW1, db1, dW2, db2) from the gradients of (y, h).
