@@ -35,7 +35,7 @@ namespace {
 
 struct TrainBenchOptions {
   std::vector<std::string> models = {"gpt2-small-cpu", "llama-small-cpu"};
-  int64_t batch_size = 8, seq_len = 0, steps = 10, rounds = 2;
+  int64_t batch_size = 8, seq_len = 0, steps = 10, rounds = 5;
   int threads = 0;  // 0: every core
   uint64_t seed = 0;
   std::vector<std::string> backends = {"onednn", "libtorch"};
@@ -142,7 +142,9 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--batch-size", o->batch_size, "sequences per batch")->capture_default_str();
   cmd->add_option("--seq-len", o->seq_len, "tokens per sequence (0: each preset's context)")->capture_default_str();
   cmd->add_option("--steps", o->steps, "timed steps per round (median), after two untimed")->capture_default_str();
-  cmd->add_option("--rounds", o->rounds, "rounds, blocksharp then PyTorch in each (the best median is kept)")
+  cmd->add_option("--rounds", o->rounds,
+                  "rounds, blocksharp then PyTorch in each: each side's best round is reported, and the ratio "
+                  "within each round (and their median)")
       ->capture_default_str();
   cmd->add_option("--gemm", o->backends,
                   "matrix-product backends of blocksharp's side, the first the headline (libtorch: LibTorch's own "
@@ -197,13 +199,21 @@ void register_bench_train(CLI::App& bench) {
       for (size_t b = 0; b < o->backends.size(); ++b) {
         const std::string key = b == 0 ? "blocksharp" : "blocksharp_" + o->backends[b] + "_gemm";
         m[key] = best_ours[b];
+        m[key]["step_ms_rounds"] = round_ms[b];  // each round's median step, in round order
         if (!with_torch) continue;
         m[key]["tokens_per_s_over_pytorch"] =
             best_ours[b]["tokens_per_s"].get<double>() / best_torch["tokens_per_s"].get<double>();
-        m[key]["tokens_per_s_over_pytorch_round_median"] = median_of_ratios(torch_round_ms, round_ms[b]);
+        // Each round's ratio (PyTorch's median step over ours, seconds apart) and their median.
+        std::vector<double> ratios;
+        for (size_t r = 0; r < round_ms[b].size(); ++r) ratios.push_back(torch_round_ms[r] / round_ms[b][r]);
+        m[key]["tokens_per_s_over_pytorch_rounds"] = ratios;
+        m[key]["tokens_per_s_over_pytorch_round_median"] = median(ratios);
         m[key]["peak_rss_growth_over_pytorch"] = grown(best_ours[b]) / grown(best_torch);
       }
-      if (with_torch) m["pytorch_eager"] = best_torch;
+      if (with_torch) {
+        m["pytorch_eager"] = best_torch;
+        m["pytorch_eager"]["step_ms_rounds"] = torch_round_ms;
+      }
     }
     bar.finish();
     out["threads"] = torch::get_num_threads();

@@ -47,6 +47,20 @@ for model in ("gpt2-tiny", "llama-tiny"):
         assert ours_blas == "LibTorch (" + theirs["blas"] + ")", (ours_blas, theirs["blas"])
 print("bench train: same parameters, tokens and BLAS on both sides, ratios consistent")
 
+# Three rounds: each side's per-round medians in round order, the best of them reported as the step, and
+# each round's ratio (PyTorch's step over ours in that round) with their median (Python's statistics).
+import statistics  # noqa: E402
+
+m = json.loads(run(["bench", "train", "--models", "gpt2-tiny", "--steps", "2", "--rounds", "3", "--batch-size", "1",
+                    "--threads", "1", "--gemm", "onednn"]))["models"]["gpt2-tiny"]
+ours, theirs = m["blocksharp"], m["pytorch_eager"]
+assert len(ours["step_ms_rounds"]) == len(theirs["step_ms_rounds"]) == 3, (ours, theirs)
+assert ours["step_ms"] == min(ours["step_ms_rounds"]) and theirs["step_ms"] == min(theirs["step_ms_rounds"]), m
+ratios = [t / o for t, o in zip(theirs["step_ms_rounds"], ours["step_ms_rounds"])]
+assert all(abs(a - b) <= 1e-12 * b for a, b in zip(ours["tokens_per_s_over_pytorch_rounds"], ratios)), (ours, ratios)
+assert abs(ours["tokens_per_s_over_pytorch_round_median"] - statistics.median(ratios)) <= 1e-12 * max(ratios), ours
+print("bench train: three rounds, per-round steps and ratios, their median")
+
 # OPENBLAS_CORETYPE reaches the PyTorch side: both name the kernels it asks for.
 if "OpenBLAS" in out["models"]["gpt2-tiny"]["blocksharp_libtorch_gemm"]["gemm"]:
     env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
