@@ -415,8 +415,8 @@ double rth_smallest_abs(const std::vector<AbsSource>& in, int64_t r) {
   at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
     ThreadFind& found = per_thread[at::get_thread_num()];
     auto one = [&](int64_t c) {
-      const auto [t, b] = chunks[c];
-      const AbsSource& s = src[t];
+      const int64_t b = chunks[c].second;  // a plain variable: C++17 lambdas capture no structured binding
+      const AbsSource& s = src[chunks[c].first];
       const int64_t n_c = std::min(kChunk, s.g.numel() - b);
       AT_DISPATCH_FLOATING_TYPES(s.g.scalar_type(), "find_in_chunk", [&] {
         if constexpr (std::is_same_v<scalar_t, float>) {

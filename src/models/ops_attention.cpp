@@ -248,7 +248,10 @@ std::array<Tensor, 3> attention_heads_backward(const Tensor& gO, const Tensor& g
                                                const Tensor& v, const Tensor& P, double s) {
   const int64_t B = q.size(0), H = q.size(1), G = k.size(1), T = q.size(2), d = q.size(3), dv = v.size(3);
   const int64_t rep = H / G;
-  auto [dq, dk, dV] = gradient_buffers(q, k, v);
+  // Named elements, not a structured binding: the lambda below uses them, and C++17 lets a lambda
+  // capture no structured binding (GCC allows it; Clang, which builds the fuzzers, does not).
+  const std::array<Tensor, 3> grads = gradient_buffers(q, k, v);
+  const Tensor &dq = grads[0], &dk = grads[1], &dV = grads[2];
   const auto gPc = gP.defined() ? gP.contiguous() : Tensor();
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const float *gOp = gO.data_ptr<float>(), *Pp = P.data_ptr<float>(),
