@@ -91,8 +91,20 @@ TEST(TraceFile, AppendsInPlaceAtAConstantCostAndRewritesLogarithmically) {
   ASSERT_EQ(static_cast<int64_t>(in_place_bytes.size()), n - 3);
   ASSERT_GT(in_place_bytes.front(), 0);
   // The same bytes for the 2nd record as for the 600th: a row per dataset and its header, whatever n.
-  for (size_t k = 0; k < in_place_bytes.size(); ++k)
-    EXPECT_EQ(in_place_bytes[k], in_place_bytes.front()) << "append of record " << in_place_at[k];
+  // In the sanitizer build (scripts/sanitize.sh), UBSan's vptr check tests that a pointer is readable
+  // by writing 16 bytes to a pipe (sanitizer_common's IsAccessibleMemoryRange) the first time it meets a
+  // type, and /proc/self/io counts those writes too: there the first in-place append may count a few
+  // more (16 bytes, measured 2026-12-03) and the constant cost is checked from the second on.
+#ifdef __SANITIZE_ADDRESS__
+  const size_t first = 1;
+  EXPECT_GE(in_place_bytes.front(), in_place_bytes[first]);
+  EXPECT_LE(in_place_bytes.front() - in_place_bytes[first], 16 * 16);
+  EXPECT_EQ((in_place_bytes.front() - in_place_bytes[first]) % 16, 0);
+#else
+  const size_t first = 0;
+#endif
+  for (size_t k = first; k < in_place_bytes.size(); ++k)
+    EXPECT_EQ(in_place_bytes[k], in_place_bytes[first]) << "append of record " << in_place_at[k];
   EXPECT_LT(in_place_bytes.front(), 64 * 1024);
   std::printf("in-place append: %lld bytes written, at record 2 as at record %lld\n",
               static_cast<long long>(in_place_bytes.front()), static_cast<long long>(n));
