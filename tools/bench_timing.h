@@ -15,12 +15,17 @@ inline double median(std::vector<double> t) {
   return t.size() % 2 ? t[m] : (t[m - 1] + t[m]) / 2;
 }
 
-// The median over k of a[k] / b[k]: a ratio of two times taken close together, where the ratio of two
-// separately taken medians or minima may pair different spells of a noisy machine.
-inline double median_of_ratios(const std::vector<double>& a, const std::vector<double>& b) {
+// a[k] / b[k] for each k of both: ratios of two times taken close together.
+inline std::vector<double> ratios(const std::vector<double>& a, const std::vector<double>& b) {
   std::vector<double> r;
   for (size_t k = 0; k < std::min(a.size(), b.size()); ++k) r.push_back(a[k] / b[k]);
-  return median(r);
+  return r;
+}
+
+// The median over k of a[k] / b[k], where the ratio of two separately taken medians or minima may pair
+// different spells of a noisy machine.
+inline double median_of_ratios(const std::vector<double>& a, const std::vector<double>& b) {
+  return median(ratios(a, b));
 }
 
 // The median wall time of `repeats` calls of f, in seconds.

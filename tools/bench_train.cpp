@@ -204,10 +204,9 @@ void register_bench_train(CLI::App& bench) {
         m[key]["tokens_per_s_over_pytorch"] =
             best_ours[b]["tokens_per_s"].get<double>() / best_torch["tokens_per_s"].get<double>();
         // Each round's ratio (PyTorch's median step over ours, seconds apart) and their median.
-        std::vector<double> ratios;
-        for (size_t r = 0; r < round_ms[b].size(); ++r) ratios.push_back(torch_round_ms[r] / round_ms[b][r]);
-        m[key]["tokens_per_s_over_pytorch_rounds"] = ratios;
-        m[key]["tokens_per_s_over_pytorch_round_median"] = median(ratios);
+        const std::vector<double> per_round = ratios(torch_round_ms, round_ms[b]);
+        m[key]["tokens_per_s_over_pytorch_rounds"] = per_round;
+        m[key]["tokens_per_s_over_pytorch_round_median"] = median(per_round);
         m[key]["peak_rss_growth_over_pytorch"] = grown(best_ours[b]) / grown(best_torch);
       }
       if (with_torch) {
