@@ -171,7 +171,7 @@ class AdamMini : public FusedBase {
                 const T inv_h = update_v(v[b], sq / T(run));
                 return [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
               },
-              gp + offset, run, s, e);
+              gp + offset, std::array<const T*, 2>{p + offset, m + offset}, run, s, e);
         });
       }
       return {};
@@ -195,7 +195,7 @@ class AdamMini : public FusedBase {
                     const T inv_h = update_v(vb[b], sq / T(bs));
                     return [=](int64_t k) { f(p[off + k], gp[off + k], m[off + k], inv_h); };
                   },
-                  gp, bs, s, e);
+                  gp, std::array<const T*, 2>{p, m}, bs, s, e);
             }};
   }
 

@@ -37,19 +37,20 @@ TEST(CpuLoop, ParallelForRunsOnTheThreads) {
 }
 
 // block_runs (Adam-mini's pass over a thread's run of blocks: two halves stepped together, block b + 1's
-// sum of squares taken while block b is updated, a way's first block summed alone) against sum_squares
-// (each block summed alone): every block of the run asked for once, with the same bits, and no other;
-// every element of the run visited once, no other. Block sizes around the 8-lane, 16-step and 64-value
-// chunks; runs of 1 to 7 blocks, so that each way's last one or two blocks and an empty second way
-// occur; both compiled variants, float and double. Oracle for sum_squares itself: the float64 sum, to
-// the partial sums' rounding.
+// sum of squares taken while block b is updated, a way's first block summed alone; from kPrefetchedBlock
+// values on, one prefetched way) against sum_squares (each block summed alone): every block of the run
+// asked for once, with the same bits, and no other; every element of the run visited once, no other.
+// Block sizes around the 8-lane, 16-step and 64-value chunks and around kPrefetchedBlock; runs of 1 to 7
+// blocks, so that each way's last one or two blocks and an empty second way occur; both compiled
+// variants, float and double. Oracle for sum_squares itself: the float64 sum, to the partial sums'
+// rounding.
 template <class T>
 std::string block_runs_problems(LoopVariant variant) {
   std::mt19937 rng(11);
   std::normal_distribution<double> normal;
   std::ostringstream problems;
   const int64_t nb = 9;
-  for (const int64_t bs : {1, 7, 8, 9, 16, 17, 63, 64, 65, 100, 200, 1000}) {
+  for (const int64_t bs : {1, 7, 8, 9, 16, 17, 63, 64, 65, 100, 200, 1000, 1023, 1024, 1025, 1040, 2049}) {
     std::vector<T> x(static_cast<size_t>(nb * bs));
     for (auto& e : x) e = T(normal(rng));
     for (const auto& [s, e] :
@@ -63,7 +64,7 @@ std::string block_runs_problems(LoopVariant variant) {
             sums[static_cast<size_t>(b)] = sum;
             return [&visits, b, bs](int64_t k) { ++visits[static_cast<size_t>(b * bs + k)]; };
           },
-          x.data(), bs, s, e);
+          x.data(), std::array<const T*, 1>{x.data()}, bs, s, e);
       set_loop_variant(LoopVariant::widest);
       const std::string at =
           "bs = " + std::to_string(bs) + ", run [" + std::to_string(s) + ", " + std::to_string(e) + ")";
