@@ -33,13 +33,17 @@ def params(path):
 
 
 ref_dir = os.path.join(work, "uninterrupted")
+start = time.monotonic()
 subprocess.run(common + ["--out", ref_dir], capture_output=True, check=True)
+# The signals land at 60 % of the uninterrupted run's time: past its start-up and well before its end on
+# a fast machine or a slow one (a fixed 3 s was after the end on a Zen 5 VM, where the whole run took 3 s).
+mid_run = max(1.0, 0.6 * (time.monotonic() - start))
 ref = params(os.path.join(ref_dir, "final_params.h5"))
 
 for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
     out = os.path.join(work, sig.name)
     p = subprocess.Popen(common + ["--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)
+    time.sleep(mid_run)
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=120)
     m = re.search(r"interrupted at step (\d+); continue with --resume", stdout)
@@ -65,7 +69,7 @@ def blocked(task_dir):
 
 out = os.path.join(work, "masks")
 p = subprocess.Popen(common[:-1] + ["2", "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-time.sleep(3.0)
+time.sleep(mid_run)
 tasks = f"/proc/{p.pid}/task"
 threads = {}
 for tid in os.listdir(tasks):
