@@ -29,10 +29,11 @@ __attribute__((target("avx512f"))) void elements_avx512(const F& f, int64_t begi
 }
 #endif
 
-// Whether the loops run their AVX-512F variant: the CPU has it (asked once) and the baseline is not asked for.
+// Whether the loops run their AVX-512F variant: the CPU has it (asked once; with BMI2, which every
+// AVX-512 CPU has and the bracket pass uses) and the baseline is not asked for.
 inline bool use_avx512() {
 #ifdef BS_LOOP_AVX512
-  static const bool has = __builtin_cpu_supports("avx512f");
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2");
   return has && g_loop_variant.load(std::memory_order_relaxed) == LoopVariant::widest;
 #else
   return false;

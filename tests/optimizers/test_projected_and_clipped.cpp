@@ -365,8 +365,9 @@ TEST(Clip, KeyFilterKeepsTheKeysInRangeInOrder) {
 
 // The bracket pass's AVX-512 chunk (bracket_pass.h) against the portable loop and a plain count:
 // the same values kept, in order, the same count below, nothing written past the kept values, for
-// lengths around its 64-value steps, with and without the decayed form, infinities, NaN and ties at
-// both ends of the bracket.
+// lengths around its 64-value steps, with and without the decayed form, infinities, NaN, zeros of
+// both signs and ties at both ends of the bracket; for brackets from 0 and to infinity, of one value,
+// and those the vector loop hands to the portable one (-0 or below as lo, hi below lo, hi NaN).
 TEST(Clip, BracketChunkKeepsAndCountsAsThePortableLoop) {
   if (!use_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: only the portable loop runs";
   std::mt19937 rng(9);
@@ -377,41 +378,52 @@ TEST(Clip, BracketChunkKeepsAndCountsAsThePortableLoop) {
       g[i] = i % 17 == 3 ? 0.5f : (i % 29 == 5 ? 1.25f : normal(rng));  // ties at the bracket's ends
       p[i] = normal(rng);
     }
-    if (n > 10) {
+    if (n > 12) {
       g[7] = std::numeric_limits<float>::infinity();
       g[9] = std::numeric_limits<float>::quiet_NaN();
+      g[10] = -std::numeric_limits<float>::infinity();
+      g[11] = 0.0f;
+      g[12] = -0.0f;
     }
-    for (const bool decay : {false, true}) {
-      const float* pp = decay ? p.data() : nullptr;
-      const float wd = decay ? 0.3f : 0.0f, lo = 0.5f, hi = 1.25f;
-      std::vector<float> want;
-      int64_t want_below = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = abs_value<float>(g.data(), pp, wd, i);
-        want_below += v < lo;
-        if (v >= lo && v <= hi) want.push_back(v);
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<std::pair<float, float>> brackets = {{0.5f, 1.25f}, {0.0f, 0.5f}, {1.25f, inf},   {0.0f, inf},
+                                                           {0.5f, 0.5f},  {inf, inf},   {-0.0f, 1.25f}, {-1.0f, 0.5f},
+                                                           {1.25f, 0.5f}, {0.5f, nan}};
+    for (const auto& bracket : brackets)
+      for (const bool decay : {false, true}) {
+        const float lo = bracket.first, hi = bracket.second;
+        const float* pp = decay ? p.data() : nullptr;
+        const float wd = decay ? 0.3f : 0.0f;
+        std::vector<float> want;
+        int64_t want_below = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float v = abs_value<float>(g.data(), pp, wd, i);
+          want_below += v < lo;
+          if (v >= lo && v <= hi) want.push_back(v);
+        }
+        const float canary = -7.0f;
+        std::vector<float> wide(static_cast<size_t>(n + 16), canary), portable(static_cast<size_t>(n + 16));
+        int64_t below_wide = 5, below_portable = 5;  // both add to what is there
+        const int64_t kept_wide = bracket_chunk_avx512(g.data(), pp, wd, n, lo, hi, wide.data(), below_wide);
+        const int64_t kept_portable = decay ? bracket_chunk_portable<float, float, true>(
+                                                  g.data(), pp, wd, n, lo, hi, portable.data(), below_portable)
+                                            : bracket_chunk_portable<float, float, false>(
+                                                  g.data(), pp, wd, n, lo, hi, portable.data(), below_portable);
+        const std::string at = "n " + std::to_string(n) + (decay ? " decayed" : "") + " [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]";
+        EXPECT_EQ(below_wide, 5 + want_below) << at;
+        EXPECT_EQ(below_portable, 5 + want_below) << at;
+        ASSERT_EQ(kept_wide, static_cast<int64_t>(want.size())) << at;
+        ASSERT_EQ(kept_portable, static_cast<int64_t>(want.size())) << at;
+        EXPECT_TRUE(std::equal(want.begin(), want.end(), wide.begin())) << at;
+        EXPECT_TRUE(std::equal(want.begin(), want.end(), portable.begin())) << at;
+        // The vector loop stores only the kept lanes; the portable loop (a tail, or the whole chunk for
+        // the brackets it is handed) stores each value at the next free slot (kept or not), so at most
+        // one slot past the kept values is written, and only when it ran.
+        const bool vector_loop = lo >= 0 && lo <= hi;
+        const int64_t untouched = n % 64 == 0 && vector_loop ? kept_wide : kept_wide + 1;
+        for (int64_t i = untouched; i < n + 16; ++i) EXPECT_EQ(wide[i], canary) << at << " slot " << i;
       }
-      const float canary = -7.0f;
-      std::vector<float> wide(static_cast<size_t>(n + 16), canary), portable(static_cast<size_t>(n + 16));
-      int64_t below_wide = 5, below_portable = 5;  // both add to what is there
-      const int64_t kept_wide = bracket_chunk_avx512(g.data(), pp, wd, n, lo, hi, wide.data(), below_wide);
-      const int64_t kept_portable = decay ? bracket_chunk_portable<float, float, true>(g.data(), pp, wd, n, lo, hi,
-                                                                                       portable.data(), below_portable)
-                                          : bracket_chunk_portable<float, float, false>(
-                                                g.data(), pp, wd, n, lo, hi, portable.data(), below_portable);
-      const std::string at = "n " + std::to_string(n) + (decay ? " decayed" : "");
-      EXPECT_EQ(below_wide, 5 + want_below) << at;
-      EXPECT_EQ(below_portable, 5 + want_below) << at;
-      ASSERT_EQ(kept_wide, static_cast<int64_t>(want.size())) << at;
-      ASSERT_EQ(kept_portable, static_cast<int64_t>(want.size())) << at;
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), wide.begin())) << at;
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), portable.begin())) << at;
-      // The vector loop stores only the kept lanes; the portable tail stores each value at the next
-      // free slot (kept or not), so at most one slot past the kept values is written, and only when
-      // there is a tail.
-      const int64_t untouched = n % 64 == 0 ? kept_wide : kept_wide + 1;
-      for (int64_t i = untouched; i < n + 16; ++i) EXPECT_EQ(wide[i], canary) << at << " slot " << i;
-    }
   }
 }
 
@@ -429,40 +441,43 @@ TEST(Clip, BracketPairKeepsAndCountsAsTwoChunks) {
     if (n > 10) x[6] = std::numeric_limits<float>::quiet_NaN();
     return x;
   };
-  const float lo = 0.5f, hi = 1.25f;
   const std::vector<int64_t> lengths = {0, 1, 63, 64, 65, 200, 16384, 16384 + 7};
-  for (const int64_t n0 : lengths)
-    for (const int64_t n1 : lengths)
-      for (const int decays : {0, 1, 2, 3}) {
-        const std::vector<float> g0 = make(n0), p0 = make(n0), g1 = make(n1), p1 = make(n1);
-        const float* pp0 = decays & 1 ? p0.data() : nullptr;
-        const float* pp1 = decays & 2 ? p1.data() : nullptr;
-        const float wd0 = 0.3f, wd1 = 0.7f;
-        std::vector<float> want(static_cast<size_t>(n0 + n1 + 16));
-        int64_t want_below = 0;
-        auto portable = [&](const float* g, const float* pp, float wd, int64_t n, float* out) {
-          return pp ? bracket_chunk_portable<float, float, true>(g, pp, wd, n, lo, hi, out, want_below)
-                    : bracket_chunk_portable<float, float, false>(g, pp, wd, n, lo, hi, out, want_below);
-        };
-        int64_t want_kept = portable(g0.data(), pp0, wd0, n0, want.data());
-        want_kept += portable(g1.data(), pp1, wd1, n1, want.data() + want_kept);
-        want.resize(static_cast<size_t>(want_kept));
-        const float canary = -7.0f;
-        std::vector<float> got(static_cast<size_t>(n0 + n1 + 16), canary);
-        int64_t below = 3;  // adds to what is there
-        const int64_t kept =
-            bracket_pair_avx512(g0.data(), pp0, wd0, n0, g1.data(), pp1, wd1, n1, lo, hi, got.data(), below);
-        const std::string at =
-            "n " + std::to_string(n0) + ", " + std::to_string(n1) + " decays " + std::to_string(decays);
-        EXPECT_EQ(below, 3 + want_below) << at;
-        ASSERT_EQ(kept, want_kept) << at;
-        std::vector<float> kept_values(got.begin(), got.begin() + kept);
-        std::sort(kept_values.begin(), kept_values.end());
-        std::sort(want.begin(), want.end());
-        EXPECT_EQ(kept_values, want) << at;
-        // The portable tails store each value at the next free slot, kept or not: one slot past at most.
-        for (int64_t i = kept + 1; i < n0 + n1 + 16; ++i) EXPECT_EQ(got[i], canary) << at << " slot " << i;
-      }
+  const std::vector<std::pair<float, float>> brackets = {
+      {0.5f, 1.25f}, {0.0f, std::numeric_limits<float>::infinity()}, {1.25f, 0.5f}};
+  for (const auto& bracket : brackets)
+    for (const int64_t n0 : lengths)
+      for (const int64_t n1 : lengths)
+        for (const int decays : {0, 1, 2, 3}) {
+          const float lo = bracket.first, hi = bracket.second;
+          const std::vector<float> g0 = make(n0), p0 = make(n0), g1 = make(n1), p1 = make(n1);
+          const float* pp0 = decays & 1 ? p0.data() : nullptr;
+          const float* pp1 = decays & 2 ? p1.data() : nullptr;
+          const float wd0 = 0.3f, wd1 = 0.7f;
+          std::vector<float> want(static_cast<size_t>(n0 + n1 + 16));
+          int64_t want_below = 0;
+          auto portable = [&](const float* g, const float* pp, float wd, int64_t n, float* out) {
+            return pp ? bracket_chunk_portable<float, float, true>(g, pp, wd, n, lo, hi, out, want_below)
+                      : bracket_chunk_portable<float, float, false>(g, pp, wd, n, lo, hi, out, want_below);
+          };
+          int64_t want_kept = portable(g0.data(), pp0, wd0, n0, want.data());
+          want_kept += portable(g1.data(), pp1, wd1, n1, want.data() + want_kept);
+          want.resize(static_cast<size_t>(want_kept));
+          const float canary = -7.0f;
+          std::vector<float> got(static_cast<size_t>(n0 + n1 + 16), canary);
+          int64_t below = 3;  // adds to what is there
+          const int64_t kept =
+              bracket_pair_avx512(g0.data(), pp0, wd0, n0, g1.data(), pp1, wd1, n1, lo, hi, got.data(), below);
+          const std::string at = "n " + std::to_string(n0) + ", " + std::to_string(n1) + " decays " +
+                                 std::to_string(decays) + " [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+          EXPECT_EQ(below, 3 + want_below) << at;
+          ASSERT_EQ(kept, want_kept) << at;
+          std::vector<float> kept_values(got.begin(), got.begin() + kept);
+          std::sort(kept_values.begin(), kept_values.end());
+          std::sort(want.begin(), want.end());
+          EXPECT_EQ(kept_values, want) << at;
+          // The portable tails store each value at the next free slot, kept or not: one slot past at most.
+          for (int64_t i = kept + 1; i < n0 + n1 + 16; ++i) EXPECT_EQ(got[i], canary) << at << " slot " << i;
+        }
 }
 
 TEST(Clip, SgdClipAndAdamClipMatchScalarReference) {
