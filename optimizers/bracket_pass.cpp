@@ -28,6 +28,7 @@ namespace bs {
 
 namespace {
 
+// bracket_chunk_portable on float32, with or without the decayed form.
 int64_t portable_chunk(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                        int64_t& below) {
   return p ? bracket_chunk_portable<float, float, true>(g, p, wd, n, lo, hi, out, below)
@@ -63,6 +64,7 @@ struct Bracket {
 // asks; -0 as lo is +0).
 bool vector_bracket(float lo, float hi) { return lo >= 0 && lo <= hi; }
 
+// The bracket's keys, for a bracket vector_bracket takes.
 __attribute__((target("avx512f"))) Bracket bracket_keys(float lo, float hi) {
   uint32_t lo_k, hi_k;
   lo = lo > 0 ? lo : 0.0F;  // -0: +0's bit pattern
