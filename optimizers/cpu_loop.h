@@ -235,7 +235,10 @@ __attribute__((target("avx512f"))) void block_runs_avx512(const B& block, const 
 // 33.6M values (best of 11 passes), Adam-mini's two ways took 1.09-1.22x SGD-SaI's time at blocks of
 // 2,048 and 32,768 values and one prefetched way 0.97-1.04x; at 512 values the two were even. Stepping
 // the optimizer itself on bench optim's set: 0.93-1.00x the step time of two ways, in four runs at 1
-// and 2 threads (medians of 30 steps).
+// and 2 threads (medians of 30 steps). Measured later on the same VM and not taken: two ways with every
+// stream prefetched (slower still: 1.1-1.5x SGD-SaI's time at 2,048 and 32,768 values), and steps of 32
+// or 64 values or a prefetch distance of 256 or 1,024 (within +-5 %, a gain at one block size and a
+// loss at the other).
 constexpr int64_t kPrefetchedBlock = 1024;
 // How far ahead, in values, the prefetched way asks for each stream (2 KB).
 constexpr int64_t kBlockPrefetch = 512;
