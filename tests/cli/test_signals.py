@@ -104,7 +104,8 @@ for attempt, wait in enumerate((5.0, 8.0, 12.0)):
     time.sleep(wait)
     p.send_signal(signal.SIGTERM)
     stdout, stderr = p.communicate(timeout=120)
-    if not (p.returncode == 143 and "interrupted at step" not in stdout):
+    stopped_before_training = p.returncode == 143 and "interrupted at step" not in stdout
+    if not stopped_before_training:
         break
     print(f"note launch: SIGTERM at {wait} s came before the ranks trained; again with a later one")
 check(p.returncode == 143 and "got signal 15; stopping the ranks" in stderr and "interrupted at step" in stdout,
