@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
 #include <functional>
@@ -19,6 +20,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "cpu_loop.h"
+#include "huge_pages.h"
 #include "optimizer.h"
 #include "session.h"
 
@@ -388,6 +390,9 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
           median_fraction(rep.per_round, c, true);
     }
   }
+  // With every case's memory still in place: how much of it lies on huge pages (huge_pages.h).
+  out["anon_huge_page_bytes"] = huge_pages::anon_huge_bytes();
+  out["huge_page_advised_bytes"] = huge_pages::advised_bytes();
   return out;
 }
 
@@ -429,9 +434,15 @@ void register_bench_optim(CLI::App& bench) {
     }
     const Model model = gpt2_like(*o);
     const int64_t numel = total_numel(model);
-    nlohmann::json out = {{"bench", "optim"},         {"parameters", numel}, {"tensors", model.names.size()},
-                          {"dtype", "float32"},       {"rounds", o->rounds}, {"paired_steps", o->paired_steps},
-                          {"fused_qkv", o->fused_qkv}};
+    nlohmann::json out = {{"bench", "optim"},
+                          {"parameters", numel},
+                          {"tensors", model.names.size()},
+                          {"dtype", "float32"},
+                          {"rounds", o->rounds},
+                          {"paired_steps", o->paired_steps},
+                          {"fused_qkv", o->fused_qkv},
+                          {"huge_pages", huge_pages::describe()},
+                          {"glibc_tunables", std::getenv("GLIBC_TUNABLES") ? std::getenv("GLIBC_TUNABLES") : ""}};
     for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {

@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "gemm.h"
+#include "huge_pages.h"
 #include "memory.h"
 #include "models/model_zoo.h"
 #include "optimizer_setup.h"
@@ -166,8 +167,12 @@ void register_bench_train(CLI::App& bench) {
       throw UserError("--python '" + o->python + "': not an executable (--python none measures blocksharp alone)");
     if (with_torch && !std::ifstream(o->script)) throw UserError("--script '" + o->script + "': no such file");
     if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
-    nlohmann::json out = {
-        {"bench", "train"}, {"batch_size", o->batch_size}, {"optimizer", "adamw"}, {"grad_clip", 1.0}};
+    nlohmann::json out = {{"bench", "train"},
+                          {"batch_size", o->batch_size},
+                          {"optimizer", "adamw"},
+                          {"grad_clip", 1.0},
+                          // The PyTorch process inherits the environment, GLIBC_TUNABLES included: both sides alike.
+                          {"huge_pages", huge_pages::describe()}};
     Progress bar("bench train: steps",
                  static_cast<int64_t>(o->models.size() * o->backends.size()) * o->rounds * o->steps);
     int64_t done = 0;

@@ -10,6 +10,7 @@
 #include "distributed.h"
 #include "errors.h"
 #include "gemm.h"
+#include "huge_pages.h"
 #include "session.h"
 #include "stop_signals.h"
 
@@ -24,6 +25,11 @@ int main(int argc, char** argv) {
   CLI::App app{"blocksharp " BLOCKSHARP_VERSION ": Hessian and sharpness diagnostics of neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", BLOCKSHARP_VERSION);
+  app.footer(
+      "Environment: BLOCKSHARP_GEMM=onednn|libtorch (who runs float32 matrix products), BLOCKSHARP_HUGE_PAGES=1|0\n"
+      "(profile, structure, train and bench keep tensors on transparent huge pages where the kernel's mode is\n"
+      "madvise: they start themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 0: not), "
+      "BLOCKSHARP_MEMORY_BUDGET=bytes.");
   bs::register_profile(app);
   bs::register_structure(app);
   bs::register_train(app);
@@ -36,7 +42,8 @@ int main(int argc, char** argv) {
   bs::set_parameter_names(bs::flag_of);
   std::string error;
   try {
-    bs::gemm::backend();  // a bad BLOCKSHARP_GEMM stops here, before any work
+    bs::gemm::backend();       // a bad BLOCKSHARP_GEMM stops here, before any work
+    bs::huge_pages::wanted();  // a bad BLOCKSHARP_HUGE_PAGES likewise (huge_pages_exec.cpp left it alone)
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --help-all, --version (CLI11's CallFor* derive from it)
     return app.exit(e);
