@@ -70,7 +70,8 @@ std::string describe() {
 }
 
 int64_t advised_bytes() {
-  const int64_t kib = smaps_kib("Size", [](const std::string& flags) { return flags.find(" hg ") != std::string::npos; });
+  const int64_t kib =
+      smaps_kib("Size", [](const std::string& flags) { return flags.find(" hg ") != std::string::npos; });
   return kib < 0 ? -1 : kib * 1024;
 }
 

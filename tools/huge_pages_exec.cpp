@@ -44,9 +44,11 @@ bool names_hugetlb(const char* value) {
 bool works_on_tensors(int argc, char** argv) {
   if (argc < 2) return false;
   bool heavy = false;
-  for (const char* command : {"profile", "structure", "train", "bench"}) heavy = heavy || std::strcmp(argv[1], command) == 0;
+  for (const char* command : {"profile", "structure", "train", "bench"})
+    heavy = heavy || std::strcmp(argv[1], command) == 0;
   for (int i = 2; heavy && i < argc; ++i)
-    heavy = std::strcmp(argv[i], "-h") != 0 && std::strcmp(argv[i], "--help") != 0 && std::strcmp(argv[i], "--help-all") != 0;
+    heavy = std::strcmp(argv[i], "-h") != 0 && std::strcmp(argv[i], "--help") != 0 &&
+            std::strcmp(argv[i], "--help-all") != 0;
   return heavy;
 }
 
@@ -87,5 +89,5 @@ void start_on_huge_pages(int argc, char** argv, char** envp) {
 
 // Run by the dynamic loader with (argc, argv, envp) before every initializer; only an executable's
 // .preinit_array is honoured, so this file is linked into the executable itself, not a library.
-__attribute__((section(".preinit_array"), used)) void (*blocksharp_start_on_huge_pages)(int, char**, char**) =
-    start_on_huge_pages;
+__attribute__((section(".preinit_array"), used)) void (*blocksharp_start_on_huge_pages)(int, char**,
+                                                                                        char**) = start_on_huge_pages;
