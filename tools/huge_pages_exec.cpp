@@ -34,9 +34,11 @@ bool kernel_mode_is_madvise() {
 
 // Whether a GLIBC_TUNABLES value names glibc.malloc.hugetlb (as a whole item of its colon-separated list).
 bool names_hugetlb(const char* value) {
-  for (const char* item = value; item != nullptr; item = std::strchr(item, ':'), item = item ? item + 1 : nullptr)
+  for (const char* item = value;; ++item) {  // item: the start of each entry, just past a colon
     if (starts_with(item, kHugetlb)) return true;
-  return false;
+    item = std::strchr(item, ':');
+    if (item == nullptr) return false;
+  }
 }
 
 // Whether the command line asks for work on tensors: its subcommand (blocksharp's only option before
@@ -60,8 +62,8 @@ void start_on_huge_pages(int argc, char** argv, char** envp) {
   const char* old_tunables = nullptr;
   int n = 0;
   for (char** e = envp; *e != nullptr; ++e) {
-    if (starts_with(*e, kSwitch) && std::strcmp(*e + std::strlen(kSwitch), "1") != 0) return;  // 0, or a
-    // bad value that main() names in its error line
+    // BLOCKSHARP_HUGE_PAGES=0, or a bad value that main() names in its error line: leave the start alone.
+    if (starts_with(*e, kSwitch) && std::strcmp(*e + std::strlen(kSwitch), "1") != 0) return;
     if (starts_with(*e, kTunables)) {
       old_tunables = *e + std::strlen(kTunables);
       if (names_hugetlb(old_tunables)) return;  // the user's choice (and the started-again process's)
