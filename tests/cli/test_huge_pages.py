@@ -46,15 +46,17 @@ if mode == "madvise":
     said, tunables, advised = bench(GLIBC_TUNABLES="glibc.malloc.tcache_count=7")
     assert said == "on (glibc.malloc.hugetlb=1)", said
     assert tunables == "glibc.malloc.tcache_count=7:glibc.malloc.hugetlb=1" and advised >= 2 << 20, (tunables, advised)
-    # A user who set glibc.malloc.hugetlb decides: not started again, nothing added.
-    said, tunables, advised = bench(GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
-    assert said == "as GLIBC_TUNABLES sets it (glibc.malloc.hugetlb=0)" and tunables == "glibc.malloc.hugetlb=0", said
-    assert advised == 0, advised
+    # A user who set glibc.malloc.hugetlb decides (first entry or a later one): not started again, nothing added.
+    for given in ("glibc.malloc.hugetlb=0", "glibc.malloc.tcache_count=7:glibc.malloc.hugetlb=0"):
+        said, tunables, advised = bench(GLIBC_TUNABLES=given)
+        assert said == "as GLIBC_TUNABLES sets it (glibc.malloc.hugetlb=0)" and tunables == given, (said, tunables)
+        assert advised == 0, (given, advised)
 elif mode == "always":
     assert said == "on (the kernel's mode is always)" and tunables == "", (said, tunables)
 else:
     assert said.startswith("off (the kernel") and tunables == "", (said, tunables, mode)
 print(f"kernel mode {mode or 'none'}: bench optim reports '{default}' by default")
+
 
 # The same bits either way: a short training run with a sharpness trace, on and off.
 def train(d, **env):
