@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cf=$(command -v clang-format-14 || command -v clang-format || true)
 [ -n "$cf" ] || { echo "check_format: clang-format not found (scripts/setup.sh installs it)" >&2; exit 1; }
-mapfile -t files < <(git ls-files '*.cpp' '*.h' '*.cu' '*.cuh' 2>/dev/null || find src diagnostics partitioners optimizers tools tests -name '*.cpp' -o -name '*.h' -o -name '*.cu')
+# Tracked files and new ones not yet added (not ignored ones): a new file is checked before its commit.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.h' '*.cu' '*.cuh' 2>/dev/null || find src diagnostics partitioners optimizers tools tests -name '*.cpp' -o -name '*.h' -o -name '*.cu')
 if [ "${1:-}" = "--fix" ]; then "$cf" -i "${files[@]}"; exit 0; fi
 bad=0
 for f in "${files[@]}"; do
