@@ -31,13 +31,6 @@ namespace bs {
 
 namespace {
 
-// bracket_chunk_portable on float32, with or without the decayed form.
-int64_t portable_chunk(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
-                       int64_t& below) {
-  return p ? bracket_chunk_portable<float, float, true>(g, p, wd, n, lo, hi, out, below)
-           : bracket_chunk_portable<float, float, false>(g, p, wd, n, lo, hi, out, below);
-}
-
 // Two chunks in turn, each by bracket_chunk_avx512.
 int64_t chunks_in_turn(const float* g0, const float* p0, float wd0, int64_t n0, const float* g1, const float* p1,
                        float wd1, int64_t n1, float lo, float hi, float* out, int64_t& below) {
@@ -161,7 +154,7 @@ __attribute__((target("avx512f"))) int64_t keep_keys_avx512(const void* from, in
 
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below) {
-  if (!vector_bracket(lo, hi)) return portable_chunk(g, p, wd, n, lo, hi, out, below);
+  if (!vector_bracket(lo, hi)) return bracket_chunk_portable<float, float>(g, p, wd, n, lo, hi, out, below);
   return p ? keep_16s<true>(g, p, wd, n, lo, hi, out, below) : keep_16s<false>(g, p, wd, n, lo, hi, out, below);
 }
 
@@ -187,7 +180,7 @@ int64_t keep_keys_avx512(const void* from, int64_t n, uint32_t lo, uint32_t hi, 
 
 int64_t bracket_chunk_avx512(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
                              int64_t& below) {
-  return portable_chunk(g, p, wd, n, lo, hi, out, below);
+  return bracket_chunk_portable<float, float>(g, p, wd, n, lo, hi, out, below);
 }
 
 int64_t bracket_pair_avx512(const float* g0, const float* p0, float wd0, int64_t n0, const float* g1, const float* p1,

@@ -37,6 +37,13 @@ int64_t bracket_chunk_portable(const T* __restrict g, const T* __restrict p, T w
   return j;
 }
 
+// The same, decayed where p is given: the form for callers that choose at run time.
+template <class T, class C>
+int64_t bracket_chunk_portable(const T* g, const T* p, T wd, int64_t n, C lo, C hi, C* out, int64_t& below) {
+  return p ? bracket_chunk_portable<T, C, true>(g, p, wd, n, lo, hi, out, below)
+           : bracket_chunk_portable<T, C, false>(g, p, wd, n, lo, hi, out, below);
+}
+
 // Values ahead of the AVX-512 pass that each 64-value step asks the memory for (4 KB of float32; 512 to
 // 4096 measured the same). The hardware prefetchers alone kept fewer misses in flight: on the Xeon we
 // measured on, one core's pass ran 1.3-1.6x a plain read of the same values before. bench optim's

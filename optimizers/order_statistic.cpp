@@ -136,8 +136,7 @@ void find_in_chunk(const AbsSource& s, int64_t b, int64_t n, C lo, C hi, Kept<C>
       return;
     }
   }
-  kept.used += p ? bracket_chunk_portable<T, C, true>(g, p, wd, n, lo, hi, out, below)
-                 : bracket_chunk_portable<T, C, false>(g, p, wd, n, lo, hi, out, below);
+  kept.used += bracket_chunk_portable<T, C>(g, p, wd, n, lo, hi, out, below);
 }
 
 // Two chunks of float32 sources compared in float32 (the bracket's ends exact in it), stepped together

@@ -112,14 +112,6 @@ Mat reference_step(const std::string& method, Mat& W, const Mat& G, const Mat& P
   return U;
 }
 
-// The portable bracket loop over one float32 chunk, decayed where p is given: the reference the two
-// AVX-512 bracket tests compare with.
-int64_t portable_bracket(const float* g, const float* p, float wd, int64_t n, float lo, float hi, float* out,
-                         int64_t& below) {
-  return p ? bracket_chunk_portable<float, float, true>(g, p, wd, n, lo, hi, out, below)
-           : bracket_chunk_portable<float, float, false>(g, p, wd, n, lo, hi, out, below);
-}
-
 }  // namespace
 
 TEST(Projected, ApolloApolloMiniGaloreMatchScalarReference) {
@@ -413,7 +405,8 @@ TEST(Clip, BracketChunkKeepsAndCountsAsThePortableLoop) {
         std::vector<float> wide(static_cast<size_t>(n + 16), canary), portable(static_cast<size_t>(n + 16));
         int64_t below_wide = 5, below_portable = 5;  // both add to what is there
         const int64_t kept_wide = bracket_chunk_avx512(g.data(), pp, wd, n, lo, hi, wide.data(), below_wide);
-        const int64_t kept_portable = portable_bracket(g.data(), pp, wd, n, lo, hi, portable.data(), below_portable);
+        const int64_t kept_portable =
+            bracket_chunk_portable<float, float>(g.data(), pp, wd, n, lo, hi, portable.data(), below_portable);
         const std::string at = "n " + std::to_string(n) + (decay ? " decayed" : "") + " [" + std::to_string(lo) + ", " +
                                std::to_string(hi) + "]";
         EXPECT_EQ(below_wide, 5 + want_below) << at;
@@ -460,8 +453,10 @@ TEST(Clip, BracketPairKeepsAndCountsAsTwoChunks) {
           const float wd0 = 0.3f, wd1 = 0.7f;
           std::vector<float> want(static_cast<size_t>(n0 + n1 + 16));
           int64_t want_below = 0;
-          int64_t want_kept = portable_bracket(g0.data(), pp0, wd0, n0, lo, hi, want.data(), want_below);
-          want_kept += portable_bracket(g1.data(), pp1, wd1, n1, lo, hi, want.data() + want_kept, want_below);
+          int64_t want_kept =
+              bracket_chunk_portable<float, float>(g0.data(), pp0, wd0, n0, lo, hi, want.data(), want_below);
+          want_kept += bracket_chunk_portable<float, float>(g1.data(), pp1, wd1, n1, lo, hi, want.data() + want_kept,
+                                                            want_below);
           want.resize(static_cast<size_t>(want_kept));
           const float canary = -7.0f;
           std::vector<float> got(static_cast<size_t>(n0 + n1 + 16), canary);
