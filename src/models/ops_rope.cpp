@@ -5,36 +5,14 @@
 // and an addition per pass, each with its own double backward).
 #include "curvature_ops.h"
 #include "curvature_ops_detail.h"
+#include "row_kernels.h"
 
-#include <ATen/Parallel.h>
-
-#include <algorithm>
 #include <array>
 
 namespace bs::ops {
 
 namespace {
 using namespace detail;
-
-// y_j = x_j c - sigma x_{j+h} s,  y_{j+h} = x_{j+h} c + sigma x_j s  (c, s at [t, j]) for rows of 2h
-// values of a [n0, n1, T, 2h] array with strides st (rows contiguous; y has the same strides).
-template <class T>
-void rotate_rows(const T* x, const T* c, const T* s, T sigma, T* y, const std::array<int64_t, 4>& n,
-                 const std::array<int64_t, 4>& st) {
-  const int64_t T_ = n[2], h = n[3] / 2, rows = n[0] * n[1] * n[2];
-  at::parallel_for(0, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(n[3], 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t t = r % T_, o = r / (n[1] * T_) * st[0] + r / T_ % n[1] * st[1] + t * st[2];
-      const T *xr = x + o, *cr = c + t * h, *sr = s + t * h;
-      T* yr = y + o;
-#pragma omp simd
-      for (int64_t j = 0; j < h; ++j) {
-        yr[j] = xr[j] * cr[j] - sigma * xr[j + h] * sr[j];
-        yr[j + h] = xr[j + h] * cr[j] + sigma * xr[j] * sr[j];
-      }
-    }
-  });
-}
 
 // The rotation on CPU arrays without a copy where x is a dense 4-d array with contiguous rows (the
 // [B, H, T, d] heads of [B, T, H, d] projections, their gradients likewise): y takes x's layout, so
@@ -51,9 +29,9 @@ Tensor rotate(const Tensor& x, const Tensor& c, const Tensor& s, double sigma) {
   const std::array<int64_t, 4> n = {x4.size(0), x4.size(1), x4.size(2), x4.size(3)},
                                st = {x4.stride(0), x4.stride(1), x4.stride(2), x4.stride(3)};
   TORCH_CHECK(y.strides() == x4.strides(), "rope: the result's layout differs from its input's");
-  AT_DISPATCH_FLOATING_TYPES(x4.scalar_type(), "rotate_rows", [&] {
-    rotate_rows<scalar_t>(x4.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-                          static_cast<scalar_t>(sigma), y.data_ptr<scalar_t>(), n, st);
+  AT_DISPATCH_FLOATING_TYPES(x4.scalar_type(), "rope_rows", [&] {
+    rope_rows(x4.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), static_cast<scalar_t>(sigma),
+              y.data_ptr<scalar_t>(), n, st);
   });
   return as_it_lies ? y : y.view(x.sizes());
 }

@@ -1,4 +1,4 @@
-// The models' elementwise and row kernels of a training step (GELU, causal softmax, their backward),
+// The models' elementwise and row kernels of a training step (GELU, causal softmax, RoPE, their backward),
 // in both compiled variants (simd_loop.h: the baseline loop and, where the CPU has it, AVX-512F) with
 // the same bits: this file is compiled with -ffp-contract=off, its sums run in fixed partial sums, and
 // with -fno-trapping-math so that exp_poly's selects vectorize for the baseline.
@@ -347,6 +347,45 @@ void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {
       }
     });
   });
+}
+
+namespace {
+// The rows of [n0, n1, T, 2h] are walked in order with their three indices carried along (no division
+// per row: a row is 2h = 32 values in the models, a few vector instructions).
+template <class T>
+void rope_rows_impl(const T* x, const T* c, const T* s, T sigma, T* y, const std::array<int64_t, 4>& n,
+                    const std::array<int64_t, 4>& st) {
+  const int64_t T_ = n[2], h = n[3] / 2, rows = n[0] * n[1] * n[2];
+  at::parallel_for(0, rows, rows_per_task(n[3]), [&](int64_t begin, int64_t end) {
+    in_variant([&] {
+      const T sg = sigma;  // a local: a store through y could otherwise alias the captured one
+      int64_t t = begin % T_, i1 = begin / T_ % n[1], i0 = begin / T_ / n[1];
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t o = i0 * st[0] + i1 * st[1] + t * st[2];
+        const T *xr = x + o, *cr = c + t * h, *sr = s + t * h;
+        T* yr = y + o;
+#pragma omp simd  // y and x never overlap (rope's result is a fresh array)
+        for (int64_t j = 0; j < h; ++j) {
+          yr[j] = xr[j] * cr[j] - sg * xr[j + h] * sr[j];
+          yr[j + h] = xr[j + h] * cr[j] + sg * xr[j] * sr[j];
+        }
+        if (++t == T_) {
+          t = 0;
+          if (++i1 == n[1]) i1 = 0, ++i0;
+        }
+      }
+    });
+  });
+}
+}  // namespace
+
+void rope_rows(const float* x, const float* c, const float* s, float sigma, float* y, const std::array<int64_t, 4>& n,
+               const std::array<int64_t, 4>& st) {
+  rope_rows_impl(x, c, s, sigma, y, n, st);
+}
+void rope_rows(const double* x, const double* c, const double* s, double sigma, double* y,
+               const std::array<int64_t, 4>& n, const std::array<int64_t, 4>& st) {
+  rope_rows_impl(x, c, s, sigma, y, n, st);
 }
 
 }  // namespace bs::ops::detail

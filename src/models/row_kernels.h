@@ -2,6 +2,7 @@
 // (row_kernels.cpp), split across LibTorch's threads, each in the widest compiled variant the CPU has
 // (simd_loop.h), with the same bits in every variant and at any thread count.
 #pragma once
+#include <array>
 #include <cstdint>
 
 namespace bs::ops::detail {
@@ -71,5 +72,14 @@ void causal_softmax_backward_rows(const float* dPv, const float* gP, const float
                                   int64_t T);
 void causal_softmax_backward_rows(const double* dPv, const double* gP, const double* P, double s, double* dS,
                                   int64_t rows, int64_t T);
+
+// Rotary position embedding over rows of 2h values of a [n0, n1, T, 2h] array with strides st (its rows
+// contiguous; y has the same strides): y_j = x_j c - sigma x_{j+h} s, y_{j+h} = x_{j+h} c + sigma x_j s,
+// with c, s at [t, j] of [T, h] arrays; sigma = 1 rotates, -1 rotates back (the adjoint). Float and
+// double, without contracted multiply-adds: the bits of LibTorch's composite x c + rotate_half(x) s.
+void rope_rows(const float* x, const float* c, const float* s, float sigma, float* y, const std::array<int64_t, 4>& n,
+               const std::array<int64_t, 4>& st);
+void rope_rows(const double* x, const double* c, const double* s, double sigma, double* y,
+               const std::array<int64_t, 4>& n, const std::array<int64_t, 4>& st);
 
 }  // namespace bs::ops::detail

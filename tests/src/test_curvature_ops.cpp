@@ -766,24 +766,28 @@ TEST(LayerNormRows, WithinTheirBoundsOfTheFormulasInBothVariants) {
 // RoPE on the heads as the models make them ([B, T, H, d] projections seen as [B, H, T, d]), and on
 // a gradient laid out so (attention's dq, dk): the rotation and its gradient keep that layout (no copy; the models'
 // flattening after it stays a view), and equal LibTorch's composite (Hugging Face's rotate_half form,
-// NativeSecondOrder) bit for bit in float32, as the same products and sums.
+// NativeSecondOrder) bit for bit in float32, as the same products and sums, in both loop variants and
+// at 1 and 3 threads (row_kernels' rope_rows); head sizes 8 (a part vector) and 32 (the models').
 TEST(Rope, KeepsTheLayoutOfStridedHeads) {
   torch::manual_seed(18);
-  const int64_t B = 2, T = 7, H = 3, d = 8;
-  const auto x = torch::randn({B, T, H, d}).transpose(1, 2).detach().requires_grad_(true);
-  const auto angles = torch::randn({T, d / 2}), gy = torch::randn({B, T, H, d}).transpose(1, 2);
-  auto run = [&](bool native) {
-    std::optional<ops::NativeSecondOrder> guard;
-    if (native) guard.emplace();
-    const auto y = ops::rope(x, angles.cos(), angles.sin());
-    return std::make_pair(y, torch::autograd::grad({y}, {x}, {gy})[0]);  // gy as attention's dq lies
-  };
-  const auto [y, dx] = run(false);
-  const auto [y_ref, dx_ref] = run(true);
-  EXPECT_EQ(y.strides(), x.strides());
-  EXPECT_EQ(dx.strides(), x.strides());
-  EXPECT_TRUE(torch::equal(y, y_ref));
-  EXPECT_TRUE(torch::equal(dx, dx_ref));
+  for (const int64_t d : {8, 32}) {
+    SCOPED_TRACE("head size " + std::to_string(d));
+    const int64_t B = 2, T = 7, H = 3;
+    const auto x = torch::randn({B, T, H, d}).transpose(1, 2).detach().requires_grad_(true);
+    const auto angles = torch::randn({T, d / 2}), gy = torch::randn({B, T, H, d}).transpose(1, 2);
+    auto run = [&](bool native) {
+      std::optional<ops::NativeSecondOrder> guard;
+      if (native) guard.emplace();
+      const auto y = ops::rope(x, angles.cos(), angles.sin());
+      return std::vector<torch::Tensor>{y, torch::autograd::grad({y}, {x}, {gy})[0]};  // gy as attention's dq lies
+    };
+    const auto ours = same_bits_in_every_variant([&] { return run(false); });
+    const auto ref = run(true);
+    EXPECT_EQ(ours[0].strides(), x.strides());
+    EXPECT_EQ(ours[1].strides(), x.strides());
+    EXPECT_TRUE(torch::equal(ours[0], ref[0]));
+    EXPECT_TRUE(torch::equal(ours[1], ref[1]));
+  }
 }
 
 // A training step's attention in float32 on q, k, v as the models make them ([B, T, H, d] projections
