@@ -226,7 +226,8 @@ TEST_F(Gemm, HandsOtherProductsToLibTorch) {
 // sizes around its blocks (12 or 6 rows, 16-float vectors, 32- and 64-column blocks). Oracle: the
 // float64 product, within the rounding bound above; the padding and (for ResultLower) nothing but C is
 // written. With A zero where its triangle says, the result is also the untriangled product's, exactly
-// (the skipped terms are zeros).
+// (the skipped terms are zeros). Transposed storage (B packed: by 16 x 16 transposes, or gathers where
+// its rows are not unit-stride) gives the bits of the operands stored by rows.
 TEST(SmallGemm, EveryTriangleLayoutAndSizeWithinTheRoundingBound) {
   if (!small_gemm::available()) GTEST_SKIP() << "no AVX-512F here: the kernel is not used";
   using small_gemm::Triangle;
@@ -261,6 +262,14 @@ TEST(SmallGemm, EveryTriangleLayoutAndSizeWithinTheRoundingBound) {
             };
             const auto c = run(tri);
             EXPECT_TRUE(torch::equal(c.narrow(1, N, 3), cbuf.narrow(1, N, 3))) << "padding written";
+            if (transposed) {  // packed B (and A read down its columns): the bits of the operands by rows
+              auto by_rows = cbuf.clone();
+              const auto ar = a.contiguous(), br = b.contiguous();
+              small_gemm::product(M, N, K, ar.data_ptr<float>(), K, 1, br.data_ptr<float>(), N, 1,
+                                  by_rows.data_ptr<float>(), N + 3, accumulate, tri);
+              EXPECT_TRUE(torch::equal(c.view(torch::kInt32), by_rows.view(torch::kInt32)))  // NaNs left as they were
+                  << "packing changed bits, " << static_cast<int>(tri);
+            }
             auto got = c.narrow(1, 0, N);
             const Tensor base = accumulate ? c0 : Tensor();
             if (tri == Triangle::ResultLower) {  // only the lower triangle is asked for
