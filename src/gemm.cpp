@@ -141,7 +141,7 @@ bool raw_products() { return current() == Backend::OneDnn; }
 
 void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
              int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle) {
-  if (triangle != Triangle::None && small_gemm::takes(N, K, b_col))
+  if (triangle != Triangle::None && small_gemm::takes(N, K))
     return small_gemm::product(M, N, K, a, a_row, a_col, b, b_row, b_col, c, ldc, accumulate, triangle);
   // Stored by rows (unit column stride, rows at least a row apart), else transposed (unit row stride).
   const bool an = a_col == 1 && a_row >= std::max<int64_t>(K, 1), bn = b_col == 1 && b_row >= std::max<int64_t>(N, 1);

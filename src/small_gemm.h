@@ -18,14 +18,14 @@ enum class Triangle { None, ResultLower, ALower, AUpper };
 
 // Whether this CPU runs the kernel (AVX-512F, and the loops' widest variant in force: simd_loop.h).
 bool available();
-// Whether it takes a product of these sizes (N, K <= 1024: it has no blocking over k or wide panels)
-// and B's column stride (16 b_col < 2^31, the packing's gather offsets); available() included.
-bool takes(int64_t N, int64_t K, int64_t b_col);
+// Whether it takes a product of these sizes (N, K <= 1024: it has no blocking over k or wide panels);
+// available() included.
+bool takes(int64_t N, int64_t K);
 
 // C = A B (accumulate: C += A B) for M x K A with element (i, k) at a[i * a_row + k * a_col] (either
 // stride may be 1: a row-major A or a transposed one), K x N B with element (k, n) at b[k * b_row +
-// n * b_col] (b_col == 1 is read in place, anything else packed first) and M x N C with rows ldc
-// apart. Call only where takes(N, K, b_col).
+// n * b_col] (one of the two strides 1, as gemm::product's operands: b_col == 1 is read in place, b_row
+// == 1 packed first) and M x N C with rows ldc apart. Call only where takes(N, K).
 void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int64_t a_col, const float* b,
              int64_t b_row, int64_t b_col, float* c, int64_t ldc, bool accumulate, Triangle triangle);
 

@@ -226,8 +226,8 @@ TEST_F(Gemm, HandsOtherProductsToLibTorch) {
 // sizes around its blocks (12 or 6 rows, 16-float vectors, 32- and 64-column blocks). Oracle: the
 // float64 product, within the rounding bound above; the padding and (for ResultLower) nothing but C is
 // written. With A zero where its triangle says, the result is also the untriangled product's, exactly
-// (the skipped terms are zeros). Transposed storage (B packed: by 16 x 16 transposes, or gathers where
-// its rows are not unit-stride) gives the bits of the operands stored by rows.
+// (the skipped terms are zeros). Transposed storage (B packed by 16 x 16 register transposes) gives the
+// bits of the operands stored by rows.
 TEST(SmallGemm, EveryTriangleLayoutAndSizeWithinTheRoundingBound) {
   if (!small_gemm::available()) GTEST_SKIP() << "no AVX-512F here: the kernel is not used";
   using small_gemm::Triangle;
