@@ -90,6 +90,9 @@ constexpr std::array<std::array<Block, 4>, kMaxRows> table_of(std::integer_seque
 // kBlocks[rows - 1][vectors - 1].
 constexpr auto kBlocks = table_of(std::make_integer_sequence<int, kMaxRows>());
 
+// The first w lanes of a vector (all sixteen from w = 16 on).
+__mmask16 lanes_mask(int64_t w) { return static_cast<__mmask16>(w >= 16 ? 0xffff : (1u << w) - 1); }
+
 // GCC 12's AVX-512 shuffle intrinsics pass an `undefined` vector (initialised from itself) that
 // -Wmaybe-uninitialized reports once they are inlined (GCC bug 105593); no lane of one is used.
 #pragma GCC diagnostic push
@@ -122,8 +125,6 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose16(__m512
     r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
   }
 }
-
-__mmask16 lanes_mask(int64_t w) { return static_cast<__mmask16>(w >= 16 ? 0xffff : (1u << w) - 1); }
 
 // out[k N + n] = B(k, n) = b[k + n b_col] for B stored by columns (attention's keys and values read
 // transposed: a head's row of d values per position n, rows 3 H d apart) in 16 x 16 blocks: sixteen
@@ -174,7 +175,7 @@ void product(int64_t M, int64_t N, int64_t K, const float* a, int64_t a_row, int
   const int64_t columns = triangle == Triangle::ResultLower ? 32 : 64;
   for (int64_t n0 = 0; n0 < N; n0 += columns) {
     const int64_t width = std::min<int64_t>(columns, N - n0), vectors = (width + 15) / 16;
-    const auto last = static_cast<__mmask16>(width % 16 == 0 ? 0xffff : (1u << (width % 16)) - 1);
+    const __mmask16 last = lanes_mask(width - 16 * (vectors - 1));  // the last vector's lanes
     const int64_t rows = vectors <= 2 ? kMaxRows : 6;
     for (int64_t i0 = 0; i0 < M; i0 += rows) {
       const int64_t i1 = std::min(M, i0 + rows);
