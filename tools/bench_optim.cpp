@@ -434,6 +434,7 @@ void register_bench_optim(CLI::App& bench) {
     }
     const Model model = gpt2_like(*o);
     const int64_t numel = total_numel(model);
+    const char* tunables = std::getenv("GLIBC_TUNABLES");
     nlohmann::json out = {{"bench", "optim"},
                           {"parameters", numel},
                           {"tensors", model.names.size()},
@@ -442,7 +443,7 @@ void register_bench_optim(CLI::App& bench) {
                           {"paired_steps", o->paired_steps},
                           {"fused_qkv", o->fused_qkv},
                           {"huge_pages", huge_pages::describe()},
-                          {"glibc_tunables", std::getenv("GLIBC_TUNABLES") ? std::getenv("GLIBC_TUNABLES") : ""}};
+                          {"glibc_tunables", tunables ? tunables : ""}};
     for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.
     {

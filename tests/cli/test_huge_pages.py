@@ -66,10 +66,9 @@ def train(d, **env):
                        capture_output=True, text=True, env=dict(clean, **env))
     assert r.returncode == 0, (env, r.stderr)
     out = {}
-    with h5py.File(os.path.join(work, d, "final_params.h5")) as f:
-        f.visititems(lambda k, v: out.__setitem__("params/" + k, v[()]) if isinstance(v, h5py.Dataset) else None)
-    with h5py.File(os.path.join(work, d, "trace.h5")) as f:
-        f.visititems(lambda k, v: out.__setitem__("trace/" + k, v[()]) if isinstance(v, h5py.Dataset) else None)
+    for prefix, name in (("params/", "final_params.h5"), ("trace/", "trace.h5")):
+        with h5py.File(os.path.join(work, d, name)) as f:
+            f.visititems(lambda k, v: out.__setitem__(prefix + k, v[()]) if isinstance(v, h5py.Dataset) else None)
     return out
 
 
