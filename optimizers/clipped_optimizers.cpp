@@ -56,11 +56,7 @@ class SgdClip : public FusedBase {
   template <class T>
   TensorJob run(size_t i, const torch::Tensor& g) {
     const SgdClipUpdate<T> f{T(m_tau), T(m_wd[i]), T(m_o.beta1), T(m_lr[i]), m_step == 1};
-    T* p = m_params[i].data_ptr<T>();
-    const T* gp = g.data_ptr<T>();
-    T* buf = m_state[i][0].data_ptr<T>();
-    return elementwise_job(
-        m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); }, Ways::two);
+    return elements_job<1, T>(i, g, f, Ways::two);
   }
 
  private:
@@ -93,11 +89,7 @@ class AdamClip : public FusedBase {
     const AdamClipUpdate<T> f{T(m_tau),        T(m_wd[i]),       T(m_o.beta1),          T(1 - m_o.beta1),
                               T(m_o.beta2),    T(1 - m_o.beta2), T(1 / std::sqrt(bc2)), T(m_o.eps),
                               T(m_lr[i] / bc1)};
-    T* p = m_params[i].data_ptr<T>();
-    const T* gp = g.data_ptr<T>();
-    T* m = m_state[i][0].data_ptr<T>();
-    T* v = m_state[i][1].data_ptr<T>();
-    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
+    return elements_job<2, T>(i, g, f);
   }
 
  private:

@@ -75,6 +75,23 @@ class FusedBase : public Optimizer {
     else
       return update_d(i, g);
   }
+  // Tensor i's job for an update f(p[k], g[k], s0[k]) (S = 1) or f(p[k], g[k], s0[k], s1[k]) (S = 2) of
+  // every element, over its first S state tensors: cpu_loop.h's elementwise_job in `ways`.
+  template <int S, class T, class F>
+  TensorJob elements_job(size_t i, const torch::Tensor& g, const F& f, Ways ways = Ways::one) {
+    static_assert(S == 1 || S == 2, "one or two per-element state tensors");
+    T* p = m_params[i].data_ptr<T>();
+    const T* gp = g.data_ptr<T>();
+    T* s0 = m_state[i][0].data_ptr<T>();
+    if constexpr (S == 1) {
+      return elementwise_job(
+          m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], s0[k]); }, ways);
+    } else {
+      T* s1 = m_state[i][1].data_ptr<T>();
+      return elementwise_job(
+          m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], s0[k], s1[k]); }, ways);
+    }
+  }
   void init_state() {
     m_state.clear();
     for (size_t i = 0; i < m_params.size(); ++i) {

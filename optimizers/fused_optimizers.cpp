@@ -87,11 +87,7 @@ class FusedAdamW : public FusedBase {
     const double lr = m_lr[i], bc1 = 1 - std::pow(m_o.beta1, m_step), bc2 = 1 - std::pow(m_o.beta2, m_step);
     const AdamWUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1),          T(1 - m_o.beta1), T(m_o.beta2),
                            T(1 - m_o.beta2),    T(1 / std::sqrt(bc2)), T(m_o.eps),       T(lr / bc1)};
-    T* p = m_params[i].data_ptr<T>();
-    const T* gp = g.data_ptr<T>();
-    T* m = m_state[i][0].data_ptr<T>();
-    T* v = m_state[i][1].data_ptr<T>();
-    return elementwise_job(m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], m[k], v[k]); });
+    return elements_job<2, T>(i, g, f);
   }
 };
 
@@ -294,11 +290,7 @@ class SgdSai : public FusedBase {
     const double lr = m_lr[i];
     const SgdSaiUpdate<T> f{T(1 - lr * m_wd[i]), T(m_o.beta1), T(1 - m_o.beta1), T(lr * static_cast<double>(gsnr[0])),
                             m_step == 1};
-    T* p = m_params[i].data_ptr<T>();
-    const T* gp = g.data_ptr<T>();
-    T* buf = m_state[i][0].data_ptr<T>();
-    return elementwise_job(
-        m_params[i].numel(), [=](int64_t k) { f(p[k], gp[k], buf[k]); }, Ways::two);
+    return elements_job<1, T>(i, g, f, Ways::two);
   }
 
  private:
