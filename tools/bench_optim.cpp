@@ -271,6 +271,30 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
   char arg0[] = "blocksharp";
   char* argv[] = {arg0, nullptr};
   benchmark::Initialize(&argc, argv);
+  // Paired steps: one step of every case and one pass of every baseline after another (each pass
+  // starting at the next one), so a case, AdamW and the baselines are timed tens of milliseconds apart
+  // and any slow spell of the machine lands on all; each ratio to AdamW and each fraction of a floor is
+  // also reported as the median of the passes' values. The passes are shared out over the rounds, each
+  // share run after its round on that round's cases, so that the medians take in every round's placement
+  // of the cases' memory (above), not only the last one's. The methods whose step allocates sit out:
+  // with them in the passes, the fused case that followed them ran up to 1.6x slower (2 threads) than
+  // in its rounds.
+  std::map<std::string, std::vector<double>> paired;
+  const int passes_per_round = (o.paired_steps + o.rounds - 1) / o.rounds;
+  auto paired_passes = [&](std::vector<Case>& round_cases, int first_pass) {
+    std::vector<std::pair<std::string, std::function<void()>>> timed;
+    for (auto& c : round_cases)
+      if (!c.method.allocates) timed.emplace_back(c.method.name, [&c] { c.opt->step(); });
+    for (const auto& [name, pass] : baselines)  // each one's arrays rotate with its own count, as in the rounds
+      timed.emplace_back(name, [pass = pass, it = int64_t{0}]() mutable { pass(it++); });
+    for (int pass = first_pass; pass < first_pass + passes_per_round; ++pass)
+      for (size_t k = 0; k < timed.size(); ++k) {
+        const auto& [name, run] = timed[(k + static_cast<size_t>(pass)) % timed.size()];
+        const auto a = std::chrono::steady_clock::now();
+        run();
+        paired[name].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+      }
+  };
   std::vector<Case> cases;
   for (int round = 0; round < o.rounds; ++round) {
     cases.clear();  // the last round's memory, free before this round's is taken
@@ -299,26 +323,8 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     }
     benchmark::RunSpecifiedBenchmarks(&rep);
     benchmark::ClearRegisteredBenchmarks();
+    paired_passes(cases, round * passes_per_round);
   }
-  // Paired steps on the last round's cases: one step of every case and one pass of every baseline after
-  // another (each pass starting at the next one), so a case, AdamW and the baselines are timed tens of
-  // milliseconds apart and any slow spell of the machine lands on all; each ratio to AdamW and each
-  // fraction of a floor is also reported as the median of the passes' values. The methods whose step
-  // allocates sit out: with them in the passes, the fused case that followed them ran up to 1.6x
-  // slower (2 threads) than in its rounds.
-  std::vector<std::pair<std::string, std::function<void()>>> timed;
-  for (auto& c : cases)
-    if (!c.method.allocates) timed.emplace_back(c.method.name, [&c] { c.opt->step(); });
-  for (const auto& [name, pass] : baselines)  // each one's arrays rotate with its own count, as in the rounds
-    timed.emplace_back(name, [pass = pass, it = int64_t{0}]() mutable { pass(it++); });
-  std::map<std::string, std::vector<double>> paired;
-  for (int pass = 0; pass < o.paired_steps; ++pass)
-    for (size_t k = 0; k < timed.size(); ++k) {
-      const auto& [name, run] = timed[(k + static_cast<size_t>(pass)) % timed.size()];
-      const auto a = std::chrono::steady_clock::now();
-      run();
-      paired[name].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-    }
   // A baseline's time in its best round and in each round is at most its paired median: the bandwidth
   // it stands for is one this machine reached in this run. On the Zen 5 VM of 2026-12-03 every round of
   // one run timed memcpy at 0.8 GB/s and y += x at 10 GB/s at 1 thread (their paired medians: 33 and 54),
@@ -360,6 +366,7 @@ nlohmann::json run_at(int threads, const Model& model, const OptimBenchOptions& 
     return median(fractions);
   };
   for (const auto& [name, pass] : baselines) out["paired_baseline_ms_median"][name] = median(paired.at(name)) * 1e3;
+  out["paired_passes"] = passes_per_round * o.rounds;
   for (auto& c : cases) {
     const double t = rep.seconds.at(c.method.name);
     const double bw = c.floor_words() * 4.0 * n / t;
@@ -410,8 +417,8 @@ void register_bench_optim(CLI::App& bench) {
                   "interleaved rounds of every case at each thread count; each case reports its best round")
       ->capture_default_str();
   cmd->add_option("--paired-steps", o->paired_steps,
-                  "after the rounds, passes of one step of every fused case in turn; ratios to AdamW also as the "
-                  "median of the passes' ratios")
+                  "passes of one step of every fused case in turn, shared out over the rounds (each round's share "
+                  "after it, on its cases); ratios to AdamW also as the median of the passes' ratios")
       ->capture_default_str();
   cmd->add_flag("--fused-qkv", o->fused_qkv,
                 "attention as Hugging Face GPT-2's Conv1D attn.c_attn [dim, 3 dim] and attn.c_proj instead of "

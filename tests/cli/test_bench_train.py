@@ -137,10 +137,12 @@ for args, want in ((["--threads", "1,0"], "--threads: thread counts must be >= 1
 
 # bench optim at two thread counts, each with its own bandwidth baseline and every optimizer.
 out = json.loads(run(["bench", "optim", "--threads", "1,2", "--layers", "1", "--dim", "64", "--vocab", "256",
-                      "--min-time", "0.01", "--paired-steps", "3"]))
-assert out["paired_steps"] == 3, out
+                      "--min-time", "0.01", "--paired-steps", "3", "--rounds", "2"]))
+assert out["paired_steps"] == 3 and out["rounds"] == 2, out
 assert [r["threads"] for r in out["runs"]] == [1, 2], out["runs"]
 for r in out["runs"]:
+    # The 3 paired passes are shared out over the 2 rounds, whole passes each: 2 after each round.
+    assert r["paired_passes"] == 4, r["paired_passes"]
     assert r["copy_bandwidth_GBps"] == max(r["memcpy_bandwidth_GBps"], r["axpy_bandwidth_GBps"]) > 0
     names = set(r["optimizers"])
     assert names == {"adamw", "torch-adamw", "adam-mini", "sgd-sai", "apollo-mini", "blockwise-adamw", "sgd-clip",
@@ -167,6 +169,7 @@ print("bench optim: runs at 1 and 2 threads, fractions consistent")
 # With one round, each fraction's median over rounds is that round's, which is also each one's best.
 out = json.loads(run(["bench", "optim", "--threads", "1", "--layers", "1", "--dim", "64", "--vocab", "256",
                       "--min-time", "0.01", "--paired-steps", "1", "--rounds", "1"]))
+assert out["runs"][0]["paired_passes"] == 1, out["runs"][0]
 for name, o in out["runs"][0]["optimizers"].items():
     assert abs(o["bandwidth_fraction_round_median"] - o["bandwidth_fraction"]) <= 1e-9 * o["bandwidth_fraction"], o
     key = "fraction_of_floor_with_threshold_at_read_speed"
