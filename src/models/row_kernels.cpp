@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "exp_poly.h"
@@ -163,6 +164,43 @@ struct Sixteen {
   typedef T type __attribute__((vector_size(16 * sizeof(T))));
 };
 
+// Lanes j < w add lane j + w, for w = 8, 4, 2, 1, and lane 0 is the sum: sum16's pairwise order, in
+// registers (shuffles; a loop over the lanes went through the stack, ~15 % of a short row's time).
+template <class V>
+__attribute__((always_inline)) inline auto pairwise_sum16(const V& v) {
+  V a = v;
+  a += __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+  a += __builtin_shufflevector(a, a, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+  a += __builtin_shufflevector(a, a, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  a += __builtin_shufflevector(a, a, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  return a[0];
+}
+
+// The largest of the sixteen lanes (exact in any order; NaN lanes never got in), in registers.
+template <class V>
+__attribute__((always_inline)) inline auto max16(const V& v) {
+  V a = v;
+  V b = __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+  a = b > a ? b : a;
+  b = __builtin_shufflevector(a, a, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+  a = b > a ? b : a;
+  b = __builtin_shufflevector(a, a, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  a = b > a ? b : a;
+  b = __builtin_shufflevector(a, a, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+  a = b > a ? b : a;
+  return a[0];
+}
+
+// a's lanes from `count` on set to `fill` (the lanes of a row's last sixteen past its end).
+template <class T>
+using LaneOf = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+template <class T>
+__attribute__((always_inline)) inline void keep_lanes_below(typename Sixteen<T>::type& a, int64_t count, T fill) {
+  using I = typename Sixteen<LaneOf<T>>::type;
+  const I lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  a = lane < static_cast<LaneOf<T>>(count) + I{} ? a : fill + typename Sixteen<T>::type{};
+}
+
 // sum_j x[j] y[j] over [0, n), or sum_j x[j] where y is null (a constant at every call, so the choice
 // is compiled away), as sixteen partial sums (lane j adds the terms j, j + 16, ...; the tail's terms in
 // lanes 0...) added pairwise at the end: one order whatever the variant's vector width.
@@ -183,9 +221,44 @@ __attribute__((always_inline)) inline T sum16(const T* x, const T* y, int64_t n)
   }
   for (int64_t j = 0; k + j < n; ++j) tail[j] = y ? x[k + j] * y[k + j] : x[k + j];
   acc += tail;
-  for (int w = 8; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
-  return acc[0];
+  return pairwise_sum16(acc);
+}
+
+// One row of causal_softmax_backward_rows_impl where T_ is a multiple of 16, n <= T_ values in its
+// causal part: in whole sixteens, the last one's lanes from n on masked (dP P there is taken as +0, as
+// sum16's tail takes it), the row sum in registers; the same bits as the general loop below.
+template <class T>
+__attribute__((always_inline)) inline void causal_softmax_backward_row16(const T* dPv, const T* gP, const T* p, T s,
+                                                                         T* d, int64_t n, int64_t T_) {
+  using V = typename Sixteen<T>::type;
+  const int64_t nn = (n + 15) / 16 * 16;
+  V acc = {};
+  for (int64_t k = 0; k < nn; k += 16) {
+    V a, b;
+    std::memcpy(&a, dPv + k, sizeof a);
+    if (gP) {
+      std::memcpy(&b, gP + k, sizeof b);
+      a += b;
+    }
+    std::memcpy(d + k, &a, sizeof a);  // d holds dP for a moment
+    std::memcpy(&b, p + k, sizeof b);
+    a *= b;
+    if (k + 16 == nn) keep_lanes_below<T>(a, n - k, T(0));
+    acc += a;
+  }
+  const T r = pairwise_sum16(acc);
+  for (int64_t k = 0; k < nn; k += 16) {
+    V a, b;
+    std::memcpy(&a, d + k, sizeof a);
+    std::memcpy(&b, p + k, sizeof b);
+    a = s * b * (a - r);
+    if (k + 16 == nn) keep_lanes_below<T>(a, n - k, T(0));
+    std::memcpy(d + k, &a, sizeof a);
+  }
+  for (int64_t k = nn; k < T_; k += 16) {
+    const V z = {};
+    std::memcpy(d + k, &z, sizeof z);
+  }
 }
 
 // dS = s P (dP - rowsum(dP P)), dP = dPv (+ gP), on the causal part of each row, zero above it.
@@ -197,6 +270,10 @@ void causal_softmax_backward_rows_impl(const T* dPv, const T* gP, const T* P, T 
         const int64_t n = row % T_ + 1, o = row * T_;
         T* d = dS + o;
         const T* p = P + o;
+        if (T_ % 16 == 0) {
+          causal_softmax_backward_row16(dPv + o, gP ? gP + o : nullptr, p, s, d, n, T_);
+          continue;
+        }
         if (gP) {
           for (int64_t j = 0; j < n; ++j) d[j] = dPv[o + j] + gP[o + j];  // d holds dP for a moment
         } else {
@@ -331,11 +408,58 @@ void layer_norm_backward_rows(const float* dy, const float* x, const float* w, c
   std::copy_n(sums.begin() + D, D, db);
 }
 
+// One row of causal_softmax_rows where T is a multiple of 16, n <= T values in its causal part: in
+// whole sixteens (the last one's lanes from n on masked with -inf before the scaling, as the general
+// loop masks them), the largest and the sum kept in registers, exp and the sum in one pass (lane j adds
+// the values j, j + 16, ...: sum16's order). The same bits as the general loop below, ~2x faster on
+// 128-value rows (79 -> 37 ns a row on the Zen 5 VM).
+__attribute__((always_inline)) inline void causal_softmax_row16(float* r, float s, int64_t n, int64_t T) {
+  using V = Sixteen<float>::type;
+  const float lowest = -std::numeric_limits<float>::infinity();
+  const int64_t nn = (n + 15) / 16 * 16;
+  V most = lowest - V{};
+  for (int64_t k = 0; k < nn; k += 16) {
+    V v;
+    std::memcpy(&v, r + k, sizeof v);
+    if (k + 16 == nn) keep_lanes_below<float>(v, n - k, lowest);
+    v *= s;
+    std::memcpy(r + k, &v, sizeof v);
+    most = v > most ? v : most;
+  }
+  const float m = max16(most);
+  float acc[16] = {};  // (exp's values are >= +0: no lane is ever -0, and no +0 tail is needed)
+  for (int64_t k = 0; k < nn; k += 16) {
+    float* c = r + k;
+    for (int j = 0; j < 16; ++j) {
+      c[j] = exp_poly(c[j] - m);
+      acc[j] += c[j];
+    }
+  }
+  V a;
+  std::memcpy(&a, acc, sizeof a);
+  const float inv = 1.0f / pairwise_sum16(a);
+  for (int64_t k = 0; k < nn; k += 16) {
+    V v;
+    std::memcpy(&v, r + k, sizeof v);
+    v *= inv;
+    std::memcpy(r + k, &v, sizeof v);
+  }
+  for (int64_t k = nn; k < T; k += 16) {
+    const V z = {};
+    std::memcpy(r + k, &z, sizeof z);
+  }
+}
+
 void causal_softmax_rows(float* x, float s, int64_t rows, int64_t T) {
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     in_variant([&] {
+      const float sl = s;  // a local: a store through the rows could otherwise alias the captured one
       for (int64_t row = begin; row < end; ++row) {
         float* r = x + row * T;
+        if (T % 16 == 0) {
+          causal_softmax_row16(r, sl, row % T + 1, T);
+          continue;
+        }
         // The causal part [0, n) and what it takes to fill whole sixteens, nn, masked with -inf (exp: 0).
         const int64_t n = row % T + 1, nn = std::min(T, (n + 15) / 16 * 16);
         for (int64_t j = n; j < nn; ++j) r[j] = -std::numeric_limits<float>::infinity();

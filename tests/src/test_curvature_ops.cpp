@@ -591,59 +591,88 @@ TEST(AddRowVectorRows, ResidualRowsWithTheBiasAreLibTorchsSum) {
 // |P - ref| within 8 (1 + |s x - m|) 2^-24 of max(P, 2^-126): a few roundings and exp's ulp, and the
 // rounding of s x - m carried through exp (scores spread by ~±60 here, so by up to ~45 in a row);
 // exact zeros above the diagonal; the rows sum to 1 within 2^-20. Both compiled variants give the same bits, at 1 and 3
-// threads, grouped rows (rep 3) included; a row of one key is exactly 1.
-TEST(CausalSoftmaxRows, WithinItsBoundOfLibTorchsSoftmaxInBothVariants) {
-  torch::manual_seed(11);
-  const int64_t T = 37, rep = 3;
-  const float s = 1.0f / std::sqrt(7.0f);
-  const auto scores = torch::randn({5, rep * T, T}) * 20;
-  const auto P = same_bits_in_every_variant([&] {
+// threads, grouped rows (rep 3) included; a row of one key is exactly 1. T = 37 runs the general loop,
+// T = 48 (a multiple of 16) the whole sixteens, which give the general loop's bits: rows of T = 48's
+// first 37 keys are T = 37's rows of the same scores.
+torch::Tensor causal_softmax_of(const torch::Tensor& scores, float s) {
+  return same_bits_in_every_variant([&] {
     auto P = scores.clone();
-    ops::detail::causal_softmax_rows(P.data_ptr<float>(), s, P.size(0) * P.size(1), T);
+    ops::detail::causal_softmax_rows(P.data_ptr<float>(), s, P.size(0) * P.size(1), P.size(2));
     return std::vector<torch::Tensor>{P};
   })[0];
-  const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
-  const auto scaled = (scores * s).to(torch::kFloat64);  // the float product, as LibTorch's `scores * s`
-  const auto ref = torch::softmax(scaled.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
-  const auto m = scaled.masked_fill(mask, -1e300).amax(-1, true);
-  const auto bound = 8 * std::ldexp(1.0, -24) * (P.to(torch::kFloat64).abs().clamp_min(std::ldexp(1.0, -126))) *
-                     (1 + (scaled - m).abs());
-  const auto err = (P.to(torch::kFloat64) - ref).abs() / bound;
-  EXPECT_LE(err.max().item<double>(), 1.0);
-  std::printf("causal_softmax_rows: worst error %.3f of its bound\n", err.max().item<double>());
-  EXPECT_EQ(P.masked_select(mask.expand_as(P)).abs().max().item<float>(), 0.0f);
-  EXPECT_LE((P.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), std::ldexp(1.0, -20));
-  EXPECT_EQ(P.select(1, 0).select(1, 0).min().item<float>(), 1.0f);  // row 0: one key
+}
+TEST(CausalSoftmaxRows, WithinItsBoundOfLibTorchsSoftmaxInBothVariants) {
+  torch::manual_seed(11);
+  const int64_t rep = 3;
+  const float s = 1.0f / std::sqrt(7.0f);
+  const auto scores48 = torch::randn({5, rep, 48, 48}) * 20;
+  for (const int64_t T : {37, 48}) {
+    SCOPED_TRACE("T = " + std::to_string(T));
+    const auto scores = scores48.slice(2, 0, T).slice(3, 0, T).reshape({5, rep * T, T});
+    const auto P = causal_softmax_of(scores, s);
+    const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
+    const auto scaled = (scores * s).to(torch::kFloat64);  // the float product, as LibTorch's `scores * s`
+    const auto ref = torch::softmax(scaled.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+    const auto m = scaled.masked_fill(mask, -1e300).amax(-1, true);
+    const auto bound = 8 * std::ldexp(1.0, -24) * (P.to(torch::kFloat64).abs().clamp_min(std::ldexp(1.0, -126))) *
+                       (1 + (scaled - m).abs());
+    const auto err = (P.to(torch::kFloat64) - ref).abs() / bound;
+    EXPECT_LE(err.max().item<double>(), 1.0);
+    std::printf("causal_softmax_rows (T = %ld): worst error %.3f of its bound\n", static_cast<long>(T),
+                err.max().item<double>());
+    EXPECT_EQ(P.masked_select(mask.expand_as(P)).abs().max().item<float>(), 0.0f);
+    EXPECT_LE((P.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), std::ldexp(1.0, -20));
+    EXPECT_EQ(P.select(1, 0).select(1, 0).min().item<float>(), 1.0f);  // row 0: one key
+  }
+  const auto P37 = causal_softmax_of(scores48.slice(2, 0, 37).slice(3, 0, 37).reshape({5, rep * 37, 37}), s);
+  const auto P48 = causal_softmax_of(scores48.reshape({5, rep * 48, 48}), s).view({5, rep, 48, 48});
+  EXPECT_TRUE(torch::equal(P48.slice(2, 0, 37).slice(3, 0, 37).reshape({5, rep * 37, 37}).view(torch::kInt32),
+                           P37.view(torch::kInt32)));
 }
 
 // The training step's score gradient (causal_softmax_backward_rows) against its formula in LibTorch's
 // ops in double, s P (dP - rowsum(dP P)) with dP = dPv + gP, on the causal part: the largest error
 // within 1e-6 (float) and 1e-14 (double) of the largest |dS|; zeros above the diagonal. The same bits
-// in both variants, at 1 and 3 threads, with and without gP.
+// in both variants, at 1 and 3 threads, with and without gP, whatever lies above the diagonal of dPv and
+// gP (NaN here); T = 37 (the general loop) and T = 48 (whole
+// sixteens), whose rows' first 37 keys give T = 37's bits.
 TEST(CausalSoftmaxBackwardRows, MatchesItsFormulaInBothVariants) {
   torch::manual_seed(12);
-  const int64_t T = 37, rep = 3;
-  const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
+  const int64_t rep = 3;
   for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
-    const auto P = torch::softmax(torch::randn({4, rep * T, T}, dtype).masked_fill(mask, -INFINITY), -1);
-    const auto dPv = torch::randn({4, rep * T, T}, dtype), gPv = torch::randn({4, rep * T, T}, dtype);
+    const auto mask48 = torch::ones({48, 48}, torch::kBool).triu(1);
+    const auto P48 = torch::softmax(torch::randn({4, rep, 48, 48}, dtype).masked_fill(mask48, -INFINITY), -1);
+    // NaN above the diagonal, where the kernels must not look (the products leave it unwritten there)
+    const auto dPv48 = torch::randn({4, rep, 48, 48}, dtype).masked_fill(mask48, NAN),
+               gPv48 = torch::randn({4, rep, 48, 48}, dtype).masked_fill(mask48, NAN);
     for (const bool with_gP : {false, true}) {
       const double s = 0.3;
-      SCOPED_TRACE(std::string(c10::toString(dtype)) + (with_gP ? " with gP" : ""));
-      const auto dS = same_bits_in_every_variant([&] {
-        auto dS = torch::full_like(P, 7.0);  // every entry written
-        AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
-          ops::detail::causal_softmax_backward_rows(
-              dPv.data_ptr<scalar_t>(), with_gP ? gPv.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
-              static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), 4 * rep * T, T);
-        });
-        return std::vector<torch::Tensor>{dS};
-      })[0];
-      const auto Pd = P.to(torch::kFloat64);
-      const auto dP = (with_gP ? dPv + gPv : dPv).to(torch::kFloat64).masked_fill(mask, 0);
-      const auto want = s * Pd * (dP - (dP * Pd).sum(-1, true));
-      EXPECT_LT(rel(dS.to(torch::kFloat64), want), dtype == torch::kFloat32 ? 1e-6 : 1e-14);
-      EXPECT_EQ(dS.masked_select(mask.expand_as(P)).abs().max().item<double>(), 0.0);
+      std::vector<torch::Tensor> by_T;
+      for (const int64_t T : {37, 48}) {
+        SCOPED_TRACE(std::string(c10::toString(dtype)) + (with_gP ? " with gP" : "") + ", T = " + std::to_string(T));
+        const auto mask = torch::ones({T, T}, torch::kBool).triu(1).repeat({rep, 1});
+        auto cut = [&](const torch::Tensor& t) { return t.slice(2, 0, T).slice(3, 0, T).reshape({4, rep * T, T}); };
+        // (the first 37 keys of a 48-key softmax sum to less than 1: the formula holds for any P)
+        const auto P = cut(P48), dPv = cut(dPv48), gPv = cut(gPv48);
+        const auto dS = same_bits_in_every_variant([&] {
+          auto dS = torch::full_like(P, 7.0);  // every entry written
+          AT_DISPATCH_FLOATING_TYPES(dtype, "test", [&] {
+            ops::detail::causal_softmax_backward_rows(
+                dPv.data_ptr<scalar_t>(), with_gP ? gPv.data_ptr<scalar_t>() : nullptr, P.data_ptr<scalar_t>(),
+                static_cast<scalar_t>(s), dS.data_ptr<scalar_t>(), 4 * rep * T, T);
+          });
+          return std::vector<torch::Tensor>{dS};
+        })[0];
+        const auto Pd = P.to(torch::kFloat64);
+        const auto dP = (with_gP ? dPv + gPv : dPv).to(torch::kFloat64).masked_fill(mask, 0);
+        const auto want = s * Pd * (dP - (dP * Pd).sum(-1, true));
+        EXPECT_LT(rel(dS.to(torch::kFloat64), want), dtype == torch::kFloat32 ? 1e-6 : 1e-14);
+        EXPECT_EQ(dS.masked_select(mask.expand_as(P)).abs().max().item<double>(), 0.0);
+        by_T.push_back(dS);
+      }
+      const auto bits = dtype == torch::kFloat32 ? torch::kInt32 : torch::kInt64;
+      const auto first37 = by_T[1].view({4, rep, 48, 48}).slice(2, 0, 37).slice(3, 0, 37).reshape({4, rep * 37, 37});
+      EXPECT_TRUE(torch::equal(first37.view(bits), by_T[0].view(bits)));
     }
   }
 }
