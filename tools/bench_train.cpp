@@ -2,9 +2,10 @@
 // non-finite check, global-norm clipping, AdamW) of built-in language models, against the same
 // architecture in plain PyTorch eager (tools/experiments/bench_train_pytorch.py) run by this command
 // with the same batch (same seed, same random tokens), threads and LibTorch; one JSON object of ratios.
-// Peak resident memory is read per phase (VmHWM reset before each model is built).
+// Each round of either side runs in a process of its own (blocksharp's: this executable again, with the
+// hidden --one-side), so that no round inherits another's heap; peak resident memory is read per process
+// (VmHWM reset before the model is built).
 #include <algorithm>
-#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ namespace bs {
 namespace {
 
 struct TrainBenchOptions {
+  bool one_side = false;  // (hidden) one round of blocksharp's side, in this process: the parent's child
   std::vector<std::string> models = {"gpt2-small-cpu", "llama-small-cpu"};
   int64_t batch_size = 8, seq_len = 0, steps = 10, rounds = 5;
   int threads = 0;  // 0: every core
@@ -51,9 +53,13 @@ Batch random_tokens(int64_t vocab, int64_t B, int64_t T, uint64_t seed) {
   return {t.slice(1, 0, T).contiguous(), t.slice(1, 1, T + 1).contiguous()};
 }
 
-// Median seconds of `steps` training steps of `model`, after two untimed ones; peak memory of the phase.
-nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOptions& o, Progress& bar, int64_t& done) {
-  malloc_trim(0);  // what an earlier phase freed leaves the process, so that this phase's growth is its own
+// Median seconds of `steps` training steps of `model`, after two untimed ones; peak memory of the
+// process from here on. Run once in a fresh process (--one-side): a round after another in the same
+// process started from the earlier one's freed heap, and the malloc_trim(0) that took that memory out
+// of the resident size (for the round's own growth) broke the heap's huge pages into small ones, after
+// which rounds 2 on ran 10-30 % slower (gpt2-small-cpu at 1 thread on the Zen 5 VM, 2026-12-04: 230
+// ms, then 263-303; 228-231 in every round without huge pages or without the trim).
+nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOptions& o) {
   reset_peak_resident();
   const int64_t before = resident_bytes();
   CommonOptions c;
@@ -85,7 +91,6 @@ nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOption
     const auto a = std::chrono::steady_clock::now();
     step();
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-    bar.update(++done);
   }
   int64_t n = 0;
   for (const auto& p : params) n += p.numel();
@@ -100,25 +105,48 @@ nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOption
           {"rss_before_model_MiB", static_cast<double>(before) / (1 << 20)}};
 }
 
-// The PyTorch script's JSON line for `model`; a failure to run it is one line naming the script.
-nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBenchOptions& o) {
-  const std::string cmd = "'" + o.python + "' '" + o.script + "' --model " + model + " --batch-size " +
-                          std::to_string(o.batch_size) + " --seq-len " + std::to_string(T) + " --threads " +
-                          std::to_string(torch::get_num_threads()) + " --steps " + std::to_string(o.steps) +
-                          " --seed " + std::to_string(o.seed);
+// The JSON object a side's process prints as its last line (`cmd`, stdout and stderr together); a
+// failure is one line naming `who` and what the process said last (its own "blocksharp: error: " cut).
+nlohmann::json side_json(const std::string& cmd, const std::string& who) {
   FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) throw UserError("bench train: cannot run " + o.python);
+  if (!f) throw UserError("bench train: cannot run " + who);
   std::string text;
   char buf[4096];
   while (size_t k = std::fread(buf, 1, sizeof buf, f)) text.append(buf, k);
   const int status = pclose(f);
-  // The script prints its JSON as its last line; anything else is its error, said in one line.
   while (!text.empty() && text.back() == '\n') text.pop_back();
-  const std::string last = text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
-  if (status != 0 || last.empty() || last.front() != '{')
-    throw UserError("bench train: '" + o.script + "' failed (exit " +
+  std::string last = text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  if (status != 0 || last.empty() || last.front() != '{') {
+    const std::string prefix = "blocksharp: error: ";
+    if (last.rfind(prefix, 0) == 0) last = last.substr(prefix.size());
+    throw UserError("bench train: " + who + " failed (exit " +
                     std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "): " + last);
+  }
   return nlohmann::json::parse(last);
+}
+
+// The options both sides' processes take alike.
+std::string common_args(int64_t T, const TrainBenchOptions& o, int threads) {
+  return " --batch-size " + std::to_string(o.batch_size) + " --seq-len " + std::to_string(T) + " --threads " +
+         std::to_string(threads) + " --steps " + std::to_string(o.steps) + " --seed " + std::to_string(o.seed);
+}
+
+// One round of blocksharp's side with `backend`, in a process of its own (this executable again).
+nlohmann::json bench_blocksharp_process(const std::string& model, const std::string& backend,
+                                        const TrainBenchOptions& o, int threads) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) throw UserError("bench train: cannot find this executable (/proc/self/exe)");
+  self[n] = '\0';
+  const std::string cmd = "'" + std::string(self) + "' bench train --one-side --models " + model + " --gemm " +
+                          backend + common_args(o.seq_len, o, threads);
+  return side_json(cmd, "blocksharp's side (" + model + ", --gemm " + backend + ")");
+}
+
+// The PyTorch script's JSON line for `model`; a failure to run it is one line naming the script.
+nlohmann::json bench_pytorch(const std::string& model, int64_t T, const TrainBenchOptions& o, int threads) {
+  const std::string cmd = "'" + o.python + "' '" + o.script + "' --model " + model + common_args(T, o, threads);
+  return side_json(cmd, "'" + o.script + "'");
 }
 
 // The built-in presets of the language-model families (what the PyTorch side mirrors: its PRESETS,
@@ -158,6 +186,8 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--python", o->python, "interpreter with torch for the PyTorch side (none: skip it)")
       ->capture_default_str();
   cmd->add_option("--script", o->script, "the PyTorch side")->capture_default_str();
+  cmd->add_flag("--one-side", o->one_side, "one round of blocksharp's side (one model, one --gemm), as a JSON line")
+      ->group("");  // hidden: how this command runs each round of blocksharp's side in a process of its own
   cmd->callback([o] {
     require_counts({{"--batch-size", o->batch_size}, {"--steps", o->steps}, {"--rounds", o->rounds}});
     require_non_negative("--seq-len", o->seq_len, "each preset's context");
@@ -167,6 +197,23 @@ void register_bench_train(CLI::App& bench) {
       throw UserError("--python '" + o->python + "': not an executable (--python none measures blocksharp alone)");
     if (with_torch && !std::ifstream(o->script)) throw UserError("--script '" + o->script + "': no such file");
     if (o->backends.empty()) throw UserError("--gemm: give at least one backend");
+    if (o->one_side) {
+      if (o->models.size() != 1 || o->backends.size() != 1)
+        throw UserError("--one-side: give one model and one --gemm backend");
+      gemm::ScopedBackend scope(o->backends[0] == "libtorch" ? gemm::Backend::LibTorch : gemm::Backend::OneDnn);
+      nlohmann::json side = bench_blocksharp(o->models[0], *o);
+      side["gemm"] = gemm::describe(gemm::backend());
+      std::printf("%s\n", side.dump().c_str());
+      return;
+    }
+    for (const auto& model : o->models)  // what each side's process would refuse, before any starts
+      if (const int64_t context = resolve_model_config(model, {}, 0, 0).seq_len; o->seq_len > context)
+        throw UserError("--seq-len " + std::to_string(o->seq_len) + " exceeds the context of model '" + model + "' (" +
+                        std::to_string(context) + ")");
+    // As train: --threads, else every core, else (0: OMP_NUM_THREADS set) what LibTorch took from the
+    // environment; each side's process is then given the count.
+    if (const int t = o->threads > 0 ? o->threads : default_training_threads(); t > 0) at::set_num_threads(t);
+    const int threads = at::get_num_threads();
     nlohmann::json out = {{"bench", "train"},
                           {"batch_size", o->batch_size},
                           {"optimizer", "adamw"},
@@ -189,12 +236,12 @@ void register_bench_train(CLI::App& bench) {
       };
       for (int64_t r = 0; r < o->rounds; ++r) {
         for (size_t b = 0; b < o->backends.size(); ++b) {
-          gemm::ScopedBackend scope(o->backends[b] == "libtorch" ? gemm::Backend::LibTorch : gemm::Backend::OneDnn);
-          keep_faster(best_ours[b], bench_blocksharp(model, *o, bar, done), round_ms[b]);
-          best_ours[b]["gemm"] = gemm::describe(gemm::backend());
+          keep_faster(best_ours[b], bench_blocksharp_process(model, o->backends[b], *o, threads), round_ms[b]);
+          bar.update(done += o->steps);
         }
         if (with_torch)
-          keep_faster(best_torch, bench_pytorch(model, best_ours[0]["seq_len"].get<int64_t>(), *o), torch_round_ms);
+          keep_faster(best_torch, bench_pytorch(model, best_ours[0]["seq_len"].get<int64_t>(), *o, threads),
+                      torch_round_ms);
       }
       auto& m = out["models"][model];
       // The memory a step adds to the process it runs in (model, optimizer state, activations).

@@ -121,6 +121,24 @@ for args, want in ((["--script", os.path.join(work, "missing.py")], "blocksharp:
     assert bad.returncode != 0 and bad.stderr.startswith(want) and bad.stderr.count("\n") == 1, (args, bad.stderr)
 bad = subprocess.run([blocksharp, "bench", "train", "--batch-size", "0"], capture_output=True, text=True)
 assert bad.returncode != 0 and bad.stderr == "blocksharp: error: --batch-size must be >= 1, got 0\n", bad.stderr
+bad = subprocess.run([blocksharp, "bench", "train", "--models", "gpt2-tiny", "--seq-len", "65", "--python", "none"],
+                     capture_output=True, text=True)  # refused before any side's process starts
+assert bad.returncode == 1 and bad.stderr == ("blocksharp: error: --seq-len 65 exceeds the context of model "
+                                              "'gpt2-tiny' (64)\n"), bad.stderr
+
+# Each round of blocksharp's side is this executable again with the hidden --one-side: one model, one
+# backend, one JSON line (the fields the parent reports per round), its own process's memory.
+line = run(["bench", "train", "--one-side", "--models", "llama-tiny", "--gemm", "libtorch", "--steps", "2",
+            "--batch-size", "2", "--seq-len", "32", "--threads", "1"])
+assert line.count("\n") == 1 and line.startswith("{"), line
+one = json.loads(line)
+assert one["seq_len"] == 32 and one["parameters"] == out["models"]["llama-tiny"]["blocksharp"]["parameters"], one
+assert abs(one["tokens_per_s"] - 2 * 32 / (one["step_ms"] / 1e3)) <= 1e-9 * one["tokens_per_s"], one
+assert "LibTorch" in one["gemm"] and one["peak_rss_MiB"] >= one["rss_before_model_MiB"] > 0, one
+assert "--one-side" not in run(["bench", "train", "--help"])
+bad = subprocess.run([blocksharp, "bench", "train", "--one-side", "--models", "gpt2-tiny,llama-tiny"],
+                     capture_output=True, text=True)
+assert bad.returncode == 1 and bad.stderr == "blocksharp: error: --one-side: give one model and one --gemm backend\n"
 # bench optim: each bad value named in one line before any tensor is made (a negative --min-time used
 # to abort inside Google Benchmark, --vocab 0 to die of a division by zero).
 for args, want in ((["--threads", "1,0"], "--threads: thread counts must be >= 1, got 0"),
