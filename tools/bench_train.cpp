@@ -138,8 +138,8 @@ nlohmann::json bench_blocksharp_process(const std::string& model, const std::str
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) throw UserError("bench train: cannot find this executable (/proc/self/exe)");
   self[n] = '\0';
-  const std::string cmd = "'" + std::string(self) + "' bench train --one-side --models " + model + " --gemm " +
-                          backend + common_args(o.seq_len, o, threads);
+  const std::string cmd = "'" + std::string(self) + "' bench train --one-side --python none --models " + model +
+                          " --gemm " + backend + common_args(o.seq_len, o, threads);
   return side_json(cmd, "blocksharp's side (" + model + ", --gemm " + backend + ")");
 }
 
