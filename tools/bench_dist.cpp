@@ -29,20 +29,12 @@ struct DistBenchOptions {
   std::string out = "out/bench_dist";
 };
 
-// This executable's path (inside std::system, /proc/self/exe would name the shell).
-std::string self_path() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw UserError("bench dist: cannot find this executable's path");
-  return std::string(buf, static_cast<size_t>(n));
-}
-
 nlohmann::json run(const DistBenchOptions& o, int n, int64_t global_batch, const std::string& tag) {
   const std::string dir = o.out + "/" + tag;
-  const std::string cmd = "'" + self_path() + "' launch -n " + std::to_string(n) + " -- train --model " + o.model +
-                          " --steps " + std::to_string(o.steps) + " --batch-size " + std::to_string(global_batch) +
-                          " --threads " + std::to_string(o.threads) + " --eval-batches 1 --dist-check-every 0 --out " +
-                          dir + " > " + dir + ".log 2>&1";
+  const std::string cmd = "'" + self_path("bench dist") + "' launch -n " + std::to_string(n) + " -- train --model " +
+                          o.model + " --steps " + std::to_string(o.steps) + " --batch-size " +
+                          std::to_string(global_batch) + " --threads " + std::to_string(o.threads) +
+                          " --eval-batches 1 --dist-check-every 0 --out " + dir + " > " + dir + ".log 2>&1";
   if (std::system(cmd.c_str()) != 0) throw UserError("bench dist: '" + cmd + "' failed; see " + dir + ".log");
   std::ifstream f(dir + "/train_summary.json");
   const auto s = nlohmann::json::parse(f, nullptr, false);

@@ -134,11 +134,7 @@ std::string common_args(int64_t T, const TrainBenchOptions& o, int threads) {
 // One round of blocksharp's side with `backend`, in a process of its own (this executable again).
 nlohmann::json bench_blocksharp_process(const std::string& model, const std::string& backend,
                                         const TrainBenchOptions& o, int threads) {
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) throw UserError("bench train: cannot find this executable (/proc/self/exe)");
-  self[n] = '\0';
-  const std::string cmd = "'" + std::string(self) + "' bench train --one-side --python none --models " + model +
+  const std::string cmd = "'" + self_path("bench train") + "' bench train --one-side --python none --models " + model +
                           " --gemm " + backend + common_args(o.seq_len, o, threads);
   return side_json(cmd, "blocksharp's side (" + model + ", --gemm " + backend + ")");
 }

@@ -1,6 +1,8 @@
 // Common options.
 #include "cli_common.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 
@@ -42,6 +44,13 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--dim", o.dim, "TorchScript attention models: model width");
   cmd->add_option("--n-heads", o.n_heads, "TorchScript attention models: attention heads");
   cmd->add_option("--n-kv-heads", o.n_kv_heads, "TorchScript attention models: key/value heads");
+}
+
+std::string self_path(const std::string& who) {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw UserError(who + ": cannot find this executable's path");
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 void require_counts(std::initializer_list<std::pair<const char*, int64_t>> counts) {

@@ -15,6 +15,10 @@ namespace bs {
 
 void add_common_options(CLI::App* cmd, CommonOptions& o);
 
+// This executable's path, for a command that runs it again in a child process (inside std::system or
+// popen, /proc/self/exe would name the shell); `who` names the command in the error.
+std::string self_path(const std::string& who);
+
 // Refuses a count below 1: "FLAG must be >= 1, got V" for the first such (flag, value).
 void require_counts(std::initializer_list<std::pair<const char*, int64_t>> counts);
 
