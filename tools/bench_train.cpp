@@ -203,9 +203,7 @@ void register_bench_train(CLI::App& bench) {
       return;
     }
     for (const auto& model : o->models)  // what each side's process would refuse, before any starts
-      if (const int64_t context = resolve_model_config(model, {}, 0, 0).seq_len; o->seq_len > context)
-        throw UserError("--seq-len " + std::to_string(o->seq_len) + " exceeds the context of model '" + model + "' (" +
-                        std::to_string(context) + ")");
+      require_within_context(o->seq_len, resolve_model_config(model, {}, 0, 0).seq_len, "model '" + model + "'");
     // As train: --threads, else every core, else (0: OMP_NUM_THREADS set) what LibTorch took from the
     // environment; each side's process is then given the count.
     if (const int t = o->threads > 0 ? o->threads : default_training_threads(); t > 0) at::set_num_threads(t);

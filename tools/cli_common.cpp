@@ -64,6 +64,12 @@ void require_non_negative(const char* flag, int64_t v, const char* zero_means) {
                   ", got " + std::to_string(v));
 }
 
+void require_within_context(int64_t seq_len, int64_t context, const std::string& model, const std::string& hint) {
+  if (seq_len <= context) return;
+  throw UserError("--seq-len " + std::to_string(seq_len) + " exceeds the context of " + model + " (" +
+                  std::to_string(context) + ")" + hint);
+}
+
 void require_positive(const std::string& flag, double v, const std::string& what) {
   if (std::isfinite(v) && v > 0) return;
   char got[32];

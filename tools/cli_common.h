@@ -26,6 +26,10 @@ void require_counts(std::initializer_list<std::pair<const char*, int64_t>> count
 // zero_means is null).
 void require_non_negative(const char* flag, int64_t v, const char* zero_means = nullptr);
 
+// Refuses a --seq-len longer than a model's context: "--seq-len N exceeds the context of MODEL (C)HINT",
+// MODEL as the caller names it ("model 'gpt2-tiny'", or a checkpoint's path quoted).
+void require_within_context(int64_t seq_len, int64_t context, const std::string& model, const std::string& hint = "");
+
 // Refuses a value that is not a positive finite number: "FLAG must be WHAT, got V" (V as %g: -1, nan).
 void require_positive(const std::string& flag, double v, const std::string& what = "a positive number");
 

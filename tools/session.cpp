@@ -113,9 +113,7 @@ Session open_session(const CommonOptions& opt) {
     if (tok_vocab > cfg.vocab)
       throw UserError("--tokenizer " + opt.tokenizer + " has " + std::to_string(tok_vocab) +
                       " tokens, more than the vocab_size " + std::to_string(cfg.vocab) + " of '" + opt.model + "'");
-    if (opt.seq_len > cfg.seq_len)
-      throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of '" + opt.model + "' (" +
-                      std::to_string(cfg.seq_len) + ")");
+    require_within_context(opt.seq_len, cfg.seq_len, "'" + opt.model + "'");
     d.seq_len = opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(cfg.seq_len, 1024);
     s.net = build_network(opt.model, cfg, opt.seed);
   } else if (is_torchscript_path(opt.model)) {
@@ -133,10 +131,10 @@ Session open_session(const CommonOptions& opt) {
     if (text && cfg.vocab > 0 && cfg.vocab < tokenizer_vocab_size(opt.tokenizer))  // ids past the embedding
       throw UserError("--set vocab=" + std::to_string(cfg.vocab) + " is smaller than --tokenizer " + opt.tokenizer +
                       "'s " + std::to_string(tokenizer_vocab_size(opt.tokenizer)) + " tokens");
-    if (cfg.seq_len > 0 && opt.seq_len > cfg.seq_len)
-      throw UserError("--seq-len " + std::to_string(opt.seq_len) + " exceeds the context of model '" + opt.model +
-                      "' (" + std::to_string(cfg.seq_len) + "); give --set seq_len=" + std::to_string(opt.seq_len) +
-                      " to build the model with a longer context");
+    if (cfg.seq_len > 0)
+      require_within_context(
+          opt.seq_len, cfg.seq_len, "model '" + opt.model + "'",
+          "; give --set seq_len=" + std::to_string(opt.seq_len) + " to build the model with a longer context");
     d.seq_len = opt.seq_len > 0 ? opt.seq_len : cfg.seq_len > 0 ? cfg.seq_len : 64;
     s.net = build_network(opt.model, cfg, opt.seed);
   }

@@ -78,6 +78,9 @@ for tag, spoil in (("ck_step", lambda f: f["step"].write_direct(np.array(-1, dty
     with h5py.File(os.path.join(P(tag), "checkpoint.h5"), "r+") as f:
         spoil(f)
 
+# A Hugging Face folder of gpt2-tiny (context 64), for the checkpoint's own --seq-len check.
+subprocess.run(train + ["--export-hf", P("hf_tiny"), "--out", P("hf_run")], capture_output=True, check=True)
+
 # Configs: one from a smaller gpt2-tiny (another model for the default gpt2-tiny), one of the wrong kind.
 r = subprocess.run([blocksharp, "profile", "--set", "dim=32", "--topk", "2", "--probes", "2", "--density-runs", "0",
                     "--block-eigs", "none", "--out", P("cfg")], capture_output=True, text=True)
@@ -134,6 +137,8 @@ cases = [
     ("negative --checkpoint-every", train + ["--checkpoint-every", "-2", "--out", P("o24c")],
      "--checkpoint-every must be >= 0"),
     ("hf: folder without config", train + ["--model", "hf:" + P("o1"), "--out", P("o25")], "config.json"),
+    ("hf: --seq-len beyond the context", train + ["--model", "hf:" + P("hf_tiny"), "--seq-len", "65", "--out", P("o25s")],
+     "--seq-len 65 exceeds the context of 'hf:" + P("hf_tiny") + "' (64)"),
     ("--resume with --params", train + ["--resume", "--params", P("a_file"), "--out", P("ck")], "--params would be ignored"),
     ("garbage --params", train + ["--params", P("a_file"), "--out", P("o28")], "a_file"),
     ("checkpoint /step -1", train + ["--resume", "--out", P("ck_step")], "/step -1"),
