@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "gemm.h"
 #include "huge_pages.h"
+#include "large_blocks.h"
 #include "session.h"
 #include "stop_signals.h"
 
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   // it only past 1 GB free (the resident size stays near the peak; work sizes repeat anyway).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // Blocks above that (glibc maps them anew whatever the threshold) are kept for reuse by size instead
+  // (large_blocks.h).
+  bs::install_large_block_cache();
   CLI::App app{"blocksharp " BLOCKSHARP_VERSION ": Hessian and sharpness diagnostics of neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", BLOCKSHARP_VERSION);
