@@ -11,13 +11,13 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <vector>
 
 namespace bs {
 
 class LargeBlockCache final : public c10::Allocator {
  public:
-  // Blocks below min_bytes go to `base` untouched; at most limit_bytes of freed blocks are kept.
+  // Blocks below min_bytes go to `base` untouched; at most limit_bytes of freed blocks are kept. A cache
+  // must outlive every block it gave out (the installed one lives as long as the process).
   LargeBlockCache(c10::Allocator* base, size_t min_bytes, size_t limit_bytes);
   ~LargeBlockCache() override;
   c10::DataPtr allocate(size_t n) const override;
