@@ -88,14 +88,17 @@ LargeBlockCache::Stats LargeBlockCache::stats() const {
   return m_stats;
 }
 
+size_t LargeBlockCache::drop_largest() const {
+  const auto last = std::prev(m_free.end());
+  const size_t n = last->first;
+  m_stats.cached_bytes -= n;
+  c10::free_cpu(last->second);
+  m_free.erase(last);
+  return n;
+}
+
 void LargeBlockCache::evict_for(size_t n) const {
-  for (size_t freed = 0; !m_free.empty() && freed < n;) {
-    const auto last = std::prev(m_free.end());  // the largest
-    freed += last->first;
-    m_stats.cached_bytes -= last->first;
-    c10::free_cpu(last->second);
-    m_free.erase(last);
-  }
+  for (size_t freed = 0; !m_free.empty() && freed < n;) freed += drop_largest();
 }
 
 void LargeBlockCache::give_back(void* p, size_t n) const {
@@ -105,12 +108,7 @@ void LargeBlockCache::give_back(void* p, size_t n) const {
     c10::free_cpu(p);
     return;
   }
-  while (!m_free.empty() && m_stats.cached_bytes + n > m_limit) {  // room: the largest other blocks go
-    const auto last = std::prev(m_free.end());
-    m_stats.cached_bytes -= last->first;
-    c10::free_cpu(last->second);
-    m_free.erase(last);
-  }
+  while (!m_free.empty() && m_stats.cached_bytes + n > m_limit) drop_largest();  // room for it
   m_free.emplace(n, p);
   m_stats.cached_bytes += n;
 }

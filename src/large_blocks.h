@@ -32,6 +32,7 @@ class LargeBlockCache final : public c10::Allocator {
  private:
   friend void release_block(void* p);
   void give_back(void* p, size_t n) const;
+  size_t drop_largest() const;     // frees the largest cached block (m_mutex held); its size
   void evict_for(size_t n) const;  // a miss of n bytes: frees at least n cached bytes, largest blocks first
 
   c10::Allocator* m_base;
