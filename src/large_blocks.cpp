@@ -23,12 +23,13 @@ struct Owner {
   size_t size;
 };
 
+// The table and its mutex are never destroyed: blocks may be freed after main returns.
 std::mutex& table_mutex() {
-  static std::mutex m;
-  return m;
+  static auto* m = new std::mutex();
+  return *m;
 }
 std::unordered_map<void*, Owner>& table() {
-  static auto* t = new std::unordered_map<void*, Owner>();  // never destroyed: blocks may outlive main
+  static auto* t = new std::unordered_map<void*, Owner>();
   return *t;
 }
 c10::Allocator*& raw_base() {  // the base allocator whose raw deleter frees what no cache gave out
