@@ -3,7 +3,8 @@
 // temporary (a GPT-2 vocabulary's logits, its embedding's gradient, a model's flat vectors in a
 // Hessian-vector product) has the kernel zero its pages anew. LargeBlockCache keeps freed blocks of at
 // least `min_bytes` and gives one back to the next request of the same size. It changes where memory
-// lies, never a value. The CLI installs it (install()); the Python module leaves PyTorch's allocator alone.
+// lies, never a value. The CLI installs it (install_large_block_cache()); the Python module leaves
+// PyTorch's allocator alone.
 #pragma once
 #include <c10/core/Allocator.h>
 
