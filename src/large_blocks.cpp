@@ -11,8 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iterator>
 #include <unordered_map>
+
+#include "errors.h"
 
 namespace bs {
 
@@ -35,6 +38,10 @@ std::unordered_map<void*, Owner>& table() {
 c10::Allocator*& raw_base() {  // the base allocator whose raw deleter frees what no cache gave out
   static c10::Allocator* b = nullptr;
   return b;
+}
+const LargeBlockCache*& installed() {
+  static const LargeBlockCache* c = nullptr;
+  return c;
 }
 
 }  // namespace
@@ -136,9 +143,28 @@ void install_large_block_cache() {
     const size_t limit = memory > 0 ? memory / 4 : size_t{1} << 30;
     auto* c = new LargeBlockCache(c10::GetCPUAllocator(), size_t{32} << 20, limit);  // lives as long as the process
     c10::SetCPUAllocator(c, /*priority=*/1);
+    installed() = c;
     return c;
   }();
   (void)cache;
+}
+
+const LargeBlockCache* installed_large_block_cache() { return installed(); }
+
+bool large_block_cache_wanted() {
+  const char* env = std::getenv("BLOCKSHARP_LARGE_BLOCKS");
+  const std::string choice = env ? env : "1";
+  if (choice != "0" && choice != "1") throw UserError("BLOCKSHARP_LARGE_BLOCKS: expected 0 or 1, got '" + choice + "'");
+  return choice == "1";
+}
+
+std::string describe_large_block_cache() {
+  if (const LargeBlockCache* c = installed())
+    return "on (blocks of " + std::to_string(c->min_bytes() >> 20) + " MB and more, up to " +
+           std::to_string(c->limit_bytes() >> 20) + " MB kept)";
+  const char* env = std::getenv("BLOCKSHARP_LARGE_BLOCKS");
+  if (env && std::string(env) == "0") return "off (BLOCKSHARP_LARGE_BLOCKS=0)";
+  return "off (not installed)";
 }
 
 }  // namespace bs

@@ -3,8 +3,8 @@
 // temporary (a GPT-2 vocabulary's logits, its embedding's gradient, a model's flat vectors in a
 // Hessian-vector product) has the kernel zero its pages anew. LargeBlockCache keeps freed blocks of at
 // least `min_bytes` and gives one back to the next request of the same size. It changes where memory
-// lies, never a value. The CLI installs it (install_large_block_cache()); the Python module leaves
-// PyTorch's allocator alone.
+// lies, never a value. The CLI installs it (install_large_block_cache()) unless BLOCKSHARP_LARGE_BLOCKS=0;
+// the Python module leaves PyTorch's allocator alone.
 #pragma once
 #include <c10/core/Allocator.h>
 
@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <string>
 
 namespace bs {
 
@@ -29,6 +30,8 @@ class LargeBlockCache final : public c10::Allocator {
     size_t cached_bytes = 0, live_bytes = 0;
   };
   Stats stats() const;
+  size_t min_bytes() const { return m_min; }
+  size_t limit_bytes() const { return m_limit; }
 
  private:
   friend void release_block(void* p);
@@ -50,5 +53,14 @@ void release_block(void* p);
 // Installs one LargeBlockCache over LibTorch's CPU allocator for the rest of the process (blocks of
 // 32 MB and more, at most a quarter of the machine's memory kept). Idempotent.
 void install_large_block_cache();
+// The installed cache, or nullptr where none is.
+const LargeBlockCache* installed_large_block_cache();
+
+// BLOCKSHARP_LARGE_BLOCKS: unset or 1 true (the CLI installs the cache), 0 false, anything else a
+// UserError naming it.
+bool large_block_cache_wanted();
+// What the benchmarks report: "on (blocks of 32 MB and more, up to N MB kept)", "off
+// (BLOCKSHARP_LARGE_BLOCKS=0)" or "off (not installed)" (a library user's process).
+std::string describe_large_block_cache();
 
 }  // namespace bs

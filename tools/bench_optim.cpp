@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "cpu_loop.h"
 #include "huge_pages.h"
+#include "large_blocks.h"
 #include "optimizer.h"
 #include "session.h"
 
@@ -450,6 +451,7 @@ void register_bench_optim(CLI::App& bench) {
                           {"paired_steps", o->paired_steps},
                           {"fused_qkv", o->fused_qkv},
                           {"huge_pages", huge_pages::describe()},
+                          {"large_block_cache", describe_large_block_cache()},
                           {"glibc_tunables", tunables ? tunables : ""}};
     for (int t : o->threads) out["runs"].push_back(run_at(t, model, *o));
     // APOLLO-Mini's state on the projected (attn / mlp) matrices alone, against AdamW's on the same.

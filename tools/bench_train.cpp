@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "gemm.h"
 #include "huge_pages.h"
+#include "large_blocks.h"
 #include "memory.h"
 #include "models/model_zoo.h"
 #include "optimizer_setup.h"
@@ -213,7 +214,8 @@ void register_bench_train(CLI::App& bench) {
                           {"optimizer", "adamw"},
                           {"grad_clip", 1.0},
                           // The PyTorch process inherits the environment, GLIBC_TUNABLES included: both sides alike.
-                          {"huge_pages", huge_pages::describe()}};
+                          {"huge_pages", huge_pages::describe()},
+                          {"large_block_cache", describe_large_block_cache()}};
     Progress bar("bench train: steps",
                  static_cast<int64_t>(o->models.size() * o->backends.size()) * o->rounds * o->steps);
     int64_t done = 0;

@@ -23,16 +23,14 @@ int main(int argc, char** argv) {
   // it only past 1 GB free (the resident size stays near the peak; work sizes repeat anyway).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  // Blocks above that (glibc maps them anew whatever the threshold) are kept for reuse by size instead
-  // (large_blocks.h).
-  bs::install_large_block_cache();
   CLI::App app{"blocksharp " BLOCKSHARP_VERSION ": Hessian and sharpness diagnostics of neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", BLOCKSHARP_VERSION);
   app.footer(
       "Environment: BLOCKSHARP_GEMM=onednn|libtorch (who runs float32 matrix products), BLOCKSHARP_HUGE_PAGES=1|0\n"
       "(profile, structure, train and bench keep tensors on transparent huge pages where the kernel's mode is\n"
-      "madvise: they start themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 0: not), "
+      "madvise: they start themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 0: not),\n"
+      "BLOCKSHARP_LARGE_BLOCKS=1|0 (freed tensors of 32 MB and more are kept for the next of their size; 0: not),\n"
       "BLOCKSHARP_MEMORY_BUDGET=bytes.");
   bs::register_profile(app);
   bs::register_structure(app);
@@ -48,6 +46,9 @@ int main(int argc, char** argv) {
   try {
     bs::gemm::backend();       // a bad BLOCKSHARP_GEMM stops here, before any work
     bs::huge_pages::wanted();  // a bad BLOCKSHARP_HUGE_PAGES likewise (huge_pages_exec.cpp left it alone)
+    // Blocks above the mmap threshold (glibc maps them anew whatever it is) are kept for reuse by size
+    // (large_blocks.h), unless BLOCKSHARP_LARGE_BLOCKS=0; installed before any command allocates.
+    if (bs::large_block_cache_wanted()) bs::install_large_block_cache();
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --help-all, --version (CLI11's CallFor* derive from it)
     return app.exit(e);

@@ -1,15 +1,18 @@
 // LargeBlockCache (src/large_blocks.h): freed blocks of at least its minimum come back for a request of
 // their size; smaller ones pass through; resident memory (live + cached) never passes the live blocks'
 // own peak; the limit holds; raw_allocate works; threads may share it; installed, LibTorch's tensors
-// reuse blocks and keep their values.
+// reuse blocks and keep their values; BLOCKSHARP_LARGE_BLOCKS is 1, 0 or an error naming it.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <c10/core/CPUAllocator.h>
 
+#include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "errors.h"
 #include "large_blocks.h"
 
 using bs::LargeBlockCache;
@@ -107,7 +110,13 @@ TEST(LargeBlockCache, ThreadsShareIt) {
 // gets its block back, and what LibTorch fills it with is what a fresh block would hold.
 TEST(LargeBlockCache, InstalledLibTorchTensorsReuseBlocksAndKeepTheirValues) {
   bs::install_large_block_cache();
-  bs::install_large_block_cache();     // idempotent
+  const bs::LargeBlockCache* installed = bs::installed_large_block_cache();
+  bs::install_large_block_cache();  // idempotent
+  ASSERT_NE(installed, nullptr);
+  EXPECT_EQ(bs::installed_large_block_cache(), installed);
+  EXPECT_EQ(installed->min_bytes(), 32 * MB);
+  EXPECT_EQ(bs::describe_large_block_cache(),
+            "on (blocks of 32 MB and more, up to " + std::to_string(installed->limit_bytes() / MB) + " MB kept)");
   const int64_t n = 10 * 1024 * 1024;  // 40 MB of floats
   void* first = nullptr;
   {
@@ -119,4 +128,27 @@ TEST(LargeBlockCache, InstalledLibTorchTensorsReuseBlocksAndKeepTheirValues) {
   EXPECT_EQ(b.abs().max().item<float>(), 0.0f);
   auto c = torch::arange(n, torch::kFloat32);
   EXPECT_EQ(c[n - 1].item<float>(), static_cast<float>(n - 1));
+}
+
+// The switch: unset or 1 wanted, 0 not, anything else one UserError naming the variable and the value.
+TEST(LargeBlockCache, SwitchReadsZeroOrOneAndNamesABadValue) {
+  const char* before = std::getenv("BLOCKSHARP_LARGE_BLOCKS");
+  const std::string kept = before ? before : "";
+  unsetenv("BLOCKSHARP_LARGE_BLOCKS");
+  EXPECT_TRUE(bs::large_block_cache_wanted());
+  setenv("BLOCKSHARP_LARGE_BLOCKS", "1", 1);
+  EXPECT_TRUE(bs::large_block_cache_wanted());
+  setenv("BLOCKSHARP_LARGE_BLOCKS", "0", 1);
+  EXPECT_FALSE(bs::large_block_cache_wanted());
+  setenv("BLOCKSHARP_LARGE_BLOCKS", "on", 1);
+  try {
+    bs::large_block_cache_wanted();
+    ADD_FAILURE() << "no error for 'on'";
+  } catch (const bs::UserError& e) {
+    EXPECT_EQ(std::string(e.what()), "BLOCKSHARP_LARGE_BLOCKS: expected 0 or 1, got 'on'");
+  }
+  if (before)
+    setenv("BLOCKSHARP_LARGE_BLOCKS", kept.c_str(), 1);
+  else
+    unsetenv("BLOCKSHARP_LARGE_BLOCKS");
 }
