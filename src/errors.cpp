@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace bs {
 
@@ -73,6 +74,13 @@ std::string torch_error_line(const std::exception& e) {
         msg.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
   }
   return first;
+}
+
+bool env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  const std::string choice = env ? env : "1";
+  if (choice != "0" && choice != "1") throw UserError(std::string(name) + ": expected 0 or 1, got '" + choice + "'");
+  return choice == "1";
 }
 
 }  // namespace bs

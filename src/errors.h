@@ -55,4 +55,8 @@ struct ExitCode {
 // First line of a LibTorch error without its C++ backtrace, for use inside a UserError message.
 std::string torch_error_line(const std::exception& e);
 
+// An on/off switch from the environment (BLOCKSHARP_HUGE_PAGES, BLOCKSHARP_LARGE_BLOCKS): unset or "1"
+// true, "0" false, anything else a UserError "NAME: expected 0 or 1, got 'value'".
+bool env_switch(const char* name);
+
 }  // namespace bs

@@ -51,12 +51,7 @@ std::string kernel_mode() {
   return "";
 }
 
-bool wanted() {
-  const char* env = std::getenv("BLOCKSHARP_HUGE_PAGES");
-  const std::string choice = env ? env : "1";
-  if (choice != "0" && choice != "1") throw UserError("BLOCKSHARP_HUGE_PAGES: expected 0 or 1, got '" + choice + "'");
-  return choice == "1";
-}
+bool wanted() { return env_switch("BLOCKSHARP_HUGE_PAGES"); }
 
 std::string describe() {
   const std::string mode = kernel_mode(), tunable = hugetlb_tunable();

@@ -151,12 +151,7 @@ void install_large_block_cache() {
 
 const LargeBlockCache* installed_large_block_cache() { return installed(); }
 
-bool large_block_cache_wanted() {
-  const char* env = std::getenv("BLOCKSHARP_LARGE_BLOCKS");
-  const std::string choice = env ? env : "1";
-  if (choice != "0" && choice != "1") throw UserError("BLOCKSHARP_LARGE_BLOCKS: expected 0 or 1, got '" + choice + "'");
-  return choice == "1";
-}
+bool large_block_cache_wanted() { return env_switch("BLOCKSHARP_LARGE_BLOCKS"); }
 
 std::string describe_large_block_cache() {
   if (const LargeBlockCache* c = installed())

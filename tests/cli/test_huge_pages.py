@@ -8,8 +8,7 @@ import os
 import subprocess
 import sys
 
-import h5py
-import numpy as np
+from switch_runs import assert_bad_switch_named, assert_same_bits, train_datasets
 
 blocksharp, work = sys.argv[1], sys.argv[2]
 os.makedirs(work, exist_ok=True)
@@ -59,28 +58,10 @@ print(f"kernel mode {mode or 'none'}: bench optim reports '{default}' by default
 
 
 # The same bits either way: a short training run with a sharpness trace, on and off.
-def train(d, **env):
-    r = subprocess.run([blocksharp, "train", "--model", "gpt2-tiny", "--set", "n_layer=1", "--steps", "6",
-                        "--batch-size", "2", "--seq-len", "32", "--threads", "1", "--trace-every", "3",
-                        "--trace-probes", "2", "--eval-batches", "1", "--out", os.path.join(work, d)],
-                       capture_output=True, text=True, env=dict(clean, **env))
-    assert r.returncode == 0, (env, r.stderr)
-    out = {}
-    for prefix, name in (("params/", "final_params.h5"), ("trace/", "trace.h5")):
-        with h5py.File(os.path.join(work, d, name)) as f:
-            f.visititems(lambda k, v: out.__setitem__(prefix + k, v[()]) if isinstance(v, h5py.Dataset) else None)
-    return out
-
-
-on, off = train("on"), train("off", BLOCKSHARP_HUGE_PAGES="0")
-assert on.keys() == off.keys() and len(on) > 5, (sorted(on), sorted(off))
-diff = [k for k in on if not np.array_equal(np.asarray(on[k]), np.asarray(off[k]))]
-assert not diff, diff
-print(f"train: {len(on)} datasets bit-identical with huge pages and without")
+on = train_datasets(blocksharp, os.path.join(work, "on"), clean)
+off = train_datasets(blocksharp, os.path.join(work, "off"), dict(clean, BLOCKSHARP_HUGE_PAGES="0"))
+print(f"train: {assert_same_bits(on, off)} datasets bit-identical with huge pages and without")
 
 # A bad switch: one line naming it, before any work (found by main(); the start-up hook leaves it).
-r = subprocess.run([blocksharp, "bench", "optim", "--threads", "1"], capture_output=True, text=True,
-                   env=dict(clean, BLOCKSHARP_HUGE_PAGES="yes"))
-assert r.returncode == 1 and r.stderr == "blocksharp: error: BLOCKSHARP_HUGE_PAGES: expected 0 or 1, got 'yes'\n", (
-    r.returncode, r.stderr)
+assert_bad_switch_named(blocksharp, clean, "BLOCKSHARP_HUGE_PAGES", "yes")
 print("BLOCKSHARP_HUGE_PAGES=yes: one line naming it")
