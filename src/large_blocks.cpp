@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <iterator>
 #include <unordered_map>
 
@@ -157,8 +156,7 @@ std::string describe_large_block_cache() {
   if (const LargeBlockCache* c = installed())
     return "on (blocks of " + std::to_string(c->min_bytes() >> 20) + " MB and more, up to " +
            std::to_string(c->limit_bytes() >> 20) + " MB kept)";
-  const char* env = std::getenv("BLOCKSHARP_LARGE_BLOCKS");
-  if (env && std::string(env) == "0") return "off (BLOCKSHARP_LARGE_BLOCKS=0)";
+  if (!large_block_cache_wanted()) return "off (BLOCKSHARP_LARGE_BLOCKS=0)";
   return "off (not installed)";
 }
 
