@@ -105,8 +105,10 @@ Session open_session(const CommonOptions& opt) {
   d.seed = opt.seed;
   d.shuffle = opt.shuffle;
   std::optional<HfCheckpoint> hf;
+  const int64_t value_bytes = static_cast<int64_t>(c10::elementSize(s.dtype));  // the model's, after s.net->to
   if (is_hf_spec(opt.model)) {
     if (!opt.sets.empty()) throw UserError("--set applies to built-in presets only, not to '" + opt.model + "'");
+    require_model_fits(read_hf_config(opt.model), value_bytes, "'" + hf_config_path(opt.model) + "'");
     hf = read_hf_checkpoint(opt.model);
     const ModelConfig& cfg = hf->config;
     const int64_t tok_vocab = tokenizer_vocab_size(opt.tokenizer);
@@ -136,6 +138,9 @@ Session open_session(const CommonOptions& opt) {
           opt.seq_len, cfg.seq_len, "model '" + opt.model + "'",
           "; give --set seq_len=" + std::to_string(opt.seq_len) + " to build the model with a longer context");
     d.seq_len = opt.seq_len > 0 ? opt.seq_len : cfg.seq_len > 0 ? cfg.seq_len : 64;
+    std::string what = "--model '" + opt.model + "'";
+    for (const auto& kv : opt.sets) what += " --set " + kv;
+    require_model_fits(cfg, value_bytes, what);
     s.net = build_network(opt.model, cfg, opt.seed);
   }
   s.data = make_data(d);

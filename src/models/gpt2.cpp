@@ -41,7 +41,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, const tor
 }
 
 Gpt2MlpImpl::Gpt2MlpImpl(const ModelConfig& c) {
-  const int64_t hidden = c.ffn > 0 ? c.ffn : 4 * c.dim;
+  const int64_t hidden = c.ffn_hidden();
   fc_in = register_module("fc_in", torch::nn::Linear(c.dim, hidden));
   fc_out = register_module("fc_out", torch::nn::Linear(hidden, c.dim));
   init_linear(fc_in, 0.02);

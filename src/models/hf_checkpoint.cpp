@@ -159,13 +159,23 @@ bool exists(const std::string& p) {
 
 bool is_hf_spec(const std::string& model) { return model.rfind("hf:", 0) == 0; }
 
+std::string hf_config_path(const std::string& spec) {
+  const std::string dir = spec.substr(3);
+  if (dir.empty()) throw UserError(param("model") + " 'hf:': give the checkpoint folder, as hf:DIR");
+  const std::string path = dir + "/config.json";
+  if (!exists(path)) throw UserError(param("model") + " '" + spec + "': no config.json in '" + dir + "'");
+  return path;
+}
+
+ModelConfig read_hf_config(const std::string& spec) {
+  const std::string path = hf_config_path(spec);
+  return config_from_json(read_json_file(path, param("model") + " hf:" + spec.substr(3) + ":"), path);
+}
+
 HfCheckpoint read_hf_checkpoint(const std::string& spec) {
   HfCheckpoint ck;
   ck.dir = spec.substr(3);
-  if (ck.dir.empty()) throw UserError(param("model") + " 'hf:': give the checkpoint folder, as hf:DIR");
-  const std::string cfg_path = ck.dir + "/config.json";
-  if (!exists(cfg_path)) throw UserError(param("model") + " '" + spec + "': no config.json in '" + ck.dir + "'");
-  ck.config = config_from_json(read_json_file(cfg_path, param("model") + " hf:" + ck.dir + ":"), cfg_path);
+  ck.config = read_hf_config(spec);
 
   // The files: one model.safetensors, or the shards of model.safetensors.index.json.
   std::map<std::string, std::string> file_of;  // HF name -> file

@@ -20,6 +20,10 @@ struct HfCheckpoint {
   NamedTensors params;  // in the built-in architecture's names and layouts, dtype as stored
 };
 
+// "DIR/config.json" of an hf:DIR spec (UserError where it is not there) and the sizes it gives, validated:
+// what a caller checks (memory) before the tensors are read.
+std::string hf_config_path(const std::string& spec);
+ModelConfig read_hf_config(const std::string& spec);
 // Reads and validates the checkpoint; every error names the file and the tensor or key at fault.
 HfCheckpoint read_hf_checkpoint(const std::string& spec);
 // Copies the checkpoint into `net` (built from its config), converting to the network's dtype.

@@ -52,8 +52,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const ModelConfig& c) {
-  // LLaMA's hidden size: 2/3 of 4*dim, rounded up to a multiple of 8, unless `ffn` is set.
-  const int64_t hidden = c.ffn > 0 ? c.ffn : ((8 * c.dim / 3 + 7) / 8) * 8;
+  const int64_t hidden = c.ffn_hidden();
   gate_proj = make_linear(*this, "gate_proj", c.dim, hidden, 0.02);
   up_proj = make_linear(*this, "up_proj", c.dim, hidden, 0.02);
   down_proj = make_linear(*this, "down_proj", hidden, c.dim, 0.02 / std::sqrt(2.0 * c.n_layer));

@@ -12,6 +12,12 @@ struct ModelConfig {
   int64_t in_features = 784, n_classes = 10, hidden = 128;  // mlp / cnn
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
   int64_t head_dim() const { return dim / n_heads; }
+  // The MLP's hidden size: `ffn` when set, else the family's rule (GPT-2: 4 dim; LLaMA: 2/3 of 4 dim,
+  // rounded up to a multiple of 8).
+  int64_t ffn_hidden() const {
+    if (ffn > 0) return ffn;
+    return family == "llama" ? ((8 * dim / 3 + 7) / 8) * 8 : 4 * dim;
+  }
   bool language_model() const { return family == "gpt2" || family == "llama"; }  // takes tokens, vocab, seq_len
 };
 

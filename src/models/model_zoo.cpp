@@ -2,9 +2,12 @@
 // "gpt2-124m" (GPT-2 small: 12 layers, dim 768, 12 heads, context 1024; 124M with --tokenizer gpt2).
 #include "model_zoo.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "../errors.h"
+#include "../memory.h"
 #include "gpt2.h"
 #include "llama.h"
 #include "vision.h"
@@ -84,7 +87,10 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
     }
   }
   if (is_lm) {
-    if (c.n_heads <= 0 || c.dim % c.n_heads != 0)
+    if (c.dim <= 0 || c.n_heads <= 0)
+      throw UserError(param("set") + ": dim and n_heads must be positive (dim " + std::to_string(c.dim) + ", n_heads " +
+                      std::to_string(c.n_heads) + ")");
+    if (c.dim % c.n_heads != 0)
       throw UserError(param("set") + ": dim (" + std::to_string(c.dim) + ") must be a multiple of n_heads (" +
                       std::to_string(c.n_heads) + ")");
     if (c.kv_heads() <= 0 || c.n_heads % c.kv_heads() != 0)
@@ -96,8 +102,53 @@ ModelConfig resolve_model_config(const std::string& preset, const std::vector<st
       throw UserError(param("set") + " n_kv_heads: gpt2 models have no grouped-query attention (use a llama preset)");
     if (c.vocab <= 0 || c.seq_len <= 0 || c.n_layer <= 0)
       throw UserError(param("set") + ": vocab, seq_len and n_layer must be positive");
+  } else if (c.hidden <= 0) {
+    throw UserError(param("set") + " hidden=" + std::to_string(c.hidden) + ": must be positive");
   }
   return c;
+}
+
+double parameter_count(const ModelConfig& c) {
+  const double d = static_cast<double>(c.dim), v = static_cast<double>(c.vocab),
+               layers = static_cast<double>(c.n_layer), ffn = static_cast<double>(c.ffn_hidden()),
+               head = c.tied ? 0 : v * d;  // lm_head unless tied
+  if (c.family == "gpt2") {
+    // wte, wpe; per layer ln_1, q/k/v/o with biases, ln_2, fc_in and fc_out with biases; ln_f.
+    const double layer = 2 * d + 4 * (d * d + d) + 2 * d + (d * ffn + ffn) + (ffn * d + d);
+    return v * d + static_cast<double>(c.seq_len) * d + layers * layer + 2 * d + head;
+  }
+  if (c.family == "llama") {
+    // embed_tokens; per layer two RMSNorm weights, q and o (dim x dim), k and v (kv heads' width), and
+    // gate, up and down, all without biases; norm.
+    const double kv = static_cast<double>(c.kv_heads() * c.head_dim());
+    const double layer = 2 * d + 2 * d * d + 2 * d * kv + 3 * d * ffn;
+    return v * d + layers * layer + d + head;
+  }
+  if (c.family == "mlp") {  // vision.cpp: widths halving from `hidden` (at least 8), then the classes
+    double n = 0, in = static_cast<double>(c.in_features);
+    int64_t width = c.hidden;
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+      n += in * static_cast<double>(width) + static_cast<double>(width);
+      in = static_cast<double>(width);
+      width = std::max<int64_t>(width / 2, 8);
+    }
+    return n + in * static_cast<double>(c.n_classes) + static_cast<double>(c.n_classes);
+  }
+  // cnn: conv1 (1 -> 8, 3x3), conv2 (8 -> 16, 3x3), fc1 (16 * 7 * 7 -> hidden), fc2 (hidden -> classes)
+  const double h = static_cast<double>(c.hidden), k = static_cast<double>(c.n_classes);
+  return (9 * 8 + 8) + (8 * 9 * 16 + 16) + (16 * 7 * 7 * h + h) + (h * k + k);
+}
+
+void require_model_fits(const ModelConfig& c, int64_t bytes_per_value, const std::string& what) {
+  const int64_t avail = available_memory_bytes();
+  if (avail < 0) return;  // unknown (not Linux): trust the user
+  const double n = parameter_count(c), need = 2 * n * static_cast<double>(bytes_per_value);
+  if (need <= static_cast<double>(avail)) return;
+  char count[32];
+  std::snprintf(count, sizeof count, n < 1e9 ? "%.1fM" : "%.1fG", n < 1e9 ? n / 1e6 : n / 1e9);
+  throw UserError(what + ": a " + c.family + " model of " + count + " parameters needs at least " + format_bytes(need) +
+                  " (its parameters and their gradients) but " + format_bytes(static_cast<double>(avail)) +
+                  " is available");
 }
 
 std::unique_ptr<Network> build_network(const std::string& preset, const ModelConfig& c, uint64_t seed) {

@@ -18,6 +18,14 @@ bool is_torchscript_path(const std::string& model);
 // config unless a --set names them; 0 means "keep the preset's".
 ModelConfig resolve_model_config(const std::string& preset, const std::vector<std::string>& sets, int64_t vocab,
                                  int64_t seq_len);
+// The number of parameters build_network gives the config (closed form, as double: a mistyped size can
+// make it overflow int64), so that a model too large is refused before any of it is allocated.
+double parameter_count(const ModelConfig& cfg);
+// Refuses (UserError, `what` naming the source of the sizes: "--set dim=65536", a config.json) a model
+// whose parameters and their gradients, `bytes_per_value` each, exceed the memory available
+// (available_memory_bytes(): MemAvailable, the cgroup's limit, BLOCKSHARP_MEMORY_BUDGET); a lower bound
+// of what any command needs, checked before the model is built.
+void require_model_fits(const ModelConfig& cfg, int64_t bytes_per_value, const std::string& what);
 std::unique_ptr<Network> build_network(const std::string& preset, const ModelConfig& cfg, uint64_t seed);
 
 }  // namespace bs

@@ -80,6 +80,13 @@ for tag, spoil in (("ck_step", lambda f: f["step"].write_direct(np.array(-1, dty
 
 # A Hugging Face folder of gpt2-tiny (context 64), for the checkpoint's own --seq-len check.
 subprocess.run(train + ["--export-hf", P("hf_tiny"), "--out", P("hf_run")], capture_output=True, check=True)
+# ... and one whose config.json asks for dim 65536 (103G parameters) over the same small tensors.
+shutil.copytree(P("hf_tiny"), P("hf_huge"), dirs_exist_ok=True)
+with open(P("hf_tiny/config.json")) as f:
+    huge = json.load(f)
+huge["n_embd"] = 65536
+with open(P("hf_huge/config.json"), "w") as f:
+    json.dump(huge, f)
 
 # Configs: one from a smaller gpt2-tiny (another model for the default gpt2-tiny), one of the wrong kind.
 r = subprocess.run([blocksharp, "profile", "--set", "dim=32", "--topk", "2", "--probes", "2", "--density-runs", "0",
@@ -127,6 +134,13 @@ cases = [
     # Refused before any product: a run that cannot fit in memory, with the estimate.
     ("profile: does not fit memory", [blocksharp, "profile", "--out", P("o21")], "available",
      {"BLOCKSHARP_MEMORY_BUDGET": "1000000"}),
+    # A mistyped size is refused from its closed-form parameter count before the model is built (it
+    # took 17-20 GB and ran past a minute before), and a zero dim before LibTorch sees it.
+    ("model larger than memory", train + ["--set", "dim=65536", "--out", P("o43")],
+     "--set dim=65536: a gpt2 model of 103.1G parameters needs at least"),
+    ("hf: config.json larger than memory", train + ["--model", "hf:" + P("hf_huge"), "--out", P("o44")],
+     P("hf_huge") + "/config.json': a gpt2 model of"),
+    ("--set dim=0", train + ["--set", "dim=0", "--out", P("o45")], "dim and n_heads must be positive"),
     ("malformed BLOCKSHARP_MEMORY_BUDGET", train + ["--out", P("o38")], "BLOCKSHARP_MEMORY_BUDGET", {"BLOCKSHARP_MEMORY_BUDGET": "lots"}),
     ("profile: --probes 0", [blocksharp, "profile", "--probes", "0", "--out", P("o22")], "--probes"),
     ("profile: hutch++ probes", [blocksharp, "profile", "--probes", "2", "--trace-estimator", "hutch++", "--out", P("o23")],

@@ -90,6 +90,52 @@ TEST(ModelZoo, Gpt2_124mHasGpt2SmallsParameterCount) {
   EXPECT_EQ(net->info().seq_len, 1024);
 }
 
+// parameter_count (the closed form the memory check reads before anything is allocated) against the
+// oracle of the built network's parameters, over every preset and sizes that change each term: ffn,
+// untied heads, grouped-query attention, another context, mlp widths that stop halving at 8.
+TEST(ModelZoo, ParameterCountIsTheBuiltNetworksCount) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> cases;
+  for (const auto& preset : preset_names())
+    if (preset != "gpt2-124m") cases.push_back({preset, {}});
+  cases.push_back({"gpt2-124m", {"n_layer=1"}});
+  cases.push_back({"gpt2-tiny", {"tied=false", "ffn=40", "seq_len=24", "vocab=300"}});
+  cases.push_back({"llama-tiny", {"tied=true", "n_kv_heads=1", "dim=48", "n_heads=4"}});
+  cases.push_back({"llama-tiny", {"ffn=100", "n_layer=3"}});
+  cases.push_back({"mlp-mnist", {"n_layer=5", "hidden=40"}});
+  cases.push_back({"cnn-mnist", {"hidden=7"}});
+  for (const auto& [preset, sets] : cases) {
+    const auto cfg = resolve_model_config(preset, sets, preset.rfind("gpt2-124m", 0) == 0 ? 50257 : 0, 0);
+    EXPECT_EQ(parameter_count(cfg), static_cast<double>(numel_of(*build_network(preset, cfg, 0)))) << preset;
+  }
+  // GPT-2 small as Hugging Face counts it, without building it.
+  EXPECT_EQ(parameter_count(resolve_model_config("gpt2-124m", {}, 50257, 0)), 124'439'808.0);
+}
+
+// A model whose parameters and gradients cannot fit is refused with the count and the need, naming
+// where the sizes came from; one that fits passes. The budget is BLOCKSHARP_MEMORY_BUDGET's.
+TEST(ModelZoo, ModelTooLargeForMemoryIsRefusedBeforeItIsBuilt) {
+  const char* kept = std::getenv("BLOCKSHARP_MEMORY_BUDGET");
+  const std::string before = kept ? kept : "";
+  setenv("BLOCKSHARP_MEMORY_BUDGET", "100000000", 1);  // 100 MB
+  const auto tiny = resolve_model_config("gpt2-tiny", {}, 0, 0);
+  EXPECT_NO_THROW(require_model_fits(tiny, 8, "--model 'gpt2-tiny'"));
+  // 2 layers of dim 4096 (12 dim^2 each) and the embeddings: 404,078,592 parameters, 3.0 GiB as float32.
+  const auto wide = resolve_model_config("gpt2-tiny", {"dim=4096"}, 0, 0);
+  try {
+    require_model_fits(wide, 4, "--set dim=4096");
+    ADD_FAILURE() << "a 404.1M-parameter model passed a 100 MB budget";
+  } catch (const UserError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("--set dim=4096: a gpt2 model of 404.1M parameters needs at least 3.0 GiB"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("95 MiB is available"), std::string::npos) << what;
+  }
+  if (kept)
+    setenv("BLOCKSHARP_MEMORY_BUDGET", before.c_str(), 1);
+  else
+    unsetenv("BLOCKSHARP_MEMORY_BUDGET");
+}
+
 TEST(ModelZoo, BadPresetAndSetKeysAreUserErrors) {
   EXPECT_THROW(make("gpt3-huge"), UserError);
   EXPECT_THROW(make("gpt2-tiny", {"depth=3"}), UserError);
@@ -97,6 +143,10 @@ TEST(ModelZoo, BadPresetAndSetKeysAreUserErrors) {
   EXPECT_THROW(make("gpt2-tiny", {"n_layer"}), UserError);
   EXPECT_THROW(make("llama-tiny", {"n_kv_heads=3"}), UserError);
   EXPECT_THROW(make("llama-tiny", {"dim=12", "n_heads=4"}), UserError);  // head dimension 3: RoPE needs pairs
+  EXPECT_THROW(make("gpt2-tiny", {"dim=0"}), UserError);  // was LibTorch's "from is out of bounds for float"
+  EXPECT_THROW(make("llama-tiny", {"n_heads=0"}), UserError);
+  EXPECT_THROW(make("mlp-mnist", {"hidden=0"}), UserError);
+  EXPECT_THROW(make("cnn-mnist", {"hidden=0"}), UserError);
 }
 
 TEST(ModelZoo, LanguageModelsAreCausal) {
