@@ -40,6 +40,12 @@ void remove_stale_temps(const std::string& dir) {
   for (const auto& p : stale) std::remove(p.c_str());
 }
 
+// Folders this process created (ensure_writable_dir), outermost first: remove_unused_out_dirs' list.
+std::vector<std::string>& created_dirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
 }  // namespace
 
 void ensure_writable_dir(const std::string& dir, const Message& option) {
@@ -50,7 +56,9 @@ void ensure_writable_dir(const std::string& dir, const Message& option) {
   while (std::getline(ss, part, '/')) {
     if (part.empty()) continue;
     partial += part + "/";
-    if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST)
+    if (mkdir(partial.c_str(), 0755) == 0)
+      created_dirs().push_back(partial);
+    else if (errno != EEXIST)
       throw UserError(option + " '" + dir + "': cannot create folder (" + std::strerror(errno) + ")");
   }
   struct stat st {};
@@ -95,6 +103,24 @@ void prepare_out_dir(const std::string& dir) {
     // the pid is only for the message above; the lock holds without it
   }
   remove_stale_temps(dir);
+}
+
+void remove_unused_out_dirs() {
+  auto& dirs = created_dirs();
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {  // innermost first
+    DIR* d = opendir(it->c_str());
+    if (!d) continue;
+    bool only_lock = true;
+    while (const dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != ".." && name != ".blocksharp.lock") only_lock = false;
+    }
+    closedir(d);
+    if (!only_lock) break;  // something was written: this folder and those around it stay
+    std::remove((*it + ".blocksharp.lock").c_str());
+    if (rmdir(it->c_str()) != 0) break;
+  }
+  dirs.clear();
 }
 
 }  // namespace bs

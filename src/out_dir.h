@@ -11,5 +11,9 @@ void ensure_writable_dir(const std::string& dir, const Message& option);
 // ensure_writable_dir naming parameter out, then the folder's advisory lock (one writer per folder, held
 // until the process ends), then removes temporary files left there by killed runs.
 void prepare_out_dir(const std::string& dir);
+// After an error: removes the folders ensure_writable_dir created in this process that hold nothing
+// but the lock (innermost first), so that a refused run leaves no empty --out behind. A folder with
+// anything else in it stays, and with it the folders around it.
+void remove_unused_out_dirs();
 
 }  // namespace bs

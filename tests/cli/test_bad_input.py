@@ -215,6 +215,17 @@ for name, cmd, culprit, *env in cases:
     print(f"{name:28s} rc={r.returncode:<3d} {status}\n    {r.stderr.strip()[:300]}")
     failed += bool(problems)
 
+# A refused run leaves no --out folder it created (before: an empty folder holding the lock file), nested
+# ones included; a folder that was there stays.
+os.makedirs(P("was_there"), exist_ok=True)
+r1 = subprocess.run(train + ["--model", "gpt5", "--out", P("new/nested/out")], capture_output=True, text=True)
+r2 = subprocess.run(train + ["--model", "gpt5", "--out", P("was_there")], capture_output=True, text=True)
+left = [o for o in ("o8", "o9", "o43", "o44", "o45", "new") if os.path.exists(P(o))]
+ok = r1.returncode == 1 and r2.returncode == 1 and not left and os.path.isdir(P("was_there"))
+print(f"{'refused runs leave no --out':28s} {'ok' if ok else 'FAIL'} left: {left}")
+cases.append(("refused runs leave no --out",))
+failed += not ok
+
 # A write that fails (here: the file-size limit, as a full disk would) is one line naming the file, and
 # leaves no temporary file behind.
 def small_files():
