@@ -44,11 +44,24 @@ int64_t status_bytes(const std::string& key) {
 
 }  // namespace
 
-int64_t available_memory_bytes() {
+int64_t machine_available_bytes() {
   const int64_t kib = proc_field_kib("/proc/meminfo", "MemAvailable");
   int64_t avail = kib < 0 ? -1 : kib * 1024;
   const int64_t limit = read_int("/sys/fs/cgroup/memory.max"), used = read_int("/sys/fs/cgroup/memory.current");
   if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail)) avail = limit - used;
+  return avail;
+}
+
+int64_t machine_total_bytes() {
+  const int64_t kib = proc_field_kib("/proc/meminfo", "MemTotal");
+  int64_t total = kib < 0 ? -1 : kib * 1024;
+  const int64_t limit = read_int("/sys/fs/cgroup/memory.max");
+  if (limit > 0 && (total < 0 || limit < total)) total = limit;
+  return total;
+}
+
+int64_t available_memory_bytes() {
+  int64_t avail = machine_available_bytes();
   // A user's cap (and the tests' way to play a small machine): BLOCKSHARP_MEMORY_BUDGET=bytes.
   if (const char* cap = std::getenv("BLOCKSHARP_MEMORY_BUDGET")) {
     char* end = nullptr;

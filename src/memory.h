@@ -10,6 +10,10 @@ namespace bs {
 // MemAvailable from /proc/meminfo, lowered to the cgroup's remaining limit when one is set and to
 // BLOCKSHARP_MEMORY_BUDGET (bytes) when given; -1 if unknown.
 int64_t available_memory_bytes();
+// The same without BLOCKSHARP_MEMORY_BUDGET: what the machine (or the cgroup) has free now; -1 if unknown.
+int64_t machine_available_bytes();
+// MemTotal, lowered to the cgroup's limit when one is set; -1 if unknown.
+int64_t machine_total_bytes();
 // Peak resident set size of this process (VmHWM); -1 if unknown.
 int64_t peak_resident_bytes();
 // Resident set size now (VmRSS); -1 if unknown.

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -40,7 +41,9 @@ void remove_stale_temps(const std::string& dir) {
   for (const auto& p : stale) std::remove(p.c_str());
 }
 
-// Folders this process created (ensure_writable_dir), outermost first: remove_unused_out_dirs' list.
+// Folders this process created (ensure_writable_dir), outermost first: remove_unused_out_dirs' list,
+// which the memory guard's thread may read (memory_guard.h) while the main thread adds to it.
+std::mutex created_mutex;
 std::vector<std::string>& created_dirs() {
   static std::vector<std::string> dirs;
   return dirs;
@@ -56,9 +59,10 @@ void ensure_writable_dir(const std::string& dir, const Message& option) {
   while (std::getline(ss, part, '/')) {
     if (part.empty()) continue;
     partial += part + "/";
-    if (mkdir(partial.c_str(), 0755) == 0)
+    if (mkdir(partial.c_str(), 0755) == 0) {
+      const std::lock_guard<std::mutex> hold(created_mutex);
       created_dirs().push_back(partial);
-    else if (errno != EEXIST)
+    } else if (errno != EEXIST)
       throw UserError(option + " '" + dir + "': cannot create folder (" + std::strerror(errno) + ")");
   }
   struct stat st {};
@@ -106,6 +110,7 @@ void prepare_out_dir(const std::string& dir) {
 }
 
 void remove_unused_out_dirs() {
+  const std::lock_guard<std::mutex> hold(created_mutex);
   auto& dirs = created_dirs();
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {  // innermost first
     DIR* d = opendir(it->c_str());

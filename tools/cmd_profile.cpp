@@ -4,6 +4,7 @@
 
 #include "cli_common.h"
 #include "errors.h"
+#include "memory_guard.h"
 #include "commands.h"
 #include "emit_configs.h"
 #include "output_set.h"
@@ -99,6 +100,7 @@ void register_profile(CLI::App& app) {
   cmd->callback([cmd, common, p, e] {
     validate(*e);
     prepare_out_dir(common->out);
+    memory_guard::start();  // a run that outgrows the memory ends with one line, not the OOM killer
     Session s = open_session(*common);
     validate(*e, s);  // before any product
     large_model_defaults(cmd, *p, ParamTable(s.net->named_parameters()).total_numel());

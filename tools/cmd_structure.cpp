@@ -5,6 +5,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
+#include "memory_guard.h"
 #include "structure.h"
 
 namespace bs {
@@ -53,6 +54,7 @@ void register_structure(CLI::App& app) {
   add_enum_option(cmd, "--curvature", o->curvature, curvature_words(), kCurvatureHelp);
   cmd->callback([common, o] {
     prepare_out_dir(common->out);
+    memory_guard::start();  // a run that outgrows the memory ends with one line, not the OOM killer
     Session s = open_session(*common);
     if (s.net->info().family == "torchscript" && common->n_heads > 0 && common->dim == 0)
       throw UserError("--n-heads needs --dim for TorchScript models");

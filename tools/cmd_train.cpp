@@ -4,6 +4,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "errors.h"
+#include "memory_guard.h"
 #include "registry.h"
 #include "train_loop.h"
 
@@ -117,6 +118,7 @@ void register_train(CLI::App& app) {
       throw UserError(
           "--resume continues from the checkpoint's parameters; --params would be ignored (give one of them)");
     if (common->threads == 0) common->threads = default_training_threads();
+    memory_guard::start();  // a run that outgrows the memory ends with one line, not the OOM killer
     Session s = open_session(*common);
     train(s, s.opt.out, *t);
   });

@@ -32,7 +32,9 @@ int main(int argc, char** argv) {
       "(profile, structure, train and bench keep tensors on transparent huge pages where the kernel's mode is\n"
       "madvise: they start themselves with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 0: not),\n"
       "BLOCKSHARP_LARGE_BLOCKS=1|0 (freed tensors of 32 MB and more are kept for the next of their size; 0: not),\n"
-      "BLOCKSHARP_MEMORY_BUDGET=bytes.");
+      "BLOCKSHARP_MEMORY_BUDGET=bytes (the memory runs plan for; default: what the machine has free),\n"
+      "BLOCKSHARP_MEMORY_RESERVE=bytes (profile, structure and train stop with an error when the machine has\n"
+      "less free; default 2 % of its memory, at least 256 MiB).");
   bs::register_profile(app);
   bs::register_structure(app);
   bs::register_train(app);

@@ -108,7 +108,10 @@ Session open_session(const CommonOptions& opt) {
   const int64_t value_bytes = static_cast<int64_t>(c10::elementSize(s.dtype));  // the model's, after s.net->to
   if (is_hf_spec(opt.model)) {
     if (!opt.sets.empty()) throw UserError("--set applies to built-in presets only, not to '" + opt.model + "'");
-    require_model_fits(read_hf_config(opt.model), value_bytes, "'" + hf_config_path(opt.model) + "'");
+    const ModelConfig sizes = read_hf_config(opt.model);
+    require_model_fits(sizes, value_bytes, opt.batch_size,
+                       opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(sizes.seq_len, 1024),
+                       "'" + hf_config_path(opt.model) + "'");
     hf = read_hf_checkpoint(opt.model);
     const ModelConfig& cfg = hf->config;
     const int64_t tok_vocab = tokenizer_vocab_size(opt.tokenizer);
@@ -140,7 +143,7 @@ Session open_session(const CommonOptions& opt) {
     d.seq_len = opt.seq_len > 0 ? opt.seq_len : cfg.seq_len > 0 ? cfg.seq_len : 64;
     std::string what = "--model '" + opt.model + "'";
     for (const auto& kv : opt.sets) what += " --set " + kv;
-    require_model_fits(cfg, value_bytes, what);
+    require_model_fits(cfg, value_bytes, opt.batch_size, d.seq_len, what);
     s.net = build_network(opt.model, cfg, opt.seed);
   }
   s.data = make_data(d);

@@ -139,16 +139,30 @@ double parameter_count(const ModelConfig& c) {
   return (9 * 8 + 8) + (8 * 9 * 16 + 16) + (16 * 7 * 7 * h + h) + (h * k + k);
 }
 
-void require_model_fits(const ModelConfig& c, int64_t bytes_per_value, const std::string& what) {
+double activation_floor(const ModelConfig& c, int64_t batch, int64_t seq_len) {
+  if (!c.language_model()) return 0;
+  const double tokens = static_cast<double>(batch) * static_cast<double>(seq_len);
+  const double per_layer = static_cast<double>(c.dim + c.ffn_hidden() + c.n_heads * seq_len);
+  return tokens * (2 * static_cast<double>(c.vocab) + static_cast<double>(c.n_layer) * per_layer);
+}
+
+void require_model_fits(const ModelConfig& c, int64_t bytes_per_value, int64_t batch, int64_t seq_len,
+                        const std::string& what) {
   const int64_t avail = available_memory_bytes();
   if (avail < 0) return;  // unknown (not Linux): trust the user
-  const double n = parameter_count(c), need = 2 * n * static_cast<double>(bytes_per_value);
+  const double n = parameter_count(c), acts = activation_floor(c, batch, seq_len);
+  const double need = (2 * n + acts) * static_cast<double>(bytes_per_value);
   if (need <= static_cast<double>(avail)) return;
   char count[32];
   std::snprintf(count, sizeof count, n < 1e9 ? "%.1fM" : "%.1fG", n < 1e9 ? n / 1e6 : n / 1e9);
-  throw UserError(what + ": a " + c.family + " model of " + count + " parameters needs at least " + format_bytes(need) +
-                  " (its parameters and their gradients) but " + format_bytes(static_cast<double>(avail)) +
-                  " is available");
+  Message m = what + ": a " + c.family + " model of " + count + " parameters";
+  if (acts > 0)
+    m += " at " + param("batch_size") + " " + std::to_string(batch) + " of " + std::to_string(seq_len) + " tokens";
+  m += " needs at least " + format_bytes(need);
+  m += acts > 0 ? " (its parameters, their gradients and " + format_bytes(acts * static_cast<double>(bytes_per_value)) +
+                      " of activations)"
+                : std::string(" (its parameters and their gradients)");
+  throw UserError(m + " but " + format_bytes(static_cast<double>(avail)) + " is available");
 }
 
 std::unique_ptr<Network> build_network(const std::string& preset, const ModelConfig& c, uint64_t seed) {

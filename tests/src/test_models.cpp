@@ -118,11 +118,11 @@ TEST(ModelZoo, ModelTooLargeForMemoryIsRefusedBeforeItIsBuilt) {
   const std::string before = kept ? kept : "";
   setenv("BLOCKSHARP_MEMORY_BUDGET", "100000000", 1);  // 100 MB
   const auto tiny = resolve_model_config("gpt2-tiny", {}, 0, 0);
-  EXPECT_NO_THROW(require_model_fits(tiny, 8, "--model 'gpt2-tiny'"));
+  EXPECT_NO_THROW(require_model_fits(tiny, 8, 8, 64, "--model 'gpt2-tiny'"));
   // 2 layers of dim 4096 (12 dim^2 each) and the embeddings: 404,078,592 parameters, 3.0 GiB as float32.
   const auto wide = resolve_model_config("gpt2-tiny", {"dim=4096"}, 0, 0);
   try {
-    require_model_fits(wide, 4, "--set dim=4096");
+    require_model_fits(wide, 4, 0, 0, "--set dim=4096");
     ADD_FAILURE() << "a 404.1M-parameter model passed a 100 MB budget";
   } catch (const UserError& e) {
     const std::string what = e.what();

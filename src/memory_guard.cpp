@@ -1,0 +1,59 @@
+// The free-memory watch of memory_guard.h: one detached thread, a read of /proc/meminfo (and the
+// cgroup's counters) every 10 ms, which costs about 30 microseconds each.
+#include "memory_guard.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "errors.h"
+#include "memory.h"
+#include "out_dir.h"
+
+namespace bs::memory_guard {
+
+int64_t reserve_bytes() {
+  if (const char* v = std::getenv("BLOCKSHARP_MEMORY_RESERVE")) {
+    char* end = nullptr;
+    const long long bytes = std::strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || bytes < 0)
+      throw UserError("BLOCKSHARP_MEMORY_RESERVE='" + std::string(v) + "': expected a number of bytes");
+    return bytes;
+  }
+  const int64_t total = machine_total_bytes();
+  return std::max<int64_t>(int64_t{256} << 20, total > 0 ? total / 50 : 0);
+}
+
+void start() {
+  static std::once_flag once;
+  const int64_t reserve = reserve_bytes();  // a malformed value is one line here, in the caller's thread
+  std::call_once(once, [reserve] {
+    std::thread([reserve] {
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const int64_t avail = machine_available_bytes();
+        if (avail < 0 || avail >= reserve) continue;
+        const std::string line = std::string(isatty(STDERR_FILENO) ? "\n" : "") +
+                                 "blocksharp: error: out of memory: this run reached " +
+                                 format_bytes(static_cast<double>(resident_bytes())) + " and the machine has " +
+                                 format_bytes(static_cast<double>(avail)) + " left, below the reserve of " +
+                                 format_bytes(static_cast<double>(reserve)) +
+                                 " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try a smaller "
+                                 "--batch-size or --seq-len, or a smaller model)\n";
+        if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
+          // nothing more to say where stderr is gone
+        }
+        remove_unused_out_dirs();
+        std::_Exit(1);
+      }
+    }).detach();
+  });
+}
+
+}  // namespace bs::memory_guard
