@@ -39,13 +39,13 @@ void start() {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
         const int64_t avail = machine_available_bytes();
         if (avail < 0 || avail >= reserve) continue;
-        const std::string line = std::string(isatty(STDERR_FILENO) ? "\n" : "") +
-                                 "blocksharp: error: out of memory: this run reached " +
-                                 format_bytes(static_cast<double>(resident_bytes())) + " and the machine has " +
-                                 format_bytes(static_cast<double>(avail)) + " left, below the reserve of " +
-                                 format_bytes(static_cast<double>(reserve)) +
-                                 " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try a smaller "
-                                 "--batch-size or --seq-len, or a smaller model)\n";
+        const Message said = "out of memory: this run reached " + format_bytes(static_cast<double>(resident_bytes())) +
+                             " and the machine has " + format_bytes(static_cast<double>(avail)) +
+                             " left, below the reserve of " + format_bytes(static_cast<double>(reserve)) +
+                             " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try a smaller " +
+                             param("batch_size") + " or " + param("seq_len") + ", or a smaller model)";
+        const std::string line =
+            std::string(isatty(STDERR_FILENO) ? "\n" : "") + "blocksharp: error: " + spelled(said) + "\n";
         if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
           // nothing more to say where stderr is gone
         }
