@@ -54,7 +54,11 @@ int launch(const LaunchOptions& o) {
   if (o.n < 1) throw UserError("launch -n must be at least 1");
   if (o.command.empty())
     throw UserError("launch: give the subcommand after --, e.g. launch -n 2 -- profile --model gpt2-tiny");
-  if (o.command.front() == "launch") throw UserError("launch: the subcommand cannot be launch itself");
+  // The commands that shard their batches over ranks; N copies of another (a benchmark timing itself
+  // against N - 1 others, N identical config reports) would only mislead.
+  const std::string& sub = o.command.front();
+  if (sub != "profile" && sub != "structure" && sub != "train")
+    throw UserError("launch: '" + sub + "' runs in one process (launch starts ranks of profile, structure or train)");
   const char* env_addr = std::getenv("MASTER_ADDR");
   const char* env_port = std::getenv("MASTER_PORT");
   const std::string addr = !o.addr.empty() ? o.addr : env_addr ? env_addr : "127.0.0.1";

@@ -192,6 +192,8 @@ cases = [
                                 P("bd4")], "--batch-size 8 is not divisible by 3"),  # commas, as bench optim --threads
     ("bench dist --threads -1", [blocksharp, "bench", "dist", "--model", "gpt2-tiny", "--threads", "-1", "--out",
                                  P("bd3")], "--threads"),
+    ("launch of a benchmark", [blocksharp, "launch", "-n", "2", "--", "bench", "optim"], "'bench' runs in one process"),
+    ("launch of launch", [blocksharp, "launch", "-n", "2", "--", "launch", "train"], "'launch' runs in one process"),
     ("bench hvp unknown model", [blocksharp, "bench", "hvp", "--models", "gpt2-tiny,gpt5"], "--models: 'gpt5'"),
     ("bench hvp TorchScript model", [blocksharp, "bench", "hvp", "--models", P("linear.pt")], "built-in models only"),
     ("unknown flag", train + ["--no-such-flag", "--out", P("o27")], "--no-such-flag"),
