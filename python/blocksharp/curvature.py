@@ -91,6 +91,8 @@ class Operator:
     def matvec(self, v):
         if v.numel() != self.size:
             raise ValueError(f"v: {v.numel()} entries, the model has {self.size} trainable parameters")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):  # else it reads as the model's fault
+            raise ValueError("v: non-finite entries (NaN or infinity)")
         return self._op.apply(v.reshape(-1))
 
     def as_scipy(self):

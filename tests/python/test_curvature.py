@@ -130,3 +130,15 @@ def test_an_unscriptable_module_is_refused_in_one_line():
     assert "torch.jit.script failed" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ValueError, match="loss 'hinge'|--loss 'hinge'"):
         curvature.profile(TinyMlp(), [(torch.randn(2, 6), torch.tensor([0, 1]))], loss="hinge")
+
+
+def test_a_bad_vector_is_named_as_the_vector():
+    """A NaN in v was reported as a non-finite Hessian-vector product of batch 0 (the model's fault,
+    to a reader); a v of the wrong size names its size against the model's."""
+    batches = [(torch.randn(2, 6), torch.tensor([0, 1]))]
+    v = torch.randn(sum(p.numel() for p in TinyMlp().parameters()))
+    v[3] = float("nan")
+    with pytest.raises(ValueError, match=r"^v: non-finite entries \(NaN or infinity\)$"):
+        curvature.hvp(TinyMlp(), batches, v)
+    with pytest.raises(ValueError, match=r"^v: 3 entries, the model has \d+ trainable parameters$"):
+        curvature.hvp(TinyMlp(), batches, torch.randn(3))
