@@ -110,6 +110,9 @@ void prepare_out_dir(const std::string& dir) {
 }
 
 void remove_unused_out_dirs() {
+  // Among data-parallel ranks the first mkdir wins, maybe not rank 0's, whose lock file is in the folder:
+  // there a folder stays (the lock file would otherwise go while rank 0 holds it).
+  if (const char* world = std::getenv("WORLD_SIZE"); world && std::atoi(world) > 1) return;
   const std::lock_guard<std::mutex> hold(created_mutex);
   auto& dirs = created_dirs();
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {  // innermost first

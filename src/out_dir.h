@@ -13,7 +13,8 @@ void ensure_writable_dir(const std::string& dir, const Message& option);
 void prepare_out_dir(const std::string& dir);
 // After an error: removes the folders ensure_writable_dir created in this process that hold nothing
 // but the lock (innermost first), so that a refused run leaves no empty --out behind. A folder with
-// anything else in it stays, and with it the folders around it.
+// anything else in it stays, and with it the folders around it. Nothing is removed in a data-parallel
+// run (WORLD_SIZE > 1), whose ranks share the folders.
 void remove_unused_out_dirs();
 
 }  // namespace bs

@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
     std::_Exit(1);  // no static destructors: a process group that lost a peer must not hang the exit
   }
   std::fprintf(stderr, "blocksharp: error: %s\n", error.c_str());
-  bs::remove_unused_out_dirs();  // a refused run leaves no empty --out (one process: ranks share folders)
+  bs::remove_unused_out_dirs();  // a refused run leaves no empty --out
   // Outputs are already cleaned up by the unwinding; skip the libraries' exit handlers, which may
   // touch a file handle HDF5 could not close (a full disk) and crash after the one-line message.
   std::fflush(nullptr);

@@ -108,10 +108,9 @@ Session open_session(const CommonOptions& opt) {
   const int64_t value_bytes = static_cast<int64_t>(c10::elementSize(s.dtype));  // the model's, after s.net->to
   if (is_hf_spec(opt.model)) {
     if (!opt.sets.empty()) throw UserError("--set applies to built-in presets only, not to '" + opt.model + "'");
-    const ModelConfig sizes = read_hf_config(opt.model);
-    require_model_fits(sizes, value_bytes, opt.batch_size,
-                       opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(sizes.seq_len, 1024),
-                       "'" + hf_config_path(opt.model) + "'");
+    const ModelConfig sizes = read_hf_config(opt.model);  // checked before any tensor is read
+    d.seq_len = opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(sizes.seq_len, 1024);
+    require_model_fits(sizes, value_bytes, opt.batch_size, d.seq_len, "'" + hf_config_path(opt.model) + "'");
     hf = read_hf_checkpoint(opt.model);
     const ModelConfig& cfg = hf->config;
     const int64_t tok_vocab = tokenizer_vocab_size(opt.tokenizer);
@@ -119,7 +118,6 @@ Session open_session(const CommonOptions& opt) {
       throw UserError("--tokenizer " + opt.tokenizer + " has " + std::to_string(tok_vocab) +
                       " tokens, more than the vocab_size " + std::to_string(cfg.vocab) + " of '" + opt.model + "'");
     require_within_context(opt.seq_len, cfg.seq_len, "'" + opt.model + "'");
-    d.seq_len = opt.seq_len > 0 ? opt.seq_len : std::min<int64_t>(cfg.seq_len, 1024);
     s.net = build_network(opt.model, cfg, opt.seed);
   } else if (is_torchscript_path(opt.model)) {
     s.net = load_torchscript(opt.model);
