@@ -60,16 +60,22 @@ int64_t machine_total_bytes() {
   return total;
 }
 
+int64_t env_bytes(const char* name, int64_t fallback, bool zero_allowed) {
+  const char* v = std::getenv(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  const long long bytes = std::strtoll(v, &end, 10);
+  if (end == v || *end != '\0' || bytes < 0 || (bytes == 0 && !zero_allowed))
+    throw UserError(std::string(name) + "='" + v + "': expected a " + (zero_allowed ? "" : "positive ") +
+                    "number of bytes");
+  return bytes;
+}
+
 int64_t available_memory_bytes() {
   int64_t avail = machine_available_bytes();
   // A user's cap (and the tests' way to play a small machine): BLOCKSHARP_MEMORY_BUDGET=bytes.
-  if (const char* cap = std::getenv("BLOCKSHARP_MEMORY_BUDGET")) {
-    char* end = nullptr;
-    const long long v = std::strtoll(cap, &end, 10);
-    if (end == cap || *end != '\0' || v <= 0)
-      throw UserError("BLOCKSHARP_MEMORY_BUDGET='" + std::string(cap) + "': expected a positive number of bytes");
-    if (avail < 0 || v < avail) avail = v;
-  }
+  const int64_t cap = env_bytes("BLOCKSHARP_MEMORY_BUDGET", -1, false);
+  if (cap > 0 && (avail < 0 || cap < avail)) avail = cap;
   return avail;
 }
 

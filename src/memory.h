@@ -10,6 +10,9 @@ namespace bs {
 // MemAvailable from /proc/meminfo, lowered to the cgroup's remaining limit when one is set and to
 // BLOCKSHARP_MEMORY_BUDGET (bytes) when given; -1 if unknown.
 int64_t available_memory_bytes();
+// A byte count from the environment variable `name`: `fallback` when unset, else its value, which must be
+// a whole number, positive (or, with zero_allowed, non-negative); a UserError naming the variable else.
+int64_t env_bytes(const char* name, int64_t fallback, bool zero_allowed);
 // The same without BLOCKSHARP_MEMORY_BUDGET: what the machine (or the cgroup) has free now; -1 if unknown.
 int64_t machine_available_bytes();
 // MemTotal, lowered to the cgroup's limit when one is set; -1 if unknown.

@@ -19,15 +19,9 @@
 namespace bs::memory_guard {
 
 int64_t reserve_bytes() {
-  if (const char* v = std::getenv("BLOCKSHARP_MEMORY_RESERVE")) {
-    char* end = nullptr;
-    const long long bytes = std::strtoll(v, &end, 10);
-    if (end == v || *end != '\0' || bytes < 0)
-      throw UserError("BLOCKSHARP_MEMORY_RESERVE='" + std::string(v) + "': expected a number of bytes");
-    return bytes;
-  }
   const int64_t total = machine_total_bytes();
-  return std::max<int64_t>(int64_t{256} << 20, total > 0 ? total / 50 : 0);
+  return env_bytes("BLOCKSHARP_MEMORY_RESERVE", std::max<int64_t>(int64_t{256} << 20, total > 0 ? total / 50 : 0),
+                   true);
 }
 
 void start() {

@@ -1,7 +1,9 @@
 // Sizes of a built-in model; presets fill it and `--set key=value` overrides single fields.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace bs {
 
@@ -17,6 +19,12 @@ struct ModelConfig {
   int64_t ffn_hidden() const {
     if (ffn > 0) return ffn;
     return family == "llama" ? ((8 * dim / 3 + 7) / 8) * 8 : 4 * dim;
+  }
+  // The MLP's hidden widths, one per layer: `hidden`, then halving each layer, never below 8.
+  std::vector<int64_t> mlp_widths() const {
+    std::vector<int64_t> w;
+    for (int64_t i = 0, width = hidden; i < n_layer; ++i, width = std::max<int64_t>(width / 2, 8)) w.push_back(width);
+    return w;
   }
   bool language_model() const { return family == "gpt2" || family == "llama"; }  // takes tokens, vocab, seq_len
 };

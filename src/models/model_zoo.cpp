@@ -124,13 +124,11 @@ double parameter_count(const ModelConfig& c) {
     const double layer = 2 * d + 2 * d * d + 2 * d * kv + 3 * d * ffn;
     return v * d + layers * layer + d + head;
   }
-  if (c.family == "mlp") {  // vision.cpp: widths halving from `hidden` (at least 8), then the classes
+  if (c.family == "mlp") {  // the hidden layers, then the classes
     double n = 0, in = static_cast<double>(c.in_features);
-    int64_t width = c.hidden;
-    for (int64_t i = 0; i < c.n_layer; ++i) {
+    for (const int64_t width : c.mlp_widths()) {
       n += in * static_cast<double>(width) + static_cast<double>(width);
       in = static_cast<double>(width);
-      width = std::max<int64_t>(width / 2, 8);
     }
     return n + in * static_cast<double>(c.n_classes) + static_cast<double>(c.n_classes);
   }

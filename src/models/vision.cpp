@@ -5,11 +5,10 @@ namespace bs {
 
 MlpNetImpl::MlpNetImpl(const ModelConfig& c) {
   fcs = register_module("fc", torch::nn::ModuleList());
-  int64_t in = c.in_features, width = c.hidden;
-  for (int64_t i = 0; i < c.n_layer; ++i) {
+  int64_t in = c.in_features;
+  for (const int64_t width : c.mlp_widths()) {
     fcs->push_back(torch::nn::Linear(in, width));
     in = width;
-    width = std::max<int64_t>(width / 2, 8);
   }
   fcs->push_back(torch::nn::Linear(in, c.n_classes));
 }
