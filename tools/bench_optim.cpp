@@ -436,6 +436,7 @@ void register_bench_optim(CLI::App& bench) {
     require_positive("--min-time", o->min_time, "a positive number of seconds");
     for (int t : o->threads)
       if (t < 1) throw UserError("--threads: thread counts must be >= 1, got " + std::to_string(t));
+    for (int t : o->threads) warn_threads_beyond_cores("--threads", t);
     if (o->threads.empty()) {
       o->threads = {1};
       if (const int all = default_training_threads(); all > 1) o->threads.push_back(all);

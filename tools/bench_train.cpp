@@ -68,7 +68,8 @@ nlohmann::json bench_blocksharp(const std::string& model, const TrainBenchOption
   c.batch_size = o.batch_size;
   c.seq_len = o.seq_len;
   c.seed = o.seed;
-  c.threads = o.threads > 0 ? o.threads : default_training_threads();
+  // The threads set here, not by the session: --threads beyond the cores is said once, by the parent.
+  if (const int t = o.threads > 0 ? o.threads : default_training_threads(); t > 0) at::set_num_threads(t);
   Session s = open_session(c);
   const ModelInfo info = s.net->info();
   const int64_t T = o.seq_len > 0 ? o.seq_len : info.seq_len;
@@ -189,6 +190,7 @@ void register_bench_train(CLI::App& bench) {
     require_counts({{"--batch-size", o->batch_size}, {"--steps", o->steps}, {"--rounds", o->rounds}});
     require_non_negative("--seq-len", o->seq_len, "each preset's context");
     require_non_negative("--threads", o->threads, "as train, every core");
+    if (!o->one_side) warn_threads_beyond_cores("--threads", o->threads);
     const bool with_torch = !o->python.empty() && o->python != "none";
     if (with_torch && access(o->python.c_str(), X_OK) != 0)
       throw UserError("--python '" + o->python + "': not an executable (--python none measures blocksharp alone)");

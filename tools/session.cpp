@@ -54,6 +54,15 @@ int usable_cores() {
 }
 }  // namespace
 
+void warn_threads_beyond_cores(const char* flag, int threads) {
+  const int cores = usable_cores();
+  if (threads > 0 && cores > 0 && threads > cores)
+    std::fprintf(stderr,
+                 "blocksharp: warning: %s %d is more than the %d cores here; threads beyond them only wait for "
+                 "each other\n",
+                 flag, threads, cores);
+}
+
 int default_training_threads() {
   if (std::getenv("OMP_NUM_THREADS")) return 0;
   const int cores = usable_cores();
@@ -88,12 +97,7 @@ Session open_session(const CommonOptions& opt) {
   require_non_negative("--threads", opt.threads, "LibTorch default");
   require_non_negative("--seq-len", opt.seq_len, "the model's context");
   if (opt.threads > 0) {
-    const int cores = usable_cores();
-    if (cores > 0 && opt.threads > cores)
-      std::fprintf(stderr,
-                   "blocksharp: warning: --threads %d is more than the %d cores here; threads beyond them only wait "
-                   "for each other\n",
-                   opt.threads, cores);
+    warn_threads_beyond_cores("--threads", opt.threads);
     torch::set_num_threads(opt.threads);
   }
 

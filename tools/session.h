@@ -51,6 +51,11 @@ Session open_session(const CommonOptions& opt);
 // 0 (LibTorch's default) where OMP_NUM_THREADS is set, which then decides, as in PyTorch.
 int default_training_threads();
 
+// One line on stderr when `threads` is more than the cores this process may run on ("blocksharp:
+// warning: FLAG N is more than the C cores here; ..."): the threads beyond them only wait for each
+// other, and a benchmark's figures then measure that. Nothing for 0 (a default) or fewer.
+void warn_threads_beyond_cores(const char* flag, int threads);
+
 // Copies every parameter from the dataset of the same name in an .h5 file (final_params.h5).
 void load_params(Network& net, const std::string& path);
 
