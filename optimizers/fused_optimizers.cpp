@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu_loop.h"
+#include "dtype_words.h"
 #include "errors.h"
 #include "fused_base.h"
 #include "gsnr.h"
@@ -323,12 +324,20 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& name, const Optimiz
   validate(o);
   if (in.names.size() != in.params.size()) throw UserError("optimizer: one name per parameter is required");
   if (entry.cpu_only)
-    for (size_t i = 0; i < in.params.size(); ++i)
-      if (in.params[i].defined() && !in.params[i].device().is_cpu())
-        throw UserError("optimizer '" + name + "': parameter '" + in.names[i] + "' is on " +
-                        in.params[i].device().str() +
+    for (size_t i = 0; i < in.params.size(); ++i) {
+      const torch::Tensor& p = in.params[i];
+      if (!p.defined()) continue;
+      if (!p.device().is_cpu())
+        throw UserError("optimizer '" + name + "': parameter '" + in.names[i] + "' is on " + p.device().str() +
                         "; this build steps CPU tensors (the CUDA kernels are compiled, not dispatched): use "
                         "torch-adamw or CPU parameters");
+      // The fused loops are compiled for these two (a bfloat16 model used to fail at its first step
+      // with LibTorch's dispatch message).
+      if (p.scalar_type() != torch::kFloat32 && p.scalar_type() != torch::kFloat64)
+        throw UserError("optimizer '" + name + "': parameter '" + in.names[i] + "' is " + dtype_name(p.scalar_type()) +
+                        "; it steps float32 and float64 parameters (keep float32 master weights, as mixed-precision "
+                        "training does)");
+    }
   return entry.make(in, o);
 }
 

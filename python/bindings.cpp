@@ -150,6 +150,7 @@ class CoreOptimizer {
     for (double wd : setup.inputs.weight_decay)
       if (!(std::isfinite(wd) && wd >= 0)) throw UserError("weight_decay must be >= 0");
     m_params = setup.inputs.params;
+    m_names = setup.inputs.names;
     m_opt = make_optimizer(name, setup.inputs, o);
     m_scale.assign(params.size(), 1.0);
     if (setup.blockwise) {
@@ -172,6 +173,11 @@ class CoreOptimizer {
   // One step at the given per-tensor rates (each its param group's "lr").
   void step(const std::vector<double>& lrs) {
     if (lrs.size() != m_params.size()) throw UserError("step: one lr per parameter expected");
+    for (size_t i = 0; i < m_params.size(); ++i)  // LibTorch's message would be "Cannot access data pointer"
+      if (m_params[i].grad().defined() && m_params[i].grad().is_sparse())
+        throw UserError("step: parameter '" + m_names[i] +
+                        "' has a sparse gradient (nn.Embedding(sparse=True)); blocksharp optimizers take dense "
+                        "gradients");
     std::vector<double> tensor_lrs(lrs.size());
     for (size_t i = 0; i < lrs.size(); ++i) tensor_lrs[i] = lrs[i] * m_scale[i];
     py::gil_scoped_release nogil;
@@ -196,6 +202,7 @@ class CoreOptimizer {
  private:
   std::unique_ptr<Optimizer> m_opt;
   std::vector<torch::Tensor> m_params;
+  std::vector<std::string> m_names;
   std::vector<double> m_scale, m_multiplier;
   std::vector<std::string> m_group;
   SliceMoves m_slices;

@@ -6,15 +6,11 @@
 #include <string>
 
 #include "data.h"
+#include "dtype_words.h"
 #include "loss.h"
 #include "network.h"
 
 namespace bs {
-
-// "float32", "float64" (the CLI's words), else LibTorch's name.
-inline const char* dtype_name(torch::Dtype d) {
-  return d == torch::kFloat32 ? "float32" : d == torch::kFloat64 ? "float64" : c10::toString(d);
-}
 
 struct Context {
   Network* net = nullptr;

@@ -11,4 +11,20 @@ inline const Words<torch::Dtype>& dtype_words() {
   return w;
 }
 
+// A dtype as the CLI and PyTorch spell it: "float32", "float64", "float16", "bfloat16", else LibTorch's name.
+inline const char* dtype_name(torch::Dtype d) {
+  switch (d) {
+    case torch::kFloat32:
+      return "float32";
+    case torch::kFloat64:
+      return "float64";
+    case torch::kFloat16:
+      return "float16";
+    case torch::kBFloat16:
+      return "bfloat16";
+    default:
+      return c10::toString(d);
+  }
+}
+
 }  // namespace bs

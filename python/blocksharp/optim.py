@@ -9,8 +9,12 @@ parameters are updated in place, gradients are read where backward() left them, 
 
 What follows torch.optim, and what does not:
 - params: model.named_parameters() (names decide Adam-mini's blocks and match configs), a list of
-  tensors, or param groups whose "params" are either. Frozen tensors (requires_grad False) stay in
-  their groups and are never stepped, as in PyTorch.
+  tensors, or param groups whose "params" are either; the trainable ones float32 or float64 CPU
+  tensors (a bfloat16 model keeps float32 master weights, as mixed-precision training does). Frozen
+  tensors (requires_grad False) stay in their groups and are never stepped; one that has a gradient at
+  a step (unfrozen after the optimizer was made) is a ValueError, not silently left as it was: make the
+  optimizer after unfreezing.
+- A sparse gradient (nn.Embedding(sparse=True)) is a ValueError at the step, as in torch.optim.AdamW.
 - config=: a path or a dict (or a list of them) of the configs `blocksharp profile` writes:
   adam_mini, blockwise_lr, sgd_sai; which kinds an optimizer takes is the registry's. A blockwise_lr
   config makes the param groups: one per group, lr = lr * multiplier, keys "group" and "multiplier".
@@ -133,6 +137,8 @@ class BlocksharpOptimizer(torch.optim.Optimizer):
             raise ValueError("optimizer: no parameter requires grad")
         flat_t = [t for g in groups for t in g["params"]]
         tensors = [flat_t[i] for i in trainable]
+        held = set(trainable)  # the frozen ones, to refuse a gradient they get later (see step)
+        self._frozen = [(names[i], t) for i, t in enumerate(flat_t) if i not in held]
         self._names = [names[i] for i in trainable]
         self._core = _core.Optimizer(self.optimizer, self._names, tensors, defaults["lr"],
                            defaults["betas"][0], defaults["betas"][1], defaults["eps"], decay, options, configs,
@@ -187,6 +193,11 @@ class BlocksharpOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._check_fixed()
+        for name, t in self._frozen:
+            if t.grad is not None:
+                raise ValueError(f"step: parameter '{name}' was frozen (requires_grad False) when the optimizer was "
+                                 "made and has a gradient now; blocksharp optimizers take their trainable parameters "
+                                 "at construction: make the optimizer after unfreezing")
         groups = self.param_groups
         self._core.step([float(groups[g]["lr"]) for g in self._group_of])
         return loss

@@ -527,6 +527,27 @@ TEST(Registry, CpuLoopOptimizersRefuseParametersOnAnotherDevice) {
   EXPECT_NO_THROW(make_optimizer("torch-adamw", OptimizerInputs({"w"}, {meta}), default_options("torch-adamw")));
 }
 
+// Half-precision parameters are refused when the optimizer is made, naming the tensor and its dtype as
+// PyTorch spells it, by every optimizer whose loops are compiled for float32 and float64 (before, the
+// first step failed with LibTorch's "not implemented for 'BFloat16'"); float64 is taken.
+TEST(Registry, CpuLoopOptimizersRefuseHalfPrecisionParameters) {
+  for (const auto& [dtype, word] : {std::pair{torch::kBFloat16, "bfloat16"}, std::pair{torch::kFloat16, "float16"}})
+    for (const auto& e : optimizer_registry()) {
+      if (!e.cpu_only) continue;
+      OptimizerInputs in({"h.0.mlp.fc_in.weight"}, {torch::zeros({4, 4}, dtype)});
+      in.clip.fraction = 0.1;
+      try {
+        make_optimizer(e.name, in, default_options(e.name));
+        ADD_FAILURE() << e.name << " took a " << word << " parameter";
+      } catch (const UserError& err) {
+        EXPECT_NE(std::string(err.what()).find("'h.0.mlp.fc_in.weight' is " + std::string(word)), std::string::npos)
+            << err.what();
+      }
+    }
+  EXPECT_NO_THROW(make_optimizer("adamw", OptimizerInputs({"w"}, {torch::zeros({4, 4}, torch::kFloat64)}),
+                                 default_options("adamw")));
+}
+
 // The CPU loops, Adam-mini's block sums and the clipping threshold split their work across
 // LibTorch's OpenMP threads. Oracle: the same steps on one thread. Every registered optimizer,
 // float32, 3 steps on tensors large enough to be split (several kGrain chunks; Adam-mini with many

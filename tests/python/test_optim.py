@@ -182,6 +182,46 @@ def test_errors_are_value_errors_with_one_line():
         opt.step()
 
 
+def test_half_precision_sparse_and_unfrozen_tensors_are_one_line_value_errors():
+    # A bfloat16/float16 trainable tensor: refused when the optimizer is made (it used to fail at the first
+    # step with LibTorch's dispatch message); a frozen bfloat16 backbone beside float64 adapters is fine.
+    for dtype, word in ((torch.bfloat16, "bfloat16"), (torch.float16, "float16")):
+        lin = torch.nn.Linear(4, 3).to(dtype)
+        with pytest.raises(ValueError) as e:
+            optim.AdamMini(lin.named_parameters(), dim=4, n_heads=1)
+        assert f"parameter 'weight' is {word}" in str(e.value) and "\n" not in str(e.value), str(e.value)
+    backbone, adapter = torch.nn.Linear(4, 4).to(torch.bfloat16).requires_grad_(False), torch.nn.Linear(4, 2)
+    opt = optim.AdamW(list(adapter.named_parameters()) + [("backbone." + n, p) for n, p in backbone.named_parameters()])
+    ref = torch.optim.AdamW(copy.deepcopy(adapter).parameters())
+    ref_adapter = ref.param_groups[0]["params"]
+    x = torch.randn(5, 4)
+    for o, w in ((opt, list(adapter.parameters())), (ref, ref_adapter)):
+        o.zero_grad()
+        (torch.nn.functional.linear(backbone(x.bfloat16()).double(), w[0], w[1]) ** 2).mean().backward()
+        o.step()
+    assert max((a - b).abs().max().item() for a, b in zip(adapter.parameters(), ref_adapter)) < 1e-15
+    # A sparse gradient: one line naming the tensor, at the step, before anything moves.
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = optim.AdamW(emb.named_parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(ValueError, match="parameter 'weight' has a sparse gradient"):
+        opt.step()
+    assert torch.equal(emb.weight, before)
+    # A tensor frozen when the optimizer was made and unfrozen later: it used to stay as it was, silently.
+    m = TinyLm()
+    m.ln_f.weight.requires_grad_(False)
+    opt = optim.AdamW(m.named_parameters(), lr=1e-2)
+    m.ln_f.weight.requires_grad_(True)
+    x, y = batches(1)[0]
+    loss_fn("ce", m(x), y).backward()
+    before = copy.deepcopy(m)
+    with pytest.raises(ValueError) as e:
+        opt.step()
+    assert "parameter 'ln_f.weight' was frozen" in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert max_diff(m, before) == 0
+
+
 def test_blockwise_config_becomes_param_groups_on_fused_qkv():
     """profile's blockwise_lr.json on a Hugging Face GPT-2 (fused c_attn, tied head): one param group
     per config group with lr * multiplier; c_attn's q/k and v slices move at their own rates. Oracle:
