@@ -9,6 +9,9 @@ structure of your model on your batches, by the C++ engine `blocksharp profile` 
 copy of it (saved and loaded as TorchScript), so your module is never modified. `batches` is any
 iterable of (inputs, targets) tensors; `loss` is "ce" (token or class cross-entropy) or "mse".
 Parameters are the model's named_parameters() with requires_grad: tied tensors once, frozen ones out.
+The function measured is the model in eval mode (dropout off, batch norm on its running statistics),
+as `blocksharp profile` measures and PyHessian's users get with model.eval(), whatever your module's
+.training says; your module keeps its mode and statistics.
 """
 import os
 import tempfile

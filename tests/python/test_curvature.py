@@ -51,6 +51,27 @@ def test_hvp_equals_autograd_on_a_tied_model_with_a_frozen_tensor():
     assert torch.equal(flat, torch.cat([t.reshape(-1) for t in got]))
 
 
+def test_hvp_is_of_the_model_in_eval_mode_and_leaves_the_module_as_it_was():
+    """Dropout and batch norm: the curvature is the eval-mode function's (dropout off, batch norm on its
+    running statistics), as PyHessian's users get with model.eval(), whatever the module's .training says;
+    the module keeps its mode and running statistics."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(12, 3)).double()
+    model[1].running_mean.normal_()
+    model[1].running_var.uniform_(0.5, 2.0)
+    stats = (model[1].running_mean.clone(), model[1].running_var.clone())
+    data = [(torch.randn(16, 5, dtype=torch.float64), torch.randint(0, 3, (16,)))]
+    v = [torch.randn_like(p) for p in model.parameters()]
+    model.eval()
+    want = autograd_hvp(model, data, v)
+    model.train()
+    got = curvature.hvp(model, data, v)
+    for a, b in zip(got, want):
+        assert (a - b).abs().max().item() < 1e-10
+    assert model.training and torch.equal(model[1].running_mean, stats[0]) and torch.equal(model[1].running_var, stats[1])
+
+
 def test_profile_equals_the_cli_profile():
     """Python's profile and `blocksharp profile` on one TorchScript file, one .h5 of the same batches
     and one seed write the same profile.h5 numbers and the same configs."""
