@@ -58,7 +58,15 @@ class ScriptNetwork : public Network {
   }
   torch::Tensor forward(const torch::Tensor& inputs) override {
     auto out = m_module.forward({inputs});
-    if (!out.isTensor()) throw UserError("model '" + m_info.name + "': forward() must return one tensor");
+    if (!out.isTensor()) {  // a Hugging Face-style (logits, ...) tuple or {"logits": ...} dict, most often
+      const std::string kind = out.isTuple()         ? "a tuple"
+                               : out.isGenericDict() ? "a dict"
+                               : out.isList()        ? "a list"
+                                                     : out.tagKind();
+      throw UserError("model '" + m_info.name + "': forward() returned " + kind +
+                      "; it must return one tensor, the logits or outputs the loss takes (wrap the model in a module "
+                      "whose forward returns that tensor)");
+    }
     return out.toTensor();
   }
   NamedTensors all_named_parameters() const override {

@@ -80,6 +80,7 @@ class Operator:
         self._s = _Session(model, batches, loss, dtype, seed)
         self._op = _core.Operator(self._s.core, len(self._s.batches), curvature)
         self.shapes = self._s.shapes
+        self.names = self._s.names
         self.size = self._op.size
         self.shape = (self.size, self.size)
 
@@ -115,6 +116,13 @@ def hvp(model, batches, v, loss="ce", dtype=None, curvature="hessian", seed=0):
     with `seed`) or "empirical-fisher" multiplies by that matrix instead of the Hessian. For many
     products build an Operator once."""
     op = Operator(model, batches, loss, dtype, curvature, seed)
+    if not isinstance(v, torch.Tensor):
+        v = list(v)
+        if len(v) != len(op.shapes):
+            raise ValueError(f"v: {len(v)} tensors, the model has {len(op.shapes)} trainable parameter tensors")
+        for i, (t, sh, name) in enumerate(zip(v, op.shapes, op.names)):  # a transposed v[i] is a mistake
+            if tuple(t.shape) != tuple(sh):
+                raise ValueError(f"v[{i}]: shape {list(t.shape)}, parameter '{name}' is {list(sh)}")
     flat = v if isinstance(v, torch.Tensor) else torch.cat([t.reshape(-1) for t in v])
     out = op.matvec(flat.reshape(-1))
     if isinstance(v, torch.Tensor):

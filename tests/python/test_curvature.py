@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Dict, Tuple
 
 import h5py
 import numpy as np
@@ -163,3 +164,34 @@ def test_a_bad_vector_is_named_as_the_vector():
         curvature.hvp(TinyMlp(), batches, v)
     with pytest.raises(ValueError, match=r"^v: 3 entries, the model has \d+ trainable parameters$"):
         curvature.hvp(TinyMlp(), batches, torch.randn(3))
+    # A list v is held to the parameters' shapes: a transposed tensor of the right size used to be taken
+    # as flat values in the parameter's order (PyTorch's autograd.grad refuses it too).
+    model = TinyMlp()
+    vs = [torch.randn(p.shape) for p in model.parameters()]
+    name, first = next(iter(model.named_parameters()))
+    vs[0] = vs[0].t()
+    with pytest.raises(ValueError) as e:
+        curvature.hvp(model, batches, vs)
+    assert str(e.value) == f"v[0]: shape {list(first.shape)[::-1]}, parameter '{name}' is {list(first.shape)}"
+    with pytest.raises(ValueError, match=r"^v: 1 tensors, the model has \d+ trainable parameter tensors$"):
+        curvature.hvp(model, batches, vs[:1])
+
+
+def test_a_module_returning_a_tuple_or_dict_is_told_to_return_one_tensor():
+    class Tup(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x) -> Tuple[torch.Tensor, torch.Tensor]:  # Hugging Face's return_dict=False shape
+            return self.lin(x), x
+
+    class Dct(Tup):
+        def forward(self, x) -> Dict[str, torch.Tensor]:
+            return {"logits": self.lin(x)}
+
+    for model, kind in ((Tup(), "a tuple"), (Dct(), "a dict")):
+        with pytest.raises(ValueError) as e:
+            curvature.hvp(model, [(torch.randn(2, 2), torch.tensor([0, 1]))], torch.randn(6))
+        msg = str(e.value)
+        assert f"forward() returned {kind}; it must return one tensor" in msg and "\n" not in msg, msg
