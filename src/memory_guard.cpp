@@ -24,11 +24,12 @@ int64_t reserve_bytes() {
                    true);
 }
 
-void start() {
+void start(const Message& first_advice) {
   static std::once_flag once;
   const int64_t reserve = reserve_bytes();  // a malformed value is one line here, in the caller's thread
-  std::call_once(once, [reserve] {
-    std::thread([reserve] {
+  const Message first = first_advice.empty() ? Message() : first_advice + "; or ";
+  std::call_once(once, [reserve, first] {
+    std::thread([reserve, first] {
       for (;;) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
         const int64_t avail = machine_available_bytes();
@@ -36,8 +37,8 @@ void start() {
         const Message said = "out of memory: this run reached " + format_bytes(static_cast<double>(resident_bytes())) +
                              " and the machine has " + format_bytes(static_cast<double>(avail)) +
                              " left, below the reserve of " + format_bytes(static_cast<double>(reserve)) +
-                             " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try a smaller " +
-                             param("batch_size") + " or " + param("seq_len") + ", or a smaller model)";
+                             " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try " + first +
+                             "a smaller " + param("batch_size") + " or " + param("seq_len") + ", or a smaller model)";
         const std::string line =
             std::string(isatty(STDERR_FILENO) ? "\n" : "") + "blocksharp: error: " + spelled(said) + "\n";
         if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {

@@ -100,7 +100,12 @@ void register_profile(CLI::App& app) {
   cmd->callback([cmd, common, p, e] {
     validate(*e);
     prepare_out_dir(common->out);
-    memory_guard::start();  // a run that outgrows the memory ends with one line, not the OOM killer
+    // A run that outgrows the memory ends with one line, not the OOM killer; where the products hold
+    // every batch's graph at once, holding one at a time is the first way out.
+    memory_guard::start(p->keep_graphs && p->batches > 1
+                            ? param("recompute_graphs") + ", which holds one of the " + std::to_string(p->batches) +
+                                  " batches' graphs at a time instead of all"
+                            : Message());
     Session s = open_session(*common);
     validate(*e, s);  // before any product
     large_model_defaults(cmd, *p, ParamTable(s.net->named_parameters()).total_numel());

@@ -81,6 +81,22 @@ assert after == before, "the earlier run's outputs changed"
 assert not [f for f in os.listdir(out) if ".tmp." in f], os.listdir(out)
 print("stopped past the reserve:", lines[0])
 
+# 3b. profile holding several batches' graphs at once suggests holding one at a time first (and leaves no
+# folder); with one batch it does not.
+for batches, advice in ((3, True), (1, False)):
+    reserve = free_bytes() - 300 * (1 << 20)
+    r = subprocess.run([blocksharp, "profile", "--batches", str(batches), "--batch-size", str(600 // batches),
+                        "--topk", "1", "--probes", "3", "--density-runs", "0", "--noise-batches", "0", "--block-eigs",
+                        "none", "--out", P(f"graphs{batches}")], capture_output=True, text=True,
+                       env=dict(env, BLOCKSHARP_MEMORY_RESERVE=str(reserve)), timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("blocksharp: error: out of memory"), r.stderr
+    said = f"(try --recompute-graphs, which holds one of the {batches} batches' graphs at a time instead of all; " \
+        "or a smaller --batch-size"
+    assert (said in lines[0]) == advice and ("(try a smaller --batch-size" in lines[0]) == (not advice), lines[0]
+    assert not os.path.exists(P(f"graphs{batches}")), os.listdir(work)
+    print(f"profile --batches {batches} stopped:", lines[0])
+
 # 4. A malformed reserve is one line before any work.
 r = subprocess.run(small[:-1] + [P("bad_reserve")], capture_output=True, text=True,
                    env=dict(env, BLOCKSHARP_MEMORY_RESERVE="lots"))
