@@ -183,8 +183,9 @@ class BlocksharpOptimizer(torch.optim.Optimizer):
         for gi, (g, f) in enumerate(zip(self.param_groups, self._fixed)):
             for k, v in f.items():
                 if _norm(g[k]) != _norm(v):
+                    hint = " (OneCycleLR and CyclicLR cycle it unless cycle_momentum=False)" if k == "betas" else ""
                     raise ValueError(f"param group {gi}: {k} changed from {v} to {g[k]}; blocksharp optimizers fix "
-                                     "it at construction (only lr may change)")
+                                     f"it at construction (only lr may change){hint}")
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -180,6 +180,15 @@ def test_errors_are_value_errors_with_one_line():
     opt.param_groups[0]["betas"] = (0.8, 0.999)
     with pytest.raises(ValueError, match="only lr may change"):
         opt.step()
+    # OneCycleLR cycles beta1 by default: the line says how to keep it fixed, and with that it runs.
+    opt = optim.AdamW(m.named_parameters())
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=4)
+    with pytest.raises(ValueError, match=r"unless cycle_momentum=False\)$"):
+        opt.step()
+    opt = optim.AdamW(m.named_parameters())
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=4, cycle_momentum=False)
+    opt.step()
+    sched.step()
 
 
 def test_half_precision_sparse_and_unfrozen_tensors_are_one_line_value_errors():
