@@ -57,10 +57,8 @@ int usable_cores() {
 void warn_threads_beyond_cores(const char* flag, int threads) {
   const int cores = usable_cores();
   if (threads > 0 && cores > 0 && threads > cores)
-    std::fprintf(stderr,
-                 "blocksharp: warning: %s %d is more than the %d cores here; threads beyond them only wait for "
-                 "each other\n",
-                 flag, threads, cores);
+    warn(std::string(flag) + " " + std::to_string(threads) + " is more than the " + std::to_string(cores) +
+         " cores here; threads beyond them only wait for each other");
 }
 
 int default_training_threads() {
