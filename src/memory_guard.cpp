@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "memory.h"
 #include "out_dir.h"
+#include "progress.h"
 
 namespace bs::memory_guard {
 
@@ -39,8 +40,8 @@ void start(const Message& first_advice) {
                              " left, below the reserve of " + format_bytes(static_cast<double>(reserve)) +
                              " (BLOCKSHARP_MEMORY_RESERVE); no output is left half-written (try " + first +
                              "a smaller " + param("batch_size") + " or " + param("seq_len") + ", or a smaller model)";
-        const std::string line =
-            std::string(isatty(STDERR_FILENO) ? "\n" : "") + "blocksharp: error: " + spelled(said) + "\n";
+        const std::string line =  // off the line a progress bar may be drawing (its destructor will not run)
+            std::string(Progress::enabled() ? "\n" : "") + "blocksharp: error: " + spelled(said) + "\n";
         if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
           // nothing more to say where stderr is gone
         }
