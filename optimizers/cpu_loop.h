@@ -154,99 +154,31 @@ __attribute__((always_inline)) inline T sum_squares_inline(const T* x, int64_t n
   return finish_sum_squares(typename Lanes8<T>::type{}, x, 0, n);
 }
 
-// f(k) for k in [0, n) while summing x[0, n)^2 with sum_squares' partial sums, in its order (the
-// same bits): lane j of the accumulator adds x[j], x[j + 8], ... in turn. Chunks of 64: the sum's
-// eight vector adds, then f over the same 64 indices (a loop the compiler vectorizes).
-template <class T, class F>
-__attribute__((always_inline)) inline T elements_and_sum_squares_body(const F& f, int64_t n, const T* x) {
-  typename Lanes8<T>::type acc = {};
-  int64_t k = 0;
-  for (; k + 64 <= n; k += 64) {
-    add_squares<64>(acc, x + k);
-    for (int j = 0; j < 64; ++j) f(k + j);
-  }
-  for (int64_t j = k; j < n; ++j) f(j);
-  return finish_sum_squares(acc, x, k, n);
-}
-
-// The same for two (f, x) pairs stepped together, kWayStep elements of each in turn (two_way_body's
-// reason; the closures are copied in, as there).
-template <class T, class F>
-__attribute__((always_inline)) inline void two_ways_and_sum_squares_body(const F f0, const F f1, const T* x0,
-                                                                         const T* x1, T& sum0, T& sum1, int64_t n) {
-  typename Lanes8<T>::type acc0 = {}, acc1 = {};
-  int64_t k = 0;
-  for (; k + kWayStep <= n; k += kWayStep) {
-    add_squares<kWayStep>(acc0, x0 + k);
-#pragma GCC ivdep
-    for (int j = 0; j < kWayStep; ++j) f0(k + j);
-    add_squares<kWayStep>(acc1, x1 + k);
-#pragma GCC ivdep
-    for (int j = 0; j < kWayStep; ++j) f1(k + j);
-  }
-  for (int64_t j = k; j < n; ++j) f0(j);
-  for (int64_t j = k; j < n; ++j) f1(j);
-  sum0 = finish_sum_squares(acc0, x0, k, n);
-  sum1 = finish_sum_squares(acc1, x1, k, n);
-}
-
 // Adam-mini's pass over a thread's run of equal blocks [s, e) of bs elements each: block(b, sum) is
 // called once per block with the sum of squares of x over it (sum_squares' bits) and returns the
-// closure f(k) that updates the block's element k. One pass over memory: block b + 1's sum is taken
-// while block b is updated (the first block of a way is summed alone), so every stream is read once
-// and all of them at a time; the run goes as two halves stepped together (blocks s + i and mid + i,
-// two_way_body's reason). Everything, the per-block work included, is compiled in one variant, so the
-// constants are set up once per run, not once per block.
-template <class T, class B>
-__attribute__((always_inline)) inline void block_runs_body(const B block, const T* x, int64_t bs, int64_t s,
-                                                           int64_t e) {
-  // A way's first block is summed alone (sum_squares_inline: sum_squares' bits).
-  const int64_t mid = s + (e - s + 1) / 2;  // way 0: [s, mid), way 1: [mid, e), never the longer
-  int64_t b0 = s, b1 = mid;
-  T sq0 = sum_squares_inline(x + s * bs, bs), sq1 = mid < e ? sum_squares_inline(x + mid * bs, bs) : T(0);
-  for (; b1 + 1 < e; ++b0, ++b1)  // both ways have a next block to sum
-    two_ways_and_sum_squares_body(block(b0, sq0), block(b1, sq1), x + (b0 + 1) * bs, x + (b1 + 1) * bs, sq0, sq1, bs);
-  for (int64_t b = b0; b < mid; ++b) {  // way 0's last one or two blocks
-    const auto f = block(b, sq0);
-    if (b + 1 < mid) {
-      sq0 = elements_and_sum_squares_body(f, bs, x + (b + 1) * bs);
-    } else {
-      for (int64_t k = 0; k < bs; ++k) f(k);
-    }
-  }
-  if (mid < e) {  // way 1's last block
-    const auto f = block(b1, sq1);
-    for (int64_t k = 0; k < bs; ++k) f(k);
-  }
-}
-
-#ifdef BS_LOOP_AVX512
-template <class T, class B>
-__attribute__((target("avx512f"))) void block_runs_avx512(const B& block, const T* x, int64_t bs, int64_t s,
-                                                          int64_t e) {
-  block_runs_body(block, x, bs, s, e);
-}
-#endif
-
-// Blocks of at least kPrefetchedBlock values go as one way with software prefetch instead
-// (block_run_prefetched_body): with two ways, block b + 1's values are read again a whole block after
-// their sum took them, and from 1,024 values on, with p, m and the next block of two ways streaming in
-// between, they have left the core's L1 (48 KB on the Zen 5 VM of 2026-12-03). There, in a harness over
-// 33.6M values (best of 11 passes), Adam-mini's two ways took 1.09-1.22x SGD-SaI's time at blocks of
-// 2,048 and 32,768 values and one prefetched way 0.97-1.04x; at 512 values the two were even. Stepping
-// the optimizer itself on bench optim's set: 0.93-1.00x the step time of two ways, in four runs at 1
-// and 2 threads (medians of 30 steps). Measured later on the same VM and not taken: two ways with every
-// stream prefetched (slower still: 1.1-1.5x SGD-SaI's time at 2,048 and 32,768 values), and steps of 32
-// or 64 values or a prefetch distance of 256 or 1,024 (within +-5 %, a gain at one block size and a
-// loss at the other).
-constexpr int64_t kPrefetchedBlock = 1024;
-// How far ahead, in values, the prefetched way asks for each stream (2 KB).
-constexpr int64_t kBlockPrefetch = 512;
-
-// block_runs_body's pass as one way: the update of block b, kWayStep values at a time, with block b + 1's
-// sum taken in the same loop (the same add_squares order: sum_squares' bits), and each stream (x for
-// the sums, `streams` for what the update reads and writes, indexed as x) asked for kBlockPrefetch values
-// ahead. A prefetch past the end of an array is a hint and does not fault.
+// closure f(k) that updates the block's element k. One pass over memory, one way with software
+// prefetch: block b + 1's sum is taken in the loop that updates block b (the run's first block is
+// summed alone), so every stream is read once and all of them at a time. Everything, the per-block
+// work included, is compiled in one variant, so the constants are set up once per run, not once per
+// block.
+//
+// Until the nineteenth session blocks under kPrefetchedBlock = 1,024 values went as two halves stepped
+// together without prefetch (two_way_body's reason). On the 2-core Xeon (family 6, model 167) of
+// 2026-12-04, with every block size on the prefetched way, Adam-mini's step on bench optim's set (mostly
+// rows of 512 values) took 22.0-22.3 ms against 23.0-24.0 at 1 thread and 11.1 against 12.1-12.3 at 2
+// (alternating runs, docs/bench_optim_log.md); on the Zen 5 VM the thirteenth session measured the
+// prefetched way from 256 values within the noise of the two halves. The two halves' reason held there:
+// with block b + 1 summed a whole block before its update read it again, from 1,024 values on it had
+// left L1 while p, m and the other way streamed in (1.09-1.22x SGD-SaI's time at 2,048 and 32,768
+// values against 0.97-1.04 for the prefetched way). Measured there and not taken: two ways with every
+// stream prefetched, steps of 32 or 64 values, prefetch distances of 256 or 1,024 values.
+//
+// The pass itself: the update of block b, kWayStep values at a time, with block b + 1's sum taken in
+// the same loop (the same add_squares order: sum_squares' bits), and each stream (x for the sums,
+// `streams` for what the update reads and writes, indexed as x) asked for kBlockPrefetch values ahead,
+// across block boundaries (a run's blocks lie end to end). A prefetch past the end of an array is a
+// hint and does not fault.
+constexpr int64_t kBlockPrefetch = 512;  // values (2 KB of float)
 template <class T, class B, size_t S>
 __attribute__((always_inline)) inline void block_run_prefetched_body(const B block, const T* x,
                                                                      const std::array<const T*, S> streams, int64_t bs,
@@ -282,20 +214,14 @@ __attribute__((target("avx512f"))) void block_run_prefetched_avx512(const B& blo
 }
 #endif
 
-// A run of blocks [s, e) of bs values each: block_runs_body's two ways, or from kPrefetchedBlock values on
-// block_run_prefetched_body's one way (`streams`: the arrays the update reads and writes, indexed as
-// x), in the variant use_avx512() says. Either way every block's sum has sum_squares' bits.
+// A run of blocks [s, e) of bs values each (`streams`: the arrays the update reads and writes, indexed
+// as x), in the variant use_avx512() says; every block's sum has sum_squares' bits.
 template <class T, class B, size_t S>
 void block_runs(const B& block, const T* x, const std::array<const T*, S>& streams, int64_t bs, int64_t s, int64_t e) {
-  const bool pf = bs >= kPrefetchedBlock;
 #ifdef BS_LOOP_AVX512
-  if (use_avx512()) {
-    if (pf) return block_run_prefetched_avx512(block, x, streams, bs, s, e);
-    return block_runs_avx512(block, x, bs, s, e);
-  }
+  if (use_avx512()) return block_run_prefetched_avx512(block, x, streams, bs, s, e);
 #endif
-  if (pf) return block_run_prefetched_body(block, x, streams, bs, s, e);
-  block_runs_body(block, x, bs, s, e);
+  block_run_prefetched_body(block, x, streams, bs, s, e);
 }
 
 // One tensor's share of a step that updates many tensors: `units` units of `unit_numel` elements

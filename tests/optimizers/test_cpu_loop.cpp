@@ -36,21 +36,22 @@ TEST(CpuLoop, ParallelForRunsOnTheThreads) {
 #endif
 }
 
-// block_runs (Adam-mini's pass over a thread's run of blocks: two halves stepped together, block b + 1's
-// sum of squares taken while block b is updated, a way's first block summed alone; from kPrefetchedBlock
-// values on, one prefetched way) against sum_squares (each block summed alone): every block of the run
-// asked for once, with the same bits, and no other; every element of the run visited once, no other.
-// Block sizes around the 8-lane, 16-step and 64-value chunks and around kPrefetchedBlock; runs of 1 to 7
-// blocks, so that each way's last one or two blocks and an empty second way occur; both compiled
-// variants, float and double. Oracle for sum_squares itself: the float64 sum, to the partial sums'
-// rounding.
+// block_runs (Adam-mini's pass over a thread's run of blocks: one prefetched way, block b + 1's sum of
+// squares taken while block b is updated, the run's first block summed alone) against sum_squares (each
+// block summed alone): every block of the run asked for once, with the same bits, and no other; every
+// element of the run visited once, no other. Block sizes around the 8-lane, 16-step and 64-value chunks
+// and around the 512-value prefetch distance and 1,024 (the two-way path's bound until the nineteenth
+// session); runs of 1 to 7 blocks, so that a run's first and last block and runs of one block occur;
+// both compiled variants, float and double. Oracle for sum_squares itself: the float64 sum, to the
+// partial sums' rounding.
 template <class T>
 std::string block_runs_problems(LoopVariant variant) {
   std::mt19937 rng(11);
   std::normal_distribution<double> normal;
   std::ostringstream problems;
   const int64_t nb = 9;
-  for (const int64_t bs : {1, 7, 8, 9, 16, 17, 63, 64, 65, 100, 200, 1000, 1023, 1024, 1025, 1040, 2049}) {
+  for (const int64_t bs :
+       {1, 7, 8, 9, 16, 17, 63, 64, 65, 100, 200, 511, 512, 513, 1000, 1023, 1024, 1025, 1040, 2049}) {
     std::vector<T> x(static_cast<size_t>(nb * bs));
     for (auto& e : x) e = T(normal(rng));
     for (const auto& [s, e] :
