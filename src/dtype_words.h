@@ -11,13 +11,12 @@ inline const Words<torch::Dtype>& dtype_words() {
   return w;
 }
 
-// A dtype as the CLI and PyTorch spell it: "float32", "float64", "float16", "bfloat16", else LibTorch's name.
+// A dtype as the CLI and PyTorch spell it: dtype_words()' word, else "float16", "bfloat16" (the dtypes
+// a Session does not take but a user's tensors may have), else LibTorch's name.
 inline const char* dtype_name(torch::Dtype d) {
+  for (const auto& [word, dtype] : dtype_words())
+    if (dtype == d) return word.c_str();
   switch (d) {
-    case torch::kFloat32:
-      return "float32";
-    case torch::kFloat64:
-      return "float64";
     case torch::kFloat16:
       return "float16";
     case torch::kBFloat16:
